@@ -1,0 +1,37 @@
+"""Domain exceptions. Each message names the bad value and says how to fix it.
+
+Core raises these; the edges translate them: the UI shows ``st.error``, the CLI prints the message and
+exits non-zero. Nothing turns them into chat text.
+"""
+
+
+class InkstoneError(Exception):
+    """Base class of every error Inkstone reports to a user."""
+
+
+class ConfigError(InkstoneError):
+    """A setting, config file or CLI flag has a bad value."""
+
+
+class ModelError(InkstoneError):
+    """A model cannot be found, verified or loaded (unknown id, missing package, hash mismatch, won't fit)."""
+
+
+class RemoteCodeRefused(ModelError):
+    """A checkpoint needs Python code from its own directory and ``--trust-remote-code`` was not given."""
+
+
+class GenerationError(InkstoneError):
+    """Generation failed mid-answer (for example CUDA out of memory); the model stays usable."""
+
+
+class InputError(InkstoneError):
+    """A user message is refused before it is stored (empty, or larger than the context budget)."""
+
+
+class NotFoundError(InkstoneError):
+    """A session, message or persona id does not exist."""
+
+
+class StorageError(InkstoneError):
+    """The history database cannot be opened or written (read-only, locked, corrupt)."""
