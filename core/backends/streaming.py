@@ -1,0 +1,75 @@
+"""Per-call streaming pieces for ``model.generate``: an id streamer with incremental decoding and a stop check.
+
+The streamer decodes the whole answer so far on every step and emits only the new suffix, holding back a
+trailing U+FFFD (half of a multi-byte character) until the rest arrives. This is exact for byte-fallback and
+SentencePiece tokenizers, where decoding token by token would drop spaces or split characters.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+from transformers import StoppingCriteria
+from transformers.generation.streamers import BaseStreamer
+
+from core.models.codec import ChatCodec
+
+_END = object()
+
+
+class IdStreamer(BaseStreamer):
+    """Receives ids from ``generate`` (prompt first, skipped) and queues new text for the consumer."""
+
+    def __init__(self, codec: ChatCodec) -> None:
+        self.codec = codec
+        self.ids: list[int] = []
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self._printed = 0
+        self._prompt_seen = False
+        self._stop = set(codec.stop_ids)
+
+    def put(self, value: Any) -> None:
+        """Called by ``generate`` with the prompt, then with each new token."""
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        new = [int(i) for i in value.reshape(-1).tolist()]
+        self.ids.extend(i for i in new if i not in self._stop)
+        text = self.codec.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return
+        if len(text) > self._printed:
+            self.queue.put(text[self._printed :])
+            self._printed = len(text)
+
+    def end(self) -> None:
+        """Called by ``generate`` at the end: flush what was held back and signal the end."""
+        text = self.codec.decode(self.ids)
+        if len(text) > self._printed:
+            self.queue.put(text[self._printed :])
+            self._printed = len(text)
+        self.queue.put(_END)
+
+    def finish_with_error(self, exc: BaseException) -> None:
+        """Hand an exception from the generation thread to the consumer."""
+        self.queue.put(exc)
+        self.queue.put(_END)
+
+    def items(self) -> Any:
+        """Yield queued text pieces (or an exception) until the end marker."""
+        while (item := self.queue.get()) is not _END:
+            yield item
+
+
+class StopOnEvent(StoppingCriteria):
+    """Stops generation as soon as a ``threading.Event`` is set (Stop button, Ctrl-C, client gone)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)

@@ -1,0 +1,102 @@
+"""The in-process transformers backend: one loaded model, one generation at a time, streamed per call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from core.backends.base import ChatMessages, Finished, StreamEvent, TextDelta
+from core.backends.streaming import IdStreamer, StopOnEvent
+from core.config import GenerationSettings
+from core.errors import GenerationError
+from core.models.loader import LoadedModel
+
+
+def sampling_kwargs(settings: GenerationSettings) -> dict[str, Any]:
+    """``generate`` keyword arguments for these settings; temperature 0 means greedy."""
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens}
+    if settings.repetition_penalty != 1.0:
+        kwargs["repetition_penalty"] = settings.repetition_penalty
+    if settings.temperature <= 0:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
+    return kwargs
+
+
+class TransformersBackend:
+    """Streams answers from a model loaded by ``core.models.loader``."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.codec = loaded.codec
+        self.model_id = loaded.model_id
+        self.context_window = loaded.context_window
+        self._lock = threading.Lock()
+
+    def count_prompt_tokens(self, messages: ChatMessages) -> int:
+        """Exact prompt length in the model's chat format."""
+        return len(self.codec.prompt_ids(messages))
+
+    def stream(
+        self, messages: ChatMessages, settings: GenerationSettings, stop: threading.Event
+    ) -> Iterator[StreamEvent]:
+        """Generate in a worker thread and yield text as it is decoded (see ``Backend.stream``)."""
+        import torch
+
+        prompt = self.codec.prompt_ids(messages)
+        with self._lock:
+            device = self.model.device
+            input_ids = torch.tensor([prompt], dtype=torch.long, device=device)
+            streamer = IdStreamer(self.codec)
+            kwargs = dict(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                streamer=streamer,
+                stopping_criteria=[StopOnEvent(stop)],
+                eos_token_id=self.codec.stop_ids,
+                pad_token_id=getattr(self.codec, "pad_id", None) or self.codec.stop_ids[0],
+                **sampling_kwargs(settings),
+            )
+
+            def work() -> None:
+                try:
+                    with torch.inference_mode():
+                        self.model.generate(**kwargs)
+                    streamer.end()
+                except BaseException as exc:  # handed to the consumer thread, which re-raises it
+                    streamer.finish_with_error(exc)
+
+            thread = threading.Thread(target=work, name="inkstone-generate", daemon=True)
+            thread.start()
+            try:
+                for item in streamer.items():
+                    if isinstance(item, BaseException):
+                        raise _as_generation_error(item) from item
+                    yield TextDelta(item)
+            finally:
+                stop_requested_by_consumer = not stop.is_set() and thread.is_alive()
+                if stop_requested_by_consumer:
+                    stop.set()  # the consumer went away: end generation so the lock is released promptly
+                thread.join()
+            reason = "stopped" if stop.is_set() else "complete"
+            yield Finished(len(prompt), len(streamer.ids), reason)
+
+
+def _as_generation_error(exc: BaseException) -> GenerationError:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        torch.cuda.empty_cache()
+        return GenerationError(
+            "The GPU ran out of memory during this answer (the model is still loaded and usable): lower "
+            "max_new_tokens or max_turns, start a new session, or load the model with --quantize 4bit."
+        )
+    if isinstance(exc, MemoryError):
+        return GenerationError(
+            "The machine ran out of memory during this answer: lower max_new_tokens or max_turns, close other "
+            "programs, or use a smaller model."
+        )
+    return GenerationError(f"Generation failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,127 @@
+"""``python -m core chat``: answer one MESSAGE (streamed), or chat interactively in a REPL.
+
+Ctrl-C while an answer streams stops it and keeps the partial answer (stored as ``stopped``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from core.chat import Done, Failed, Started, Token
+from core.cli.common import add_home_flag, fail, print_json, settings_from_args
+from core.engine import Engine, build_engine
+from core.errors import InkstoneError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of ``chat``."""
+    p = argparse.ArgumentParser(prog="python -m core chat", description="Chat with a model from the terminal.")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--session", help="continue this session id")
+    which.add_argument("--new", action="store_true", help="start a new session (the default)")
+    p.add_argument("--model", help="profile id or local model directory (see `python -m core model list`)")
+    p.add_argument("--persona", help="persona id, or none")
+    p.add_argument("--temperature", type=float, help="0 means greedy")
+    p.add_argument("--max-new-tokens", type=int, help="longest answer in tokens")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--quantize", choices=["4bit", "8bit", "none"])
+    p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a checkpoint's own code")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the reply and figures last")
+    p.add_argument("message", nargs="?", help="answer this once; without it, start a REPL")
+    add_home_flag(p)
+    return p
+
+
+def _prepare_session(engine: Engine, args: argparse.Namespace) -> str:
+    overrides = {"temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
+    if args.session:
+        session = engine.store.get_session(args.session)
+        settings = engine.service.session_settings(session.id).with_updates(**overrides)
+        engine.store.update_session(session.id, settings={**session.settings, **settings.to_dict()})
+        return session.id
+    session_id = engine.new_session()
+    settings = engine.settings.generation.with_updates(**overrides)
+    engine.store.update_session(session_id, settings=settings.to_dict())
+    return session_id
+
+
+def answer(engine: Engine, session_id: str, text: str, *, out=sys.stdout) -> dict:  # noqa: ANN001
+    """Stream one answer to ``out``; return the figures (the ``--json`` object). Ctrl-C stops the answer."""
+    stop = threading.Event()
+    result: dict = {"session_id": session_id, "reply": "", "prompt_tokens": None, "completion_tokens": None,
+                    "ttft_ms": None, "tokens_per_s": None, "sources": [], "status": None}
+    events = engine.service.send(session_id, text, stop)
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            break
+        except KeyboardInterrupt:
+            stop.set()  # the backend notices within one token and finishes as "stopped"
+            continue
+        if isinstance(event, Token):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, Started) and event.omitted_turns:
+            print(f"[{event.omitted_turns} earlier turns left out of the prompt]", file=sys.stderr)
+        elif isinstance(event, Done):
+            s = event.stats
+            result.update(reply=s.text, prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens,
+                          ttft_ms=s.ttft_ms, tokens_per_s=s.tokens_per_s, status=s.status)
+        elif isinstance(event, Failed):
+            result.update(status="error", error=event.error)
+    out.write("\n")
+    return result
+
+
+def repl(engine: Engine, session_id: str) -> int:
+    """Read messages until EOF or /exit."""
+    print(f"Session {session_id} with {engine.backend.model_id}. Ctrl-C stops an answer; /exit or Ctrl-D quits.")
+    while True:
+        try:
+            text = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if text.strip() in ("/exit", "/quit"):
+            return 0
+        try:
+            result = answer(engine, session_id, text)
+        except InkstoneError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        if result.get("status") == "error":
+            print(f"error: {result['error']}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``chat`` with parsed arguments."""
+    try:
+        settings = settings_from_args(
+            args, model=args.model, device=args.device, quantize=args.quantize, trust_remote_code=args.trust_remote_code
+        )
+        if args.persona not in (None, "none"):
+            from core.errors import ConfigError
+
+            raise ConfigError(f"Persona {args.persona!r} is not available: personas are not supported yet; use none.")
+        progress = (lambda msg: print(msg, file=sys.stderr)) if sys.stderr.isatty() else None
+        engine = build_engine(settings, progress)
+        session_id = _prepare_session(engine, args)
+        if args.message is None:
+            return repl(engine, session_id)
+        result = answer(engine, session_id, args.message)
+    except InkstoneError as exc:
+        return fail(exc)
+    if args.json:
+        print_json(result)
+    if result.get("status") == "error":
+        print(f"error: {result['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    return run(build_parser().parse_args(argv))

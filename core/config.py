@@ -1,0 +1,177 @@
+"""Typed settings, defaulted in one place and layered: CLI flags > inkstone.toml > environment > defaults.
+
+This is the only module that reads the environment (``INKSTONE_HOME``, ``INKSTONE_MODEL``,
+``INKSTONE_ADAPTERS``, ``INKSTONE_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling settings of one session; temperature 0 means greedy decoding."""
+
+    temperature: float = 0.7
+    """Softmax temperature; 0 switches to greedy decoding."""
+    top_p: float = 0.9
+    """Nucleus sampling mass (0 < top_p <= 1)."""
+    top_k: int = 40
+    """Keep only the k most likely tokens (0 disables)."""
+    max_new_tokens: int = 512
+    """Most tokens one answer may have; also reserved out of the context window."""
+    repetition_penalty: float = 1.05
+    """Penalty (>= 1) on tokens already in the context."""
+    max_turns: int = 10
+    """Most recent user/assistant turns put into the prompt; older turns stay stored."""
+
+    def validated(self) -> GenerationSettings:
+        """Return self, or raise ConfigError naming the first out-of-range value and its range."""
+        checks = [
+            ("temperature", 0 <= self.temperature <= 5, "between 0 and 5"),
+            ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
+            ("top_k", self.top_k >= 0, ">= 0"),
+            ("max_new_tokens", 1 <= self.max_new_tokens <= 32768, "between 1 and 32768"),
+            ("repetition_penalty", 1 <= self.repetition_penalty <= 3, "between 1 and 3"),
+            ("max_turns", 1 <= self.max_turns <= 1000, "between 1 and 1000"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(f"Generation setting {name}={getattr(self, name)!r} is out of range: use a value {allowed}.")
+        return self
+
+    def with_updates(self, **changes: Any) -> GenerationSettings:
+        """Copy with the given (non-None) fields replaced, validated."""
+        known = {f.name for f in fields(self)}
+        clean = {k: v for k, v in changes.items() if k in known and v is not None}
+        return replace(self, **clean).validated()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for storing with a session."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> GenerationSettings:
+        """Build from a stored dict, ignoring unknown keys and keeping defaults for missing ones."""
+        return cls().with_updates(**(data or {}))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one Inkstone process."""
+
+    home: Path = Path("data")
+    """Data dir: the SQLite history, converted-model cache, knowledge bases."""
+    model: str = DEFAULT_MODEL
+    """Model profile id (see ``python -m core model list``) or a local Hugging Face model directory."""
+    adapters: Path = Path("adapters")
+    """Directory of persona directories."""
+    host: str = "127.0.0.1"
+    """Address the UI binds to; keep 127.0.0.1 unless you mean to expose your chats."""
+    port: int = 8501
+    """UI port."""
+    device: str = "auto"
+    """auto (CUDA when available), cuda or cpu."""
+    dtype: str = "auto"
+    """auto (bf16 on CUDA where supported, else fp16; fp32 on CPU), float32, bfloat16 or float16."""
+    quantize: str | None = None
+    """None, "4bit" or "8bit" (bitsandbytes, CUDA only)."""
+    trust_remote_code: bool = False
+    """Allow a checkpoint's own Python files to run. Off; only for checkpoints you have read."""
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    """Default generation settings of new sessions."""
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite history file."""
+        return self.home / "inkstone.db"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where converted model weights are cached."""
+        return self.home / "cache"
+
+
+_TOP_LEVEL = {f.name for f in fields(Settings)} - {"generation"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in ("home", "adapters"):
+        return Path(str(value)).expanduser()
+    if name == "port":
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"port={value!r} is not a number: set an integer such as 8501.") from None
+    if name == "quantize":
+        if value in (None, "", "none"):
+            return None
+        if value not in ("4bit", "8bit"):
+            raise ConfigError(f"quantize={value!r} is not supported: use 4bit, 8bit or none.")
+    if name == "device" and value not in ("auto", "cuda", "cpu"):
+        raise ConfigError(f"device={value!r} is not supported: use auto, cuda or cpu.")
+    if name == "dtype" and value not in ("auto", "float32", "bfloat16", "float16"):
+        raise ConfigError(f"dtype={value!r} is not supported: use auto, float32, bfloat16 or float16.")
+    return value
+
+
+def _apply(base: Settings, layer: dict[str, Any], source: str) -> Settings:
+    top: dict[str, Any] = {}
+    gen = dict(layer.get("generation") or {})
+    for key, value in layer.items():
+        if key == "generation":
+            continue
+        if key in _TOP_LEVEL:
+            top[key] = _coerce(key, value)
+        elif key in {f.name for f in fields(GenerationSettings)}:
+            gen[key] = value
+        else:
+            raise ConfigError(f"Unknown setting {key!r} in {source}: remove it or check its spelling.")
+    result = replace(base, **top)
+    if gen:
+        result = replace(result, generation=result.generation.with_updates(**gen))
+    return result
+
+
+def env_layer(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Settings given by environment variables."""
+    env = os.environ if environ is None else environ
+    layer: dict[str, Any] = {}
+    for var, key in (("INKSTONE_HOME", "home"), ("INKSTONE_MODEL", "model"), ("INKSTONE_ADAPTERS", "adapters")):
+        if env.get(var):
+            layer[key] = env[var]
+    return layer
+
+
+def config_file_path(environ: dict[str, str] | None = None) -> Path:
+    """The config file: ``$INKSTONE_CONFIG`` or ``./inkstone.toml``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("INKSTONE_CONFIG") or "inkstone.toml")
+
+
+def load_settings(
+    cli: dict[str, Any] | None = None,
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Layer defaults, environment, the TOML file (if present) and CLI values (None means not given)."""
+    settings = _apply(Settings(), env_layer(environ), "the environment")
+    path = config_file or config_file_path(environ)
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"Config file {path} is not valid TOML ({exc}): fix or delete it.") from None
+        settings = _apply(settings, data, str(path))
+    if cli:
+        settings = _apply(settings, {k: v for k, v in cli.items() if v is not None}, "the command line")
+    return settings

@@ -1,0 +1,51 @@
+"""The engine: settings, history store, loaded backend and chat service, built once per process.
+
+The UI builds it behind one ``st.cache_resource``; the CLI builds it per command. All browser tabs share
+one engine; the backend's lock serializes generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.backends import create_backend
+from core.backends.base import Backend
+from core.chat import ChatService
+from core.config import Settings
+from core.history import HistoryStore
+from core.models.loader import Progress
+from core.models.registry import ModelProfile, resolve
+
+
+@dataclass
+class Engine:
+    """Everything a front end needs to chat."""
+
+    settings: Settings
+    profile: ModelProfile
+    store: HistoryStore
+    backend: Backend
+    service: ChatService
+
+    def new_session(self, title: str | None = None) -> str:
+        """Create a session with this engine's model and default generation settings; return its id."""
+        session = self.store.create_session(
+            model=self.backend.model_id, settings=self.settings.generation.to_dict(), title=title
+        )
+        return session.id
+
+
+def open_store(settings: Settings) -> HistoryStore:
+    """Open the history database and mark answers a killed process left streaming as stopped."""
+    store = HistoryStore.open(settings.db_path)
+    store.recover_interrupted()
+    return store
+
+
+def build_engine(settings: Settings, progress: Progress | None = None, backend: Backend | None = None) -> Engine:
+    """Resolve the model, open the store, load the backend (or use the given one) and wire the service."""
+    profile = resolve(settings.model)
+    store = open_store(settings)
+    if backend is None:
+        backend = create_backend(profile, settings, progress)
+    return Engine(settings, profile, store, backend, ChatService(store, backend))

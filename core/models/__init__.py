@@ -1,0 +1,1 @@
+"""Model profiles (the registry), bundled offline models, and loading checkpoints from disk."""

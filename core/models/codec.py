@@ -1,0 +1,53 @@
+"""Chat codecs: messages -> prompt ids, ids -> text, and the ids that end an answer.
+
+``HFChatCodec`` wraps a Hugging Face tokenizer with a chat template. ChatGLM3 has its own codec
+(``core.chatglm3.ChatGLM3Tokenizer``) with the same three members, so the backend treats both alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from core.errors import ModelError
+
+
+class ChatCodec(Protocol):
+    """What the transformers backend needs from a tokenizer."""
+
+    stop_ids: list[int]
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """Token ids of the chat prompt, ending with the assistant's turn marker."""
+        ...
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of ``ids`` with special tokens left out."""
+        ...
+
+
+class HFChatCodec:
+    """A Hugging Face tokenizer and its chat template."""
+
+    def __init__(self, tokenizer: Any, generation_config: Any = None, source: str = "") -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ModelError(
+                f"The tokenizer of {source or 'this model'} has no chat template, so Inkstone cannot build prompts: "
+                "use an instruct/chat model, or add a `chat_template` to its tokenizer_config.json."
+            )
+        self.tokenizer = tokenizer
+        stop: list[int] = []
+        for candidate in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+            for i in candidate if isinstance(candidate, list) else [candidate]:
+                if isinstance(i, int) and i not in stop:
+                    stop.append(i)
+        self.stop_ids = stop
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """Render the chat template with the generation prompt and tokenize it."""
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        return list(ids)
+
+    def decode(self, ids: list[int]) -> str:
+        """Decode, skipping special tokens."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)

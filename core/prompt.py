@@ -1,0 +1,71 @@
+"""Prompt building: system prompt + as much recent history as fits, newest kept.
+
+Two limits apply: at most ``max_turns`` turns (the question being answered counts as one), and never more
+tokens than the context window minus ``max_new_tokens``. Stored history is never touched; only the prompt
+is trimmed, and the caller learns how many earlier turns were left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from core.errors import InputError
+
+ChatMessages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class PromptPlan:
+    """The messages to send and what was left out."""
+
+    messages: ChatMessages
+    prompt_tokens: int
+    omitted_turns: int
+
+
+def group_turns(history: Sequence[tuple[str, str]]) -> list[ChatMessages]:
+    """Split (role, content) pairs into turns, each a user message and the answers that followed it."""
+    turns: list[ChatMessages] = []
+    for role, content in history:
+        if role == "user" or not turns:
+            turns.append([])
+        turns[-1].append({"role": role, "content": content})
+    return turns
+
+
+def build_prompt(
+    history: Sequence[tuple[str, str]],
+    *,
+    count_tokens: Callable[[ChatMessages], int],
+    context_window: int,
+    max_new_tokens: int,
+    max_turns: int,
+    system: str | None = None,
+) -> PromptPlan:
+    """Fit the newest turns of ``history`` (ending with the user message being answered) into the budget.
+
+    Raises InputError when even the last user message alone does not fit, naming its size and the limit.
+    """
+    budget = context_window - max_new_tokens
+    head: ChatMessages = [{"role": "system", "content": system}] if system else []
+    turns = group_turns(history)
+    if not turns:
+        raise InputError("There is no user message to answer: type a message first.")
+    kept: list[ChatMessages] = [turns[-1]]
+    tokens = count_tokens(head + turns[-1])
+    if tokens > budget:
+        raise InputError(
+            f"The message needs {tokens} tokens of prompt, but this model's context window of {context_window} "
+            f"minus max_new_tokens {max_new_tokens} leaves {budget}: shorten the message or lower max_new_tokens."
+        )
+    for turn in reversed(turns[:-1]):
+        if len(kept) >= max_turns:
+            break
+        candidate = [turn, *kept]
+        candidate_tokens = count_tokens(head + [m for t in candidate for m in t])
+        if candidate_tokens > budget:
+            break
+        kept, tokens = candidate, candidate_tokens
+    messages = head + [m for t in kept for m in t]
+    return PromptPlan(messages=messages, prompt_tokens=tokens, omitted_turns=len(turns) - len(kept))
