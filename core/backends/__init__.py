@@ -13,7 +13,7 @@ def create_backend(profile: ModelProfile, settings: Settings, progress: Progress
     if profile.source == "fake":
         from core.backends.fake import FakeBackend
 
-        return FakeBackend()
+        return FakeBackend(delay_s=0.2 if profile.id == "fake-slow" else 0.0, model_id=profile.id)
     from core.backends.transformers_backend import TransformersBackend
     from core.models.loader import load_model
 

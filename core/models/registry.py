@@ -44,11 +44,17 @@ BUNDLED = {
 FAKE = ModelProfile(
     id="fake", title="Fake (scripted, no model)", source="fake", description="Runs the UI without a model."
 )
+FAKE_SLOW = ModelProfile(
+    id="fake-slow",
+    title="Fake, slow (scripted, 0.2 s a word)",
+    source="fake",
+    description="Like fake, slow enough to press Stop; for trying the UI and for browser tests.",
+)
 
 
 def profiles() -> list[ModelProfile]:
     """Every built-in profile, the default first."""
-    return [*BUNDLED.values(), FAKE]
+    return [*BUNDLED.values(), FAKE, FAKE_SLOW]
 
 
 def resolve(spec: str) -> ModelProfile:
@@ -56,8 +62,9 @@ def resolve(spec: str) -> ModelProfile:
     spec = spec.strip()
     if spec in BUNDLED:
         return BUNDLED[spec]
-    if spec == "fake":
-        return FAKE
+    for fake in (FAKE, FAKE_SLOW):
+        if spec == fake.id:
+            return fake
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
