@@ -1,0 +1,177 @@
+"""The history database file: numbered schema migrations, applied in order on every open, each once,
+and the errors opening it turns into (StorageError naming the path and the fix).
+
+A migration is a function ``mNNN_<what>(db)`` appended to ``MIGRATIONS``; ``_migrations`` records the
+names applied. A released migration is never edited: a schema change is a new function at the end.
+``migrate`` runs inside one ``BEGIN IMMEDIATE`` transaction, so two processes opening the same file at
+once cannot both apply a migration, and a read-only or locked file is noticed at open, not mid-chat.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlite_utils import Database
+
+from core.errors import StorageError
+
+Migration = Callable[[Database], None]
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration (decorator); its name is what ``_migrations`` records."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: Database) -> None:
+    """Sessions and their messages (status and per-turn stats), with the indexes the UI lists by."""
+    db.execute(
+        """
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            title_auto INTEGER NOT NULL DEFAULT 1,
+            model TEXT NOT NULL,
+            persona TEXT,
+            settings TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE messages (
+            id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'complete'
+                CHECK (status IN ('complete', 'streaming', 'stopped', 'error')),
+            created_at TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            ttft_ms REAL,
+            tokens_per_s REAL,
+            sources TEXT NOT NULL DEFAULT '[]',
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX sessions_updated_at ON sessions (updated_at)")
+    db.execute("CREATE INDEX messages_session ON messages (session_id, id)")
+    db.execute("CREATE INDEX messages_status ON messages (status)")
+
+
+@migration
+def m002_search(db: Database) -> None:
+    """FTS5 indexes over messages.content and sessions.title, filled from existing rows, kept in sync.
+
+    External-content tables keyed by rowid, as sqlite-utils ``enable_fts`` makes them, but with
+    triggers that re-index only when the indexed column changes (a streamed answer's stats updates
+    do not touch the index). If a VACUUM ever renumbers rowids, ``'rebuild'`` restores the index.
+    """
+    for table, column in (("messages", "content"), ("sessions", "title")):
+        fts = f"{table}_fts"
+        db.execute(f"CREATE VIRTUAL TABLE {fts} USING fts5 ({column}, content='{table}')")
+        db.execute(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
+        db.execute(
+            f"CREATE TRIGGER {table}_fts_ai AFTER INSERT ON {table} BEGIN "
+            f"INSERT INTO {fts} (rowid, {column}) VALUES (new.rowid, new.{column}); END"
+        )
+        db.execute(
+            f"CREATE TRIGGER {table}_fts_ad AFTER DELETE ON {table} BEGIN "
+            f"INSERT INTO {fts} ({fts}, rowid, {column}) VALUES ('delete', old.rowid, old.{column}); END"
+        )
+        db.execute(
+            f"CREATE TRIGGER {table}_fts_au AFTER UPDATE OF {column} ON {table} BEGIN "
+            f"INSERT INTO {fts} ({fts}, rowid, {column}) VALUES ('delete', old.rowid, old.{column}); "
+            f"INSERT INTO {fts} (rowid, {column}) VALUES (new.rowid, new.{column}); END"
+        )
+
+
+def database_path(db: Database) -> str:
+    """The file behind ``db`` (``:memory:`` for an in-memory database), for error messages."""
+    try:
+        rows = db.conn.execute("PRAGMA database_list").fetchall()
+    except sqlite3.Error:
+        return "<unknown database>"
+    for _, name, file in rows:
+        if name == "main":
+            return file or ":memory:"
+    return ":memory:"
+
+
+def storage_error(exc: sqlite3.Error, path: str) -> StorageError:
+    """A StorageError naming the file, what went wrong and the fix, for a sqlite3 error on ``path``."""
+    name, text = getattr(exc, "sqlite_errorname", "") or "", str(exc).lower()
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        fix = "it is locked by another process: close the other Inkstone process (or program) and try again"
+    elif name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")) or "readonly" in text:
+        fix = (
+            "it cannot be written: check permissions of the file and its folder (Inkstone also writes "
+            "-wal and -shm files next to it), or point INKSTONE_HOME at a writable folder"
+        )
+    elif name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text:
+        fix = (
+            "it is not a SQLite database or is damaged: move the file aside (Inkstone never overwrites "
+            "it) and start again with an empty history"
+        )
+    elif name.startswith("SQLITE_FULL"):
+        fix = "the disk is full: free some space and try again"
+    else:
+        fix = "check the file and its folder"
+    return StorageError(f"History database {path} failed ({exc}); {fix}.")
+
+
+def applied_migrations(db: Database) -> list[str]:
+    """Names recorded in ``_migrations`` in the order they were applied (empty for a new database)."""
+    if not db["_migrations"].exists():
+        return []
+    return [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+
+def migrate(db: Database, *, until: str | None = None) -> list[str]:
+    """Apply every migration not yet recorded, in order (stopping after ``until`` if given).
+
+    Returns the names applied now. Raises StorageError when the database records a migration this
+    Inkstone does not know (it was written by a newer Inkstone). sqlite3 errors propagate; the caller
+    names the file in its message.
+    """
+    known = [fn.__name__ for fn in MIGRATIONS]
+    if until is not None and until not in known:
+        raise ValueError(f"unknown migration {until!r}")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        # A write that changes nothing: a read-only file fails here, at open, rather than mid-chat.
+        db.execute("DELETE FROM _migrations WHERE 0")
+        applied = set(applied_migrations(db))
+        unknown = sorted(applied - set(known))
+        if unknown:
+            raise StorageError(
+                f"History database {database_path(db)} was written by a newer Inkstone (it records "
+                f"migration {', '.join(unknown)}): upgrade Inkstone, or move the file aside to start "
+                "an empty history."
+            )
+        done: list[str] = []
+        for fn in MIGRATIONS:
+            name = fn.__name__
+            if name not in applied:
+                fn(db)
+                stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+                db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, stamp])
+                done.append(name)
+            if name == until:
+                break
+        db.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+    return done
