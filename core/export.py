@@ -1,0 +1,136 @@
+"""Export a stored session as Markdown or as JSON in the OpenAI ``messages`` shape, and import the JSON.
+
+The JSON is ``{"id", "title", "model", "persona", "settings", "created_at", "messages": [{"role",
+"content"}, ...]}``; a message carries ``"status"``, ``"error"`` or ``"sources"`` only where it has
+them (an answer that was stopped or failed, or that cited documents), so a plain chat exports as plain
+OpenAI messages. Import creates a new session (new ids and timestamps) from such a document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from core.errors import InputError, StorageError
+from core.history import ROLES, STATUSES, HistoryStore, Message, Session
+
+_ROLE_HEADINGS = {"system": "**System**", "user": "**User**", "assistant": "**Assistant**"}
+
+
+def source_label(source: dict[str, Any], number: int) -> str:
+    """``[n] file, p. X`` for one cited source (the page part only when the source has a page)."""
+    name = next(
+        (source[k] for k in ("file", "source", "document", "title") if source.get(k)), "unknown source"
+    )
+    page = source.get("page")
+    return f"[{number}] {name}" + (f", p. {page}" if page not in (None, "") else "")
+
+
+def session_to_markdown(session: Session, messages: list[Message]) -> str:
+    """A readable Markdown document: title, model/persona line, then each message under its role."""
+    lines = [f"# {session.title}", ""]
+    meta = f"Model: `{session.model}`"
+    if session.persona:
+        meta += f" · Persona: {session.persona}"
+    lines += [f"{meta} · Created: {session.created_at}", ""]
+    for message in messages:
+        lines += [_ROLE_HEADINGS.get(message.role, f"**{message.role}**"), "", message.content or "", ""]
+        if message.status == "stopped":
+            lines += ["_(answer stopped before it was finished)_", ""]
+        elif message.status == "streaming":
+            lines += ["_(answer was still being written)_", ""]
+        elif message.status == "error":
+            lines += [f"_(answer failed: {message.error or 'unknown error'})_", ""]
+        if message.sources:
+            lines += ["Sources:", ""]
+            lines += [f"- {source_label(src, i)}" for i, src in enumerate(message.sources, start=1)]
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def session_to_json(session: Session, messages: list[Message]) -> dict[str, Any]:
+    """The session as a JSON-ready dict in the OpenAI ``messages`` shape (see the module docstring)."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        item: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.status != "complete":
+            item["status"] = message.status
+        if message.error:
+            item["error"] = message.error
+        if message.sources:
+            item["sources"] = message.sources
+        out.append(item)
+    return {
+        "id": session.id,
+        "title": session.title,
+        "model": session.model,
+        "persona": session.persona,
+        "settings": session.settings,
+        "created_at": session.created_at,
+        "messages": out,
+    }
+
+
+def _problems(data: Any) -> list[str]:
+    if not isinstance(data, dict):
+        return [f"the document is a {type(data).__name__}, not a JSON object"]
+    problems = []
+    if not isinstance(data.get("model"), str) or not data["model"].strip():
+        problems.append('"model" is missing or not a non-empty string')
+    for key, kind in (("title", str), ("persona", str), ("settings", dict)):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            problems.append(f'"{key}" is not a {kind.__name__}')
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        return [*problems, '"messages" is missing or not a list']
+    for i, item in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where} is not an object")
+            continue
+        if item.get("role") not in ROLES:
+            problems.append(f"{where}.role is {item.get('role')!r}, not one of {', '.join(ROLES)}")
+        if not isinstance(item.get("content"), str):
+            problems.append(f"{where}.content is missing or not a string")
+        if item.get("status", "complete") not in STATUSES:
+            problems.append(f"{where}.status is {item.get('status')!r}, not one of {', '.join(STATUSES)}")
+        if item.get("error") is not None and not isinstance(item["error"], str):
+            problems.append(f"{where}.error is not a string")
+        sources = item.get("sources", [])
+        if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
+            problems.append(f"{where}.sources is not a list of objects")
+    return problems
+
+
+def session_from_json(store: HistoryStore, data: Any) -> Session:
+    """Create a new session in ``store`` from an exported JSON document and return it.
+
+    Checks the whole document first and raises one InputError listing every problem; nothing is
+    stored then. An answer exported while ``streaming`` is imported as ``stopped``.
+    """
+    problems = _problems(data)
+    if problems:
+        raise InputError("Cannot import this session: " + "; ".join(problems) + ".")
+    session = store.create_session(
+        model=data["model"],
+        persona=data.get("persona"),
+        settings=data.get("settings"),
+        title=data.get("title"),
+    )
+    try:
+        for item in data["messages"]:
+            status = item.get("status", "complete")
+            message = store.add_message(
+                session.id,
+                item["role"],
+                item["content"],
+                status="stopped" if status == "streaming" else status,
+            )
+            if item.get("sources") or item.get("error"):
+                store.update_message(message.id, sources=item.get("sources"), error=item.get("error"))
+    except StorageError:
+        # Do not leave half a conversation behind; if the store is unusable, report the first error.
+        with contextlib.suppress(StorageError):
+            store.delete_session(session.id)
+        raise
+    return store.get_session(session.id)
