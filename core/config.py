@@ -46,7 +46,8 @@ class GenerationSettings:
         ]
         for name, ok, allowed in checks:
             if not ok:
-                raise ConfigError(f"Generation setting {name}={getattr(self, name)!r} is out of range: use a value {allowed}.")
+                value = getattr(self, name)
+                raise ConfigError(f"Generation setting {name}={value!r} is out of range: use a value {allowed}.")
         return self
 
     def with_updates(self, **changes: Any) -> GenerationSettings:

@@ -28,6 +28,7 @@ class IdStreamer(BaseStreamer):
         self.queue: queue.Queue[Any] = queue.Queue()
         self._printed = 0
         self._prompt_seen = False
+        self._ended = False
         self._stop = set(codec.stop_ids)
 
     def put(self, value: Any) -> None:
@@ -45,7 +46,10 @@ class IdStreamer(BaseStreamer):
             self._printed = len(text)
 
     def end(self) -> None:
-        """Called by ``generate`` at the end: flush what was held back and signal the end."""
+        """Called by ``generate`` at the end: flush what was held back and signal the end (once)."""
+        if self._ended:
+            return
+        self._ended = True
         text = self.codec.decode(self.ids)
         if len(text) > self._printed:
             self.queue.put(text[self._printed :])
@@ -54,6 +58,7 @@ class IdStreamer(BaseStreamer):
 
     def finish_with_error(self, exc: BaseException) -> None:
         """Hand an exception from the generation thread to the consumer."""
+        self._ended = True
         self.queue.put(exc)
         self.queue.put(_END)
 

@@ -71,15 +71,16 @@ class TransformersBackend:
 
             thread = threading.Thread(target=work, name="inkstone-generate", daemon=True)
             thread.start()
+            drained = False
             try:
                 for item in streamer.items():
                     if isinstance(item, BaseException):
                         raise _as_generation_error(item) from item
                     yield TextDelta(item)
+                drained = True
             finally:
-                stop_requested_by_consumer = not stop.is_set() and thread.is_alive()
-                if stop_requested_by_consumer:
-                    stop.set()  # the consumer went away: end generation so the lock is released promptly
+                if not drained:
+                    stop.set()  # the consumer went away or failed: end generation so the lock is released promptly
                 thread.join()
             reason = "stopped" if stop.is_set() else "complete"
             yield Finished(len(prompt), len(streamer.ids), reason)

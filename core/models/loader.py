@@ -162,6 +162,9 @@ def _load_hf_dir(path: Path, settings: Settings, device: str, dtype: Any) -> tup
 
 def load_model(profile: ModelProfile, settings: Settings, progress: Progress | None = None) -> LoadedModel:
     """Load ``profile`` for generation; ModelError says what is wrong and how to fix it."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # progress goes through ``progress``; keep stderr clean
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     device = pick_device(settings)
@@ -212,3 +215,20 @@ def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Pr
     except OSError as exc:
         raise ModelError(f"Could not load the model in {path}: {exc}. Check that the download is complete.") from None
     return model, HFChatCodec(tokenizer, model.generation_config, str(path))
+
+
+def _load_chatglm3(path: Path, settings: Settings, device: str, dtype: Any, say: Progress) -> tuple[Any, ChatCodec]:
+    """ChatGLM3 weights on the native GLM architecture, its tokenizer rebuilt from tokenizer.model."""
+    from core.chatglm3 import ChatGLM3Tokenizer, load_chatglm3_model
+    from core.models.codec import ChatGLM3Codec
+
+    say(f"Loading ChatGLM3 checkpoint {path.name} (converted once into the cache)…")
+    tokenizer = ChatGLM3Tokenizer(path)
+    model = load_chatglm3_model(
+        path,
+        dtype=dtype,
+        device_map="auto" if device == "cuda" else None,
+        quantization_config=quantization_config(settings, device, dtype),
+        cache_dir=settings.cache_dir / "chatglm3",
+    )
+    return model, ChatGLM3Codec(tokenizer)
