@@ -1,0 +1,158 @@
+"""``python -m core sessions list|show|export|delete|search``: stored chat sessions from the command line.
+
+Every subcommand takes ``--home DIR`` (data dir) and ``--json`` (one JSON value on stdout, for
+scripts). Inkstone errors are printed to stderr with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from core.cli.common import add_home_flag, fail, print_json, settings_from_args
+from core.errors import InkstoneError, StorageError
+from core.export import session_to_json, session_to_markdown, source_label
+from core.history import HistoryStore, Message, Session
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sessions`` argument parser with its subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    add_home_flag(common)
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser = argparse.ArgumentParser(prog="python -m core sessions", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    list_ = sub.add_parser("list", parents=[common], help="list sessions, most recently used first")
+    list_.add_argument("--limit", type=int, default=None, help="show at most this many")
+    show = sub.add_parser("show", parents=[common], help="print one session with its messages")
+    show.add_argument("id", help="session id (see `sessions list`)")
+    export = sub.add_parser("export", parents=[common], help="export a session as Markdown or JSON")
+    export.add_argument("id", help="session id")
+    export.add_argument("--format", choices=("md", "json"), default="md", help="output format (default md)")
+    export.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    delete = sub.add_parser("delete", parents=[common], help="delete a session and its messages")
+    delete.add_argument("id", help="session id")
+    search = sub.add_parser("search", parents=[common], help="search message text and session titles")
+    search.add_argument("text", help="words to find (all must occur)")
+    search.add_argument("--limit", type=int, default=50, help="show at most this many (default 50)")
+    search.add_argument("--sessions", action="store_true", help="list matching sessions, not messages")
+    return parser
+
+
+def _session_json(store: HistoryStore, session: Session) -> dict:
+    return {**asdict(session), "message_count": store.message_count(session.id)}
+
+
+def _cmd_list(store: HistoryStore, args: argparse.Namespace) -> None:
+    sessions = store.list_sessions(limit=args.limit)
+    if args.json:
+        print_json([_session_json(store, s) for s in sessions])
+        return
+    if not sessions:
+        print("No sessions yet.")
+    for s in sessions:
+        print(
+            f"{s.id}  {s.updated_at[:16].replace('T', ' ')}  {store.message_count(s.id):>4} msgs  {s.title}"
+        )
+
+
+def _print_message(message: Message) -> None:
+    status = "" if message.status == "complete" else f" [{message.status}]"
+    print(f"{message.role}{status}: {message.content}")
+    if message.error:
+        print(f"  error: {message.error}")
+    for i, source in enumerate(message.sources, start=1):
+        print(f"  {source_label(source, i)}")
+
+
+def _cmd_show(store: HistoryStore, args: argparse.Namespace) -> None:
+    session = store.get_session(args.id)
+    messages = store.messages(session.id)
+    if args.json:
+        print_json({"session": asdict(session), "messages": [asdict(m) for m in messages]})
+        return
+    persona = f", persona {session.persona}" if session.persona else ""
+    print(f"{session.title}\n{session.id} · model {session.model}{persona} · {len(messages)} messages\n")
+    for message in messages:
+        _print_message(message)
+
+
+def _cmd_export(store: HistoryStore, args: argparse.Namespace) -> None:
+    session = store.get_session(args.id)
+    messages = store.messages(session.id)
+    if args.format == "json":
+        text = json.dumps(session_to_json(session, messages), ensure_ascii=False, indent=2) + "\n"
+    else:
+        text = session_to_markdown(session, messages)
+    if args.output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise StorageError(
+            f"Cannot write {args.output} ({exc}): check the path and its permissions."
+        ) from exc
+    if args.json:
+        print_json({"exported": session.id, "format": args.format, "path": str(args.output)})
+    else:
+        print(f"Exported session {session.id} ({len(messages)} messages) to {args.output}")
+
+
+def _cmd_delete(store: HistoryStore, args: argparse.Namespace) -> None:
+    session = store.get_session(args.id)
+    count = store.message_count(session.id)
+    store.delete_session(session.id)
+    if args.json:
+        print_json({"deleted": session.id, "title": session.title, "messages": count})
+    else:
+        print(f"Deleted session {session.id} “{session.title}” ({count} messages).")
+
+
+def _cmd_search(store: HistoryStore, args: argparse.Namespace) -> None:
+    if args.sessions:
+        sessions = store.search_sessions(args.text, limit=args.limit)
+        if args.json:
+            print_json([_session_json(store, s) for s in sessions])
+        else:
+            for s in sessions:
+                print(f"{s.id}  {s.title}")
+        return
+    hits = store.search_messages(args.text, limit=args.limit)
+    if args.json:
+        print_json([asdict(h) for h in hits])
+        return
+    if not hits:
+        print(f"No messages contain {args.text!r}.")
+    for hit in hits:
+        print(f"{hit.session_id}  {hit.session_title}\n  {hit.role}: {hit.snippet}")
+
+
+COMMANDS = {
+    "list": _cmd_list,
+    "show": _cmd_show,
+    "export": _cmd_export,
+    "delete": _cmd_delete,
+    "search": _cmd_search,
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed ``sessions`` command; return the exit status (1 with a message on an Inkstone error)."""
+    try:
+        store = HistoryStore.open(settings_from_args(args).db_path)
+        try:
+            COMMANDS[args.command](store, args)
+        finally:
+            store.close()
+    except InkstoneError as exc:
+        return fail(exc)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run it."""
+    return run(build_parser().parse_args(argv))
