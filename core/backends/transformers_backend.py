@@ -40,6 +40,22 @@ class TransformersBackend:
         """Exact prompt length in the model's chat format."""
         return len(self.codec.prompt_ids(messages))
 
+    def generate_ids(self, messages: ChatMessages, settings: GenerationSettings) -> list[int]:
+        """New token ids for ``messages`` without streaming (a final stop id included), for debugging."""
+        import torch
+
+        prompt = self.codec.prompt_ids(messages)
+        with self._lock, torch.inference_mode():
+            input_ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                eos_token_id=self.codec.stop_ids,
+                pad_token_id=getattr(self.codec, "pad_id", None) or self.codec.stop_ids[0],
+                **sampling_kwargs(settings),
+            )
+        return [int(i) for i in out[0, len(prompt) :].tolist()]
+
     def stream(
         self, messages: ChatMessages, settings: GenerationSettings, stop: threading.Event
     ) -> Iterator[StreamEvent]:

@@ -205,10 +205,14 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
 
 def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Progress) -> tuple[Any, ChatCodec]:
     from core.chatglm3 import is_chatglm3_checkpoint
+    from core.models.inspect import check_fits, inspect_directory
 
+    if not is_chatglm3_checkpoint(path):
+        check_remote_code(path, settings.trust_remote_code)
+    if not settings.trust_remote_code:
+        check_fits(inspect_directory(path), device, dtype.itemsize, settings.quantize)
     if is_chatglm3_checkpoint(path):
         return _load_chatglm3(path, settings, device, dtype, say)
-    check_remote_code(path, settings.trust_remote_code)
     say(f"Loading {path.name}…")
     try:
         model, tokenizer = _load_hf_dir(path, settings, device, dtype)
