@@ -1,0 +1,253 @@
+"""Loading ChatGLM3 checkpoints as native ``GlmForCausalLM`` and reproducing the original implementation.
+
+Checks, for the fixture and for ChatGLM3-format variants built from it in tmp dirs (sharded ``.bin`` +
+index, fp16 ``.bin``, sharded safetensors + index, bf16 safetensors): logits of every reference case
+(1e-4; 2e-3 when the weights on disk are fp16), the 16 greedy ids, the decoded ``greedy_text``, the
+dtype on disk being kept, and the converted weights being bit-identical to the source. Also: the
+conversion cache (reuse, re-conversion on change, atomic writes, stale entries pruned) and that no
+file from the checkpoint directory is ever executed (booby-trapped ``*.py`` + ``auto_map``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURE = Path(
+    os.environ.get("CHATGLM3_FIXTURE")
+    or Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"
+)
+pytestmark = pytest.mark.skipif(
+    not (FIXTURE / "reference.json").is_file(),
+    reason=f"ChatGLM3 fixture not found at {FIXTURE} (set CHATGLM3_FIXTURE to its directory)",
+)
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict:
+    from safetensors.torch import load_file
+
+    data = json.loads((FIXTURE / "reference.json").read_text(encoding="utf-8"))
+    data["logits"] = load_file(str(FIXTURE / "reference.safetensors"))
+    return data
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from core.chatglm3 import ChatGLM3Tokenizer
+
+    return ChatGLM3Tokenizer(FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def source_state() -> dict[str, torch.Tensor]:
+    from core.chatglm3 import read_chatglm3_state_dict
+
+    return read_chatglm3_state_dict(FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chatglm3-cache")
+
+
+def _strip_stop(ids: list[int], stop: list[int]) -> list[int]:
+    return ids[:-1] if ids and ids[-1] in stop else ids
+
+
+def check_against_reference(model, tok, ref: dict, tol: float, *, greedy: bool = True) -> None:
+    """Logits of every case within ``tol``; greedy ids (up to an early stop) and their text exactly."""
+    for i, case in enumerate(ref["cases"]):
+        ids = torch.tensor([tok.prompt_ids(case["messages"])])
+        assert ids[0].tolist() == case["prompt_ids"]
+        with torch.no_grad():
+            logits = model(ids).logits[0].float()
+        expected = ref["logits"][case["logits_key"]]
+        assert logits.shape == expected.shape
+        err = (logits - expected).abs().max().item()
+        assert err <= tol, f"case {i}: max |logit diff| {err:.2e} > {tol:.0e}"
+        if not greedy:
+            continue
+        out = model.generate(ids, do_sample=False, max_new_tokens=16, eos_token_id=tok.stop_ids,
+                             pad_token_id=tok.pad_token_id)
+        new = out[0, ids.shape[1]:].tolist()
+        want = case["greedy_new_ids"]
+        assert _strip_stop(new, tok.stop_ids) == _strip_stop(want, tok.stop_ids), f"case {i}"
+        assert tok.decode(new) == case["greedy_text"]
+
+
+def _disk_is_fp16(path: Path) -> bool:
+    from core.chatglm3 import read_chatglm3_state_dict
+
+    return any(t.dtype == torch.float16 for t in read_chatglm3_state_dict(path).values())
+
+
+def test_fixture_matches_reference(tok, ref, cache) -> None:
+    from transformers import GlmForCausalLM
+
+    from core.chatglm3 import load_chatglm3_model
+
+    model = load_chatglm3_model(FIXTURE, cache_dir=cache, dtype=torch.float32)
+    assert type(model) is GlmForCausalLM
+    check_against_reference(model, tok, ref, 2e-3 if _disk_is_fp16(FIXTURE) else 1e-4)
+
+
+def _copy_meta(dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json"):
+        if (FIXTURE / name).is_file():
+            shutil.copy(FIXTURE / name, dst / name)
+    return dst
+
+
+def make_variant(state: dict[str, torch.Tensor], dst: Path, fmt: str, shards: int,
+                 dtype: torch.dtype) -> Path:
+    """Write ``state`` as a ChatGLM3-format checkpoint: fmt "bin" or "safetensors", 1 or N shards."""
+    from safetensors.torch import save_file
+
+    _copy_meta(dst)
+    names = sorted(state)
+    parts = [names[i::shards] for i in range(shards)]
+    weight_map = {}
+    for i, part in enumerate(parts):
+        tensors = {k: state[k].to(dtype).contiguous() for k in part}
+        if fmt == "bin":
+            name = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin" if shards > 1 else "pytorch_model.bin"
+            torch.save(tensors, dst / name)
+        else:
+            name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors" if shards > 1 else "model.safetensors"
+            save_file(tensors, str(dst / name), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(part, name))
+    if shards > 1:
+        index = "pytorch_model.bin.index.json" if fmt == "bin" else "model.safetensors.index.json"
+        (dst / index).write_text(json.dumps({"metadata": {}, "weight_map": weight_map}), encoding="utf-8")
+    return dst
+
+
+VARIANTS = {
+    "sharded_bin": ("bin", 2, torch.float32),
+    "fp16_bin": ("bin", 1, torch.float16),
+    "sharded_safetensors": ("safetensors", 2, torch.float32),
+    "bf16_safetensors": ("safetensors", 1, torch.bfloat16),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_checkpoints_load(variant, tok, ref, cache, source_state, tmp_path) -> None:
+    from core.chatglm3 import load_chatglm3_model
+    from core.chatglm3.weights import convert_chatglm3_state_dict
+
+    fmt, shards, dtype = VARIANTS[variant]
+    src = make_variant(source_state, tmp_path / variant, fmt, shards, dtype)
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    model = load_chatglm3_model(src, cache_dir=cache)
+    assert model.dtype == dtype, "dtype=None must keep the dtype on disk"
+    # The converted weights are exactly the source weights in that dtype, renamed/split.
+    expected = convert_chatglm3_state_dict({k: v.to(dtype) for k, v in source_state.items()}, cfg)
+    got = model.state_dict()
+    assert set(expected) == set(got)
+    for name, tensor in expected.items():
+        assert torch.equal(got[name], tensor), name
+    if dtype == torch.float32:
+        check_against_reference(model, tok, ref, 1e-4)
+        return
+    # Rounded weights: compute in fp32 against the reference, and in the disk dtype against fp32.
+    model32 = load_chatglm3_model(src, cache_dir=cache, dtype=torch.float32)
+    if dtype == torch.float16:
+        check_against_reference(model32, tok, ref, 2e-3)
+        check_against_reference(model, tok, ref, 5e-3)  # fp16 arithmetic on top: ~3 fp16 ulps at |logit|~2.5
+    else:  # bf16 keeps 8 mantissa bits: logits move by ~1e-2, greedy ids may legitimately change
+        check_against_reference(model32, tok, ref, 5e-2, greedy=False)
+
+
+def test_conversion_cache_reuse_invalidation_and_atomicity(cache, tmp_path, monkeypatch) -> None:
+    from core.chatglm3 import convert, converted_checkpoint_dir, load_chatglm3_model
+
+    src = tmp_path / "ckpt"
+    shutil.copytree(FIXTURE, src)
+    cache_dir = tmp_path / "cache"
+    load_chatglm3_model(src, cache_dir=cache_dir)
+    first = converted_checkpoint_dir(src, cache_dir)
+    assert (first / convert.MARKER).is_file() and (first / "model.safetensors").is_file()
+    config = json.loads((first / "config.json").read_text(encoding="utf-8"))
+    assert config["model_type"] == "glm" and "auto_map" not in config
+    gen = json.loads((first / "generation_config.json").read_text(encoding="utf-8"))
+    assert gen["eos_token_id"] == [2, 1006, 1008]
+    assert [p.name for p in cache_dir.iterdir()] == [first.name], "no temp dirs may be left behind"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached conversion must be reused")
+
+    monkeypatch.setattr(convert, "_write_converted", refuse)
+    load_chatglm3_model(src, cache_dir=cache_dir)
+    monkeypatch.undo()
+
+    weights = src / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    second = converted_checkpoint_dir(src, cache_dir)
+    assert second != first
+    load_chatglm3_model(src, cache_dir=cache_dir)
+    assert second.is_dir() and not first.exists(), "the stale conversion of the same source is pruned"
+
+
+def test_default_cache_dir_under_inkstone_home(home, tmp_path) -> None:
+    from core.chatglm3 import converted_checkpoint_dir, default_cache_dir
+
+    assert default_cache_dir() == home / "cache" / "chatglm3"
+    assert converted_checkpoint_dir(FIXTURE).parent == home / "cache" / "chatglm3"
+
+
+def test_checkpoint_code_is_never_executed(tok, ref, tmp_path, monkeypatch) -> None:
+    import transformers
+    from transformers import GlmForCausalLM
+
+    from core.chatglm3 import load_chatglm3_model
+
+    src = tmp_path / "trapped"
+    shutil.copytree(FIXTURE, src)
+    sentinel = tmp_path / "EXECUTED"
+    trap = f"open({str(sentinel)!r}, 'w').write('checkpoint code ran')\nraise RuntimeError('trap')\n"
+    for name in ("configuration_chatglm.py", "modeling_chatglm.py", "tokenization_chatglm.py"):
+        (src / name).write_text(trap, encoding="utf-8")
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    assert "auto_map" in cfg  # the fixture keeps the hub's auto_map, pointing at the trapped files
+
+    def no_dynamic(*args, **kwargs):
+        raise AssertionError("dynamic (remote) code loading was attempted")
+
+    monkeypatch.setattr(transformers.dynamic_module_utils, "get_class_from_dynamic_module", no_dynamic)
+    seen: list[dict] = []
+    original = GlmForCausalLM.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        seen.append(kwargs)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(GlmForCausalLM, "from_pretrained", classmethod(spy))
+    model = load_chatglm3_model(src, cache_dir=tmp_path / "cache")
+    assert seen and all(not kw.get("trust_remote_code") for kw in seen)
+    assert not sentinel.exists()
+    check_against_reference(model, tok, ref, 1e-4, greedy=False)
+
+
+@pytest.mark.cuda
+def test_bitsandbytes_4bit_on_cuda(tok, ref, cache) -> None:
+    from transformers import BitsAndBytesConfig
+
+    from core.chatglm3 import load_chatglm3_model
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16)
+    model = load_chatglm3_model(FIXTURE, cache_dir=cache, device_map="cuda", quantization_config=quant)
+    case = ref["cases"][0]
+    ids = torch.tensor([case["prompt_ids"]], device="cuda")
+    with torch.no_grad():
+        logits = model(ids).logits[0].float().cpu()
+    # 4-bit random weights: exact agreement with the fp32 reference is not expected, only a working model.
+    assert logits.shape == ref["logits"][case["logits_key"]].shape and torch.isfinite(logits).all()
+    out = model.generate(ids, do_sample=False, max_new_tokens=4, eos_token_id=tok.stop_ids)
+    assert out.shape[1] > ids.shape[1]
