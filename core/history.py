@@ -114,16 +114,21 @@ def auto_title(text: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-def _session(row: dict[str, Any]) -> Session:
-    data = {f.name: row[f.name] for f in fields(Session)}
-    return Session(
-        **{**data, "title_auto": bool(data["title_auto"]), "settings": json.loads(data["settings"])}
-    )
+_SESSION_COLUMNS = ", ".join(f.name for f in fields(Session))
+_MESSAGE_COLUMNS = ", ".join(f.name for f in fields(Message))
 
 
-def _message(row: dict[str, Any]) -> Message:
-    data = {f.name: row[f.name] for f in fields(Message)}
-    return Message(**{**data, "sources": json.loads(data["sources"])})
+def _session(row: tuple) -> Session:
+    # Rows are selected as the dataclass's columns, in its field order; only JSON and bools need mapping.
+    session = Session(*row)
+    session.title_auto, session.settings = bool(session.title_auto), json.loads(session.settings)
+    return session
+
+
+def _message(row: tuple) -> Message:
+    message = Message(*row)
+    message.sources = [] if message.sources == "[]" else json.loads(message.sources)  # "[]": most rows
+    return message
 
 
 def _dumps(value: Any) -> str:
@@ -164,7 +169,11 @@ class HistoryStore:
     """Sessions and messages in one SQLite database; safe to share between threads."""
 
     def __init__(self, db: Database) -> None:
-        """Use ``db`` (handed in; migrations are applied to it now). Prefer ``HistoryStore.open(path)``."""
+        """Use the handed-in ``db``, applying pragmas and migrations now; StorageError if that fails.
+
+        Prefer ``HistoryStore.open(path)``; a connection shared between threads must have been made with
+        ``check_same_thread=False``.
+        """
         self.db = db
         self.path = database_path(db)
         self._lock = threading.RLock()
@@ -258,19 +267,18 @@ class HistoryStore:
     def get_session(self, session_id: str) -> Session:
         """The session with this id; NotFoundError if there is none."""
         with self._read() as db:
-            rows = list(db.query("SELECT * FROM sessions WHERE id = ?", [session_id]))
-        if not rows:
+            row = db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", [session_id]).fetchone()
+        if row is None:
             raise NotFoundError(
                 f"No session with id {session_id!r}: list them with `python -m core sessions list`."
             )
-        return _session(rows[0])
+        return _session(row)
 
     def list_sessions(self, limit: int | None = None) -> list[Session]:
         """Sessions, most recently updated first (at most ``limit``)."""
-        sql = "SELECT * FROM sessions ORDER BY updated_at DESC, id DESC"
+        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions ORDER BY updated_at DESC, id DESC LIMIT ?"
         with self._read() as db:
-            rows = db.query(sql + " LIMIT ?", [limit]) if limit is not None else db.query(sql)
-            return [_session(row) for row in rows]
+            return [_session(row) for row in db.execute(sql, [-1 if limit is None else limit])]
 
     def rename_session(self, session_id: str, title: str) -> Session:
         """Give a session a title of the user's own (no longer set automatically); returns it."""
@@ -322,11 +330,11 @@ class HistoryStore:
         if titles is None or messages is None:
             return []
         sql = (
-            f"SELECT s.* FROM sessions s WHERE {titles[0]} OR s.id IN (SELECT m.session_id FROM messages m "
-            f"WHERE {messages[0]}) ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
+            f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE {titles[0]} OR s.id IN (SELECT m.session_id "
+            f"FROM messages m WHERE {messages[0]}) ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
         )
         with self._read() as db:
-            return [_session(row) for row in db.query(sql, [*titles[1], *messages[1], limit])]
+            return [_session(row) for row in db.execute(sql, [*titles[1], *messages[1], limit])]
 
     def search_messages(self, text: str, limit: int = 50) -> list[SearchHit]:
         """Messages containing every word of ``text``, newest first, each with a snippet around the match."""
@@ -418,16 +426,16 @@ class HistoryStore:
     def get_message(self, message_id: str) -> Message:
         """The message with this id; NotFoundError if there is none."""
         with self._read() as db:
-            rows = list(db.query("SELECT * FROM messages WHERE id = ?", [message_id]))
-        if not rows:
+            row = db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", [message_id]).fetchone()
+        if row is None:
             raise NotFoundError(f"No message with id {message_id!r}: it may have been deleted.")
-        return _message(rows[0])
+        return _message(row)
 
     def messages(self, session_id: str) -> list[Message]:
         """The messages of a session in the order they were added (empty for an unknown session)."""
         with self._read() as db:
-            rows = db.query("SELECT * FROM messages WHERE session_id = ? ORDER BY id", [session_id])
-            return [_message(row) for row in rows]
+            sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY id"
+            return [_message(row) for row in db.execute(sql, [session_id])]
 
     def delete_message(self, message_id: str) -> None:
         """Delete one message (regenerate deletes the last answer before asking again)."""
@@ -442,7 +450,11 @@ class HistoryStore:
             return db.execute(sql, [session_id]).fetchone()[0]
 
     def recover_interrupted(self) -> int:
-        """Mark answers left ``streaming`` by a killed process as ``stopped`` (text kept); return how many."""
+        """Mark answers left ``streaming`` by a killed process as ``stopped`` (text kept); return how many.
+
+        The app calls this once as it starts; tools such as the CLI do not, since another running
+        Inkstone may be streaming an answer at that moment.
+        """
         with self._write() as db:
             return db.execute("UPDATE messages SET status = 'stopped' WHERE status = 'streaming'").rowcount
 

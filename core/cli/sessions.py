@@ -1,4 +1,4 @@
-"""``python -m core sessions list|show|export|delete|search``: stored chat sessions from the command line.
+"""Stored chat sessions from the command line: ``python -m core sessions list|show|export|delete|search``.
 
 Every subcommand takes ``--home DIR`` (data dir) and ``--json`` (one JSON value on stdout, for
 scripts). Inkstone errors are printed to stderr with exit status 1.
@@ -23,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     add_home_flag(common)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    parser = argparse.ArgumentParser(prog="python -m core sessions", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m core sessions",
+        description="List, show, export, delete and search stored chat sessions.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     list_ = sub.add_parser("list", parents=[common], help="list sessions, most recently used first")
     list_.add_argument("--limit", type=int, default=None, help="show at most this many")
