@@ -1,0 +1,91 @@
+"""The "Model & settings" page with AppTest: model facts, switching model, per-session generation settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.history import HistoryStore
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+PAGE = "ui/settings_page.py"
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HistoryStore]:
+    """A fresh data dir with the ``fake`` model and no cached engine; yields the app's history database."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("INKSTONE_HOME", str(data))
+    monkeypatch.setenv("INKSTONE_MODEL", "fake")
+    monkeypatch.setenv("INKSTONE_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    st.cache_resource.clear()  # also forgets a model picked in an earlier test
+    db = HistoryStore.open(data / "inkstone.db")
+    yield db
+    db.close()
+    st.cache_resource.clear()
+
+
+def settings_page(session: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    if session is not None:
+        at.query_params["session"] = session
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def click(at: AppTest, label: str) -> None:
+    next(b for b in at.main.button if b.label == label).click().run()
+
+
+def facts(at: AppTest) -> str:
+    return " ".join(md.value for md in at.main.markdown)
+
+
+def test_shows_the_loaded_model(store: HistoryStore) -> None:
+    at = settings_page()
+    assert "**Loaded model:** fake" in facts(at) and "**Context window:** 4096 tokens" in facts(at)
+    assert at.main.selectbox[0].value == "fake"
+    assert at.main.radio[0].options == ["none", "4bit", "8bit"]
+    assert "CUDA" in at.main.caption[0].value
+    assert "Open or start a chat" in at.info[0].value  # no session open: no per-session settings
+
+
+def test_switching_the_model_reloads_the_engine(store: HistoryStore) -> None:
+    at = settings_page()
+    at.main.selectbox[0].set_value("fake-slow")
+    click(at, "Load model")
+    assert not at.exception, at.exception
+    assert "**Loaded model:** fake-slow" in facts(at)
+    other_tab = settings_page()  # every tab shares the loaded model
+    assert "**Loaded model:** fake-slow" in facts(other_tab)
+
+
+def test_an_unknown_local_directory_is_refused(store: HistoryStore, tmp_path: Path) -> None:
+    at = settings_page()
+    at.main.selectbox[0].set_value("Local model directory…")
+    at.main.text_input[0].set_value(str(tmp_path / "missing-model"))
+    click(at, "Load model")
+    assert "missing-model" in at.error[0].value
+    assert "**Loaded model:** fake" in facts(at)
+
+
+def test_generation_settings_are_saved_into_the_session(store: HistoryStore) -> None:
+    session = store.create_session(model="fake", settings={"temperature": 0.7, "system_prompt": "Be brief."})
+    at = settings_page(session.id)
+    form = {w.label: w for w in at.main.number_input}
+    form["Temperature (0 = greedy)"].set_value(0.0)
+    form["Max new tokens"].set_value(64)
+    form["Max turns in the prompt"].set_value(3)
+    click(at, "Save settings")
+    assert not at.exception, at.exception
+    assert "Saved" in at.success[0].value
+    saved = store.get_session(session.id).settings
+    assert saved["temperature"] == 0.0 and saved["max_new_tokens"] == 64 and saved["max_turns"] == 3
+    assert saved["system_prompt"] == "Be brief."  # other keys of the session's settings are kept

@@ -1,0 +1,115 @@
+"""The chat page: replay the open session, send a message, stream the answer (with Stop), regenerate, export.
+
+Thin by design: the turn itself is ``ChatService`` (``core/chat.py``); ``ui.turn`` turns its events into
+streamed text. Stop reruns the script, which closes the event iterator; the service keeps the partial
+answer as ``stopped`` and the rerun shows it from the history.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+
+import streamlit as st
+
+from core.chat import ChatEvent
+from core.errors import InkstoneError
+from core.export import session_to_json, session_to_markdown, source_label
+from core.history import Message
+from ui import state
+from ui.turn import answer_caption, omitted_notice, stream_turn
+
+_REGENERATE = "inkstone_regenerate"
+_NOTICE = "inkstone_notice"
+
+engine = state.engine()
+store, service = engine.store, engine.service
+session_id = state.current_session_id()
+history = store.messages(session_id) if session_id else []
+regenerating = st.session_state.pop(_REGENERATE, None) == session_id and session_id is not None
+if regenerating and history and history[-1].role == "assistant":
+    history = history[:-1]  # the answer being replaced
+
+
+def show_message(message: Message) -> None:
+    """One stored message, with the figures line under an answer."""
+    with st.chat_message(message.role):
+        if message.content:
+            st.markdown(message.content)
+        if message.status == "error":
+            st.error(message.error or "Generation failed.")
+        if message.sources:
+            with st.expander(f"Sources ({len(message.sources)})"):
+                for number, source in enumerate(message.sources, start=1):
+                    st.markdown(source_label(source, number))
+        if message.role == "assistant" and (caption := answer_caption(message)):
+            st.caption(caption)
+
+
+def run_turn(start: Callable[[threading.Event], Iterator[ChatEvent]]) -> None:
+    """Stream one answer with a Stop button, then rerun to show it from the history."""
+    stop = threading.Event()
+    with st.chat_message("assistant"):
+        st.button(
+            "Stop", icon=":material/stop_circle:", key="stop", help="Stop the answer and keep what it has"
+        )
+        try:
+            outcome = stream_turn(start(stop), st.write_stream)
+        except InkstoneError as exc:
+            st.error(str(exc))
+            return
+    st.session_state[_NOTICE] = (session_id, outcome.omitted_turns)
+    st.rerun()
+
+
+if not history:
+    st.caption("Start a conversation: type a message below. Everything stays on this machine.")
+for message in history:
+    show_message(message)
+
+if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
+    if not prompt.strip():
+        st.warning("The message is empty: type something before sending.")
+    else:
+        try:
+            if session_id is None:
+                session_id = engine.new_session()
+                state.open_session(session_id)
+            service.check_message(session_id, prompt)
+        except InkstoneError as exc:
+            st.error(str(exc))
+        else:
+            with st.chat_message("user"):
+                st.markdown(prompt)
+            run_turn(lambda stop: service.send(session_id, prompt, stop))
+elif regenerating:
+    run_turn(lambda stop: service.regenerate(session_id, stop))
+elif session_id is not None and history:
+    notice = st.session_state.get(_NOTICE)
+    if notice and notice[0] == session_id and (text := omitted_notice(notice[1])):
+        st.info(text)
+    session = store.get_session(session_id)
+    with st.container(horizontal=True):
+        st.button(
+            "Regenerate",
+            icon=":material/refresh:",
+            help="Replace the last answer with a new one",
+            on_click=st.session_state.__setitem__,
+            args=(_REGENERATE, session_id),
+        )
+        st.download_button(
+            "Export Markdown",
+            session_to_markdown(session, history),
+            on_click="ignore",
+            file_name=f"inkstone-{session_id}.md",
+            mime="text/markdown",
+        )
+        exported = json.dumps(session_to_json(session, history), ensure_ascii=False, indent=2)
+        st.download_button(
+            "Export JSON",
+            exported,
+            on_click="ignore",
+            file_name=f"inkstone-{session_id}.json",
+            mime="application/json",
+        )

@@ -1,0 +1,96 @@
+"""Model & settings: pick the model every tab uses, and the open session's generation settings."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.config import GenerationSettings
+from core.errors import InkstoneError
+from core.models.registry import profiles, resolve
+from ui import state
+
+LOCAL_DIR = "Local model directory…"
+QUANTIZE = ["none", "4bit", "8bit"]
+
+engine = state.engine()
+backend = engine.backend
+
+st.header("Model & settings")
+loaded = getattr(backend, "loaded", None)
+facts = [f"**Loaded model:** {backend.model_id}", f"**Context window:** {backend.context_window} tokens"]
+if loaded is not None:
+    quantized = f", {loaded.quantize}" if loaded.quantize else ""
+    facts.append(f"**Device:** {loaded.device} ({str(loaded.dtype).removeprefix('torch.')}{quantized})")
+st.markdown("  \n".join(facts))
+
+with st.form("model"):
+    ids = [p.id for p in profiles()]
+    titles = {p.id: p.title for p in profiles()}
+    current = engine.settings.model
+    choice = st.selectbox(
+        "Model",
+        [*ids, LOCAL_DIR],
+        index=ids.index(current) if current in ids else len(ids),
+        format_func=lambda i: titles.get(i, i),
+    )
+    directory = st.text_input(
+        "Local model directory",
+        value="" if current in ids else current,
+        help="A Hugging Face model directory (config.json, weights, tokenizer files) "
+        "or a ChatGLM3 checkpoint; used when the model is “Local model directory…”.",
+    )
+    quantize = st.radio(
+        "Quantization",
+        QUANTIZE,
+        horizontal=True,
+        index=QUANTIZE.index(engine.settings.quantize or "none"),
+        help="4bit and 8bit need a CUDA GPU (bitsandbytes); on the CPU use none.",
+    )
+    st.caption(
+        "4bit / 8bit quantization needs a CUDA GPU with bitsandbytes. Loading a model can take a while."
+    )
+    if st.form_submit_button("Load model", type="primary"):
+        spec = directory.strip() if choice == LOCAL_DIR else choice
+        try:
+            resolve(spec or "")
+        except InkstoneError as exc:
+            st.error(str(exc))
+        else:
+            state.choose_model(state.ModelChoice(spec, quantize))
+            st.rerun()
+
+st.subheader("Generation settings of this chat")
+session_id = state.current_session_id()
+if session_id is None:
+    st.info("Open or start a chat to change its generation settings. New chats start with these defaults.")
+    st.json(engine.settings.generation.to_dict())
+    st.stop()
+
+session = engine.store.get_session(session_id)
+gen = GenerationSettings.from_dict(session.settings)
+with st.form(f"generation-{session_id}"):
+    st.caption(f"Chat: {session.title}")
+    values = {
+        "temperature": st.number_input("Temperature (0 = greedy)", 0.0, 5.0, float(gen.temperature), 0.05),
+        "top_p": st.number_input("Top p", 0.01, 1.0, float(gen.top_p), 0.05),
+        "top_k": st.number_input("Top k (0 = off)", 0, 1000, int(gen.top_k)),
+        "max_new_tokens": st.number_input("Max new tokens", 1, 32768, int(gen.max_new_tokens)),
+        "repetition_penalty": st.number_input(
+            "Repetition penalty", 1.0, 3.0, float(gen.repetition_penalty), 0.01
+        ),
+        "max_turns": st.number_input(
+            "Max turns in the prompt",
+            1,
+            1000,
+            int(gen.max_turns),
+            help="Older turns stay in the history; only the prompt leaves them out.",
+        ),
+    }
+    if st.form_submit_button("Save settings"):
+        try:
+            updated = gen.with_updates(**values)
+            engine.store.update_session(session_id, settings={**session.settings, **updated.to_dict()})
+        except InkstoneError as exc:
+            st.error(str(exc))
+        else:
+            st.success("Saved: the next answer in this chat uses these settings.")

@@ -1,0 +1,85 @@
+"""The sidebar session list: new chat, search, open, rename and delete (with a confirmation step)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.engine import Engine
+from core.errors import InkstoneError, NotFoundError
+from core.history import HistoryStore, Session
+from ui import state
+
+LIST_LIMIT = 200
+_CONFIRM = "inkstone_confirm_delete"
+
+
+def render(engine: Engine) -> None:
+    """Draw the session list in the sidebar; clicks open, create, rename or delete sessions."""
+    store = engine.store
+    current = state.current_session_id()
+    with st.sidebar:
+        st.button("New chat", icon=":material/add:", width="stretch", on_click=_new_chat, args=(engine,))
+        query = st.text_input("Search chats", key="inkstone_search", placeholder="Title or message text")
+        sessions = store.search_sessions(query) if query.strip() else store.list_sessions(limit=LIST_LIMIT)
+        if query.strip() and not sessions:
+            st.caption("No chat matches this search.")
+        for session in sessions:
+            st.button(
+                session.title,
+                key=f"open-{session.id}",
+                type="primary" if session.id == current else "tertiary",
+                width="stretch",
+                on_click=state.open_session,
+                args=(session.id,),
+            )
+        if current is not None:
+            _manage(store, store.get_session(current))
+
+
+def _new_chat(engine: Engine) -> None:
+    state.open_session(engine.new_session())
+
+
+def _manage(store: HistoryStore, session: Session) -> None:
+    """Rename and delete the open session."""
+    with st.expander("Rename or delete this chat"):
+        title = st.text_input("Title", value=session.title, key=f"title-{session.id}-{session.title}")
+        if st.button("Save title", key=f"rename-{session.id}"):
+            try:
+                store.rename_session(session.id, title)
+            except InkstoneError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
+        if st.session_state.get(_CONFIRM) == session.id:
+            st.warning(f"Delete “{session.title}” and all its messages? This cannot be undone.")
+            yes, no = st.columns(2)
+            yes.button(
+                "Yes, delete", key="delete-yes", type="primary", on_click=_delete, args=(store, session.id)
+            )
+            no.button("Cancel", key="delete-no", on_click=_cancel_delete)
+        else:
+            st.button(
+                "Delete chat",
+                key=f"delete-{session.id}",
+                icon=":material/delete:",
+                on_click=_ask_delete,
+                args=(session.id,),
+            )
+
+
+def _ask_delete(session_id: str) -> None:
+    st.session_state[_CONFIRM] = session_id
+
+
+def _cancel_delete() -> None:
+    st.session_state.pop(_CONFIRM, None)
+
+
+def _delete(store: HistoryStore, session_id: str) -> None:
+    st.session_state.pop(_CONFIRM, None)
+    try:
+        store.delete_session(session_id)
+    except NotFoundError:
+        pass  # already deleted (for example in another tab)
+    state.close_session()

@@ -1,0 +1,80 @@
+"""One chat turn as the chat page streams it, without Streamlit: token texts out, figures kept aside.
+
+The page hands ``stream_turn`` the event iterator of ``ChatService.send`` / ``regenerate`` and a writer
+(``st.write_stream``). When Streamlit reruns the script mid-answer (the user clicked Stop, or sent
+something else), the writer raises; ``stream_turn`` then closes the event iterator, which makes the
+service stop generation and store the partial answer as ``stopped``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from core.chat import ChatEvent, Done, Failed, Started, Token
+from core.history import Message
+
+
+@dataclass
+class TurnOutcome:
+    """What a streamed turn ended with (filled in as the events arrive)."""
+
+    message_id: str | None = None
+    omitted_turns: int = 0
+    status: str | None = None
+    """``complete``, ``stopped`` or ``error``; None while streaming or if the stream was cut off."""
+    error: str | None = None
+
+
+def token_texts(events: Iterator[ChatEvent], outcome: TurnOutcome) -> Iterator[str]:
+    """Yield the answer text of ``events`` piece by piece, recording the other events in ``outcome``."""
+    for event in events:
+        if isinstance(event, Started):
+            outcome.message_id = event.assistant_message_id
+            outcome.omitted_turns = event.omitted_turns
+        elif isinstance(event, Token):
+            if event.text:
+                yield event.text
+        elif isinstance(event, Done):
+            outcome.status = event.stats.status
+        elif isinstance(event, Failed):
+            outcome.status, outcome.error = "error", event.error
+
+
+def stream_turn(events: Iterator[ChatEvent], write: Callable[[Iterator[str]], Any]) -> TurnOutcome:
+    """Feed the answer text to ``write`` and always close ``events`` (a cut-off answer is kept as stopped)."""
+    outcome = TurnOutcome()
+    texts = token_texts(events, outcome)
+    try:
+        write(texts)
+    finally:
+        texts.close()
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+    return outcome
+
+
+def answer_caption(message: Message) -> str:
+    """The figures line under an answer: status mark, tokens, tokens/s, time to first token."""
+    parts: list[str] = []
+    if message.status == "stopped":
+        parts.append("⏹ stopped")
+    elif message.status == "streaming":
+        parts.append("… still being written")
+    if message.completion_tokens is not None:
+        parts.append(f"{message.completion_tokens} tokens")
+    if message.tokens_per_s:
+        parts.append(f"{message.tokens_per_s:.1f} tokens/s")
+    if message.ttft_ms is not None:
+        parts.append(f"first token {message.ttft_ms:.0f} ms")
+    return " · ".join(parts)
+
+
+def omitted_notice(omitted_turns: int) -> str | None:
+    """The info line shown when history was trimmed from the prompt, or None when nothing was left out."""
+    if omitted_turns <= 0:
+        return None
+    turns = "turn was" if omitted_turns == 1 else "turns were"
+    return f"{omitted_turns} earlier {turns} left out of the prompt; they stay in the history."
