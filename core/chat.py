@@ -148,7 +148,7 @@ class ChatService:
         first: float | None = None
         last_save = started
         finished: Finished | None = None
-        status = "stopped"
+        settled = False  # True once the row has its final status
         try:
             for event in self.backend.stream(plan.messages, settings, stop):
                 if isinstance(event, TextDelta):
@@ -162,15 +162,16 @@ class ChatService:
                     yield Token(event.text)
                 elif isinstance(event, Finished):
                     finished = event
-            status = finished.reason if finished else "stopped"
         except GenerationError as exc:
             self.store.update_message(answer.id, content="".join(parts), status="error", error=str(exc))
+            settled = True
             yield Failed(answer.id, str(exc))
             return
         finally:
-            if status == "stopped" and finished is None:
-                stop.set()  # the consumer went away (browser rerun, Ctrl-C): keep what we have
+            if finished is None and not settled:
+                stop.set()  # the consumer went away (browser rerun, Ctrl-C) or a bug: keep what we have
                 self.store.update_message(answer.id, content="".join(parts), status="stopped")
+        status = finished.reason
         elapsed = time.perf_counter() - started
         completion = finished.completion_tokens if finished else len(parts)
         stats = TurnStats(

@@ -35,17 +35,24 @@ class Engine:
         return session.id
 
 
-def open_store(settings: Settings) -> HistoryStore:
-    """Open the history database and mark answers a killed process left streaming as stopped."""
+def open_store(settings: Settings, *, recover: bool = True) -> HistoryStore:
+    """Open the history database; with ``recover``, answers a killed process left streaming become stopped."""
     store = HistoryStore.open(settings.db_path)
-    store.recover_interrupted()
+    if recover:
+        store.recover_interrupted()
     return store
 
 
-def build_engine(settings: Settings, progress: Progress | None = None, backend: Backend | None = None) -> Engine:
-    """Resolve the model, open the store, load the backend (or use the given one) and wire the service."""
+def build_engine(
+    settings: Settings, progress: Progress | None = None, backend: Backend | None = None, *, recover: bool = True
+) -> Engine:
+    """Resolve the model, open the store, load the backend (or use the given one) and wire the service.
+
+    The app recovers interrupted answers at start; a one-shot CLI passes ``recover=False`` so that it never
+    marks an answer the running app is still streaming.
+    """
     profile = resolve(settings.model)
-    store = open_store(settings)
+    store = open_store(settings, recover=recover)
     if backend is None:
         backend = create_backend(profile, settings, progress)
     return Engine(settings, profile, store, backend, ChatService(store, backend))

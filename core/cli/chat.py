@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from typing import TextIO
 
 from core.chat import Done, Failed, Started, Token
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
@@ -47,8 +48,9 @@ def _prepare_session(engine: Engine, args: argparse.Namespace) -> str:
     return session_id
 
 
-def answer(engine: Engine, session_id: str, text: str, *, out=sys.stdout) -> dict:  # noqa: ANN001
-    """Stream one answer to ``out``; return the figures (the ``--json`` object). Ctrl-C stops the answer."""
+def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = None) -> dict:
+    """Stream one answer to ``out`` (stdout); return the figures (the ``--json`` object). Ctrl-C stops it."""
+    out = out or sys.stdout
     stop = threading.Event()
     result: dict = {"session_id": session_id, "reply": "", "prompt_tokens": None, "completion_tokens": None,
                     "ttft_ms": None, "tokens_per_s": None, "sources": [], "status": None}
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
             raise ConfigError(f"Persona {args.persona!r} is not available: personas are not supported yet; use none.")
         progress = (lambda msg: print(msg, file=sys.stderr)) if sys.stderr.isatty() else None
-        engine = build_engine(settings, progress)
+        engine = build_engine(settings, progress, recover=False)
         session_id = _prepare_session(engine, args)
         if args.message is None:
             return repl(engine, session_id)
