@@ -26,7 +26,8 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cli(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "INKSTONE_HOME": str(home), "HF_HUB_OFFLINE": "1", "INKSTONE_CONFIG": str(home / "none")}
     return subprocess.run(
-        [sys.executable, "-m", "core", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600, input=stdin
+        [sys.executable, "-m", "core", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, input=stdin,
     )
 
 
