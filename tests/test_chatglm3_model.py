@@ -251,3 +251,28 @@ def test_bitsandbytes_4bit_on_cuda(tok, ref, cache) -> None:
     assert logits.shape == ref["logits"][case["logits_key"]].shape and torch.isfinite(logits).all()
     out = model.generate(ids, do_sample=False, max_new_tokens=4, eos_token_id=tok.stop_ids)
     assert out.shape[1] > ids.shape[1]
+
+
+def test_explicit_convert_is_idempotent_replaces_stale_and_refuses_foreign_dirs(tmp_path) -> None:
+    from core.chatglm3 import convert_chatglm3_checkpoint
+    from core.chatglm3.convert import MARKER
+    from core.errors import ModelError
+
+    src = tmp_path / "ckpt"
+    shutil.copytree(FIXTURE, src)
+    dst = convert_chatglm3_checkpoint(src, tmp_path / "out")
+    marker = json.loads((dst / MARKER).read_text(encoding="utf-8"))
+    written = (dst / "model.safetensors").stat().st_mtime_ns
+    assert convert_chatglm3_checkpoint(src, dst) == dst
+    assert (dst / "model.safetensors").stat().st_mtime_ns == written, "same source: nothing rewritten"
+    weights = src / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    convert_chatglm3_checkpoint(src, dst)
+    assert json.loads((dst / MARKER).read_text(encoding="utf-8"))["fingerprint"] != marker["fingerprint"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "out"], "no temp/old dirs left"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(ModelError, match="not a converted ChatGLM3 checkpoint"):
+        convert_chatglm3_checkpoint(src, foreign)
+    assert (foreign / "keep.txt").is_file()

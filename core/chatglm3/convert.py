@@ -134,32 +134,48 @@ def convert_chatglm3_checkpoint(src: Path, dst: Path) -> Path:
     """Convert ChatGLM3 checkpoint ``src`` into a native GLM directory ``dst`` and return ``dst``.
 
     Writes into a temporary sibling directory and renames it to ``dst`` at the end, so ``dst`` is
-    either absent or complete. If another process finished the same ``dst`` first, that one is kept.
+    either absent or complete. Nothing is done if ``dst`` already holds a conversion of ``src`` in its
+    current state (same fingerprint); a conversion of an older state is replaced. If another process
+    finishes the same ``dst`` first, that one is kept.
 
     Raises:
         ModelError: ``src`` is not a loadable ChatGLM3 checkpoint, or ``dst`` exists and is not a
             conversion made by this module.
     """
     src, dst = Path(src).resolve(), Path(dst)
-    if dst.exists() and not (dst / MARKER).is_file():
-        raise ModelError(f"{dst} already exists and is not a converted ChatGLM3 checkpoint; "
-                         "remove it or choose another destination")
+    fingerprint = source_fingerprint(src)
+    if dst.exists():
+        if not (dst / MARKER).is_file():
+            raise ModelError(f"{dst} already exists and is not a converted ChatGLM3 checkpoint; "
+                             "remove it or choose another destination")
+        if _read_marker(dst).get("fingerprint") == fingerprint:
+            return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    tmp, old = dst.parent / f".{dst.name}.tmp-{tag}", dst.parent / f".{dst.name}.old-{tag}"
     tmp.mkdir()
     try:
         _write_converted(src, tmp)
-        if (dst / MARKER).is_file():
-            shutil.rmtree(dst)  # explicit re-conversion into the same place
+        if dst.exists():
+            os.rename(dst, old)  # an older conversion: set aside, deleted below
         try:
             os.rename(tmp, dst)
         except OSError:
             if not (dst / MARKER).is_file():
                 raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
     return dst
+
+
+def _read_marker(dst: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((dst / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _prune_stale(keep: Path, src: Path) -> None:
@@ -168,11 +184,8 @@ def _prune_stale(keep: Path, src: Path) -> None:
         marker = entry / MARKER
         if entry == keep or not marker.is_file():
             continue
-        try:
-            if json.loads(marker.read_text(encoding="utf-8")).get("source") == str(src):
-                shutil.rmtree(entry, ignore_errors=True)
-        except (OSError, ValueError):
-            continue
+        if _read_marker(entry).get("source") == str(src):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def load_chatglm3_model(
@@ -199,8 +212,7 @@ def load_chatglm3_model(
         convert_chatglm3_checkpoint(src, dst)
         _prune_stale(dst, src)
     if dtype is None:
-        marker = json.loads((dst / MARKER).read_text(encoding="utf-8"))
-        dtype = _DTYPES.get(marker.get("dtype"), torch.float32)
+        dtype = _DTYPES.get(_read_marker(dst).get("dtype"), torch.float32)
     kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
     if device_map is not None:
         kwargs["device_map"] = device_map
