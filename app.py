@@ -1,35 +1,46 @@
 """Inkstone's Streamlit entry (``streamlit run app.py``): loads the engine once and routes to the pages.
 
-The engine (history store, loaded model, chat service) is built by the one ``st.cache_resource`` below,
-keyed by the model choice, so every browser tab shares it and picking another model on the settings page
-loads that one instead. Pages get it from ``ui.state.engine()`` and never build it themselves.
+The one ``st.cache_resource`` below holds the engine for the current model choice, so every browser
+tab shares it; picking another model on the settings page changes the key, and ``max_entries=1`` lets
+the old engine go before the new one loads. The engine is built outside the cached function, inside an
+``st.status`` that shows the loader's progress (elements drawn inside a cached function would be
+replayed on every rerun). Pages get the engine from ``ui.state.engine()`` and never build it.
 """
 
 from __future__ import annotations
+
+import threading
 
 import streamlit as st
 
 from core.config import Settings, load_settings
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError
+from core.models.loader import Progress
 from ui import sidebar, state
 
 st.set_page_config(page_title="Inkstone", page_icon="🪨", layout="wide")
 
 
-@st.cache_resource(max_entries=1, show_spinner="Loading the model…")
-def load_engine(key: tuple[str, ...], _settings: Settings) -> Engine:
-    """Build the engine for ``_settings`` (``key`` names the model, quantization, device and data dir)."""
-    with st.sidebar.status(f"Loading {_settings.model}…", expanded=True) as status:
-        try:
-            engine = build_engine(_settings, progress=status.write)
-        except BaseException:
-            status.update(label=f"Could not load {_settings.model}", state="error")
-            raise
-        loaded = getattr(engine.backend, "loaded", None)
-        took = f" in {loaded.load_seconds:.0f} s" if loaded is not None else ""
-        status.update(label=f"Model: {engine.backend.model_id}{took}", state="complete", expanded=False)
-    return engine
+class EngineSlot:
+    """The engine of one model choice, built on first use; one tab loads it while the others wait."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def load(self, settings: Settings, progress: Progress) -> Engine:
+        """The engine, building it now if no tab has yet (InkstoneError leaves the slot empty)."""
+        with self._lock:
+            if self.engine is None:
+                self.engine = build_engine(settings, progress=progress)
+            return self.engine
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def engine_slot(key: tuple[str, ...]) -> EngineSlot:
+    """The shared slot for ``key`` (model, quantization, device, dtype, data dir)."""
+    return EngineSlot()
 
 
 def current_settings() -> Settings:
@@ -39,10 +50,25 @@ def current_settings() -> Settings:
     return load_settings(cli)
 
 
-try:
+def get_engine() -> Engine:
+    """The shared engine; the first run after a model change loads it inside a visible status."""
     settings = current_settings()
-    key = (settings.model, settings.quantize or "none", settings.device, settings.dtype, str(settings.home))
-    engine = load_engine(key, settings)
+    slot = engine_slot((settings.model, settings.quantize or "none", settings.device, settings.dtype,
+                        str(settings.home)))  # fmt: skip
+    if slot.engine is not None:
+        return slot.engine
+    with st.status(f"Loading {settings.model}…", expanded=True) as status:
+        try:
+            engine = slot.load(settings, progress=status.write)
+        except InkstoneError:
+            status.update(label=f"Could not load {settings.model}", state="error", expanded=False)
+            raise
+        status.update(label=f"Loaded {engine.backend.model_id}", state="complete", expanded=False)
+    return engine
+
+
+try:
+    engine = get_engine()
 except InkstoneError as exc:
     st.error(str(exc))
     if state.model_choice() is not None:

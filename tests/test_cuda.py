@@ -14,7 +14,8 @@ from core.engine import build_engine
 from tests.fixtures_native import make_native_checkpoint
 
 pytestmark = pytest.mark.cuda
-FIXTURE = Path(os.environ.get("CHATGLM3_FIXTURE", Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"))
+DEFAULT_FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"
+FIXTURE = Path(os.environ.get("CHATGLM3_FIXTURE", DEFAULT_FIXTURE))
 
 
 @pytest.fixture(scope="module")

@@ -212,7 +212,7 @@ def test_stopped_and_failed_answers_are_marked(store: HistoryStore) -> None:
         error="The GPU ran out of memory: lower max_new_tokens.",
     )
     at = start(session.id)
-    assert "⏹ stopped" in at.caption[0].value
+    assert ":material/stop_circle: stopped" in at.caption[0].value
     assert at.error[0].value == "The GPU ran out of memory: lower max_new_tokens."
     assert bubbles(at)[1] == ("assistant", "half an ans")
 
@@ -237,3 +237,12 @@ def test_model_that_cannot_load_shows_an_error(home: Path, monkeypatch: pytest.M
     assert not at.exception
     assert "Unknown model 'no-such-model'" in at.error[0].value
     assert not at.chat_input  # the script stopped before the pages
+
+
+def test_loading_the_model_shows_a_status_only_while_it_loads(store: HistoryStore) -> None:
+    at = start()
+    assert [s.label for s in at.status] == ["Loaded fake"]
+    at.run()
+    assert not at.status  # a later run finds the engine cached: no stale status is replayed
+    other_tab = start()
+    assert not other_tab.status  # and another tab shares the loaded engine

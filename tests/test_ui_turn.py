@@ -7,6 +7,7 @@ rerun. The helper must close the event iterator so the service keeps the partial
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -20,7 +21,7 @@ from core.config import load_settings
 from core.engine import Engine, build_engine
 from core.errors import GenerationError
 from core.history import Message
-from ui.turn import answer_caption, omitted_notice, stream_turn
+from ui.turn import ActiveTurn, answer_caption, omitted_notice, stream_turn
 
 
 def make_engine(tmp_path: Path, backend: FakeBackend) -> Engine:
@@ -62,10 +63,39 @@ def test_a_rerun_mid_answer_keeps_the_partial_answer_as_stopped(engine: Engine) 
     user, answer = engine.store.messages(session_id)
     assert (user.content, user.status) == ("one two three four five", "complete")
     assert (answer.content, answer.status) == ("You said: one", "stopped")
-    assert "⏹ stopped" in answer_caption(answer)
+    assert ":material/stop_circle: stopped" in answer_caption(answer)
     # the backend was released: the next turn in the same session goes through
     outcome = stream_turn(engine.service.send(session_id, "next"), lambda texts: list(texts))
     assert outcome.status == "complete"
+
+
+def test_settle_stops_a_turn_streaming_in_another_thread_and_waits_for_it(tmp_path: Path) -> None:
+    """Streamlit's fast rerun: the new run settles the old run's turn before it reads the history."""
+    engine = make_engine(tmp_path, FakeBackend(delay_s=0.05))
+    session_id = engine.new_session()
+    turn, first_words = ActiveTurn(), threading.Event()
+
+    def write(texts: Iterator[str]) -> None:
+        for i, _ in enumerate(texts):
+            if i == 2:
+                first_words.set()
+
+    def old_run() -> None:
+        try:
+            stream_turn(engine.service.send(session_id, " ".join(["word"] * 200), turn.stop), write)
+        finally:
+            turn.done.set()
+
+    thread = threading.Thread(target=old_run)
+    thread.start()
+    assert first_words.wait(10)
+    assert turn.settle(timeout=10)
+    answer = engine.store.messages(session_id)[-1]
+    assert answer.status == "stopped" and answer.content.startswith("You said: word")
+    assert len(answer.content.split()) < 202
+    thread.join(10)
+    assert turn.settle(timeout=0)  # a finished turn settles at once
+    engine.store.close()
 
 
 def test_a_failed_generation_reports_the_error(tmp_path: Path) -> None:
@@ -84,6 +114,9 @@ def test_a_failed_generation_reports_the_error(tmp_path: Path) -> None:
 def test_caption_and_notice_texts() -> None:
     done = Message("m", "s", "assistant", "hi", "complete", "t", 12, 30, 250.4, 42.04)
     assert answer_caption(done) == "30 tokens · 42.0 tokens/s · first token 250 ms"
-    assert answer_caption(Message("m", "s", "assistant", "h", "stopped", "t")) == "⏹ stopped"
+    assert (
+        answer_caption(Message("m", "s", "assistant", "h", "stopped", "t"))
+        == ":material/stop_circle: stopped"
+    )
     assert omitted_notice(0) is None
     assert omitted_notice(3) == "3 earlier turns were left out of the prompt; they stay in the history."

@@ -8,8 +8,8 @@ answer as ``stopped`` and the rerun shows it from the history.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
+from threading import Event
 
 import streamlit as st
 
@@ -18,10 +18,14 @@ from core.errors import InkstoneError
 from core.export import session_to_json, session_to_markdown, source_label
 from core.history import Message
 from ui import state
-from ui.turn import answer_caption, omitted_notice, stream_turn
+from ui.turn import ActiveTurn, answer_caption, omitted_notice, stream_turn
 
 _REGENERATE = "inkstone_regenerate"
 _NOTICE = "inkstone_notice"
+_ACTIVE = "inkstone_active_turn"
+
+if (active := st.session_state.get(_ACTIVE)) is not None:
+    active.settle()  # a rerun mid-answer (Stop): let the interrupted run store the answer first
 
 engine = state.engine()
 store, service = engine.store, engine.service
@@ -47,18 +51,18 @@ def show_message(message: Message) -> None:
             st.caption(caption)
 
 
-def run_turn(start: Callable[[threading.Event], Iterator[ChatEvent]]) -> None:
+def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
     """Stream one answer with a Stop button, then rerun to show it from the history."""
-    stop = threading.Event()
+    turn = st.session_state[_ACTIVE] = ActiveTurn()
     with st.chat_message("assistant"):
-        st.button(
-            "Stop", icon=":material/stop_circle:", key="stop", help="Stop the answer and keep what it has"
-        )
+        st.button("Stop", icon=":material/stop_circle:", key="stop", help="Stop and keep the answer so far")
         try:
-            outcome = stream_turn(start(stop), st.write_stream)
+            outcome = stream_turn(start(turn.stop), st.write_stream)
         except InkstoneError as exc:
             st.error(str(exc))
             return
+        finally:
+            turn.done.set()
     st.session_state[_NOTICE] = (session_id, outcome.omitted_turns)
     st.rerun()
 

@@ -1,19 +1,41 @@
 """One chat turn as the chat page streams it, without Streamlit: token texts out, figures kept aside.
 
 The page hands ``stream_turn`` the event iterator of ``ChatService.send`` / ``regenerate`` and a writer
-(``st.write_stream``). When Streamlit reruns the script mid-answer (the user clicked Stop, or sent
-something else), the writer raises; ``stream_turn`` then closes the event iterator, which makes the
+(``st.write_stream``). When Streamlit stops the script mid-answer (the user clicked Stop, or anything
+else that reruns it), the writer raises; ``stream_turn`` then closes the event iterator, which makes the
 service stop generation and store the partial answer as ``stopped``.
+
+With ``runner.fastReruns`` (Streamlit's default) the rerun starts at once in a new thread while the old
+run is still inside a token; the new run therefore calls ``ActiveTurn.settle`` first: it sets the turn's
+stop event and waits until the old run has stored the answer, so the history it shows is final.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.chat import ChatEvent, Done, Failed, Started, Token
 from core.history import Message
+
+SETTLE_TIMEOUT_S = 30.0
+"""Longest a rerun waits for a stopped answer to be stored (one token, or a slow prompt prefill)."""
+
+
+@dataclass
+class ActiveTurn:
+    """A turn a browser tab is streaming: its stop event, and ``done`` once its events are closed."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def settle(self, timeout: float = SETTLE_TIMEOUT_S) -> bool:
+        """Stop the turn if it still runs and wait until its answer is stored; False if that timed out."""
+        if not self.done.is_set():
+            self.stop.set()
+        return self.done.wait(timeout)
 
 
 @dataclass
@@ -60,7 +82,7 @@ def answer_caption(message: Message) -> str:
     """The figures line under an answer: status mark, tokens, tokens/s, time to first token."""
     parts: list[str] = []
     if message.status == "stopped":
-        parts.append("⏹ stopped")
+        parts.append(":material/stop_circle: stopped")
     elif message.status == "streaming":
         parts.append("… still being written")
     if message.completion_tokens is not None:
