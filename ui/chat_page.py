@@ -2,7 +2,7 @@
 
 Thin by design: the turn itself is ``ChatService`` (``core/chat.py``); ``ui.turn`` turns its events into
 streamed text. Stop reruns the script, which closes the event iterator; the service keeps the partial
-answer as ``stopped`` and the rerun shows it from the history.
+answer as ``stopped``, and the rerun (after ``ActiveTurn.settle``) shows it from the history.
 """
 
 from __future__ import annotations

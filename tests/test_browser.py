@@ -1,0 +1,140 @@
+"""The live app in a real browser: ``streamlit run app.py`` on the ``fake-slow`` model, driven by Playwright.
+
+This is the one place the real Stop path runs end to end: the Stop button's click makes Streamlit rerun
+the script while ``st.write_stream`` is writing, and the partial answer must end up in the history as
+``stopped``. Needs the ``playwright`` Python package and a Chromium (Debian: ``apt-get install chromium``);
+skipped with the reason when either is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.history import HistoryStore
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="needs the playwright package (pip install playwright)"
+)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs a chromium binary (apt-get install chromium)")
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_MS = 30_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}: {server.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"streamlit did not answer at {url} within {seconds} s")
+
+
+@pytest.fixture
+def live_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The app served on a free port with a fresh data dir; yields its URL and the history file."""
+    home, port = tmp_path / "data", free_port()
+    env = {
+        **os.environ,
+        "INKSTONE_HOME": str(home),
+        "INKSTONE_MODEL": "fake-slow",
+        "INKSTONE_CONFIG": str(tmp_path / "absent.toml"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true",
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]  # fmt: skip
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, server)
+        yield url, home / "inkstone.db"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture
+def page(live_app: tuple[str, Path]) -> Iterator[sync_api.Page]:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        tab = browser.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        yield tab
+        browser.close()
+
+
+def send(page: sync_api.Page, text: str) -> None:
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def test_stop_keeps_the_partial_answer(live_app: tuple[str, Path], page: sync_api.Page) -> None:
+    url, db_path = live_app
+    page.goto(url)
+    words = " ".join(f"w{i}" for i in range(30))  # the echo answer streams at 0.2 s a word: ~6 s
+    send(page, words)
+    answer = page.get_by_test_id("stChatMessage").nth(1)
+    sync_api.expect(answer).to_contain_text("You said: w0 w1")
+    answer.get_by_role("button", name="Stop").click()  # ours, not the Stop of Streamlit's header
+    sync_api.expect(answer.get_by_test_id("stCaptionContainer")).to_contain_text("stopped")
+    sync_api.expect(page.get_by_test_id("stMain").get_by_role("button", name="Stop")).to_have_count(0)
+    store = HistoryStore.open(db_path)
+    try:
+        [session] = store.list_sessions()
+        user, reply = store.messages(session.id)
+        assert (user.content, user.status) == (words, "complete")
+        assert reply.status == "stopped"
+        assert reply.content.startswith("You said: w0 w1") and len(reply.content) < len(f"You said: {words}")
+    finally:
+        store.close()
+    assert f"session={session.id}" in page.url
+
+
+def test_answer_and_history_survive_a_reload(live_app: tuple[str, Path], page: sync_api.Page) -> None:
+    url, db_path = live_app
+    page.goto(url)
+    send(page, "hello browser")
+    sync_api.expect(page.get_by_text("You said: hello browser")).to_be_visible()
+    sync_api.expect(page.get_by_text("tokens/s")).to_be_visible()
+    page.wait_for_url("**session=*")
+    page.reload()
+    sync_api.expect(page.get_by_text("You said: hello browser")).to_be_visible()
+    sync_api.expect(
+        page.get_by_test_id("stSidebar").get_by_role("button", name="hello browser")
+    ).to_be_visible()
+    page.get_by_role("link", name="Model & settings").click()
+    sync_api.expect(page.get_by_text("Loaded model:")).to_be_visible()
+    page.get_by_role("link", name="Chat").click()
+    sync_api.expect(page.get_by_text("You said: hello browser")).to_be_visible()  # the session stayed open
