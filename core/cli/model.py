@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--quantize", choices=["4bit", "8bit", "none"])
         if name == "generate":
             q.add_argument("--max-new-tokens", type=int, default=64)
-            q.add_argument("--greedy", action="store_true", help="greedy decoding (temperature 0)")
+            q.add_argument("--greedy", action="store_true", help="plain greedy decoding (no sampling, no penalty)")
     return p
 
 
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 gen = settings.generation.with_updates(max_new_tokens=args.max_new_tokens)
                 if args.greedy:
-                    gen = gen.with_updates(temperature=0)
+                    gen = gen.with_updates(temperature=0, repetition_penalty=1.0)
                 ids = backend.generate_ids(messages, gen)
                 result = {"ids": ids, "text": backend.codec.decode(ids)}
     except InkstoneError as exc:
