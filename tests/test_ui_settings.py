@@ -89,3 +89,21 @@ def test_generation_settings_are_saved_into_the_session(store: HistoryStore) -> 
     saved = store.get_session(session.id).settings
     assert saved["temperature"] == 0.0 and saved["max_new_tokens"] == 64 and saved["max_turns"] == 3
     assert saved["system_prompt"] == "Be brief."  # other keys of the session's settings are kept
+
+
+def test_a_picked_model_that_fails_to_load_offers_the_configured_one(
+    store: HistoryStore, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}", encoding="utf-8")  # resolves, but cannot be loaded
+    at = settings_page()
+    at.main.selectbox[0].set_value("Local model directory…")
+    at.main.text_input[0].set_value(str(broken))
+    click(at, "Load model")
+    assert not at.exception, at.exception
+    assert "broken-model" in at.error[0].value and "not supported" in at.error[0].value
+    click(at, "Use the configured model instead")
+    assert not at.exception and not at.error
+    at.switch_page(PAGE).run()
+    assert "**Loaded model:** fake" in facts(at)
