@@ -6,7 +6,7 @@ one engine; the backend's lock serializes generation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.backends import create_backend
 from core.backends.base import Backend
@@ -26,6 +26,18 @@ class Engine:
     store: HistoryStore
     backend: Backend
     service: ChatService
+    _memory: dict[str, float] | None = field(default=None, init=False, repr=False)
+
+    def memory_estimate(self) -> dict[str, float] | None:
+        """GiB this model needs in bf16, 8-bit and 4-bit (weights + overhead); None for the fake backend."""
+        if self._memory is None:
+            from core.models.inspect import inspect_directory, inspect_loaded
+
+            if self.profile.path is not None and not self.settings.trust_remote_code:
+                self._memory = inspect_directory(self.profile.path).memory_gib
+            elif getattr(self.backend, "loaded", None) is not None:
+                self._memory = inspect_loaded(self.backend.loaded).memory_gib
+        return self._memory
 
     def new_session(self, title: str | None = None) -> str:
         """Create a session with this engine's model and default generation settings; return its id."""

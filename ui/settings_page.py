@@ -21,6 +21,12 @@ facts = [f"**Loaded model:** {backend.model_id}", f"**Context window:** {backend
 if loaded is not None:
     quantized = f", {loaded.quantize}" if loaded.quantize else ""
     facts.append(f"**Device:** {loaded.device} ({str(loaded.dtype).removeprefix('torch.')}{quantized})")
+estimate = engine.memory_estimate()
+if estimate:
+    facts.append(
+        f"**Memory estimate:** bf16 {estimate['bf16']} GiB · 8-bit {estimate['8bit']} GiB · "
+        f"4-bit {estimate['4bit']} GiB (weights + ~0.75 GiB overhead)"
+    )
 st.markdown("  \n".join(facts))
 
 with st.form("model"):
