@@ -90,12 +90,20 @@ class ChatService:
         """The generation settings stored with a session (defaults for missing keys)."""
         return GenerationSettings.from_dict(self.store.get_session(session_id).settings)
 
-    def check_message(self, session_id: str, text: str) -> None:
-        """Raise InputError for an empty message or one that alone exceeds the context budget."""
+    def check_message(self, session_id: str | None, text: str, defaults: GenerationSettings | None = None) -> None:
+        """Raise InputError for an empty message or one that alone exceeds the context budget.
+
+        ``session_id`` None checks against ``defaults`` (the settings a new session would get), so a front end
+        can refuse a message before creating a session for it.
+        """
         if not text or not text.strip():
             raise InputError("The message is empty: type something before sending.")
-        settings = self.session_settings(session_id)
-        system = self.store.get_session(session_id).settings.get("system_prompt")
+        if session_id is None:
+            settings, system = defaults or GenerationSettings(), None
+        else:
+            session = self.store.get_session(session_id)
+            settings = GenerationSettings.from_dict(session.settings)
+            system = session.settings.get("system_prompt")
         build_prompt(
             [("user", text)],
             count_tokens=self.backend.count_prompt_tokens,
@@ -170,7 +178,8 @@ class ChatService:
         finally:
             if finished is None and not settled:
                 stop.set()  # the consumer went away (browser rerun, Ctrl-C) or a bug: keep what we have
-                self.store.update_message(answer.id, content="".join(parts), status="stopped")
+                ttft = (first - started) * 1000 if first is not None else None
+                self.store.update_message(answer.id, content="".join(parts), status="stopped", ttft_ms=ttft)
         status = finished.reason
         elapsed = time.perf_counter() - started
         completion = finished.completion_tokens if finished else len(parts)

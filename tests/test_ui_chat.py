@@ -168,6 +168,14 @@ def test_oversized_message_is_refused_with_an_error(store: HistoryStore) -> None
     assert store.messages(session.id) == []
 
 
+def test_oversized_first_message_creates_no_session(store: HistoryStore) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.run()
+    at.chat_input[0].set_value("word " * 5000).run()
+    assert at.error and "tokens of prompt" in at.error[0].value
+    assert store.list_sessions() == []
+
+
 def test_regenerate_replaces_the_last_answer(store: HistoryStore) -> None:
     session = store.create_session(model="fake")
     add_turn(store, session.id, "question one", "a stale answer")

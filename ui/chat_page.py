@@ -77,10 +77,10 @@ if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
         st.warning("The message is empty: type something before sending.")
     else:
         try:
+            service.check_message(session_id, prompt, engine.settings.generation)
             if session_id is None:
                 session_id = engine.new_session()
                 state.open_session(session_id)
-            service.check_message(session_id, prompt)
         except InkstoneError as exc:
             st.error(str(exc))
         else:
