@@ -2,11 +2,11 @@
 
 Prints figures only (no assertions on time):
 - load time of the checkpoint with conversion into an empty cache, and again from the cache;
-- tokens/s of greedy generation of ``--new-tokens`` new tokens from a ChatGLM3Tokenizer prompt, through
-  ``model.generate`` with a ``TextIteratorStreamer`` over ChatGLM3Tokenizer (generation in a thread, text
-  consumed incrementally: the app's path) vs bare ``model.generate`` on the same model, and the ratio.
+- tokens/s and time to first token of a full Inkstone chat turn (ChatService, transformers backend, ChatGLM3
+  codec, streaming) vs a bare greedy ``model.generate`` on the same loaded native model, and the ratio
+  (``bench/decode.py``'s comparison, 128 new tokens).
 
-Usage: ``python bench/chatglm3.py [--fixture DIR] [--new-tokens 128] [--repeats 5]``.
+Usage: ``python bench/chatglm3.py [--fixture DIR] [--repeats 5]``.
 """
 
 from __future__ import annotations
@@ -17,73 +17,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEFAULT_FIXTURE = os.environ.get("CHATGLM3_FIXTURE") or str(
     Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"
 )
-MESSAGES = [
-    {"role": "system", "content": "You are a helpful assistant. 请用中文回答。"},
-    {"role": "user", "content": "What is LoRA? 请举一个例子。"},
-]
-
-
-def _generate_kwargs(tok, new_tokens: int) -> dict:
-    # min_new_tokens keeps random-weight models from stopping early, so every run makes new_tokens tokens.
-    return {"do_sample": False, "max_new_tokens": new_tokens, "min_new_tokens": new_tokens,
-            "eos_token_id": tok.stop_ids, "pad_token_id": tok.pad_token_id}
-
-
-def bare_generate(model, tok, ids, new_tokens: int) -> tuple[float, int]:
-    """Seconds and new-token count of one bare ``model.generate`` call.
-
-    It runs in a worker thread like the streamed variant, so the only difference measured is the
-    streamer: on small CPUs, torch's OpenMP pool behaves differently in the main thread than in a
-    worker thread, which would otherwise dominate the comparison.
-    """
-    result: dict = {}
-
-    def run() -> None:
-        result["out"] = model.generate(ids, **_generate_kwargs(tok, new_tokens))
-
-    start = time.perf_counter()
-    worker = threading.Thread(target=run)
-    worker.start()
-    worker.join()
-    return time.perf_counter() - start, result["out"].shape[1] - ids.shape[1]
-
-
-def streamed_generate(model, tok, ids, new_tokens: int) -> tuple[float, int, str]:
-    """Seconds, new-token count and text of one generate call streamed like the app (thread + streamer)."""
-    from transformers import TextIteratorStreamer
-
-    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
-    result: dict = {}
-
-    def run() -> None:
-        result["out"] = model.generate(ids, streamer=streamer, **_generate_kwargs(tok, new_tokens))
-
-    start = time.perf_counter()
-    worker = threading.Thread(target=run)
-    worker.start()
-    pieces = [piece for piece in streamer]
-    worker.join()
-    elapsed = time.perf_counter() - start
-    return elapsed, result["out"].shape[1] - ids.shape[1], "".join(pieces)
 
 
 def main() -> None:
     """Parse arguments, run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixture", default=DEFAULT_FIXTURE, help="ChatGLM3-format checkpoint directory")
-    parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
@@ -95,7 +45,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from core.chatglm3 import ChatGLM3Tokenizer, load_chatglm3_model
+    from core.chatglm3 import load_chatglm3_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -114,22 +64,10 @@ def main() -> None:
         cached_s = time.perf_counter() - start
     print(f"imports {imports_s:.3f} s; load with conversion: {convert_s:.3f} s; from cache: {cached_s:.3f} s")
 
-    tok = ChatGLM3Tokenizer(fixture)
-    ids = torch.tensor([tok.prompt_ids(MESSAGES)], device=model.device)
-    bare_generate(model, tok, ids, 8)  # warm-up
-    streamed_generate(model, tok, ids, 8)
-    bare, streamed = [], []
-    for _ in range(args.repeats):  # interleaved, so background load affects both alike
-        seconds, n = bare_generate(model, tok, ids, args.new_tokens)
-        bare.append(n / seconds)
-        seconds, n, _text = streamed_generate(model, tok, ids, args.new_tokens)
-        streamed.append(n / seconds)
-    b, s = statistics.median(bare), statistics.median(streamed)
-    print(f"prompt {ids.shape[1]} tokens, {args.new_tokens} new tokens, median of {args.repeats}:")
-    print(f"  bare model.generate:           {b:8.1f} tokens/s")
-    print(f"  generate + streamer (app path): {s:8.1f} tokens/s")
-    print(f"  ratio app/bare: {s / b:.3f}")
+    del model
+    from decode import bench_model  # the same Inkstone-turn vs bare-generate comparison as bench/decode.py
 
+    bench_model(str(fixture.resolve()), args.repeats)
 
 if __name__ == "__main__":
     main()
