@@ -73,3 +73,35 @@ def test_remote_code_checkpoint_is_refused_naming_the_file(tmp_path: Path) -> No
 def test_directory_without_config_is_explained(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no config.json"):
         resolve(str(tmp_path))
+
+
+def test_ctrl_c_stops_the_answer_and_keeps_it(home: Path) -> None:
+    """A real SIGINT to `python -m core chat` mid-answer (fake-slow model): exit 0, answer stored as stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from core.history import HistoryStore
+
+    repo = Path(__file__).resolve().parents[1]
+    words = " ".join(f"w{i}" for i in range(60))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", "chat", "--model", "fake-slow", "--json", words],
+        cwd=repo, env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    seen = proc.stdout.read(len("You said: w0 w1"))
+    assert seen == "You said: w0 w1"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "stopped" and result["reply"].startswith("You said: w0 w1")
+    assert len(result["reply"]) < len("You said: " + words)
+    store = HistoryStore.open(home / "inkstone.db")
+    answer = store.messages(result["session_id"])[-1]
+    assert (answer.status, answer.content) == ("stopped", result["reply"])
+    store.close()

@@ -6,8 +6,11 @@ Ctrl-C while an answer streams stops it and keeps the partial answer (stored as 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from core.chat import Done, Failed, Started, Token
@@ -48,6 +51,19 @@ def _prepare_session(engine: Engine, args: argparse.Namespace) -> str:
     return session_id
 
 
+@contextmanager
+def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
+    """While an answer streams, Ctrl-C sets ``stop`` (the answer ends cleanly and is kept) instead of raising."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = None) -> dict:
     """Stream one answer to ``out`` (stdout); return the figures (the ``--json`` object). Ctrl-C stops it."""
     out = out or sys.stdout
@@ -55,25 +71,21 @@ def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = N
     result: dict = {"session_id": session_id, "reply": "", "prompt_tokens": None, "completion_tokens": None,
                     "ttft_ms": None, "tokens_per_s": None, "sources": [], "status": None}
     events = engine.service.send(session_id, text, stop)
-    while True:
-        try:
-            event = next(events)
-        except StopIteration:
-            break
-        except KeyboardInterrupt:
-            stop.set()  # the backend notices within one token and finishes as "stopped"
-            continue
-        if isinstance(event, Token):
-            out.write(event.text)
-            out.flush()
-        elif isinstance(event, Started) and event.omitted_turns:
-            print(f"[{event.omitted_turns} earlier turns left out of the prompt]", file=sys.stderr)
-        elif isinstance(event, Done):
-            s = event.stats
-            result.update(reply=s.text, prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens,
-                          ttft_ms=s.ttft_ms, tokens_per_s=s.tokens_per_s, status=s.status)
-        elif isinstance(event, Failed):
-            result.update(status="error", error=event.error)
+    with _ctrl_c_sets(stop):
+        for event in events:
+            if isinstance(event, Token):
+                out.write(event.text)
+                out.flush()
+            elif isinstance(event, Started) and event.omitted_turns:
+                print(f"[{event.omitted_turns} earlier turns left out of the prompt]", file=sys.stderr)
+            elif isinstance(event, Done):
+                s = event.stats
+                result.update(reply=s.text, prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens,
+                              ttft_ms=s.ttft_ms, tokens_per_s=s.tokens_per_s, status=s.status)
+            elif isinstance(event, Failed):
+                result.update(status="error", error=event.error)
+    if result["status"] == "stopped":
+        out.write("\n[stopped]")
     out.write("\n")
     return result
 
