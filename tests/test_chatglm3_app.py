@@ -4,7 +4,6 @@ turn streams exactly the reference answer, and the CLI's model commands print th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,9 @@ from core.chat import Done, Started, Token
 from core.cli import main
 from core.config import load_settings
 from core.engine import build_engine
+from tests.chatglm3_fixture import FIXTURE, needs_fixture
 
-DEFAULT_FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"
-FIXTURE = Path(os.environ.get("CHATGLM3_FIXTURE", DEFAULT_FIXTURE))
-pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"ChatGLM3 fixture not found at {FIXTURE}")
+pytestmark = needs_fixture
 
 
 def reference() -> dict:

@@ -8,22 +8,15 @@ and that a failed conversion leaves nothing in the cache.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from core.errors import ModelError
+from tests.chatglm3_fixture import FIXTURE, needs_fixture
 
-FIXTURE = Path(
-    os.environ.get("CHATGLM3_FIXTURE")
-    or Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"
-)
-pytestmark = pytest.mark.skipif(
-    not (FIXTURE / "config.json").is_file(),
-    reason=f"ChatGLM3 fixture not found at {FIXTURE} (set CHATGLM3_FIXTURE to its directory)",
-)
+pytestmark = needs_fixture
 
 
 def _copy(tmp_path: Path, **config_changes) -> Path:

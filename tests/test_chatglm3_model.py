@@ -18,14 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-FIXTURE = Path(
-    os.environ.get("CHATGLM3_FIXTURE")
-    or Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"
-)
-pytestmark = pytest.mark.skipif(
-    not (FIXTURE / "reference.json").is_file(),
-    reason=f"ChatGLM3 fixture not found at {FIXTURE} (set CHATGLM3_FIXTURE to its directory)",
-)
+from tests.chatglm3_fixture import FIXTURE, needs_fixture
+
+pytestmark = needs_fixture
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ Also checks the config mapping for ChatGLM3-6B's real sizes.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -19,14 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-FIXTURE = Path(
-    os.environ.get("CHATGLM3_FIXTURE")
-    or Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"
-)
-needs_fixture = pytest.mark.skipif(
-    not (FIXTURE / "reference.json").is_file(),
-    reason=f"ChatGLM3 fixture not found at {FIXTURE} (set CHATGLM3_FIXTURE to its directory)",
-)
+from tests.chatglm3_fixture import FIXTURE, needs_fixture
 
 
 def chatglm3_forward(sd: dict[str, torch.Tensor], cfg: dict, ids: list[int]) -> torch.Tensor:

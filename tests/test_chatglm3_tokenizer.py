@@ -8,21 +8,14 @@ Checks: the exact prompt ids of every reference case, the plain ``encode`` facts
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from core.errors import InputError, ModelError
+from tests.chatglm3_fixture import FIXTURE, needs_fixture
 
-FIXTURE = Path(
-    os.environ.get("CHATGLM3_FIXTURE")
-    or Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"
-)
-pytestmark = pytest.mark.skipif(
-    not (FIXTURE / "reference.json").is_file(),
-    reason=f"ChatGLM3 fixture not found at {FIXTURE} (set CHATGLM3_FIXTURE to its directory)",
-)
+pytestmark = needs_fixture
 
 
 @pytest.fixture(scope="module")

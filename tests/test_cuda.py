@@ -3,7 +3,6 @@ of a tiny Llama, each answering a chat turn; bf16 logits of the fixture stay clo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,10 @@ import pytest
 from core.chat import Done
 from core.config import load_settings
 from core.engine import build_engine
+from tests.chatglm3_fixture import FIXTURE
 from tests.fixtures_native import make_native_checkpoint
 
 pytestmark = pytest.mark.cuda
-DEFAULT_FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"
-FIXTURE = Path(os.environ.get("CHATGLM3_FIXTURE", DEFAULT_FIXTURE))
 
 
 @pytest.fixture(scope="module")
