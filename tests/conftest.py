@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from core.history import HistoryStore
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -36,3 +39,22 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("INKSTONE_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.delenv("INKSTONE_MODEL", raising=False)
     return data
+
+
+@pytest.fixture
+def app_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``home`` with the ``fake`` model and no Streamlit engine cached from another test (before or after)."""
+    import streamlit as st
+
+    monkeypatch.setenv("INKSTONE_MODEL", "fake")
+    st.cache_resource.clear()
+    yield home
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def app_store(app_home: Path) -> Iterator[HistoryStore]:
+    """The history database the app under test uses, opened by the test next to the app's own connection."""
+    db = HistoryStore.open(app_home / "inkstone.db")
+    yield db
+    db.close()

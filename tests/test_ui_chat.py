@@ -6,7 +6,6 @@ built fresh; what the UI claims to have stored is checked by opening the SQLite 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,24 +18,9 @@ APP = Path(__file__).resolve().parents[1] / "app.py"
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh data dir, the ``fake`` model, no config file, and no engine cached from another test."""
-    data = tmp_path / "data"
-    monkeypatch.setenv("INKSTONE_HOME", str(data))
-    monkeypatch.setenv("INKSTONE_MODEL", "fake")
-    monkeypatch.setenv("INKSTONE_CONFIG", str(tmp_path / "absent.toml"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    st.cache_resource.clear()
-    yield data
-    st.cache_resource.clear()
-
-
-@pytest.fixture
-def store(home: Path) -> Iterator[HistoryStore]:
-    """The history database the app uses (opened by the test, next to the app's own connection)."""
-    db = HistoryStore.open(home / "inkstone.db")
-    yield db
-    db.close()
+def store(app_store: HistoryStore) -> HistoryStore:
+    """The app's history database (see conftest)."""
+    return app_store
 
 
 def start(session: str | None = None) -> AppTest:
@@ -239,7 +223,7 @@ def test_export_buttons_offer_markdown_and_json(store: HistoryStore) -> None:
     assert labels == ["Export Markdown", "Export JSON"]
 
 
-def test_model_that_cannot_load_shows_an_error(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_that_cannot_load_shows_an_error(app_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INKSTONE_MODEL", "no-such-model")
     at = AppTest.from_file(str(APP), default_timeout=30).run()
     assert not at.exception

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.history import HistoryStore
@@ -16,18 +14,9 @@ PAGE = "ui/settings_page.py"
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HistoryStore]:
-    """A fresh data dir with the ``fake`` model and no cached engine; yields the app's history database."""
-    data = tmp_path / "data"
-    monkeypatch.setenv("INKSTONE_HOME", str(data))
-    monkeypatch.setenv("INKSTONE_MODEL", "fake")
-    monkeypatch.setenv("INKSTONE_CONFIG", str(tmp_path / "absent.toml"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    st.cache_resource.clear()  # also forgets a model picked in an earlier test
-    db = HistoryStore.open(data / "inkstone.db")
-    yield db
-    db.close()
-    st.cache_resource.clear()
+def store(app_store: HistoryStore) -> HistoryStore:
+    """A fresh data dir with the ``fake`` model and no cached engine; the app's history database."""
+    return app_store
 
 
 def settings_page(session: str | None = None) -> AppTest:
