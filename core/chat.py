@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from core.backends.base import Backend, Finished, TextDelta
+from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
 from core.config import GenerationSettings
-from core.errors import GenerationError, InputError
-from core.history import HistoryStore, Message
-from core.prompt import build_prompt
+from core.errors import ConfigError, GenerationError, InputError, ModelError
+from core.history import HistoryStore, Message, Session
+from core.personas import Persona
+from core.prompt import PromptPlan, build_prompt
 
 SAVE_EVERY_S = 0.5
 """How often the growing answer is written to disk while it streams."""
@@ -82,9 +83,33 @@ ChatEvent = Started | Token | Sources | Done | Failed
 class ChatService:
     """Sends messages in stored sessions through one backend."""
 
-    def __init__(self, store: HistoryStore, backend: Backend) -> None:
+    def __init__(
+        self, store: HistoryStore, backend: Backend, personas: Callable[[str], Persona] | None = None
+    ) -> None:
         self.store = store
         self.backend = backend
+        self._personas = personas
+
+    def persona_of(self, session: Session) -> Persona | None:
+        """The session's persona, validated and checked against the loaded model (None without one)."""
+        if not session.persona:
+            return None
+        if self._personas is None:
+            raise ConfigError(f"Session {session.id} uses persona {session.persona!r} but no personas are set up.")
+        persona = self._personas(session.persona)
+        if persona.lora and not persona.fits_model(self.backend.model_id):
+            raise ConfigError(
+                f"Persona {persona.id!r} has a LoRA adapter trained for {persona.base_model!r}, but the loaded model "
+                f"is {self.backend.model_id!r}: load {persona.base_model!r} or pick another persona for this chat."
+            )
+        return persona
+
+    def _system_and_adapter(self, session: Session) -> tuple[str | None, AdapterSpec | None]:
+        persona = self.persona_of(session)
+        if persona is None:
+            return session.settings.get("system_prompt") or None, None
+        adapter = AdapterSpec(persona.id, persona.path) if persona.lora else None
+        return persona.system_prompt or session.settings.get("system_prompt") or None, adapter
 
     def session_settings(self, session_id: str) -> GenerationSettings:
         """The generation settings stored with a session (defaults for missing keys)."""
@@ -103,7 +128,7 @@ class ChatService:
         else:
             session = self.store.get_session(session_id)
             settings = GenerationSettings.from_dict(session.settings)
-            system = session.settings.get("system_prompt")
+            system, _adapter = self._system_and_adapter(session)
         build_prompt(
             [("user", text)],
             count_tokens=self.backend.count_prompt_tokens,
@@ -135,6 +160,7 @@ class ChatService:
     def _answer(self, session_id: str, user_message_id: str, stop: threading.Event) -> Iterator[ChatEvent]:
         session = self.store.get_session(session_id)
         settings = GenerationSettings.from_dict(session.settings)
+        system, adapter = self._system_and_adapter(session)
         history = [(m.role, m.content) for m in self.store.messages(session_id) if _usable(m)]
         plan = build_prompt(
             history,
@@ -142,14 +168,22 @@ class ChatService:
             context_window=self.backend.context_window,
             max_new_tokens=settings.max_new_tokens,
             max_turns=settings.max_turns,
-            system=session.settings.get("system_prompt"),
+            system=system,
         )
         if session.model != self.backend.model_id:
             self.store.update_session(session_id, model=self.backend.model_id)
         answer = self.store.add_message(session_id, "assistant", "", status="streaming")
-        return self._stream(answer, user_message_id, plan, settings, stop)
+        return self._stream(answer, user_message_id, plan, settings, stop, adapter)
 
-    def _stream(self, answer: Message, user_message_id: str, plan, settings, stop) -> Iterator[ChatEvent]:  # noqa: ANN001
+    def _stream(  # noqa: PLR0913
+        self,
+        answer: Message,
+        user_message_id: str,
+        plan: PromptPlan,
+        settings: GenerationSettings,
+        stop: threading.Event,
+        adapter: AdapterSpec | None,
+    ) -> Iterator[ChatEvent]:
         yield Started(user_message_id, answer.id, plan.prompt_tokens, plan.omitted_turns)
         parts: list[str] = []
         started = time.perf_counter()
@@ -158,7 +192,7 @@ class ChatService:
         finished: Finished | None = None
         settled = False  # True once the row has its final status
         try:
-            for event in self.backend.stream(plan.messages, settings, stop):
+            for event in self.backend.stream(plan.messages, settings, stop, adapter):
                 if isinstance(event, TextDelta):
                     if first is None:
                         first = time.perf_counter()
@@ -170,7 +204,7 @@ class ChatService:
                     yield Token(event.text)
                 elif isinstance(event, Finished):
                     finished = event
-        except GenerationError as exc:
+        except (GenerationError, ModelError) as exc:
             self.store.update_message(answer.id, content="".join(parts), status="error", error=str(exc))
             settled = True
             yield Failed(answer.id, str(exc))

@@ -15,6 +15,7 @@ from core.config import Settings
 from core.history import HistoryStore
 from core.models.loader import Progress
 from core.models.registry import ModelProfile, resolve
+from core.personas import Persona, list_personas, load_persona
 
 
 @dataclass
@@ -39,12 +40,26 @@ class Engine:
                 self._memory = inspect_loaded(self.backend.loaded).memory_gib
         return self._memory
 
-    def new_session(self, title: str | None = None) -> str:
-        """Create a session with this engine's model and default generation settings; return its id."""
+    def new_session(self, title: str | None = None, persona: str | None = None) -> str:
+        """Create a session with this engine's model and default generation settings; return its id.
+
+        With a persona, its generation defaults apply on top (ConfigError/NotFoundError if it is broken).
+        """
+        settings = self.settings.generation
+        if persona:
+            settings = settings.with_updates(**self.persona(persona).generation)
         session = self.store.create_session(
-            model=self.backend.model_id, settings=self.settings.generation.to_dict(), title=title
+            model=self.backend.model_id, persona=persona or None, settings=settings.to_dict(), title=title
         )
         return session.id
+
+    def persona(self, persona_id: str) -> Persona:
+        """Load and validate a persona from the adapters directory."""
+        return load_persona(self.settings.adapters, persona_id)
+
+    def personas(self) -> tuple[list[Persona], list[str]]:
+        """The valid personas, and a message per broken persona directory."""
+        return list_personas(self.settings.adapters)
 
 
 def open_store(settings: Settings, *, recover: bool = True) -> HistoryStore:
@@ -67,4 +82,5 @@ def build_engine(
     store = open_store(settings, recover=recover)
     if backend is None:
         backend = create_backend(profile, settings, progress)
-    return Engine(settings, profile, store, backend, ChatService(store, backend))
+    service = ChatService(store, backend, personas=lambda pid: load_persona(settings.adapters, pid))
+    return Engine(settings, profile, store, backend, service)

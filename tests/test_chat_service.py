@@ -90,8 +90,8 @@ def test_empty_and_oversized_messages_are_refused_before_storing(store: HistoryS
 
 
 class Exploding(FakeBackend):
-    def stream(self, messages, settings, stop):  # noqa: ANN001, ANN201
-        yield from list(super().stream(messages, settings, stop))[:2]
+    def stream(self, messages, settings, stop, adapter=None):  # noqa: ANN001, ANN201
+        yield from list(super().stream(messages, settings, stop, adapter))[:2]
         raise GenerationError("The GPU ran out of memory during this answer: lower max_new_tokens.")
 
 

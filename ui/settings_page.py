@@ -73,6 +73,21 @@ if session_id is None:
     st.stop()
 
 session = engine.store.get_session(session_id)
+personas, broken = engine.personas()
+for problem in broken:
+    st.warning(problem)
+names = {"": "No persona", **{p.id: f"{p.avatar or ''} {p.name}".strip() for p in personas}}
+current_persona = session.persona if session.persona in names else ""
+picked = st.selectbox(
+    "Persona of this chat",
+    list(names),
+    index=list(names).index(current_persona),
+    format_func=names.get,
+    help=f"System prompt and optional LoRA adapter, from {engine.settings.adapters}/<id>/persona.toml.",
+)
+if picked != current_persona:
+    engine.store.update_session(session_id, persona=picked)
+    st.rerun()
 gen = GenerationSettings.from_dict(session.settings)
 with st.form(f"generation-{session_id}"):
     st.caption(f"Chat: {session.title}")

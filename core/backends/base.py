@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from core.config import GenerationSettings
@@ -35,6 +36,14 @@ class Finished:
 StreamEvent = TextDelta | Finished
 
 
+@dataclass(frozen=True)
+class AdapterSpec:
+    """A LoRA adapter to apply for one answer: its name (the persona id) and the directory of its PEFT files."""
+
+    name: str
+    path: Path
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A loaded model that can stream answers. One generation at a time per backend (it holds a lock)."""
@@ -47,11 +56,16 @@ class Backend(Protocol):
         ...
 
     def stream(
-        self, messages: ChatMessages, settings: GenerationSettings, stop: threading.Event
+        self,
+        messages: ChatMessages,
+        settings: GenerationSettings,
+        stop: threading.Event,
+        adapter: AdapterSpec | None = None,
     ) -> Iterator[StreamEvent]:
         """Stream the answer to ``messages``: ``TextDelta`` events, then exactly one ``Finished``.
 
-        Setting ``stop`` ends generation early (reason ``stopped``). Failures raise
-        ``core.errors.GenerationError``; the backend stays usable afterwards.
+        ``adapter`` is applied for this answer only (None: the base model). Setting ``stop`` ends generation
+        early (reason ``stopped``). Failures raise ``core.errors.GenerationError`` (or ``ModelError`` for an
+        adapter that does not fit); the backend stays usable afterwards.
         """
         ...

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from core.backends.base import ChatMessages, Finished, StreamEvent, TextDelta
+from core.backends.base import AdapterSpec, ChatMessages, Finished, StreamEvent, TextDelta
 from core.config import GenerationSettings
 
 
@@ -39,6 +39,8 @@ class FakeBackend:
         self._lock = threading.Lock()
         self.prompts: list[ChatMessages] = []
         """Every prompt this backend was asked to answer (tests read it)."""
+        self.adapters: list[str | None] = []
+        """The adapter name used for each answer (None: base model)."""
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Words of every message plus 4 per message for its role markers, plus 2 for the answer prefix."""
@@ -54,11 +56,16 @@ class FakeBackend:
         return echo_reply(messages)
 
     def stream(
-        self, messages: ChatMessages, settings: GenerationSettings, stop: threading.Event
+        self,
+        messages: ChatMessages,
+        settings: GenerationSettings,
+        stop: threading.Event,
+        adapter: AdapterSpec | None = None,
     ) -> Iterator[StreamEvent]:
         """Stream the scripted reply word by word, at most ``max_new_tokens`` words."""
         with self._lock:
             self.prompts.append([dict(m) for m in messages])
+            self.adapters.append(adapter.name if adapter else None)
             words = self._next_reply(messages).split(" ")[: settings.max_new_tokens]
             produced = 0
             for i, word in enumerate(words):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from core.backends.base import ChatMessages, Finished, StreamEvent, TextDelta
+from core.backends.base import AdapterSpec, ChatMessages, Finished, StreamEvent, TextDelta
 from core.backends.streaming import IdStreamer, StopOnEvent
 from core.config import GenerationSettings
-from core.errors import GenerationError
+from core.errors import GenerationError, ModelError
 from core.models.loader import LoadedModel
 
 
@@ -35,6 +36,36 @@ class TransformersBackend:
         self.model_id = loaded.model_id
         self.context_window = loaded.context_window
         self._lock = threading.Lock()
+        self._peft: Any = None
+        """The PeftModel wrapping ``model`` once the first adapter is loaded; adapters are then switched in place."""
+
+    def _use_adapter(self, adapter: AdapterSpec | None) -> AbstractContextManager[Any]:
+        """Make ``adapter`` (or the bare base model) active for one answer; call with the lock held.
+
+        Each adapter is loaded once and switched with ``set_adapter``; "no adapter" disables them for the
+        duration of the answer. The base model is never reloaded.
+        """
+        if adapter is None:
+            return self._peft.disable_adapter() if self._peft is not None else nullcontext()
+        try:
+            if self._peft is None:
+                from peft import PeftModel
+
+                self._peft = PeftModel.from_pretrained(self.model, str(adapter.path), adapter_name=adapter.name)
+                self._peft.eval()
+            elif adapter.name not in self._peft.peft_config:
+                self._peft.load_adapter(str(adapter.path), adapter_name=adapter.name)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise ModelError(
+                f"The LoRA adapter of persona {adapter.name!r} ({adapter.path}) does not fit the loaded model "
+                f"{self.model_id}: {exc}. Load the model it was trained for, or pick another persona."
+            ) from None
+        self._peft.set_adapter(adapter.name)
+        return nullcontext()
+
+    @property
+    def _runner(self) -> Any:
+        return self._peft if self._peft is not None else self.model
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Exact prompt length in the model's chat format."""
@@ -45,9 +76,9 @@ class TransformersBackend:
         import torch
 
         prompt = self.codec.prompt_ids(messages)
-        with self._lock, torch.inference_mode():
+        with self._lock, self._use_adapter(None), torch.inference_mode():
             input_ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
-            out = self.model.generate(
+            out = self._runner.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 eos_token_id=self.codec.stop_ids,
@@ -57,13 +88,17 @@ class TransformersBackend:
         return [int(i) for i in out[0, len(prompt) :].tolist()]
 
     def stream(
-        self, messages: ChatMessages, settings: GenerationSettings, stop: threading.Event
+        self,
+        messages: ChatMessages,
+        settings: GenerationSettings,
+        stop: threading.Event,
+        adapter: AdapterSpec | None = None,
     ) -> Iterator[StreamEvent]:
         """Generate in a worker thread and yield text as it is decoded (see ``Backend.stream``)."""
         import torch
 
         prompt = self.codec.prompt_ids(messages)
-        with self._lock:
+        with self._lock, self._use_adapter(adapter):
             device = self.model.device
             input_ids = torch.tensor([prompt], dtype=torch.long, device=device)
             streamer = IdStreamer(self.codec)
@@ -80,7 +115,7 @@ class TransformersBackend:
             def work() -> None:
                 try:
                     with torch.inference_mode():
-                        self.model.generate(**kwargs)
+                        self._runner.generate(**kwargs)
                     streamer.end()
                 except BaseException as exc:  # handed to the consumer thread, which re-raises it
                     streamer.finish_with_error(exc)

@@ -40,13 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _prepare_session(engine: Engine, args: argparse.Namespace) -> str:
     overrides = {"temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
+    persona = None if args.persona in (None, "none") else args.persona
+    if persona:
+        engine.persona(persona)  # validate before anything is stored
     if args.session:
         session = engine.store.get_session(args.session)
         settings = engine.service.session_settings(session.id).with_updates(**overrides)
-        engine.store.update_session(session.id, settings={**session.settings, **settings.to_dict()})
+        changes: dict = {"settings": {**session.settings, **settings.to_dict()}}
+        if args.persona is not None:
+            changes["persona"] = persona or ""
+        engine.store.update_session(session.id, **changes)
         return session.id
-    session_id = engine.new_session()
-    settings = engine.settings.generation.with_updates(**overrides)
+    session_id = engine.new_session(persona=persona)
+    settings = engine.service.session_settings(session_id).with_updates(**overrides)
     engine.store.update_session(session_id, settings=settings.to_dict())
     return session_id
 
@@ -116,10 +122,6 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(
             args, model=args.model, device=args.device, quantize=args.quantize, trust_remote_code=args.trust_remote_code
         )
-        if args.persona not in (None, "none"):
-            from core.errors import ConfigError
-
-            raise ConfigError(f"Persona {args.persona!r} is not available: personas are not supported yet; use none.")
         progress = (lambda msg: print(msg, file=sys.stderr)) if sys.stderr.isatty() else None
         engine = build_engine(settings, progress, recover=False)
         session_id = _prepare_session(engine, args)

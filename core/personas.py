@@ -1,0 +1,137 @@
+"""Personas: ``adapters/<id>/persona.toml`` (name, avatar, language, system prompt, greeting, generation defaults,
+the base model it was made for) plus, with ``lora = true``, PEFT LoRA files in the same directory.
+
+Loading validates the whole directory and reports every problem in one ConfigError. Adapter weights must be
+safetensors (``adapter_model.safetensors``); pickled ``.bin`` adapters are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import GenerationSettings
+from core.errors import ConfigError, NotFoundError
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+KNOWN_KEYS = {"name", "avatar", "language", "system_prompt", "greeting", "base_model", "lora", "generation",
+              "training"}
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A validated persona directory."""
+
+    id: str
+    name: str
+    path: Path
+    system_prompt: str = ""
+    greeting: str = ""
+    avatar: str | None = None
+    language: str | None = None
+    base_model: str | None = None
+    """The model id the adapter was trained for (profile id or directory name); None: any model."""
+    lora: bool = False
+    generation: dict[str, Any] = field(default_factory=dict)
+    """Generation defaults for new sessions with this persona."""
+
+    @property
+    def adapter_dir(self) -> Path | None:
+        """Where the PEFT files are, for a LoRA persona."""
+        return self.path if self.lora else None
+
+    def fits_model(self, model_id: str) -> bool:
+        """True when the persona has no base model, or it names ``model_id`` (or its directory name)."""
+        return self.base_model is None or self.base_model in (model_id, Path(model_id).name)
+
+
+def _problems_of(path: Path, data: dict[str, Any]) -> list[str]:
+    problems = [f"unknown key {k!r}" for k in sorted(set(data) - KNOWN_KEYS)]
+    if not isinstance(data.get("name"), str) or not data.get("name", "").strip():
+        problems.append("`name` is missing or empty")
+    for key in ("system_prompt", "greeting", "avatar", "language", "base_model"):
+        if key in data and not isinstance(data[key], str):
+            problems.append(f"`{key}` must be a string")
+    if "lora" in data and not isinstance(data["lora"], bool):
+        problems.append("`lora` must be true or false")
+    generation = data.get("generation", {})
+    if not isinstance(generation, dict):
+        problems.append("[generation] must be a table")
+    else:
+        try:
+            GenerationSettings().with_updates(**generation)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        except TypeError as exc:
+            problems.append(f"[generation]: {exc}")
+    if data.get("lora") is True:
+        problems += _adapter_problems(path)
+    return problems
+
+
+def _adapter_problems(path: Path) -> list[str]:
+    problems = []
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        problems.append("lora = true but adapter_config.json is missing")
+    else:
+        try:
+            cfg = json.loads(config.read_text(encoding="utf-8"))
+            if cfg.get("peft_type") != "LORA":
+                problems.append(f"adapter_config.json has peft_type {cfg.get('peft_type')!r}, expected 'LORA'")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problems.append(f"adapter_config.json cannot be read ({exc})")
+    if not (path / "adapter_model.safetensors").is_file():
+        if (path / "adapter_model.bin").is_file():
+            problems.append("adapter_model.bin is a pickle, which Inkstone does not load: convert it to "
+                            "adapter_model.safetensors")
+        else:
+            problems.append("lora = true but adapter_model.safetensors is missing")
+    return problems
+
+
+def load_persona(adapters_dir: Path, persona_id: str) -> Persona:
+    """Load and validate ``adapters_dir/persona_id``; NotFoundError lists the personas that exist."""
+    path = adapters_dir / persona_id
+    if not ID_PATTERN.match(persona_id) or not (path / "persona.toml").is_file():
+        names = ", ".join(p.id for p in list_personas(adapters_dir)[0]) or "none yet"
+        raise NotFoundError(
+            f"Persona {persona_id!r} not found in {adapters_dir} (available: {names}). A persona is a directory "
+            "with a persona.toml; use `none` for no persona."
+        )
+    try:
+        data = tomllib.loads((path / "persona.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Persona {persona_id!r}: {path / 'persona.toml'} cannot be read ({exc}); fix it.") from None
+    problems = _problems_of(path, data)
+    if problems:
+        raise ConfigError(f"Persona {persona_id!r} in {path} has problems: " + "; ".join(problems) + ".")
+    return Persona(
+        id=persona_id,
+        name=data["name"].strip(),
+        path=path,
+        system_prompt=data.get("system_prompt", ""),
+        greeting=data.get("greeting", ""),
+        avatar=data.get("avatar"),
+        language=data.get("language"),
+        base_model=data.get("base_model"),
+        lora=data.get("lora", False),
+        generation=dict(data.get("generation", {})),
+    )
+
+
+def list_personas(adapters_dir: Path) -> tuple[list[Persona], list[str]]:
+    """Valid personas sorted by name, and one message per broken persona directory."""
+    personas, broken = [], []
+    if not adapters_dir.is_dir():
+        return [], []
+    for path in sorted(p for p in adapters_dir.iterdir() if (p / "persona.toml").is_file()):
+        try:
+            personas.append(load_persona(adapters_dir, path.name))
+        except (ConfigError, NotFoundError) as exc:
+            broken.append(str(exc))
+    return sorted(personas, key=lambda p: p.name.lower()), broken

@@ -1,0 +1,32 @@
+"""Picking a persona for a chat on the Model & settings page stores it, and the next answer uses its prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.history import HistoryStore
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+
+
+def test_pick_persona_for_a_chat(app_store: HistoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    adapters = tmp_path / "adapters"
+    (adapters / "poet").mkdir(parents=True)
+    (adapters / "poet" / "persona.toml").write_text('name = "Poet"\navatar = "🪶"\nsystem_prompt = "Verse."\n')
+    (adapters / "bad").mkdir()
+    (adapters / "bad" / "persona.toml").write_text('lora = true\n')
+    monkeypatch.setenv("INKSTONE_ADAPTERS", str(adapters))
+    session = app_store.create_session(model="fake")
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.query_params["session"] = session.id
+    at.run()
+    at.switch_page("ui/settings_page.py").run()
+    assert not at.exception, at.exception
+    assert any("'bad'" in w.value and "`name` is missing" in w.value for w in at.warning)
+    box = next(s for s in at.selectbox if s.label == "Persona of this chat")
+    assert box.options == ["No persona", "🪶 Poet"]
+    box.set_value("poet").run()
+    assert app_store.get_session(session.id).persona == "poet"
