@@ -15,7 +15,8 @@ APP = Path(__file__).resolve().parents[1] / "app.py"
 def test_pick_persona_for_a_chat(app_store: HistoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     adapters = tmp_path / "adapters"
     (adapters / "poet").mkdir(parents=True)
-    (adapters / "poet" / "persona.toml").write_text('name = "Poet"\navatar = "🪶"\nsystem_prompt = "Verse."\n')
+    (adapters / "poet" / "persona.toml").write_text('name = "Poet"\navatar = "🪶"\nsystem_prompt = "Verse."\n'
+                                              'greeting = "Ahoy, a verse for you."\n')
     (adapters / "bad").mkdir()
     (adapters / "bad" / "persona.toml").write_text('lora = true\n')
     monkeypatch.setenv("INKSTONE_ADAPTERS", str(adapters))
@@ -30,3 +31,6 @@ def test_pick_persona_for_a_chat(app_store: HistoryStore, tmp_path: Path, monkey
     assert box.options == ["No persona", "🪶 Poet"]
     box.set_value("poet").run()
     assert app_store.get_session(session.id).persona == "poet"
+    at.switch_page("ui/chat_page.py").run()
+    assert [m.markdown[0].value for m in at.chat_message] == ["Ahoy, a verse for you."]  # greeting, not stored
+    assert app_store.messages(session.id) == []

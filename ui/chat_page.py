@@ -69,6 +69,13 @@ def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
 
 if not history:
     st.caption("Start a conversation: type a message below. Everything stays on this machine.")
+    try:
+        persona = engine.service.persona_of(store.get_session(session_id)) if session_id else None
+    except InkstoneError as exc:
+        st.error(str(exc))
+    else:
+        if persona is not None and persona.greeting:
+            st.chat_message("assistant", avatar=persona.avatar).markdown(persona.greeting)
 for message in history:
     show_message(message)
 
