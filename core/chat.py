@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 
 from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
 from core.config import GenerationSettings
-from core.errors import ConfigError, GenerationError, InputError, ModelError
+from core.errors import ConfigError, GenerationError, InkstoneError, InputError, ModelError
 from core.history import HistoryStore, Message, Session
 from core.personas import Persona
 from core.prompt import PromptPlan, build_prompt
@@ -115,16 +116,22 @@ class ChatService:
         """The generation settings stored with a session (defaults for missing keys)."""
         return GenerationSettings.from_dict(self.store.get_session(session_id).settings)
 
-    def check_message(self, session_id: str | None, text: str, defaults: GenerationSettings | None = None) -> None:
+    def check_message(
+        self,
+        session_id: str | None,
+        text: str,
+        defaults: GenerationSettings | None = None,
+        system: str | None = None,
+    ) -> None:
         """Raise InputError for an empty message or one that alone exceeds the context budget.
 
-        ``session_id`` None checks against ``defaults`` (the settings a new session would get), so a front end
-        can refuse a message before creating a session for it.
+        ``session_id`` None checks against ``defaults`` and ``system`` (what a new session would get), so a
+        front end can refuse a message before creating a session for it.
         """
         if not text or not text.strip():
             raise InputError("The message is empty: type something before sending.")
         if session_id is None:
-            settings, system = defaults or GenerationSettings(), None
+            settings = defaults or GenerationSettings()
         else:
             session = self.store.get_session(session_id)
             settings = GenerationSettings.from_dict(session.settings)
@@ -145,23 +152,28 @@ class ChatService:
         return self._answer(session_id, user.id, stop or threading.Event())
 
     def regenerate(self, session_id: str, stop: threading.Event | None = None) -> Iterator[ChatEvent]:
-        """Replace the last answer of a session with a new one."""
+        """Answer the last user message again. The old answer is deleted only once the new one has text
+        (complete, or stopped part-way); if the new one fails or is stopped before any text, the old one stays.
+        """
         messages = self.store.messages(session_id)
         if not messages:
             raise InputError("This session has no messages to regenerate: send a message first.")
-        if messages[-1].role == "assistant":
-            self.store.delete_message(messages[-1].id)
-            messages = messages[:-1]
+        if messages[-1].status == "streaming":
+            raise InputError("The last answer is still being written: stop it or wait for it before regenerating.")
+        replaces = messages[-1].id if messages[-1].role == "assistant" else None
         last_user = next((m for m in reversed(messages) if m.role == "user"), None)
         if last_user is None:
             raise InputError("This session has no user message to answer: send a message first.")
-        return self._answer(session_id, last_user.id, stop or threading.Event())
+        return self._answer(session_id, last_user.id, stop or threading.Event(), replaces)
 
-    def _answer(self, session_id: str, user_message_id: str, stop: threading.Event) -> Iterator[ChatEvent]:
+    def _answer(
+        self, session_id: str, user_message_id: str, stop: threading.Event, replaces: str | None = None
+    ) -> Iterator[ChatEvent]:
+        """Build the prompt now (errors raise before anything changes); the returned events do the rest."""
         session = self.store.get_session(session_id)
         settings = GenerationSettings.from_dict(session.settings)
         system, adapter = self._system_and_adapter(session)
-        history = [(m.role, m.content) for m in self.store.messages(session_id) if _usable(m)]
+        history = [(m.role, m.content) for m in self.store.messages(session_id) if _usable(m) and m.id != replaces]
         plan = build_prompt(
             history,
             count_tokens=self.backend.count_prompt_tokens,
@@ -170,21 +182,15 @@ class ChatService:
             max_turns=settings.max_turns,
             system=system,
         )
-        if session.model != self.backend.model_id:
-            self.store.update_session(session_id, model=self.backend.model_id)
-        answer = self.store.add_message(session_id, "assistant", "", status="streaming")
-        return self._stream(answer, user_message_id, plan, settings, stop, adapter)
+        turn = _Turn(session, user_message_id, plan, settings, stop, adapter, replaces)
+        return self._stream(turn)
 
-    def _stream(  # noqa: PLR0913
-        self,
-        answer: Message,
-        user_message_id: str,
-        plan: PromptPlan,
-        settings: GenerationSettings,
-        stop: threading.Event,
-        adapter: AdapterSpec | None,
-    ) -> Iterator[ChatEvent]:
-        yield Started(user_message_id, answer.id, plan.prompt_tokens, plan.omitted_turns)
+    def _stream(self, turn: _Turn) -> Iterator[ChatEvent]:
+        """Create the answer row, stream into it, and finalize it whatever happens to the consumer."""
+        store = self.store
+        if turn.session.model != self.backend.model_id:
+            store.update_session(turn.session.id, model=self.backend.model_id)
+        answer = store.add_message(turn.session.id, "assistant", "", status="streaming")
         parts: list[str] = []
         started = time.perf_counter()
         first: float | None = None
@@ -192,42 +198,50 @@ class ChatService:
         finished: Finished | None = None
         settled = False  # True once the row has its final status
         try:
-            for event in self.backend.stream(plan.messages, settings, stop, adapter):
+            yield Started(turn.user_message_id, answer.id, turn.plan.prompt_tokens, turn.plan.omitted_turns)
+            for event in self.backend.stream(turn.plan.messages, turn.settings, turn.stop, turn.adapter):
                 if isinstance(event, TextDelta):
                     if first is None:
                         first = time.perf_counter()
                     parts.append(event.text)
                     now = time.perf_counter()
                     if now - last_save >= SAVE_EVERY_S:
-                        self.store.update_message(answer.id, content="".join(parts))
+                        store.update_message(answer.id, content="".join(parts))
                         last_save = now
                     yield Token(event.text)
                 elif isinstance(event, Finished):
                     finished = event
         except (GenerationError, ModelError) as exc:
-            self.store.update_message(answer.id, content="".join(parts), status="error", error=str(exc))
+            store.update_message(answer.id, content="".join(parts), status="error", error=str(exc))
             settled = True
             yield Failed(answer.id, str(exc))
             return
+        except Exception as exc:  # a bug: keep the text and say what happened, then let it surface
+            error = f"Unexpected error: {type(exc).__name__}: {exc}"
+            with suppress(InkstoneError):
+                store.update_message(answer.id, content="".join(parts), status="error", error=error)
+            settled = True
+            raise
         finally:
             if finished is None and not settled:
-                stop.set()  # the consumer went away (browser rerun, Ctrl-C) or a bug: keep what we have
+                turn.stop.set()  # the consumer went away (browser rerun, Ctrl-C): keep what we have
                 ttft = (first - started) * 1000 if first is not None else None
-                self.store.update_message(answer.id, content="".join(parts), status="stopped", ttft_ms=ttft)
-        status = finished.reason
+                with suppress(InkstoneError):
+                    store.update_message(answer.id, content="".join(parts), status="stopped", ttft_ms=ttft)
+                    self._settle_replacement(turn.replaces, answer.id, "stopped", "".join(parts))
         elapsed = time.perf_counter() - started
-        completion = finished.completion_tokens if finished else len(parts)
+        completion = finished.completion_tokens
         stats = TurnStats(
             message_id=answer.id,
-            status=status,
+            status=finished.reason,
             text="".join(parts),
-            prompt_tokens=finished.prompt_tokens if finished else plan.prompt_tokens,
+            prompt_tokens=finished.prompt_tokens,
             completion_tokens=completion,
             ttft_ms=(first - started) * 1000 if first is not None else None,
             tokens_per_s=completion / elapsed if completion and elapsed > 0 else None,
-            omitted_turns=plan.omitted_turns,
+            omitted_turns=turn.plan.omitted_turns,
         )
-        self.store.update_message(
+        store.update_message(
             answer.id,
             content=stats.text,
             status=stats.status,
@@ -236,7 +250,31 @@ class ChatService:
             ttft_ms=stats.ttft_ms,
             tokens_per_s=stats.tokens_per_s,
         )
+        self._settle_replacement(turn.replaces, answer.id, stats.status, stats.text)
         yield Done(stats)
+
+    def _settle_replacement(self, replaces: str | None, answer_id: str, status: str, text: str) -> None:
+        """After a regenerate: drop the old answer if the new one has text, else drop the empty new one."""
+        if replaces is None:
+            return
+        if text.strip():
+            self.store.delete_message(replaces)
+        elif status in ("complete", "stopped"):
+            self.store.delete_message(answer_id)
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """Everything one answer needs, decided before its row is created."""
+
+    session: Session
+    user_message_id: str
+    plan: PromptPlan
+    settings: GenerationSettings
+    stop: threading.Event
+    adapter: AdapterSpec | None
+    replaces: str | None
+    """The answer a regenerate replaces."""
 
 
 def _usable(message: Message) -> bool:

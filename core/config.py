@@ -76,10 +76,6 @@ class Settings:
     """Model profile id (see ``python -m core model list``) or a local Hugging Face model directory."""
     adapters: Path = Path("adapters")
     """Directory of persona directories."""
-    host: str = "127.0.0.1"
-    """Address the UI binds to; keep 127.0.0.1 unless you mean to expose your chats."""
-    port: int = 8501
-    """UI port."""
     device: str = "auto"
     """auto (CUDA when available), cuda or cpu."""
     dtype: str = "auto"
@@ -108,11 +104,10 @@ _TOP_LEVEL = {f.name for f in fields(Settings)} - {"generation"}
 def _coerce(name: str, value: Any) -> Any:
     if name in ("home", "adapters"):
         return Path(str(value)).expanduser()
-    if name == "port":
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"port={value!r} is not a number: set an integer such as 8501.") from None
+    if name == "trust_remote_code":
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"trust_remote_code={value!r} must be true or false (a TOML boolean, not a string).")
     if name == "quantize":
         if value in (None, "", "none"):
             return None

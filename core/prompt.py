@@ -48,6 +48,11 @@ def build_prompt(
     Raises InputError when even the last user message alone does not fit, naming its size and the limit.
     """
     budget = context_window - max_new_tokens
+    if budget <= 0:
+        raise InputError(
+            f"max_new_tokens {max_new_tokens} leaves no room for the prompt in this model's context window of "
+            f"{context_window} tokens: lower max_new_tokens (for example to {max(1, context_window // 4)})."
+        )
     head: ChatMessages = [{"role": "system", "content": system}] if system else []
     turns = group_turns(history)
     if not turns:

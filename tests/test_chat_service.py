@@ -156,3 +156,63 @@ def test_killed_process_leaves_question_and_partial_answer_on_disk(tmp_path: Pat
     assert store.recover_interrupted() == 1
     assert store.messages(sid)[-1].status == "stopped"
     store.close()
+
+
+def test_regenerate_that_cannot_start_keeps_the_old_answer(store: HistoryStore) -> None:
+    service = ChatService(store, FakeBackend(["good answer"], context_window=60))
+    sid = new_session(store, max_new_tokens=20)
+    list(service.send(sid, "question"))
+    store.update_session(sid, settings={**store.get_session(sid).settings, "max_new_tokens": 59})
+    with pytest.raises(InputError):
+        service.regenerate(sid)
+    assert [(m.role, m.content) for m in store.messages(sid)] == [("user", "question"), ("assistant", "good answer")]
+
+
+def test_regenerate_that_fails_or_stops_early_keeps_the_old_answer(store: HistoryStore) -> None:
+    sid = new_session(store)
+    list(ChatService(store, FakeBackend(["good answer"])).send(sid, "question"))
+    events = list(ChatService(store, Exploding(["x"])).regenerate(sid))
+    assert isinstance(events[-1], Failed)
+    assert [m.content for m in store.messages(sid) if m.status == "complete"] == ["question", "good answer"]
+    store.delete_message(store.messages(sid)[-1].id)  # dismiss the failed attempt
+    events = ChatService(store, FakeBackend(["new answer"])).regenerate(sid)
+    assert isinstance(next(events), Started)
+    events.close()  # stopped before any text
+    assert [(m.role, m.content, m.status) for m in store.messages(sid)] == [
+        ("user", "question", "complete"), ("assistant", "good answer", "complete")]
+
+
+def test_regenerate_refuses_while_an_answer_streams(store: HistoryStore) -> None:
+    service = ChatService(store, FakeBackend(["one two three"]))
+    sid = new_session(store)
+    events = service.send(sid, "question")
+    next(events), next(events)  # Started, first token: the answer row is streaming
+    with pytest.raises(InputError, match="still being written"):
+        ChatService(store, FakeBackend()).regenerate(sid)
+    list(events)
+    assert store.messages(sid)[-1].content == "one two three"
+
+
+def test_events_closed_before_reading_leave_no_streaming_row(store: HistoryStore) -> None:
+    service = ChatService(store, FakeBackend(["never"]))
+    sid = new_session(store)
+    service.send(sid, "first").close()
+    events = service.send(sid, "second")
+    next(events)
+    events.close()
+    assert [m.status for m in store.messages(sid)] == ["complete", "complete", "stopped"]
+
+
+class Buggy(FakeBackend):
+    def stream(self, messages, settings, stop, adapter=None):  # noqa: ANN001, ANN201
+        yield from list(super().stream(messages, settings, stop, adapter))[:1]
+        raise RuntimeError("index out of range in the sampler")
+
+
+def test_unexpected_backend_failure_is_stored_as_error_and_surfaces(store: HistoryStore) -> None:
+    sid = new_session(store)
+    with pytest.raises(RuntimeError):
+        list(ChatService(store, Buggy(["partial text"])).send(sid, "hi"))
+    answer = store.messages(sid)[-1]
+    assert (answer.status, answer.content) == ("error", "partial")
+    assert "RuntimeError: index out of range in the sampler" in answer.error

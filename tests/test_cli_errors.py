@@ -105,3 +105,17 @@ def test_ctrl_c_stops_the_answer_and_keeps_it(home: Path) -> None:
     answer = store.messages(result["session_id"])[-1]
     assert (answer.status, answer.content) == ("stopped", result["reply"])
     store.close()
+
+
+def test_refused_messages_leave_no_session_behind(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.history import HistoryStore
+
+    assert main(["chat", "--model", "fake", "  "]) == 1
+    assert main(["chat", "--model", "fake", "--max-new-tokens", "5000", "hi"]) == 1
+    assert "leaves no room" in capsys.readouterr().err
+    assert main(["chat", "--model", "fake", "--temperature", "9", "hi"]) == 1
+    assert "temperature=9.0 is out of range" in capsys.readouterr().err
+    assert main(["chat", "--model", "fake", "word " * 5000]) == 1
+    store = HistoryStore.open(home / "inkstone.db")
+    assert store.list_sessions() == []
+    store.close()

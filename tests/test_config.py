@@ -9,8 +9,9 @@ from core.errors import ConfigError
 
 
 def test_defaults_bind_to_localhost_and_use_the_bundled_model(tmp_path: Path) -> None:
+    streamlit_config = (Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text()
+    assert 'address = "127.0.0.1"' in streamlit_config
     s = load_settings(config_file=tmp_path / "none.toml", environ={})
-    assert s.host == "127.0.0.1"
     assert s.model == "qwen2.5-coder-0.5b"
     assert s.home == Path("data") and s.db_path == Path("data/inkstone.db")
     assert s.trust_remote_code is False
@@ -37,6 +38,9 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
         load_settings(config_file=toml, environ={})
     with pytest.raises(ConfigError, match="top_p"):
         GenerationSettings(top_p=0).validated()
+    toml.write_text('trust_remote_code = "false"\n')
+    with pytest.raises(ConfigError, match="trust_remote_code='false' must be true or false"):
+        load_settings(config_file=toml, environ={})
     with pytest.raises(ConfigError, match="quantize"):
         load_settings({"quantize": "3bit"}, config_file=tmp_path / "none.toml", environ={})
 

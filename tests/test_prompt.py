@@ -45,3 +45,8 @@ def test_message_larger_than_budget_is_refused_with_its_size() -> None:
     huge = [("user", "word " * 500)]
     with pytest.raises(InputError, match=r"needs 501 tokens.*context window of 300.*leaves 200"):
         build_prompt(huge, count_tokens=words, context_window=300, max_new_tokens=100, max_turns=10)
+
+
+def test_max_new_tokens_as_large_as_the_window_is_named() -> None:
+    with pytest.raises(InputError, match=r"max_new_tokens 5000 leaves no room.*context window of 4096.*1024"):
+        build_prompt([("user", "hi")], count_tokens=words, context_window=4096, max_new_tokens=5000, max_turns=10)

@@ -65,6 +65,10 @@ def test_session_continues_and_model_prompt_and_generate_work(shared_home: Path,
     assert prompt.returncode == 0, prompt.stderr
     shown = json.loads(prompt.stdout.strip().splitlines()[-1])
     assert shown["text"].endswith("<|im_start|>assistant\n") and "<|im_start|>user\nHi<|im_end|>" in shown["text"]
+    inspect = cli(shared_home, "model", "inspect", "smollm2-135m", "--json")
+    assert inspect.returncode == 0, inspect.stderr
+    info = json.loads(inspect.stdout.strip().splitlines()[-1])
+    assert info["family"] == "llama" and 130e6 < info["parameters"] < 140e6 and info["context_window"] == 8192
     gen = cli(shared_home, "model", "generate", "smollm2-135m", "--messages", str(messages), "--greedy",
               "--max-new-tokens", "8", "--json")
     assert gen.returncode == 0, gen.stderr

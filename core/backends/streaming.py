@@ -1,8 +1,9 @@
 """Per-call streaming pieces for ``model.generate``: an id streamer with incremental decoding and a stop check.
 
-The streamer decodes the whole answer so far on every step and emits only the new suffix, holding back a
-trailing U+FFFD (half of a multi-byte character) until the rest arrives. This is exact for byte-fallback and
-SentencePiece tokenizers, where decoding token by token would drop spaces or split characters.
+Incremental decoding keeps two offsets into the answer's ids: each step decodes a short window twice, with and
+without the new tokens, and emits the difference. The tokens before the new ones give the decoder its context,
+so SentencePiece leading spaces and byte-fallback pieces come out right, and a trailing U+FFFD (half of a
+multi-byte character) is held back until the rest arrives. The cost per token stays constant.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class IdStreamer(BaseStreamer):
         self.codec = codec
         self.ids: list[int] = []
         self.queue: queue.Queue[Any] = queue.Queue()
-        self._printed = 0
+        self._prefix = 0  # start of the context window
+        self._read = 0  # end of the text already emitted
         self._prompt_seen = False
         self._ended = False
         self._stop = set(codec.stop_ids)
@@ -38,22 +40,27 @@ class IdStreamer(BaseStreamer):
             return
         new = [int(i) for i in value.reshape(-1).tolist()]
         self.ids.extend(i for i in new if i not in self._stop)
-        text = self.codec.decode(self.ids)
-        if text.endswith("\ufffd"):
+        self._emit(final=False)
+
+    def _emit(self, final: bool) -> None:
+        """Queue the text the ids after ``_read`` add, unless it ends in half a character (and not final)."""
+        if len(self.ids) == self._read:
             return
-        if len(text) > self._printed:
-            self.queue.put(text[self._printed :])
-            self._printed = len(text)
+        before = self.codec.decode(self.ids[self._prefix : self._read])
+        after = self.codec.decode(self.ids[self._prefix :])
+        if (after.endswith("\ufffd") and not final) or len(after) <= len(before):
+            if final and after != before:
+                self.queue.put(after[len(before) :])
+            return
+        self.queue.put(after[len(before) :])
+        self._prefix, self._read = self._read, len(self.ids)
 
     def end(self) -> None:
         """Called by ``generate`` at the end: flush what was held back and signal the end (once)."""
         if self._ended:
             return
         self._ended = True
-        text = self.codec.decode(self.ids)
-        if len(text) > self._printed:
-            self.queue.put(text[self._printed :])
-            self._printed = len(text)
+        self._emit(final=True)
         self.queue.put(_END)
 
     def finish_with_error(self, exc: BaseException) -> None:

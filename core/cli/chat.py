@@ -15,6 +15,7 @@ from typing import TextIO
 
 from core.chat import Done, Failed, Started, Token
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
+from core.config import GenerationSettings
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError
 
@@ -38,23 +39,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _prepare_session(engine: Engine, args: argparse.Namespace) -> str:
-    overrides = {"temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
-    persona = None if args.persona in (None, "none") else args.persona
-    if persona:
-        engine.persona(persona)  # validate before anything is stored
-    if args.session:
-        session = engine.store.get_session(args.session)
-        settings = engine.service.session_settings(session.id).with_updates(**overrides)
-        changes: dict = {"settings": {**session.settings, **settings.to_dict()}}
-        if args.persona is not None:
-            changes["persona"] = persona or ""
-        engine.store.update_session(session.id, **changes)
-        return session.id
-    session_id = engine.new_session(persona=persona)
-    settings = engine.service.session_settings(session_id).with_updates(**overrides)
-    engine.store.update_session(session_id, settings=settings.to_dict())
-    return session_id
+class Target:
+    """The session the CLI's messages go to. Flags are validated up front; a new session is created only
+    when the first message passes the checks, so a refused message leaves nothing behind."""
+
+    def __init__(self, engine: Engine, args: argparse.Namespace) -> None:
+        self.engine = engine
+        self.persona_id = None if args.persona in (None, "none") else args.persona
+        persona = engine.persona(self.persona_id) if self.persona_id else None
+        overrides = {"temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
+        self.session_id: str | None = args.session
+        self.system = persona.system_prompt if persona else None
+        if self.session_id:
+            session = engine.store.get_session(self.session_id)
+            settings = GenerationSettings.from_dict(session.settings).with_updates(**overrides)
+            changes: dict = {"settings": {**session.settings, **settings.to_dict()}}
+            if args.persona is not None:
+                changes["persona"] = self.persona_id or ""
+            engine.store.update_session(self.session_id, **changes)
+            self.settings = settings
+        else:
+            defaults = engine.settings.generation.with_updates(**(persona.generation if persona else {}))
+            self.settings = defaults.with_updates(**overrides)
+
+    def for_message(self, text: str) -> str:
+        """The session id for ``text``, creating the session now if needed; InputError if ``text`` is refused."""
+        if self.session_id is not None:
+            return self.session_id
+        self.engine.service.check_message(None, text, self.settings, self.system)
+        self.session_id = self.engine.new_session(persona=self.persona_id)
+        self.engine.store.update_session(self.session_id, settings=self.settings.to_dict())
+        return self.session_id
 
 
 @contextmanager
@@ -96,9 +111,10 @@ def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = N
     return result
 
 
-def repl(engine: Engine, session_id: str) -> int:
+def repl(engine: Engine, target: Target) -> int:
     """Read messages until EOF or /exit."""
-    print(f"Session {session_id} with {engine.backend.model_id}. Ctrl-C stops an answer; /exit or Ctrl-D quits.")
+    where = f"Session {target.session_id}" if target.session_id else "A new session"
+    print(f"{where} with {engine.backend.model_id}. Ctrl-C stops an answer; /exit or Ctrl-D quits.")
     while True:
         try:
             text = input("you> ")
@@ -108,7 +124,7 @@ def repl(engine: Engine, session_id: str) -> int:
         if text.strip() in ("/exit", "/quit"):
             return 0
         try:
-            result = answer(engine, session_id, text)
+            result = answer(engine, target.for_message(text), text)
         except InkstoneError as exc:
             print(f"error: {exc}", file=sys.stderr)
             continue
@@ -124,10 +140,10 @@ def run(args: argparse.Namespace) -> int:
         )
         progress = (lambda msg: print(msg, file=sys.stderr)) if sys.stderr.isatty() else None
         engine = build_engine(settings, progress, recover=False)
-        session_id = _prepare_session(engine, args)
+        target = Target(engine, args)
         if args.message is None:
-            return repl(engine, session_id)
-        result = answer(engine, session_id, args.message)
+            return repl(engine, target)
+        result = answer(engine, target.for_message(args.message), args.message)
     except InkstoneError as exc:
         return fail(exc)
     if args.json:

@@ -31,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--json", action="store_true")
         q.add_argument("--trust-remote-code", action="store_true", default=None)
         add_home_flag(q)
+        q.add_argument("--device", choices=["auto", "cuda", "cpu"])
+        q.add_argument("--quantize", choices=["4bit", "8bit", "none"])
         if name != "inspect":
             q.add_argument("--messages", required=True, type=Path, help='JSON file: [{"role": ..., "content": ...}]')
-            q.add_argument("--device", choices=["auto", "cuda", "cpu"])
-            q.add_argument("--quantize", choices=["4bit", "8bit", "none"])
         if name == "generate":
             q.add_argument("--max-new-tokens", type=int, default=64)
             q.add_argument("--greedy", action="store_true", help="plain greedy decoding (no sampling, no penalty)")
