@@ -1,5 +1,6 @@
 """ChatGLM3 through the app's own path: the engine loads the fixture by directory (no remote code), a greedy chat
-turn streams exactly the reference answer, and the CLI's model commands print the reference ids."""
+turn streams exactly the reference answer, and the CLI's model commands print the reference ids. Expected context
+window and dtype on disk come from the fixture (``CHATGLM3_FIXTURE``), not from the default checkpoint."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from core.chat import Done, Started, Token
 from core.cli import main
 from core.config import load_settings
 from core.engine import build_engine
-from tests.chatglm3_fixture import FIXTURE, needs_fixture
+from tests.chatglm3_fixture import FIXTURE, disk_dtype, fixture_config, needs_fixture
 
 pytestmark = needs_fixture
 
@@ -22,8 +23,9 @@ def reference() -> dict:
 
 
 def test_greedy_turn_streams_reference_answer(home: Path) -> None:
-    case = reference()["cases"][0]
-    assert [m["role"] for m in case["messages"]] == ["user"]
+    single_user = [c for c in reference()["cases"] if [m["role"] for m in c["messages"]] == ["user"]]
+    assert single_user, "reference.json needs a case with one user message"
+    case = single_user[0]
     settings = load_settings({"model": str(FIXTURE), "temperature": 0, "repetition_penalty": 1.0,
                               "max_new_tokens": len(case["greedy_new_ids"])})
     engine = build_engine(settings)
@@ -52,4 +54,5 @@ def test_model_prompt_and_generate_print_reference_ids(index: int, home: Path, t
     assert out["ids"] == case["greedy_new_ids"]
     assert main(["model", "inspect", str(FIXTURE), "--json"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert info["family"] == "chatglm3" and info["context_window"] == 512 and info["dtype_on_disk"] == "float32"
+    assert info["family"] == "chatglm3" and info["context_window"] == fixture_config()["seq_length"]
+    assert info["dtype_on_disk"] == disk_dtype()

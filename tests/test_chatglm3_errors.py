@@ -2,7 +2,8 @@
 
 Covers: detection of ChatGLM3 directories, config fields the GLM mapping cannot represent, missing and
 unexpected tensors (listed together), shape mismatches, shard files missing from an index, no weights,
-and that a failed conversion leaves nothing in the cache.
+and that a failed conversion leaves nothing in the cache. Broken copies are built from whatever weights the
+fixture has (single or sharded, ``.bin`` or safetensors, any dtype and sizes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ModelError
-from tests.chatglm3_fixture import FIXTURE, needs_fixture
+from tests.chatglm3_fixture import FIXTURE, fixture_config, needs_fixture
 
 pytestmark = needs_fixture
 
@@ -27,6 +28,19 @@ def _copy(tmp_path: Path, **config_changes) -> Path:
     cfg.update(config_changes)
     cfg_file.write_text(json.dumps(cfg), encoding="utf-8")
     return src
+
+
+def _take_weights(src: Path) -> dict:
+    """Remove every weight file (and index) of checkpoint ``src``; return its complete state dict."""
+    from core.chatglm3 import read_chatglm3_state_dict
+    from core.chatglm3.weights import weight_files
+
+    state = read_chatglm3_state_dict(src)
+    for file in weight_files(src):
+        file.unlink()
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        (src / index).unlink(missing_ok=True)
+    return state
 
 
 def _load(src: Path, tmp_path: Path):
@@ -68,31 +82,33 @@ def test_unsupported_config_field_is_named(field: str, value, tmp_path: Path) ->
 
 
 def test_missing_and_unexpected_tensors_listed_in_one_error(tmp_path: Path) -> None:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     src = _copy(tmp_path)
-    state = load_file(str(src / "model.safetensors"))
-    del state["transformer.encoder.layers.1.self_attention.dense.weight"]
-    del state["transformer.encoder.layers.0.self_attention.query_key_value.bias"]
+    layers = fixture_config()["num_layers"]
+    state = _take_weights(src)
+    last_dense = f"transformer.encoder.layers.{layers - 1}.self_attention.dense.weight"
+    qkv = "transformer.encoder.layers.0.self_attention.query_key_value."
+    first_qkv = qkv + ("bias" if qkv + "bias" in state else "weight")
+    del state[last_dense]
+    del state[first_qkv]
     extra = state["transformer.encoder.final_layernorm.weight"]
-    state["transformer.encoder.layers.2.mlp.extra.weight"] = extra
+    state[f"transformer.encoder.layers.{layers}.mlp.extra.weight"] = extra
     save_file({k: v.clone() for k, v in state.items()}, str(src / "model.safetensors"))
     with pytest.raises(ModelError) as info:
         _load(src, tmp_path)
     message = str(info.value)
-    assert "transformer.encoder.layers.1.self_attention.dense.weight" in message
-    assert "transformer.encoder.layers.0.self_attention.query_key_value.bias" in message
-    assert "encoder.layers.2.mlp.extra.weight" in message and "unexpected" in message
+    assert last_dense in message
+    assert first_qkv in message
+    assert f"encoder.layers.{layers}.mlp.extra.weight" in message and "unexpected" in message
     assert not any((tmp_path / "cache").iterdir())
 
 
 def test_missing_tensor_in_single_bin_is_found_after_loading(tmp_path: Path) -> None:
     import torch
-    from safetensors.torch import load_file
 
     src = _copy(tmp_path)
-    state = load_file(str(src / "model.safetensors"))
-    (src / "model.safetensors").unlink()
+    state = _take_weights(src)
     del state["transformer.output_layer.weight"]
     torch.save(state, src / "pytorch_model.bin")
     with pytest.raises(ModelError, match=r"missing tensors: transformer\.output_layer\.weight"):
@@ -100,17 +116,21 @@ def test_missing_tensor_in_single_bin_is_found_after_loading(tmp_path: Path) -> 
 
 
 def test_shape_mismatch_names_tensor(tmp_path: Path) -> None:
-    src = _copy(tmp_path, multi_query_group_num=1)
+    cfg = fixture_config()
+    heads = cfg["num_attention_heads"]
+    groups = cfg["multi_query_group_num"] if cfg.get("multi_query_attention") else heads
+    # Another valid group count (it divides the heads), so only the weights' row count can disagree.
+    src = _copy(tmp_path, multi_query_attention=True, multi_query_group_num=1 if groups != 1 else heads)
     with pytest.raises(ModelError, match="query_key_value"):
         _load(src, tmp_path)
-    src2 = _copy(tmp_path / "b", ffn_hidden_size=48)
+    src2 = _copy(tmp_path / "b", ffn_hidden_size=cfg["ffn_hidden_size"] // 2)
     with pytest.raises(ModelError, match="gate_up_proj"):
         _load(src2, tmp_path / "b")
 
 
 def test_missing_shard_and_missing_weights(tmp_path: Path) -> None:
     src = _copy(tmp_path)
-    (src / "model.safetensors").unlink()
+    _take_weights(src)
     with pytest.raises(ModelError, match="no weights"):
         _load(src, tmp_path)
     index = {"weight_map": {"transformer.output_layer.weight": "pytorch_model-00002-of-00002.bin"}}

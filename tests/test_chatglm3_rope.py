@@ -5,7 +5,8 @@ RoPE on the first half of each head in interleaved pairs with base 10000 * rope_
 attention, SwiGLU MLP), not from the loader. It is first validated against the fixture's reference
 logits, then used where no reference exists: ``rope_ratio`` 2.0 (the native config must get rope theta
 20000 and different logits), plain multi-head attention (per-head fused qkv layout) and one kv group.
-Also checks the config mapping for ChatGLM3-6B's real sizes.
+Also checks the config mapping for ChatGLM3-6B's real sizes. Sizes, vocabulary and special ids come from
+the fixture (``CHATGLM3_FIXTURE``); the reference-logit tolerance from its dtype on disk.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.chatglm3_fixture import FIXTURE, needs_fixture
+from tests.chatglm3_fixture import FIXTURE, fixture_config, fixture_reference, logits_tolerance, needs_fixture
 
 
 def chatglm3_forward(sd: dict[str, torch.Tensor], cfg: dict, ids: list[int]) -> torch.Tensor:
@@ -72,21 +73,19 @@ def chatglm3_forward(sd: dict[str, torch.Tensor], cfg: dict, ids: list[int]) -> 
 
 
 def _fixture_cfg() -> dict:
-    return json.loads((FIXTURE / "config.json").read_text(encoding="utf-8"))
+    return fixture_config()
 
 
 @needs_fixture
 def test_reference_forward_reproduces_fixture_logits() -> None:
-    from safetensors.torch import load_file
-
     from core.chatglm3 import read_chatglm3_state_dict
 
-    ref = json.loads((FIXTURE / "reference.json").read_text(encoding="utf-8"))
-    logits = load_file(str(FIXTURE / "reference.safetensors"))
+    ref = fixture_reference()
     sd = read_chatglm3_state_dict(FIXTURE)
+    tol = logits_tolerance()
     for case in ref["cases"]:
         got = chatglm3_forward(sd, _fixture_cfg(), case["prompt_ids"])
-        assert (got - logits[case["logits_key"]]).abs().max().item() < 1e-4
+        assert (got - ref["logits"][case["logits_key"]]).abs().max().item() < tol
 
 
 def _random_checkpoint(dst: Path, cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -124,7 +123,13 @@ def _random_checkpoint(dst: Path, cfg: dict, seed: int = 0) -> dict[str, torch.T
     return sd
 
 
-IDS = [1001, 1003, 1006, 800, 800, 526, 17, 250, 31, 999, 400, 5, 77, 600, 1007] * 3
+def _ids() -> list[int]:
+    """45 prompt-like ids valid for the fixture: ``[gMASK] sop <|user|>`` + ordinary ids + ``<|assistant|>``, x3."""
+    special = json.loads((FIXTURE / "reference.json").read_text(encoding="utf-8"))["special_ids"]
+    pieces = special["[gMASK]"] - 1  # SentencePiece ids lie below the specials ([MASK], [gMASK], ...)
+    body = [i % pieces for i in (800, 800, 526, 17, 250, 31, 999, 400, 5, 77, 600)]
+    return [special["[gMASK]"], special["sop"], special["<|user|>"], *body, special["<|assistant|>"]] * 3
+
 VARIANTS = {
     "rope_ratio_2": {"rope_ratio": 2.0},
     "multi_head_no_mqa": {"multi_query_attention": False},
@@ -142,9 +147,10 @@ def test_native_model_matches_reference_forward(variant: str, tmp_path: Path) ->
     model = load_chatglm3_model(tmp_path / variant, cache_dir=tmp_path / "cache")
     assert model.config.num_key_value_heads == (cfg["multi_query_group_num"] if cfg["multi_query_attention"]
                                                 else cfg["num_attention_heads"])
+    ids = _ids()
     with torch.no_grad():
-        got = model(torch.tensor([IDS])).logits[0]
-    expected = chatglm3_forward(sd, cfg, IDS)
+        got = model(torch.tensor([ids])).logits[0]
+    expected = chatglm3_forward(sd, cfg, ids)
     assert (got - expected).abs().max().item() < 1e-4
 
 
@@ -164,7 +170,7 @@ def test_rope_ratio_sets_theta_and_changes_logits(tmp_path: Path) -> None:
     rot = _fixture_cfg()["kv_channels"] // 2
     expected_inv_freq = 1.0 / 20000.0 ** (torch.arange(0, rot, 2, dtype=torch.float) / rot)
     assert torch.allclose(m2.model.rotary_emb.inv_freq, expected_inv_freq)
-    ids = torch.tensor([IDS])
+    ids = torch.tensor([_ids()])
     with torch.no_grad():
         diff = (m1(ids).logits - m2(ids).logits).abs().max().item()
     assert diff > 1e-3, "rope_ratio must change the logits"

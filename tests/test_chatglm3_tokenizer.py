@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError, ModelError
-from tests.chatglm3_fixture import FIXTURE, needs_fixture
+from tests.chatglm3_fixture import FIXTURE, fixture_config, needs_fixture
 
 pytestmark = needs_fixture
 
@@ -52,15 +52,16 @@ def test_special_and_stop_ids(tok, ref) -> None:
     for name, value in ref["special_ids"].items():
         assert tok.special_ids[name] == value
     assert list(tok.special_ids.values()) == list(range(n, n + 9))
-    assert tok.eos_token_id == ref["eos_token_id"] == 2
-    assert tok.pad_token_id == 0
-    assert tok.stop_ids == [2, tok.special_ids["<|user|>"], tok.special_ids["<|observation|>"]]
+    cfg = fixture_config()
+    assert tok.eos_token_id == ref["eos_token_id"] == cfg.get("eos_token_id", 2)
+    assert tok.pad_token_id == cfg.get("pad_token_id", 0)
+    assert tok.stop_ids == [ref["eos_token_id"], ref["special_ids"]["<|user|>"], ref["special_ids"]["<|observation|>"]]
     assert tok.vocab_size == n + 9
 
 
 def test_decode_special_tokens_bytes_and_padding_ids(tok) -> None:
     sp = tok.special_ids
-    ids = [sp["[gMASK]"], sp["sop"], sp["<|user|>"], *tok.encode("你好"), 2]
+    ids = [sp["[gMASK]"], sp["sop"], sp["<|user|>"], *tok.encode("你好"), tok.eos_token_id]
     assert tok.decode(ids) == "你好"
     assert tok.decode(ids, skip_special_tokens=False) == "[gMASK]sop<|user|>你好</s>"
     # "😀" is four byte-fallback pieces; a cut-off sequence becomes U+FFFD, like the reference greedy_text.
@@ -83,7 +84,7 @@ def test_metadata_tools_and_answer_ids(tok) -> None:
     sys_ids = tok.prompt_ids([{"role": "system", "content": "S", "tools": tools}])
     expected = "S\n" + json.dumps(tools, indent=4, ensure_ascii=False)
     assert sys_ids[3:-1] == [*tok.encode("\n"), *tok.encode(expected)]
-    assert tok.answer_ids("好的") == [*tok.encode("好的"), 2]
+    assert tok.answer_ids("好的") == [*tok.encode("好的"), tok.eos_token_id]
 
 
 def test_bad_role_and_bad_content_are_input_errors(tok) -> None:
@@ -108,7 +109,7 @@ def test_streams_through_transformers_text_iterator_streamer(tok) -> None:
     ids = tok.encode(text)
     streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
     streamer.put(torch.tensor([[tok.special_ids["<|assistant|>"]]]))  # the prompt, skipped
-    for token in [*ids, 2]:
+    for token in [*ids, tok.eos_token_id]:
         streamer.put(torch.tensor([token]))
     streamer.end()
     streamed = "".join(streamer)
