@@ -57,8 +57,11 @@ def _count_parameters(config: Any) -> tuple[int, int]:
 
 
 def _dtype_on_disk(path: Path, declared: Any) -> str:
-    """dtype of the first weight tensor (safetensors header), else the config's declaration."""
-    files = sorted(path.glob("*.safetensors"))
+    """dtypes in the weights' safetensors header, else (``.bin`` weights) the config's declaration.
+
+    Only ``model*.safetensors`` count: a directory may hold other safetensors files (adapters, test references).
+    """
+    files = sorted(path.glob("model*.safetensors"))
     if files:
         with files[0].open("rb") as f:
             size = int.from_bytes(f.read(8), "little")
