@@ -39,7 +39,9 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 
 def default_cache_dir() -> Path:
     """Where converted checkpoints go by default: ``$INKSTONE_HOME/cache/chatglm3`` (``./data`` if unset)."""
-    return Path(os.environ.get("INKSTONE_HOME") or "data") / "cache" / "chatglm3"
+    from core.config import load_settings
+
+    return load_settings().cache_dir / "chatglm3"
 
 
 def source_fingerprint(src: Path) -> str:
