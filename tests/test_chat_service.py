@@ -216,3 +216,14 @@ def test_unexpected_backend_failure_is_stored_as_error_and_surfaces(store: Histo
     answer = store.messages(sid)[-1]
     assert (answer.status, answer.content) == ("error", "partial")
     assert "RuntimeError: index out of range in the sampler" in answer.error
+
+
+def test_backend_reports_busy_while_an_answer_streams(store: HistoryStore) -> None:
+    backend = FakeBackend(["one two"])
+    service = ChatService(store, backend)
+    events = service.send(new_session(store), "hi")
+    assert not backend.busy
+    next(events), next(events)
+    assert backend.busy  # what the chat page tells a second tab
+    list(events)
+    assert not backend.busy

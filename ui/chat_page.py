@@ -56,6 +56,8 @@ def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
     turn = st.session_state[_ACTIVE] = ActiveTurn()
     with st.chat_message("assistant"):
         st.button("Stop", icon=":material/stop_circle:", key="stop", help="Stop and keep the answer so far")
+        if getattr(engine.backend, "busy", False):
+            st.caption("Another tab is generating with this model; this answer starts when that one ends.")
         try:
             outcome = stream_turn(start(turn.stop), st.write_stream)
         except InkstoneError as exc:

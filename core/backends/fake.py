@@ -42,6 +42,11 @@ class FakeBackend:
         self.adapters: list[str | None] = []
         """The adapter name used for each answer (None: base model)."""
 
+    @property
+    def busy(self) -> bool:
+        """True while an answer is being streamed."""
+        return self._lock.locked()
+
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Words of every message plus 4 per message for its role markers, plus 2 for the answer prefix."""
         return sum(len(m["content"].split()) + 4 for m in messages) + 2

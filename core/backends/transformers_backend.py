@@ -67,6 +67,11 @@ class TransformersBackend:
     def _runner(self) -> Any:
         return self._peft if self._peft is not None else self.model
 
+    @property
+    def busy(self) -> bool:
+        """True while an answer (from any tab or thread) is being generated."""
+        return self._lock.locked()
+
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Exact prompt length in the model's chat format."""
         return len(self.codec.prompt_ids(messages))

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol
 
 from core.errors import ModelError
@@ -35,6 +36,7 @@ class HFChatCodec:
                 "use an instruct/chat model, or add a `chat_template` to its tokenizer_config.json."
             )
         self.tokenizer = tokenizer
+        self._lock = threading.Lock()  # Rust tokenizers may refuse concurrent use ("Already borrowed")
         stop: list[int] = []
         for candidate in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
             for i in candidate if isinstance(candidate, list) else [candidate]:
@@ -45,12 +47,16 @@ class HFChatCodec:
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """Render the chat template with the generation prompt and tokenize it."""
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        with self._lock:
+            ids = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
         return list(ids)
 
     def decode(self, ids: list[int]) -> str:
         """Decode, skipping special tokens."""
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        with self._lock:
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
 class ChatGLM3Codec:
