@@ -136,14 +136,7 @@ class ChatService:
             session = self.store.get_session(session_id)
             settings = GenerationSettings.from_dict(session.settings)
             system, _adapter = self._system_and_adapter(session)
-        build_prompt(
-            [("user", text)],
-            count_tokens=self.backend.count_prompt_tokens,
-            context_window=self.backend.context_window,
-            max_new_tokens=settings.max_new_tokens,
-            max_turns=1,
-            system=system,
-        )
+        self._plan([("user", text)], settings, system, max_turns=1)
 
     def send(self, session_id: str, text: str, stop: threading.Event | None = None) -> Iterator[ChatEvent]:
         """Store ``text`` as the user's message and stream the answer. Bad input raises before anything is stored."""
@@ -166,6 +159,19 @@ class ChatService:
             raise InputError("This session has no user message to answer: send a message first.")
         return self._answer(session_id, last_user.id, stop or threading.Event(), replaces)
 
+    def _plan(
+        self, history: list[tuple[str, str]], settings: GenerationSettings, system: str | None, max_turns: int
+    ) -> PromptPlan:
+        """Fit ``history`` into this backend's context window (InputError when the last message cannot fit)."""
+        return build_prompt(
+            history,
+            count_tokens=self.backend.count_prompt_tokens,
+            context_window=self.backend.context_window,
+            max_new_tokens=settings.max_new_tokens,
+            max_turns=max_turns,
+            system=system,
+        )
+
     def _answer(
         self, session_id: str, user_message_id: str, stop: threading.Event, replaces: str | None = None
     ) -> Iterator[ChatEvent]:
@@ -174,14 +180,7 @@ class ChatService:
         settings = GenerationSettings.from_dict(session.settings)
         system, adapter = self._system_and_adapter(session)
         history = [(m.role, m.content) for m in self.store.messages(session_id) if _usable(m) and m.id != replaces]
-        plan = build_prompt(
-            history,
-            count_tokens=self.backend.count_prompt_tokens,
-            context_window=self.backend.context_window,
-            max_new_tokens=settings.max_new_tokens,
-            max_turns=settings.max_turns,
-            system=system,
-        )
+        plan = self._plan(history, settings, system, max_turns=settings.max_turns)
         turn = _Turn(session, user_message_id, plan, settings, stop, adapter, replaces)
         return self._stream(turn)
 

@@ -309,13 +309,15 @@ class HistoryStore:
 
     def _update_session(self, session_id: str, **changes: Any) -> None:
         changes["updated_at"] = now()
+        self._update_row("sessions", "session", session_id, changes)
+
+    def _update_row(self, table: str, noun: str, row_id: str, changes: dict[str, Any]) -> None:
+        """Set ``changes`` on one row of ``table`` (a fixed table name, never user input)."""
         assignments = ", ".join(f"{column} = ?" for column in changes)
         with self._write() as db:
-            cursor = db.execute(
-                f"UPDATE sessions SET {assignments} WHERE id = ?", [*changes.values(), session_id]
-            )
+            cursor = db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", [*changes.values(), row_id])
             if cursor.rowcount == 0:
-                raise NotFoundError(f"No session with id {session_id!r}: it may have been deleted.")
+                raise NotFoundError(f"No {noun} with id {row_id!r}: it may have been deleted.")
 
     def delete_session(self, session_id: str) -> None:
         """Delete a session and all its messages."""
@@ -415,13 +417,7 @@ class HistoryStore:
         if not changes:
             self.get_message(message_id)
             return
-        assignments = ", ".join(f"{column} = ?" for column in changes)
-        with self._write() as db:
-            cursor = db.execute(
-                f"UPDATE messages SET {assignments} WHERE id = ?", [*changes.values(), message_id]
-            )
-            if cursor.rowcount == 0:
-                raise NotFoundError(f"No message with id {message_id!r}: it may have been deleted.")
+        self._update_row("messages", "message", message_id, changes)
 
     def get_message(self, message_id: str) -> Message:
         """The message with this id; NotFoundError if there is none."""

@@ -20,7 +20,7 @@ loaded = getattr(backend, "loaded", None)
 facts = [f"**Loaded model:** {backend.model_id}", f"**Context window:** {backend.context_window} tokens"]
 if loaded is not None:
     quantized = f", {loaded.quantize}" if loaded.quantize else ""
-    facts.append(f"**Device:** {loaded.device} ({str(loaded.dtype).removeprefix('torch.')}{quantized})")
+    facts.append(f"**Device:** {loaded.device} ({loaded.dtype}{quantized})")
 estimate = engine.memory_estimate()
 if estimate:
     facts.append(

@@ -76,20 +76,26 @@ class TransformersBackend:
         """Exact prompt length in the model's chat format."""
         return len(self.codec.prompt_ids(messages))
 
+    def _generate_kwargs(self, prompt: list[int], settings: GenerationSettings) -> dict[str, Any]:
+        """``generate`` arguments shared by streaming and non-streaming calls."""
+        import torch
+
+        input_ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
+        return dict(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            eos_token_id=self.codec.stop_ids,
+            pad_token_id=getattr(self.codec, "pad_id", None) or self.codec.stop_ids[0],
+            **sampling_kwargs(settings),
+        )
+
     def generate_ids(self, messages: ChatMessages, settings: GenerationSettings) -> list[int]:
         """New token ids for ``messages`` without streaming (a final stop id included), for debugging."""
         import torch
 
         prompt = self.codec.prompt_ids(messages)
         with self._lock, self._use_adapter(None), torch.inference_mode():
-            input_ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
-            out = self._runner.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                eos_token_id=self.codec.stop_ids,
-                pad_token_id=getattr(self.codec, "pad_id", None) or self.codec.stop_ids[0],
-                **sampling_kwargs(settings),
-            )
+            out = self._runner.generate(**self._generate_kwargs(prompt, settings))
         return [int(i) for i in out[0, len(prompt) :].tolist()]
 
     def stream(
@@ -104,18 +110,9 @@ class TransformersBackend:
 
         prompt = self.codec.prompt_ids(messages)
         with self._lock, self._use_adapter(adapter):
-            device = self.model.device
-            input_ids = torch.tensor([prompt], dtype=torch.long, device=device)
             streamer = IdStreamer(self.codec)
-            kwargs = dict(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                streamer=streamer,
-                stopping_criteria=[StopOnEvent(stop)],
-                eos_token_id=self.codec.stop_ids,
-                pad_token_id=getattr(self.codec, "pad_id", None) or self.codec.stop_ids[0],
-                **sampling_kwargs(settings),
-            )
+            kwargs = self._generate_kwargs(prompt, settings)
+            kwargs.update(streamer=streamer, stopping_criteria=[StopOnEvent(stop)])
 
             def work() -> None:
                 try:

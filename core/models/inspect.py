@@ -44,16 +44,20 @@ def memory_estimate(parameters: int, output_parameters: int) -> dict[str, float]
     return {k: round((v + OVERHEAD_BYTES) / GIB, 2) for k, v in sizes.items()}
 
 
+def parameter_counts(model: Any) -> tuple[int, int]:
+    """(all parameters, untied lm_head parameters) of a model (real or on the meta device)."""
+    total = sum(p.numel() for p in model.parameters())
+    head = model.get_output_embeddings()
+    head_params = head.weight.numel() if head is not None and not model.config.tie_word_embeddings else 0
+    return total, head_params
+
+
 def _count_parameters(config: Any) -> tuple[int, int]:
     import torch
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    total = sum(p.numel() for p in model.parameters())
-    head = model.get_output_embeddings()
-    head_params = head.weight.numel() if head is not None and not model.config.tie_word_embeddings else 0
-    return total, head_params
+        return parameter_counts(AutoModelForCausalLM.from_config(config))
 
 
 def _dtype_on_disk(path: Path, declared: Any) -> str:
@@ -143,11 +147,10 @@ def check_fits(info: ModelInfo, device: str, dtype_bytes: int, quantize: str | N
 
 def inspect_loaded(loaded: Any) -> ModelInfo:
     """Describe a model already in memory (bundled profiles, whose files are GGUF)."""
-    model = loaded.model
-    total = sum(p.numel() for p in model.parameters())
-    head = model.get_output_embeddings()
-    head_params = head.weight.numel() if head is not None and not model.config.tie_word_embeddings else 0
     from core.models.loader import context_window_of
+
+    model = loaded.model
+    total, head_params = parameter_counts(model)
 
     return ModelInfo(
         model=loaded.model_id,

@@ -207,9 +207,8 @@ def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Pr
     from core.chatglm3 import is_chatglm3_checkpoint
     from core.models.inspect import check_fits, inspect_directory
 
-    if not is_chatglm3_checkpoint(path):
-        check_remote_code(path, settings.trust_remote_code)
     if not settings.trust_remote_code:
+        # refuses a checkpoint that needs its own code (naming the file) and a load that will not fit
         check_fits(inspect_directory(path), device, dtype.itemsize, settings.quantize)
     if is_chatglm3_checkpoint(path):
         return _load_chatglm3(path, settings, device, dtype, say)
