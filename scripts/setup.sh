@@ -32,10 +32,10 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     echo "GPU found by nvidia-smi: installing a CUDA build of torch"
     $PIP install "torch==${TORCH_VERSION:-2.13.0}"
   else
+    # The +cpu wheels live on PyTorch's own index; pip keeps its default index (or the one you configured)
+    # for everything else, so PyTorch's is added as an extra index only.
     echo "No GPU found: installing a CPU build of torch"
-    $PIP install "torch==${TORCH_VERSION:-2.13.0}+cpu" 2>/dev/null ||
-      $PIP install "torch==${TORCH_VERSION:-2.13.0}+cpu" \
-        --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
+    $PIP install "torch==${TORCH_VERSION:-2.13.0}+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
   fi
 fi
 
