@@ -1,7 +1,7 @@
 """Typed settings, defaulted in one place and layered: CLI flags > inkstone.toml > environment > defaults.
 
 This is the only module that reads the environment (``INKSTONE_HOME``, ``INKSTONE_MODEL``,
-``INKSTONE_ADAPTERS``, ``INKSTONE_CONFIG``).
+``INKSTONE_ADAPTERS``, ``INKSTONE_CHROMA_URL``, ``INKSTONE_CONFIG``).
 """
 
 from __future__ import annotations
@@ -86,6 +86,16 @@ class Settings:
     """Allow a checkpoint's own Python files to run. Off; only for checkpoints you have read."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     """Default generation settings of new sessions."""
+    chroma_url: str | None = None
+    """A Chroma server (``chroma run``), e.g. ``http://127.0.0.1:8000``; None keeps knowledge in ``home/chroma``."""
+    embedder: str | None = None
+    """Embedder of new knowledge bases: a bundled id or a local sentence-transformers dir (None: library default)."""
+    kb_chunk_size: int | None = None
+    """Characters per chunk of new knowledge bases (None: the library default)."""
+    kb_chunk_overlap: int | None = None
+    """Characters shared by neighbouring chunks of new knowledge bases (None: the library default)."""
+    rag_top_k: int = 4
+    """Sources retrieved for one answer when a chat has RAG on."""
 
     @property
     def db_path(self) -> Path:
@@ -96,6 +106,11 @@ class Settings:
     def cache_dir(self) -> Path:
         """Where converted model weights are cached."""
         return self.home / "cache"
+
+    @property
+    def chroma_path(self) -> Path:
+        """The local Chroma directory of the knowledge bases (unused when ``chroma_url`` is set)."""
+        return self.home / "chroma"
 
 
 _TOP_LEVEL = {f.name for f in fields(Settings)} - {"generation"}
@@ -115,9 +130,38 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"quantize={value!r} is not supported: use 4bit, 8bit or none.")
     if name == "device" and value not in ("auto", "cuda", "cpu"):
         raise ConfigError(f"device={value!r} is not supported: use auto, cuda or cpu.")
+    if name in _KNOWLEDGE:
+        return _coerce_knowledge(name, value)
     if name == "dtype" and value not in ("auto", "float32", "bfloat16", "float16"):
         raise ConfigError(f"dtype={value!r} is not supported: use auto, float32, bfloat16 or float16.")
     return value
+
+
+_KNOWLEDGE = {"chroma_url", "embedder", "kb_chunk_size", "kb_chunk_overlap", "rag_top_k"}
+
+
+def _coerce_knowledge(name: str, value: Any) -> Any:
+    """Validate the knowledge-base settings (``None`` or ``""`` means the default where one exists)."""
+    if name in ("chroma_url", "embedder"):
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}={value!r} must be text.")
+        if name == "chroma_url" and not value.startswith(("http://", "https://")):
+            raise ConfigError(f"chroma_url={value!r} is not a URL: use http://HOST:PORT of a `chroma run` server.")
+        return value.strip()
+    if name != "rag_top_k" and value in (None, ""):
+        return None
+    try:
+        number = int(value)
+        if isinstance(value, bool) or number != float(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} is not a whole number.") from None
+    low, high = {"kb_chunk_size": (50, 20000), "kb_chunk_overlap": (0, 5000), "rag_top_k": (1, 50)}[name]
+    if not low <= number <= high:
+        raise ConfigError(f"{name}={value!r} is out of range: use a whole number between {low} and {high}.")
+    return number
 
 
 def _apply(base: Settings, layer: dict[str, Any], source: str) -> Settings:
@@ -142,7 +186,8 @@ def env_layer(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Settings given by environment variables."""
     env = os.environ if environ is None else environ
     layer: dict[str, Any] = {}
-    for var, key in (("INKSTONE_HOME", "home"), ("INKSTONE_MODEL", "model"), ("INKSTONE_ADAPTERS", "adapters")):
+    for var, key in (("INKSTONE_HOME", "home"), ("INKSTONE_MODEL", "model"), ("INKSTONE_ADAPTERS", "adapters"),
+                     ("INKSTONE_CHROMA_URL", "chroma_url")):
         if env.get(var):
             layer[key] = env[var]
     return layer

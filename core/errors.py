@@ -35,3 +35,15 @@ class NotFoundError(InkstoneError):
 
 class StorageError(InkstoneError):
     """The history database cannot be opened or written (read-only, locked, corrupt)."""
+
+
+class KnowledgeBaseError(InkstoneError):
+    """A knowledge base cannot be created, ingested into, searched or re-embedded."""
+
+
+class ReembedRequired(KnowledgeBaseError):
+    """A knowledge base was built with another embedder than the one in use: re-embed it."""
+
+
+class KnowledgeUnavailable(KnowledgeBaseError):
+    """The Chroma store (local directory or server) cannot be reached or read."""

@@ -175,3 +175,60 @@ def migrate(db: Database, *, until: str | None = None) -> list[str]:
         db.rollback()
         raise
     return done
+
+
+@migration
+def m004_knowledge(db: Database) -> None:
+    """Knowledge bases, their documents, and each session's RAG switch with its chosen knowledge bases.
+
+    A document row is written ``ingesting`` before its chunks go to Chroma and becomes ``ready`` (or
+    ``error`` with the reason) after; retrieval only returns chunks of ``ready`` documents, so an
+    interrupted ingestion never shows half a document. Names are as ingested (display only); a name may
+    have two rows for a moment while a changed file replaces its old version.
+    """
+    db.execute(
+        """
+        CREATE TABLE knowledge_bases (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            collection TEXT NOT NULL UNIQUE,
+            embedder TEXT NOT NULL,
+            dimension INTEGER NOT NULL,
+            chunk_size INTEGER NOT NULL,
+            chunk_overlap INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE documents (
+            id TEXT PRIMARY KEY,
+            kb_id TEXT NOT NULL REFERENCES knowledge_bases(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL DEFAULT 0,
+            pages INTEGER NOT NULL DEFAULT 0,
+            chunks INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL CHECK (status IN ('ingesting', 'ready', 'error')),
+            error TEXT,
+            warnings TEXT NOT NULL DEFAULT '[]',
+            embedder TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX documents_kb_name ON documents (kb_id, name)")
+    db.execute("CREATE INDEX documents_kb_hash ON documents (kb_id, content_hash)")
+    db.execute(
+        """
+        CREATE TABLE session_knowledge (
+            session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+            rag INTEGER NOT NULL DEFAULT 0,
+            kb_ids TEXT NOT NULL DEFAULT '[]',
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
