@@ -32,7 +32,7 @@ class Engine:
     def memory_estimate(self) -> dict[str, float] | None:
         """GiB this model needs in bf16, 8-bit and 4-bit (weights + overhead); None for the fake backend."""
         if self._memory is None:
-            from core.models.inspect import inspect_directory, inspect_loaded
+            from core.models.modelinfo import inspect_directory, inspect_loaded
 
             if self.profile.path is not None and not self.settings.trust_remote_code:
                 self._memory = inspect_directory(self.profile.path).memory_gib

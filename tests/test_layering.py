@@ -72,3 +72,100 @@ def test_every_module_has_a_docstring() -> None:
     missing = [str(f.relative_to(REPO)) for f in files("app.py", "core", "ui", "knowledge", "bench")
                if ast.get_docstring(ast.parse(f.read_text(encoding="utf-8"))) is None]
     assert missing == []
+
+
+def module_name(path: Path) -> str:
+    """Dotted module name of a file under REPO (``core/models/loader.py`` -> ``core.models.loader``)."""
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    """Line numbers inside ``if TYPE_CHECKING:`` blocks (imports there never run)."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def import_graph(top: str = "core") -> dict[str, set[str]]:
+    """Module -> modules of ``top`` it imports, at module level or inside functions (TYPE_CHECKING excluded)."""
+    modules = {module_name(f): f for f in files(top)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _type_checking_lines(tree)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(tree):
+            if getattr(node, "lineno", None) in skip:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join([*anchor, base] if base else anchor)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            edges.update(t for t in targets if t in modules and t != name)
+        graph[name] = edges
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of two or more modules (Tarjan), each sorted; the list sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
+def test_no_import_cycles_inside_core() -> None:
+    graph = import_graph("core")
+    assert "core.models.loader" in graph and graph["core.models.loader"], "the walk found no imports"
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_check_sees_imports_inside_functions(tmp_path: Path) -> None:
+    """A cycle made only by a function-level import (what loader/inspect had) must be reported."""
+    (tmp_path / "core" / "models").mkdir(parents=True)
+    (tmp_path / "core" / "__init__.py").write_text('"""x"""\n')
+    (tmp_path / "core" / "models" / "__init__.py").write_text('"""x"""\n')
+    (tmp_path / "core" / "models" / "a.py").write_text("from core.models import b\n")
+    (tmp_path / "core" / "models" / "b.py").write_text("def f():\n    from .a import g\n    return g\n")
+    (tmp_path / "core" / "models" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from core.models import a\n")
+    globals()["REPO"] = tmp_path
+    try:
+        cycles = import_cycles(import_graph("core"))
+    finally:
+        globals()["REPO"] = Path(__file__).resolve().parents[1]
+    assert cycles == [["core.models.a", "core.models.b"]]

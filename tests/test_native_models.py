@@ -15,7 +15,7 @@ from core.cli import main
 from core.config import load_settings
 from core.engine import build_engine
 from core.errors import ModelError
-from core.models import inspect as model_inspect
+from core.models import modelinfo as model_inspect
 from tests.fixtures_native import make_native_checkpoint
 
 MARKERS = {
@@ -68,17 +68,16 @@ def test_chat_turn_streams_and_is_stored(family: str, checkpoints: dict[str, Pat
     assert engine.backend.count_prompt_tokens([{"role": "user", "content": "Hello there"}]) == done.stats.prompt_tokens
 
 
-def test_load_that_does_not_fit_is_refused_with_4bit_hint(checkpoints: dict[str, Path], monkeypatch) -> None:  # noqa: ANN001
+def test_load_that_does_not_fit_is_refused(checkpoints: dict[str, Path], monkeypatch) -> None:  # noqa: ANN001
     info = model_inspect.inspect_directory(checkpoints["llama"])
-    bf16_need = info.memory_gib["bf16"]
-    monkeypatch.setattr(model_inspect, "available_memory",
-                        lambda device: int((info.memory_gib["4bit"] + bf16_need) / 2 * model_inspect.GIB))
-    with pytest.raises(ModelError, match=r"needs about .* GiB but only .* GiB of GPU is free.*--quantize 4bit"):
-        model_inspect.check_fits(info, "cuda", 4, None)
-    model_inspect.check_fits(info, "cuda", 4, "4bit")  # fits in 4-bit: no error
+    bf16_bytes = info.parameters * 2 + model_inspect.OVERHEAD_BYTES
+    monkeypatch.setattr(model_inspect, "available_memory", lambda device: bf16_bytes + 1)
+    model_inspect.check_fits(info, "cuda", "bfloat16", None)  # fits: no error
+    with pytest.raises(ModelError, match=r"in float32 needs about .* GiB but only .* GiB of GPU is free; dtype = "):
+        model_inspect.check_fits(info, "cuda", "float32", None)
     monkeypatch.setattr(model_inspect, "available_memory", lambda device: 1)
-    with pytest.raises(ModelError, match="of RAM is free"):
-        model_inspect.check_fits(info, "cpu", 4, None)
+    with pytest.raises(ModelError, match="of RAM is free; no smaller setting fits"):
+        model_inspect.check_fits(info, "cpu", "float32", None)
 
 
 def test_out_of_memory_ends_the_answer_and_model_stays_usable(checkpoints: dict[str, Path], home: Path) -> None:

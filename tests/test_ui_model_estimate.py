@@ -8,7 +8,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.models.inspect import inspect_directory
+from core.models.modelinfo import inspect_directory
 from tests.fixtures_native import make_native_checkpoint
 
 APP = Path(__file__).resolve().parents[1] / "app.py"

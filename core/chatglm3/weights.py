@@ -92,10 +92,14 @@ def tensor_names(path: Path) -> set[str] | None:
     if index.is_file():
         return set(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
     if files[0].suffix == ".safetensors":
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(files[0]), framework="pt") as handle:
-            return set(handle.keys())
+        try:
+            with safe_open(str(files[0]), framework="pt") as handle:
+                return set(handle.keys())
+        except (OSError, SafetensorError) as exc:
+            raise ModelError(f"cannot read weight file {files[0]} ({exc.__class__.__name__}: {exc}); "
+                             "re-download it") from None
     return None
 
 

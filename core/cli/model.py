@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"{r['id']:<22} {r['title']}  — {r['description']}")
             return 0
         if args.action == "inspect":
-            from core.models.inspect import inspect_directory, inspect_loaded
+            from core.models.modelinfo import inspect_directory, inspect_loaded
 
             profile = resolve(args.model)
             if profile.path is not None:

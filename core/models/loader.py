@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-from core.errors import ModelError, RemoteCodeRefused
+from core.errors import ModelError
 from core.models import bundled
-from core.models.codec import ChatCodec, HFChatCodec
+from core.models.checkpoint import check_remote_code, check_tokenizer_files, context_window_of, read_config
+from core.models.codec import ChatCodec, ChatGLM3Codec, HFChatCodec
+from core.models.modelinfo import check_fits, inspect_directory
 from core.models.registry import ModelProfile
 
 Progress = Callable[[str], None]
@@ -65,15 +67,22 @@ def pick_dtype(settings: Settings, device: str) -> Any:
 
 
 def quantization_config(settings: Settings, device: str, compute_dtype: Any) -> Any:
-    """A bitsandbytes config for ``quantize`` (nf4 + double quant for 4-bit), or None."""
+    """A bitsandbytes config for ``quantize`` (nf4 + double quant for 4-bit), or None.
+
+    bitsandbytes runs on CUDA and (since 0.45) on CPU; on CPU it saves memory but is slower than float32/bfloat16.
+    """
     if settings.quantize is None:
         return None
-    if device != "cuda":
+    try:
+        from transformers import BitsAndBytesConfig
+        from transformers.utils import is_bitsandbytes_available
+    except ImportError:  # pragma: no cover - transformers is a hard dependency
+        raise ModelError("--quantize needs transformers with bitsandbytes support.") from None
+    if not is_bitsandbytes_available():
         raise ModelError(
-            f"--quantize {settings.quantize} needs a CUDA GPU (bitsandbytes); on CPU drop --quantize."
+            f"--quantize {settings.quantize} needs the bitsandbytes package on {device}: "
+            "`pip install bitsandbytes`, or drop --quantize."
         )
-    from transformers import BitsAndBytesConfig
-
     if settings.quantize == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(
@@ -81,41 +90,6 @@ def quantization_config(settings: Settings, device: str, compute_dtype: Any) -> 
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
-    )
-
-
-def context_window_of(config: Any) -> int:
-    """The model's context length from its config."""
-    for name in ("max_position_embeddings", "seq_length", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 2048
-
-
-def check_remote_code(path: Path, trust_remote_code: bool) -> None:
-    """Refuse a checkpoint whose architecture exists only as Python files in its directory."""
-    from transformers import CONFIG_MAPPING
-
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    model_type = config.get("model_type")
-    if model_type in CONFIG_MAPPING or trust_remote_code:
-        return
-    auto_map = config.get("auto_map") or {}
-    target = auto_map.get("AutoModelForCausalLM") or auto_map.get("AutoModel") or next(iter(auto_map.values()), "")
-    if isinstance(target, list):
-        target = target[0] or ""
-    module = str(target).split("--")[-1].rsplit(".", 1)[0]
-    file = path / f"{module}.py" if module else None
-    if file:
-        raise RemoteCodeRefused(
-            f"{path} needs its own Python code ({file}, model_type {model_type!r}) and Inkstone does not run model "
-            "code by default. Read that file, then pass --trust-remote-code if you trust it, or use a checkpoint "
-            "in a format transformers supports natively."
-        )
-    raise ModelError(
-        f"{path}: model_type {model_type!r} is not supported by the installed transformers and the checkpoint has "
-        "no code for it: use a supported model or upgrade transformers."
     )
 
 
@@ -147,6 +121,9 @@ def _convert_gguf(source: bundled.GGUFSource, dest: Path, cache_root: Path, prog
 
 
 def _load_hf_dir(path: Path, settings: Settings, device: str, dtype: Any) -> tuple[Any, Any]:
+    """Tokenizer and model of a Hugging Face directory; ModelError names the file that failed and the fix."""
+    from huggingface_hub.errors import StrictDataclassError
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": settings.trust_remote_code}
@@ -155,9 +132,27 @@ def _load_hf_dir(path: Path, settings: Settings, device: str, dtype: Any) -> tup
         kwargs["quantization_config"] = qconfig
     if device == "cuda":
         kwargs["device_map"] = "auto"
-    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=settings.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=settings.trust_remote_code)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
+        raise ModelError(
+            f"Could not load the tokenizer in {path} ({type(exc).__name__}: {_first_line(exc)}): check that "
+            "tokenizer.json / tokenizer_config.json are complete, or re-download the model."
+        ) from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError, StrictDataclassError) as exc:
+        raise ModelError(
+            f"Could not load the model weights in {path} ({type(exc).__name__}: {_first_line(exc)}): check that "
+            "the download is complete (missing or corrupt weight files), or re-download the model."
+        ) from None
     return model, tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (transformers appends long advice paragraphs)."""
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
 
 
 def load_model(profile: ModelProfile, settings: Settings, progress: Progress | None = None) -> LoadedModel:
@@ -204,26 +199,26 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
 
 
 def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Progress) -> tuple[Any, ChatCodec]:
-    from core.chatglm3 import is_chatglm3_checkpoint
-    from core.models.inspect import check_fits, inspect_directory
-
-    if not settings.trust_remote_code:
-        # refuses a checkpoint that needs its own code (naming the file) and a load that will not fit
-        check_fits(inspect_directory(path), device, dtype.itemsize, settings.quantize)
-    if is_chatglm3_checkpoint(path):
+    """A local directory: config checked, remote code refused, memory checked, then ChatGLM3 or Hugging Face."""
+    raw = read_config(path)
+    chatglm3 = raw.get("model_type") == "chatglm"  # loads natively; its auto_map is never used
+    if not chatglm3:
+        check_remote_code(path, settings.trust_remote_code, raw)
+        check_tokenizer_files(path)
+    if not settings.trust_remote_code:  # building a config with remote code would run that code
+        check_fits(inspect_directory(path), device, str(dtype).removeprefix("torch."), settings.quantize)
+    if settings.quantize and device == "cpu":
+        say(f"Quantizing to {settings.quantize} on the CPU: it saves memory but answers more slowly than float32.")
+    if chatglm3:
         return _load_chatglm3(path, settings, device, dtype, say)
     say(f"Loading {path.name}…")
-    try:
-        model, tokenizer = _load_hf_dir(path, settings, device, dtype)
-    except OSError as exc:
-        raise ModelError(f"Could not load the model in {path}: {exc}. Check that the download is complete.") from None
+    model, tokenizer = _load_hf_dir(path, settings, device, dtype)
     return model, HFChatCodec(tokenizer, model.generation_config, str(path))
 
 
 def _load_chatglm3(path: Path, settings: Settings, device: str, dtype: Any, say: Progress) -> tuple[Any, ChatCodec]:
     """ChatGLM3 weights on the native GLM architecture, its tokenizer rebuilt from tokenizer.model."""
     from core.chatglm3 import ChatGLM3Tokenizer, load_chatglm3_model
-    from core.models.codec import ChatGLM3Codec
 
     say(f"Loading ChatGLM3 checkpoint {path.name} (converted once into the cache)…")
     tokenizer = ChatGLM3Tokenizer(path)

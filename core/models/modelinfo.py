@@ -1,5 +1,9 @@
 """What a model is before loading it: architecture, parameter count, context window, dtype on disk, and
 how much memory it needs in bf16, 8-bit and 4-bit, plus the check that refuses a load that will not fit.
+
+Config-only: it reads ``config.json`` (through ``core.models.checkpoint``) and weight headers, builds the
+model on the meta device to count parameters, and never loads weights. Free memory comes from ``psutil``
+(RAM, any OS) or ``torch.cuda.mem_get_info`` (GPU).
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ModelError
+from core.models.checkpoint import check_remote_code, context_window_of, read_config
 
 GIB = 1024**3
 OVERHEAD_BYTES = int(0.75 * GIB)
 """CUDA context, activations and a modest KV cache, on top of the weights."""
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,19 @@ def _count_parameters(config: Any) -> tuple[int, int]:
         return parameter_counts(AutoModelForCausalLM.from_config(config))
 
 
+def _safetensors_dtypes(file: Path) -> set[str]:
+    """Tensor dtypes named in a safetensors header; ModelError for a file that is not safetensors."""
+    try:
+        with file.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 2 <= size <= min(file.stat().st_size - 8, 100 << 20):
+                raise ValueError(f"header length {size} does not fit the file")
+            header = json.loads(f.read(size))
+        return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{file} is not a valid safetensors file ({exc}): re-download the weights.") from None
+
+
 def _dtype_on_disk(path: Path, declared: Any) -> str:
     """dtypes in the weights' safetensors header, else (``.bin`` weights) the config's declaration.
 
@@ -67,36 +86,52 @@ def _dtype_on_disk(path: Path, declared: Any) -> str:
     """
     files = sorted(path.glob("model*.safetensors"))
     if files:
-        with files[0].open("rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(size))
-        dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
         names = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-        return ",".join(sorted(names.get(d, d.lower()) for d in dtypes))
+        return ",".join(sorted(names.get(d, str(d).lower()) for d in _safetensors_dtypes(files[0])))
     return str(declared or "unknown").removeprefix("torch.")
 
 
-def inspect_directory(path: Path, *, trust_remote_code: bool = False) -> ModelInfo:
-    """Describe the checkpoint in ``path`` (ChatGLM3 or any natively supported architecture)."""
+def _hf_config(path: Path, raw: dict[str, Any], trust_remote_code: bool) -> Any:
+    """The transformers config object of a (checked) Hugging Face directory; ModelError for invalid fields."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
-    from core.chatglm3 import glm_config_from_chatglm3, is_chatglm3_checkpoint, read_chatglm3_config
-    from core.models.loader import check_remote_code, context_window_of
+    try:
+        return AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, StrictDataclassError) as exc:
+        raise ModelError(
+            f"{path / 'config.json'} is not a valid {raw.get('model_type')!r} config ({type(exc).__name__}: {exc}): "
+            "re-download the model or fix the named field."
+        ) from None
 
-    if is_chatglm3_checkpoint(path):
-        raw = read_chatglm3_config(path)
+
+def inspect_directory(path: Path, *, trust_remote_code: bool = False) -> ModelInfo:
+    """Describe the checkpoint in ``path`` (ChatGLM3 or any natively supported architecture).
+
+    ModelError for a broken directory: unreadable or invalid ``config.json``, remote code, corrupt weight headers.
+    """
+    from core.chatglm3 import glm_config_from_chatglm3
+
+    raw = read_config(path)
+    if raw.get("model_type") == "chatglm":
         config = glm_config_from_chatglm3(raw)
         family, declared = "chatglm3", raw.get("torch_dtype")
+        architecture = "GlmForCausalLM (from ChatGLM3)"
     else:
-        check_remote_code(path, trust_remote_code)
-        config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        check_remote_code(path, trust_remote_code, raw)
+        config = _hf_config(path, raw, trust_remote_code)
         family, declared = config.model_type, getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-    total, head = _count_parameters(config)
+        architecture = (config.architectures or [type(config).__name__.replace("Config", "ForCausalLM")])[0]
+    try:
+        total, head = _count_parameters(config)
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
+        raise ModelError(
+            f"{path / 'config.json'} describes a model transformers cannot build ({type(exc).__name__}: {exc}): "
+            "re-download the model or fix config.json."
+        ) from None
     return ModelInfo(
         model=str(path),
-        architecture=(config.architectures or [type(config).__name__.replace("Config", "ForCausalLM")])[0]
-        if family != "chatglm3"
-        else "GlmForCausalLM (from ChatGLM3)",
+        architecture=architecture,
         family=family,
         parameters=total,
         output_parameters=head,
@@ -107,51 +142,62 @@ def inspect_directory(path: Path, *, trust_remote_code: bool = False) -> ModelIn
 
 
 def available_memory(device: str) -> int | None:
-    """Free bytes on the GPU (CUDA) or available RAM (CPU, from /proc/meminfo); None when unknown."""
+    """Free bytes on the GPU (CUDA) or available RAM (CPU, via psutil on any OS); None when unknown."""
     if device == "cuda":
         import torch
 
         free, _total = torch.cuda.mem_get_info()
         return int(free)
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except (ImportError, OSError, RuntimeError):
         return None
-    return None
 
 
-def check_fits(info: ModelInfo, device: str, dtype_bytes: int, quantize: str | None) -> None:
-    """Refuse a load that needs more memory than is free, suggesting 4-bit where that would fit."""
+def _need_gib(info: ModelInfo, dtype: str, quantize: str | None) -> float:
+    if quantize:
+        return info.memory_gib[quantize]
+    return (info.parameters * DTYPE_BYTES.get(dtype, 4) + OVERHEAD_BYTES) / GIB
+
+
+def check_fits(info: ModelInfo, device: str, dtype: str, quantize: str | None) -> None:
+    """Refuse a load that needs more memory than is free, naming the smaller setting that would fit.
+
+    ``dtype`` is the compute dtype's name (``float32``, ``bfloat16``, ``float16``). Suggestions, first that fits:
+    16-bit weights (from float32), then ``--quantize 8bit``, then ``--quantize 4bit``.
+    """
     free = available_memory(device)
     if free is None:
         return
-    if quantize:
-        need_gib = info.memory_gib[quantize]
-    else:
-        need_gib = (info.parameters * dtype_bytes + OVERHEAD_BYTES) / GIB
+    need = _need_gib(info, dtype, quantize)
     free_gib = free / GIB
-    if need_gib <= free_gib:
+    if need <= free_gib:
         return
     where = "GPU" if device == "cuda" else "RAM"
-    hint = (
-        f" With --quantize 4bit it needs about {info.memory_gib['4bit']} GiB."
-        if device == "cuda" and quantize != "4bit" and info.memory_gib["4bit"] <= free_gib
-        else " Use a smaller model, free memory, or " + ("use --quantize 4bit." if device == "cuda" else "use a GPU.")
-    )
-    raise ModelError(
-        f"{info.model} needs about {need_gib:.1f} GiB but only {free_gib:.1f} GiB of {where} is free.{hint}"
-    )
+    setting = f"--quantize {quantize}" if quantize else f"{dtype}"
+    problem = f"{info.model} in {setting} needs about {need:.1f} GiB but only {free_gib:.1f} GiB of {where} is free"
+    options: list[tuple[str, float]] = []
+    if not quantize and DTYPE_BYTES.get(dtype, 4) > 2:
+        half = "bfloat16"
+        options.append((f'dtype = "{half}" needs about {_need_gib(info, half, None):.1f} GiB and fits: set '
+                        f'dtype = "{half}" in inkstone.toml', _need_gib(info, half, None)))
+    for q in ("8bit", "4bit"):
+        if quantize != "4bit" and q != quantize:
+            options.append((f"with --quantize {q} it needs about {info.memory_gib[q]} GiB and fits: pass "
+                            f'--quantize {q} (or quantize = "{q}" in inkstone.toml)', info.memory_gib[q]))
+    hint = next((text for text, gib in options if gib <= free_gib), None)
+    if hint is None:
+        hint = "no smaller setting fits either: use a smaller model or free memory" + (
+            "" if device == "cuda" else ", or use a GPU")
+    raise ModelError(f"{problem}; {hint}.")
 
 
 def inspect_loaded(loaded: Any) -> ModelInfo:
     """Describe a model already in memory (bundled profiles, whose files are GGUF)."""
-    from core.models.loader import context_window_of
-
     model = loaded.model
     total, head_params = parameter_counts(model)
-
     return ModelInfo(
         model=loaded.model_id,
         architecture=(model.config.architectures or [type(model).__name__])[0],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import ModelError
 
@@ -25,6 +26,10 @@ class ModelProfile:
     description: str = ""
     path: Path | None = None
     """The directory of a ``local`` profile."""
+    backend: str = "transformers"
+    """The backend that runs it: a key of ``core.backends.FACTORIES``."""
+    backend_options: tuple[tuple[str, Any], ...] = ()
+    """Keyword arguments for that backend's factory (``(("delay_s", 0.2),)``)."""
 
 
 BUNDLED = {
@@ -42,13 +47,16 @@ BUNDLED = {
     ),
 }
 FAKE = ModelProfile(
-    id="fake", title="Fake (scripted, no model)", source="fake", description="Runs the UI without a model."
+    id="fake", title="Fake (scripted, no model)", source="fake", description="Runs the UI without a model.",
+    backend="fake",
 )
 FAKE_SLOW = ModelProfile(
     id="fake-slow",
     title="Fake, slow (scripted, 0.2 s a word)",
     source="fake",
     description="Like fake, slow enough to press Stop; for trying the UI and for browser tests.",
+    backend="fake",
+    backend_options=(("delay_s", 0.2),),
 )
 
 
@@ -60,20 +68,33 @@ def profiles() -> list[ModelProfile]:
 def resolve(spec: str) -> ModelProfile:
     """Turn a ``--model`` value into a profile; raise ModelError listing the choices when it is unknown."""
     spec = spec.strip()
+    if not spec:
+        raise ModelError(
+            "The model is empty: give a profile id (see `python -m core model list`) or a model directory's path."
+        )
     if spec in BUNDLED:
         return BUNDLED[spec]
     for fake in (FAKE, FAKE_SLOW):
         if spec == fake.id:
             return fake
     path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
+    try:
+        is_dir, has_config = path.is_dir(), (path / "config.json").exists()
+    except OSError as exc:
+        raise ModelError(f"Cannot read model directory {path} ({exc.strerror or exc}): check permissions.") from None
+    if is_dir:
+        if not has_config:
             raise ModelError(
                 f"Model directory {path} has no config.json: point --model at a Hugging Face model directory "
                 "(config.json, weights, tokenizer files) or a ChatGLM3 checkpoint."
             )
         resolved = path.resolve()
         return ModelProfile(id=str(resolved), title=resolved.name, source="local", path=resolved)
+    if path.exists():
+        raise ModelError(
+            f"Model path {path} is a file, not a directory: point --model at the directory that holds config.json, "
+            "the weights and the tokenizer files."
+        )
     choices = ", ".join(p.id for p in profiles())
     raise ModelError(
         f"Unknown model {spec!r}: it is neither a profile nor an existing directory. "

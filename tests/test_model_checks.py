@@ -1,0 +1,216 @@
+"""A broken or odd model directory gives one clear error (never a traceback) in ``chat --model`` and ``model inspect``;
+the memory check names the setting that fits; ``--model`` values that are blank or a file are refused; a remote-repo
+``auto_map`` is refused without naming a local file that does not exist; free RAM comes from psutil.
+
+Broken copies are made from a tiny native Qwen2 checkpoint (``tests/fixtures_native.py``) and from the ChatGLM3
+test checkpoint; each case is run through the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+from core.errors import ModelError, RemoteCodeRefused
+from core.models import modelinfo
+from core.models.checkpoint import check_remote_code, read_config
+from core.models.registry import resolve
+from tests.chatglm3_fixture import FIXTURE
+from tests.fixtures_native import make_native_checkpoint
+
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_native_checkpoint("qwen2", tmp_path_factory.mktemp("native") / "qwen2")
+
+
+def _broken(src: Path, dst: Path, change: Callable[[Path], None]) -> Path:
+    shutil.copytree(src, dst)
+    change(dst)
+    return dst
+
+
+def _write(name: str, data: bytes) -> Callable[[Path], None]:
+    return lambda d: (d / name).write_bytes(data)
+
+
+def _remove(*names: str) -> Callable[[Path], None]:
+    return lambda d: [(d / n).unlink() for n in names]
+
+
+def _truncate(name: str) -> Callable[[Path], None]:
+    def cut(d: Path) -> None:
+        data = (d / name).read_bytes()
+        (d / name).write_bytes(data[: len(data) // 2])
+
+    return cut
+
+
+def _config_dir(d: Path) -> None:
+    (d / "config.json").unlink()
+    (d / "config.json").mkdir()
+
+
+def _bad_field(d: Path) -> None:
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps(cfg | {"hidden_size": "big", "num_attention_heads": [4]}))
+
+
+# case -> (how to break the directory, text the error must contain, also refused by `model inspect`)
+BROKEN = {
+    "config_random_bytes": (_write("config.json", b"\xff\xfe\x00\x9c garbage \x81"), "is not text", True),
+    "config_truncated": (_truncate("config.json"), "is not valid JSON", True),
+    "config_array": (_write("config.json", b"[1, 2, 3]"), "JSON list", True),
+    "config_empty": (_write("config.json", b""), "is not valid JSON", True),
+    "config_is_a_directory": (_config_dir, "is a directory", True),
+    "config_bad_field": (_bad_field, "config.json", True),
+    "config_unknown_type": (_write("config.json", b'{"model_type": "nonesuch"}'), "'nonesuch'", True),
+    "no_tokenizer": (_remove("tokenizer.json", "tokenizer_config.json"), "no tokenizer files", False),
+    "tokenizer_garbage": (_write("tokenizer.json", b"\x00\x01 not json"), "tokenizer", False),
+    "weights_missing": (_remove("model.safetensors"), "weights", False),
+    "weights_garbage": (_write("model.safetensors", b"\x00" * 64), "safetensors", True),
+    "weights_truncated": (_truncate("model.safetensors"), "weights", False),
+}
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    rc = main(args)
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_native_directory_is_a_clear_error(case: str, qwen: Path, tmp_path: Path, home: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    change, expected, inspect_refuses = BROKEN[case]
+    broken = _broken(qwen, tmp_path / case, change)
+    rc, err = _run(["chat", "--model", str(broken), "--max-new-tokens", "4", "hello"], capsys)
+    assert rc == 1 and err.startswith("error: ") and expected in err, err
+    rc, err = _run(["model", "inspect", str(broken), "--json"], capsys)
+    if inspect_refuses:
+        assert rc == 1 and err.startswith("error: ") and expected in err, err
+    else:  # inspect reads config.json and weight headers only: a tokenizer or weight-data fault does not stop it
+        assert rc == 0, err
+
+
+CHATGLM3_BROKEN = {
+    "config_random_bytes": (_write("config.json", b"\xff\xfe\x00\x9c"), "is not text", True),
+    "config_array": (_write("config.json", b'["chatglm"]'), "JSON list", True),
+    "no_tokenizer_model": (_remove("tokenizer.model"), "tokenizer.model", False),
+    "tokenizer_model_garbage": (_write("tokenizer.model", b"not a sentencepiece model"), "tokenizer.model", False),
+    "weights_garbage": (_write("model.safetensors", b"\x00" * 64), "model.safetensors", True),
+    "weights_missing": (_remove("model.safetensors"), "no weights", False),
+}
+
+
+@pytest.mark.parametrize("case", list(CHATGLM3_BROKEN))
+def test_broken_chatglm3_directory_is_a_clear_error(case: str, tmp_path: Path, home: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from core.chatglm3.weights import weight_files
+
+    if [f.name for f in weight_files(FIXTURE)] != ["model.safetensors"] and "weights" in case:
+        pytest.skip("this case breaks a single model.safetensors; the fixture in use is laid out otherwise")
+    change, expected, inspect_refuses = CHATGLM3_BROKEN[case]
+    broken = _broken(FIXTURE, tmp_path / case, change)
+    rc, err = _run(["chat", "--model", str(broken), "--max-new-tokens", "4", "hello"], capsys)
+    assert rc == 1 and err.startswith("error: ") and expected in err, err
+    rc, err = _run(["model", "inspect", str(broken), "--json"], capsys)
+    assert (rc == 1 and expected in err) if inspect_refuses else rc == 0, err
+
+
+def test_read_config_names_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        read_config(tmp_path)
+    (tmp_path / "config.json").write_text('{"a": ')
+    with pytest.raises(ModelError, match=r"not valid JSON .*line 1 column 7.*re-download"):
+        read_config(tmp_path)
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
+def test_blank_model_is_refused_not_the_current_directory(blank: str, home: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ModelError, match="model is empty"):
+        resolve(blank)
+    rc, err = _run(["chat", "--model", blank, "hello"], capsys)
+    assert rc == 1 and "model is empty" in err
+    rc, err = _run(["model", "inspect", blank], capsys)
+    assert rc == 1 and "model is empty" in err
+
+
+def test_a_file_is_not_a_model_directory(qwen: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ModelError, match="is a file, not a directory"):
+        resolve(str(qwen / "config.json"))
+
+
+def test_remote_repo_auto_map_is_refused_without_inventing_a_local_file(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "chatglm_custom",
+        "auto_map": {"AutoModelForCausalLM": "THUDM/chatglm3-6b--modeling_chatglm.ChatGLMForConditionalGeneration"},
+    }))
+    with pytest.raises(RemoteCodeRefused) as info:
+        check_remote_code(tmp_path, trust_remote_code=False)
+    message = str(info.value)
+    assert "'THUDM/chatglm3-6b'" in message and "remote" in message and "modeling_chatglm" in message
+    assert str(tmp_path / "modeling_chatglm.py") not in message and ".py" not in message
+
+
+def test_local_auto_map_without_its_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "my_lm", "auto_map": {"AutoModelForCausalLM": ["modeling_my.MyForCausalLM", None]},
+    }))
+    with pytest.raises(RemoteCodeRefused, match=r"auto_map names modeling_my\.py, which is not in the directory"):
+        check_remote_code(tmp_path, trust_remote_code=False)
+
+
+SIX_B = modelinfo.ModelInfo(
+    model="chatglm3-6b", architecture="GlmForCausalLM (from ChatGLM3)", family="chatglm3",
+    parameters=6_243_584_000, output_parameters=266_338_304, context_window=8192, dtype_on_disk="float16",
+    memory_gib=modelinfo.memory_estimate(6_243_584_000, 266_338_304),
+)
+
+
+def _free(monkeypatch: pytest.MonkeyPatch, gib: float) -> None:
+    monkeypatch.setattr(modelinfo, "available_memory", lambda device: int(gib * modelinfo.GIB))
+
+
+def test_cpu_refusal_names_the_dtype_that_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    _free(monkeypatch, 22.5)
+    with pytest.raises(ModelError) as info:
+        modelinfo.check_fits(SIX_B, "cpu", "float32", None)
+    message = str(info.value)
+    assert "float32 needs about 24.0 GiB but only 22.5 GiB of RAM is free" in message
+    assert 'dtype = "bfloat16" needs about 12.4 GiB and fits: set dtype = "bfloat16"' in message
+    modelinfo.check_fits(SIX_B, "cpu", "bfloat16", None)  # the suggested setting passes the same check
+
+
+def test_refusal_falls_back_to_quantization_then_to_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    _free(monkeypatch, 8.0)  # bf16 (12.4) does not fit, 8-bit (~6.8) does
+    with pytest.raises(ModelError, match=r"with --quantize 8bit it needs about 6\.\d+ GiB and fits"):
+        modelinfo.check_fits(SIX_B, "cpu", "float32", None)
+    _free(monkeypatch, 4.5)
+    with pytest.raises(ModelError, match=r"--quantize 8bit needs about .*with --quantize 4bit .* fits"):
+        modelinfo.check_fits(SIX_B, "cuda", "bfloat16", "8bit")
+    _free(monkeypatch, 1.0)
+    with pytest.raises(ModelError, match="no smaller setting fits either: use a smaller model or free memory, or use"):
+        modelinfo.check_fits(SIX_B, "cpu", "float32", None)
+
+
+def test_free_ram_comes_from_psutil(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    class Fake:
+        available = 123 * modelinfo.GIB
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Fake())
+    assert modelinfo.available_memory("cpu") == 123 * modelinfo.GIB
+
+
+def test_the_real_load_path_runs_the_fit_check(qwen: Path, home: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    _free(monkeypatch, 0.01)
+    rc, err = _run(["chat", "--model", str(qwen), "hello"], capsys)
+    assert rc == 1 and "of RAM is free" in err
