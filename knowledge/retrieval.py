@@ -1,0 +1,136 @@
+"""Hybrid retrieval: Chroma vector search plus BM25 (bm25s) over CJK-aware tokens, fused by reciprocal rank fusion.
+
+Tokens: Chinese (and Japanese kana) runs are cut by jieba in search mode (words plus their sub-words, so
+"知识库" also matches "知识"); other scripts are lowercased words; a short stop list drops function words.
+The BM25 index of a collection is built once from its stored texts and cached until the collection's
+generation token (bumped by every write) or its size changes.
+
+Fusion: each candidate gets 1/(60 + rank) from the vector list and from the BM25 list; the k best fused
+candidates are kept. Their score is the calibrated cosine similarity to the query: the embedder's typical
+"unrelated" to "clearly relevant" cosine range mapped onto [0, 1], so scores from collections built with
+different embedders are comparable and the relevance floor means the same everywhere. Hits are returned
+best score first.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+RRF_K = 60
+_JIEBA_READY = False
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff]+")
+_WORD = re.compile(r"[^\W_]+(?:['’.][^\W_]+)*")
+STOPWORDS = frozenset(
+    "a an and are as at be but by do does did for from has have had how i if in into is it its of on or so than "
+    "that the their then there these they this to was were what when where which who whom why will with you your "
+    "的 了 是 在 和 与 及 或 也 就 都 而 吗 呢 吧 啊 么 什么 怎么 哪 哪里 哪个 多少 几 谁 为 被 把 对 从 "
+    "到 由 之 其 这 那 这个 那个 一个 有 没有 我 你 他 她 它 我们 你们 他们 请问 是否 如何 为什么".split()
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """BM25 tokens of ``text``: jieba search-mode words for CJK runs, lowercased words otherwise, minus stopwords."""
+    import jieba
+
+    if not _JIEBA_READY:
+        init_tokenizer()
+    tokens: list[str] = []
+    pos = 0
+    for match in _CJK_RUN.finditer(text):
+        tokens += _words(text[pos : match.start()])
+        tokens += [w for w in jieba.cut_for_search(match.group()) if w.strip() and w not in STOPWORDS]
+        pos = match.end()
+    tokens += _words(text[pos:])
+    return tokens
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in (m.group().lower() for m in _WORD.finditer(text)) if w not in STOPWORDS]
+
+
+def init_tokenizer() -> None:
+    """Load jieba's dictionary now (about a second, once per process), quietly."""
+    import logging
+
+    import jieba
+
+    global _JIEBA_READY
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    _JIEBA_READY = True
+
+
+@dataclass
+class Bm25Index:
+    """A BM25 index over one collection's chunks, valid for one generation of it."""
+
+    generation: str
+    count: int
+    ids: list[str]
+    model: object | None  # bm25s.BM25, or None for a collection without tokens
+
+    def top(self, query_tokens: list[str], n: int) -> list[tuple[str, float]]:
+        """The ``n`` best (chunk id, BM25 score) pairs with a positive score, best first."""
+        if self.model is None or not query_tokens or not self.ids:
+            return []
+        scores = self.model.get_scores(query_tokens)
+        n = min(n, len(scores))
+        best = np.argpartition(-scores, n - 1)[:n]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [(self.ids[i], float(scores[i])) for i in best if scores[i] > 0]
+
+
+class Bm25Cache:
+    """One BM25 index per collection, rebuilt when the collection changes."""
+
+    def __init__(self) -> None:
+        self._indexes: dict[str, Bm25Index] = {}
+        self._lock = threading.Lock()
+
+    def get(self, store, name: str, generation: str, count: int) -> Bm25Index:  # store: ChromaStore
+        """The index for ``name`` at ``generation``/``count``, building it from the stored texts if needed."""
+        with self._lock:
+            index = self._indexes.get(name)
+            if index is not None and index.generation == generation and index.count == count:
+                return index
+            index = build_index(store, name, generation, count)
+            self._indexes[name] = index
+            return index
+
+    def forget(self, name: str) -> None:
+        """Drop the cached index of ``name``."""
+        with self._lock:
+            self._indexes.pop(name, None)
+
+
+def build_index(store, name: str, generation: str, count: int) -> Bm25Index:
+    """Tokenize every stored chunk of ``name`` (read page by page) and index the tokens with bm25s."""
+    import bm25s
+
+    ids: list[str] = []
+    corpus: list[list[str]] = []
+    for page in store.iter_chunks(name):
+        for chunk in page:
+            ids.append(chunk.id)
+            corpus.append(tokenize(chunk.text))
+    if not any(corpus):
+        return Bm25Index(generation, count, ids, None)
+    model = bm25s.BM25()
+    model.index(corpus, show_progress=False)
+    return Bm25Index(generation, count, ids, model)
+
+
+def rrf(ranks: list[int | None]) -> float:
+    """Reciprocal rank fusion of 0-based ranks (None = not in that list), normalized so rank 0 everywhere is 1."""
+    total = sum(1.0 / (RRF_K + 1 + r) for r in ranks if r is not None)
+    return total / (len(ranks) / (RRF_K + 1))
+
+
+def calibrate(cosine: float, similarity_range: tuple[float, float]) -> float:
+    """Map a cosine similarity through the embedder's (unrelated, relevant) range onto [0, 1]."""
+    lo, hi = similarity_range
+    return float(min(1.0, max(0.0, (cosine - lo) / (hi - lo))))
