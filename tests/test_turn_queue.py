@@ -14,12 +14,17 @@ from core.config import GenerationSettings
 from core.turn_queue import GenerationQueue
 
 
-def waiter(queue: GenerationQueue, stop: threading.Event, seen: list[int], result: list[bool]) -> threading.Thread:
-    """A caller in another thread that records each place it is told and whether it got the turn."""
+def waiter(
+    queue: GenerationQueue, stop: threading.Event, seen: list[int], result: list, hold: threading.Event | None = None
+) -> threading.Thread:
+    """A caller in another thread: records each place it is told, then whether it got the turn (and keeps the
+    turn until ``hold`` is set)."""
 
     def run() -> None:
         with queue.turn(stop, on_wait=seen.append) as granted:
             result.append(granted)
+            if hold is not None:
+                hold.wait(10)
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -45,18 +50,22 @@ def test_the_first_caller_goes_at_once_and_the_line_empties_after() -> None:
 
 def test_waiters_see_their_place_and_go_in_order() -> None:
     queue = GenerationQueue(poll_s=0.01)
+    second_seen, third_seen, results = [], [], []
+    second_holds = threading.Event()
     with queue.turn(threading.Event()) as granted:
         assert granted
-        second_seen, third_seen, results = [], [], []
-        second = waiter(queue, threading.Event(), second_seen, results)
+        second = waiter(queue, threading.Event(), second_seen, results, hold=second_holds)
         wait_for(lambda: second_seen)
         third = waiter(queue, threading.Event(), third_seen, results)
         wait_for(lambda: third_seen)
         assert second_seen[-1] == 1 and third_seen[-1] == 2
+    wait_for(lambda: results == [True])  # the first answer ended: the second caller goes
+    wait_for(lambda: third_seen[-1] == 1)  # and the third moves up one place
+    assert results == [True]
+    second_holds.set()
     second.join(10)
     third.join(10)
-    assert results == [True, True]
-    assert 1 in third_seen  # moved up one place when the first answer ended
+    assert results == [True, True] and len(queue) == 0
 
 
 def test_cancel_ends_the_wait_and_leaves_the_line() -> None:
