@@ -1,8 +1,13 @@
 """ChatService: one chat turn end to end, durable at every step.
 
 The user message is committed before generation starts; the answer row is written as ``streaming``,
-its text saved as it grows, and finalized as ``complete``, ``stopped`` or ``error`` with token counts,
-time to first token and tokens/s. A crash or a killed process mid-answer leaves both rows on disk.
+its text saved as it grows. The stream loop only collects; one finalize step writes the row whatever
+ended the stream (finished, stopped, failed, consumer gone, backend ending without ``Finished``) as
+``complete``, ``stopped`` or ``error`` with token counts, time to first token, decode tokens/s and
+sources. A crash or a killed process mid-answer leaves both rows on disk.
+
+Seams for what plugs in: a ``retriever`` (knowledge bases) returns numbered source dicts for a question;
+they go into the prompt as a context block, out as a ``Sources`` event, and onto the answer row.
 """
 
 from __future__ import annotations
@@ -10,15 +15,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
+from core.chat_config import ChatConfig, PersonaLoader, chat_config
 from core.config import GenerationSettings
-from core.errors import ConfigError, GenerationError, InkstoneError, InputError, ModelError
+from core.errors import InkstoneError, InputError
 from core.history import HistoryStore, Message, Session
 from core.personas import Persona
-from core.prompt import PromptPlan, build_prompt
+from core.prompt import PromptPlan, build_prompt, context_block
 
 SAVE_EVERY_S = 0.5
 """How often the growing answer is written to disk while it streams."""
@@ -80,41 +86,66 @@ class Failed:
 
 ChatEvent = Started | Token | Sources | Done | Failed
 
+Retriever = Callable[[Session, str], list[dict[str, Any]]]
+"""Given a chat and the question, the sources (dicts with ``text``, ``file``, ``page``...) for its answer."""
+
+NO_FINISH = (
+    "The model backend ended this answer without saying it was finished (a backend bug); the text so far is "
+    "kept: regenerate the answer, or report the backend's problem."
+)
+
 
 class ChatService:
     """Sends messages in stored sessions through one backend."""
 
     def __init__(
-        self, store: HistoryStore, backend: Backend, personas: Callable[[str], Persona] | None = None
+        self,
+        store: HistoryStore,
+        backend: Backend,
+        personas: PersonaLoader | None = None,
+        *,
+        defaults: GenerationSettings | None = None,
+        retriever: Retriever | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
         self._personas = personas
+        self.defaults = defaults or GenerationSettings()
+        """Generation settings of new sessions (before a persona's defaults)."""
+        self.retriever = retriever
+        """Knowledge retrieval for answers (None: no sources)."""
+
+    def config(
+        self,
+        session_id: str | None,
+        *,
+        persona: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        defaults: GenerationSettings | None = None,
+    ) -> ChatConfig:
+        """The persona, system prompt and settings a chat answers with (``session_id`` None: a new chat).
+
+        See ``core.chat_config.chat_config``; ``persona``/``overrides`` are changes not yet stored.
+        """
+        session = self.store.get_session(session_id) if session_id is not None else None
+        return chat_config(
+            defaults=defaults or self.defaults,
+            model_id=self.backend.model_id,
+            personas=self._personas,
+            session=session,
+            persona=persona,
+            overrides=overrides,
+        )
 
     def persona_of(self, session: Session) -> Persona | None:
         """The session's persona, validated and checked against the loaded model (None without one)."""
-        if not session.persona:
-            return None
-        if self._personas is None:
-            raise ConfigError(f"Session {session.id} uses persona {session.persona!r} but no personas are set up.")
-        persona = self._personas(session.persona)
-        if persona.lora and not persona.fits_model(self.backend.model_id):
-            raise ConfigError(
-                f"Persona {persona.id!r} has a LoRA adapter trained for {persona.base_model!r}, but the loaded model "
-                f"is {self.backend.model_id!r}: load {persona.base_model!r} or pick another persona for this chat."
-            )
-        return persona
-
-    def _system_and_adapter(self, session: Session) -> tuple[str | None, AdapterSpec | None]:
-        persona = self.persona_of(session)
-        if persona is None:
-            return session.settings.get("system_prompt") or None, None
-        adapter = AdapterSpec(persona.id, persona.path) if persona.lora else None
-        return persona.system_prompt or session.settings.get("system_prompt") or None, adapter
+        return chat_config(
+            defaults=self.defaults, model_id=self.backend.model_id, personas=self._personas, session=session
+        ).persona
 
     def session_settings(self, session_id: str) -> GenerationSettings:
         """The generation settings stored with a session (defaults for missing keys)."""
-        return GenerationSettings.from_dict(self.store.get_session(session_id).settings)
+        return self.config(session_id).settings
 
     def check_message(
         self,
@@ -122,27 +153,30 @@ class ChatService:
         text: str,
         defaults: GenerationSettings | None = None,
         system: str | None = None,
+        *,
+        config: ChatConfig | None = None,
     ) -> None:
         """Raise InputError for an empty message or one that alone exceeds the context budget.
 
-        ``session_id`` None checks against ``defaults`` and ``system`` (what a new session would get), so a
-        front end can refuse a message before creating a session for it.
+        Checks against ``config`` when given (changes a front end is about to store), else the session's
+        config; ``session_id`` None checks what a new chat would get (``defaults``, ``system``), so a front
+        end can refuse a message before creating a session for it.
         """
-        if not text or not text.strip():
+        if not isinstance(text, str) or not text.strip():
             raise InputError("The message is empty: type something before sending.")
-        if session_id is None:
-            settings = defaults or GenerationSettings()
-        else:
-            session = self.store.get_session(session_id)
-            settings = GenerationSettings.from_dict(session.settings)
-            system, _adapter = self._system_and_adapter(session)
-        self._plan([("user", text)], settings, system, max_turns=1)
+        _check_encodable(text)
+        if config is None:
+            config = self.config(session_id, defaults=defaults)
+            if session_id is None and system is not None:
+                config = replace(config, system_prompt=system or None)
+        self._plan([("user", text)], config, [], max_turns=1)
 
     def send(self, session_id: str, text: str, stop: threading.Event | None = None) -> Iterator[ChatEvent]:
         """Store ``text`` as the user's message and stream the answer. Bad input raises before anything is stored."""
         self.check_message(session_id, text)
+        turn = self._prepare(session_id, text, stop or threading.Event())
         user = self.store.add_message(session_id, "user", text)
-        return self._answer(session_id, user.id, stop or threading.Event())
+        return self._stream(replace(turn, user_message_id=user.id))
 
     def regenerate(self, session_id: str, stop: threading.Event | None = None) -> Iterator[ChatEvent]:
         """Answer the last user message again. The old answer is deleted only once the new one has text
@@ -157,109 +191,116 @@ class ChatService:
         last_user = next((m for m in reversed(messages) if m.role == "user"), None)
         if last_user is None:
             raise InputError("This session has no user message to answer: send a message first.")
-        return self._answer(session_id, last_user.id, stop or threading.Event(), replaces)
+        turn = self._prepare(session_id, None, stop or threading.Event(), replaces)
+        return self._stream(replace(turn, user_message_id=last_user.id))
 
     def _plan(
-        self, history: list[tuple[str, str]], settings: GenerationSettings, system: str | None, max_turns: int
+        self, history: list[tuple[str, str]], config: ChatConfig, sources: list[dict[str, Any]], max_turns: int
     ) -> PromptPlan:
         """Fit ``history`` into this backend's context window (InputError when the last message cannot fit)."""
+        system = "\n\n".join(part for part in (config.system_prompt, context_block(sources)) if part) or None
         return build_prompt(
             history,
             count_tokens=self.backend.count_prompt_tokens,
             context_window=self.backend.context_window,
-            max_new_tokens=settings.max_new_tokens,
+            max_new_tokens=config.settings.max_new_tokens,
             max_turns=max_turns,
             system=system,
+            system_source=config.system_source if not sources else f"{config.system_source} and the sources",
         )
 
-    def _answer(
-        self, session_id: str, user_message_id: str, stop: threading.Event, replaces: str | None = None
-    ) -> Iterator[ChatEvent]:
-        """Build the prompt now (errors raise before anything changes); the returned events do the rest."""
+    def _prepare(
+        self, session_id: str, new_text: str | None, stop: threading.Event, replaces: str | None = None
+    ) -> _Turn:
+        """Decide everything the answer needs (errors raise before anything changes): config, sources, prompt."""
         session = self.store.get_session(session_id)
-        settings = GenerationSettings.from_dict(session.settings)
-        system, adapter = self._system_and_adapter(session)
+        config = self.config(session_id)
         history = [(m.role, m.content) for m in self.store.messages(session_id) if _usable(m) and m.id != replaces]
-        plan = self._plan(history, settings, system, max_turns=settings.max_turns)
-        turn = _Turn(session, user_message_id, plan, settings, stop, adapter, replaces)
-        return self._stream(turn)
+        if new_text is not None:
+            history.append(("user", new_text))
+        question = next((text for role, text in reversed(history) if role == "user"), "")
+        sources = list(self.retriever(session, question)) if self.retriever is not None else []
+        plan = self._plan(history, config, sources, max_turns=config.settings.max_turns)
+        return _Turn(session, "", plan, config.settings, stop, config.adapter, replaces, sources)
 
     def _stream(self, turn: _Turn) -> Iterator[ChatEvent]:
-        """Create the answer row, stream into it, and finalize it whatever happens to the consumer."""
+        """Create the answer row and stream into it; ``_finalize`` writes its end, whatever ends the stream."""
         store = self.store
         if turn.session.model != self.backend.model_id:
             store.update_session(turn.session.id, model=self.backend.model_id)
         answer = store.add_message(turn.session.id, "assistant", "", status="streaming")
-        parts: list[str] = []
-        started = time.perf_counter()
-        first: float | None = None
-        last_save = started
-        finished: Finished | None = None
-        settled = False  # True once the row has its final status
+        rec = _Record(answer.id, time.perf_counter())
+        end: _End | None = None
+        backend_events = None
         try:
             yield Started(turn.user_message_id, answer.id, turn.plan.prompt_tokens, turn.plan.omitted_turns)
-            for event in self.backend.stream(turn.plan.messages, turn.settings, turn.stop, turn.adapter):
+            if turn.sources:
+                yield Sources(turn.sources)
+            backend_events = self.backend.stream(turn.plan.messages, turn.settings, turn.stop, turn.adapter)
+            for event in backend_events:
                 if isinstance(event, TextDelta):
-                    if first is None:
-                        first = time.perf_counter()
-                    parts.append(event.text)
-                    now = time.perf_counter()
-                    if now - last_save >= SAVE_EVERY_S:
-                        store.update_message(answer.id, content="".join(parts))
-                        last_save = now
+                    if rec.add(event.text):
+                        store.update_message(answer.id, content=rec.text)  # also the row's heartbeat
                     yield Token(event.text)
                 elif isinstance(event, Finished):
-                    finished = event
-        except (GenerationError, ModelError) as exc:
-            store.update_message(answer.id, content="".join(parts), status="error", error=str(exc))
-            settled = True
-            yield Failed(answer.id, str(exc))
-            return
+                    rec.finish(event)
+            end = _End(rec.finished.reason) if rec.finished is not None else _End("error", NO_FINISH)
+        except InkstoneError as exc:  # generation failed, adapter refused, or the store could not be written
+            end = _End("error", str(exc))
         except Exception as exc:  # a bug: keep the text and say what happened, then let it surface
-            error = f"Unexpected error: {type(exc).__name__}: {exc}"
-            with suppress(InkstoneError):
-                store.update_message(answer.id, content="".join(parts), status="error", error=error)
-            settled = True
+            end = _End("error", f"Unexpected error: {type(exc).__name__}: {exc}")
             raise
         finally:
-            if finished is None and not settled:
-                turn.stop.set()  # the consumer went away (browser rerun, Ctrl-C): keep what we have
-                ttft = (first - started) * 1000 if first is not None else None
-                with suppress(InkstoneError):
-                    store.update_message(answer.id, content="".join(parts), status="stopped", ttft_ms=ttft)
-                    self._settle_replacement(turn.replaces, answer.id, "stopped", "".join(parts))
-        elapsed = time.perf_counter() - started
-        completion = finished.completion_tokens
+            if end is None:  # the consumer went away (browser rerun, closed iterator): keep what we have
+                end = _End("stopped")
+            if end.status != "complete":
+                turn.stop.set()
+            close = getattr(backend_events, "close", None)
+            if close is not None:
+                close()  # ends generation and releases the backend's lock now, not at garbage collection
+            final = self._finalize(turn, rec, end)
+        yield final
+
+    def _finalize(self, turn: _Turn, rec: _Record, end: _End) -> ChatEvent:
+        """Write the answer row's end (text, status, error, figures, sources), settle a regenerate, and
+        return the event that reports it. Never raises an Inkstone error: a failed write becomes ``Failed``."""
+        finished = rec.finished
         stats = TurnStats(
-            message_id=answer.id,
-            status=finished.reason,
-            text="".join(parts),
-            prompt_tokens=finished.prompt_tokens,
-            completion_tokens=completion,
-            ttft_ms=(first - started) * 1000 if first is not None else None,
-            tokens_per_s=completion / elapsed if completion and elapsed > 0 else None,
+            message_id=rec.answer_id,
+            status=end.status,
+            text=rec.text,
+            prompt_tokens=finished.prompt_tokens if finished else turn.plan.prompt_tokens,
+            completion_tokens=finished.completion_tokens if finished else 0,
+            ttft_ms=rec.ttft_ms,
+            tokens_per_s=rec.decode_tokens_per_s(),
             omitted_turns=turn.plan.omitted_turns,
         )
-        store.update_message(
-            answer.id,
-            content=stats.text,
-            status=stats.status,
-            prompt_tokens=stats.prompt_tokens,
-            completion_tokens=stats.completion_tokens,
-            ttft_ms=stats.ttft_ms,
-            tokens_per_s=stats.tokens_per_s,
-        )
-        self._settle_replacement(turn.replaces, answer.id, stats.status, stats.text)
-        yield Done(stats)
+        try:
+            self.store.update_message(
+                rec.answer_id,
+                content=stats.text,
+                status=end.status,
+                error=end.error,
+                prompt_tokens=stats.prompt_tokens if finished else None,
+                completion_tokens=stats.completion_tokens if finished else None,
+                ttft_ms=stats.ttft_ms,
+                tokens_per_s=stats.tokens_per_s,
+                sources=turn.sources or None,
+            )
+            self._settle_replacement(turn.replaces, rec.answer_id, end.status, stats.text)
+        except InkstoneError as exc:
+            prefix = f"{end.error} " if end.error else ""
+            return Failed(rec.answer_id, f"{prefix}The answer could not be saved: {exc}")
+        if end.status == "error":
+            return Failed(rec.answer_id, end.error or "Generation failed.")
+        return Done(stats)
 
     def _settle_replacement(self, replaces: str | None, answer_id: str, status: str, text: str) -> None:
-        """After a regenerate: drop the old answer if the new one has text, else drop the empty new one."""
-        if replaces is None:
+        """After a regenerate: drop the old answer if the new one has text, else drop the empty new one.
+        A failed new answer leaves both (the old one stays usable; the error stays visible)."""
+        if replaces is None or status == "error":
             return
-        if text.strip():
-            self.store.delete_message(replaces)
-        elif status in ("complete", "stopped"):
-            self.store.delete_message(answer_id)
+        self.store.delete_message(replaces if text.strip() else answer_id)
 
 
 @dataclass(frozen=True)
@@ -274,6 +315,74 @@ class _Turn:
     adapter: AdapterSpec | None
     replaces: str | None
     """The answer a regenerate replaces."""
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    """Retrieved sources: in the prompt's context block, sent as ``Sources``, stored with the answer."""
+
+
+@dataclass(frozen=True)
+class _End:
+    """How a stream ended: the final status and the error text to store."""
+
+    status: str
+    error: str | None = None
+
+
+@dataclass
+class _Record:
+    """What the stream loop collects for ``_finalize``: text, timing of first and last token, ``Finished``."""
+
+    answer_id: str
+    started: float
+    parts: list[str] = field(default_factory=list)
+    first: float | None = None
+    ended: float | None = None
+    last_save: float = 0.0
+    finished: Finished | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def add(self, text: str) -> bool:
+        """Collect new text; True when it is time to save the growing answer."""
+        now = time.perf_counter()
+        if self.first is None:
+            self.first, self.last_save = now, self.started
+        self.parts.append(text)
+        if now - self.last_save >= SAVE_EVERY_S:
+            self.last_save = now
+            return True
+        return False
+
+    def finish(self, event: Finished) -> None:
+        self.finished, self.ended = event, time.perf_counter()
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return (self.first - self.started) * 1000 if self.first is not None else None
+
+    def decode_tokens_per_s(self) -> float | None:
+        """Decode speed: tokens after the first over the time after the first (prefill excluded)."""
+        if self.finished is None or self.first is None or self.ended is None:
+            return None
+        after_first, seconds = self.finished.completion_tokens - 1, self.ended - self.first
+        return after_first / seconds if after_first > 0 and seconds > 0 else None
+
+
+def _check_encodable(text: str) -> None:
+    """InputError for text that cannot be stored as UTF-8 (lone surrogates from undecodable input bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end]
+        try:
+            shown = repr(bad.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            shown = ascii(bad)
+        raise InputError(
+            f"The message contains bytes that are not valid UTF-8 ({shown} at character {exc.start}): send it as "
+            "UTF-8 text (check the encoding of the terminal or file it comes from)."
+        ) from None
 
 
 def _usable(message: Message) -> bool:

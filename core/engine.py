@@ -7,10 +7,12 @@ one engine; the backend's lock serializes generation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.backends import create_backend
 from core.backends.base import Backend
 from core.chat import ChatService
+from core.chat_config import ChatConfig
 from core.config import Settings
 from core.history import HistoryStore
 from core.models.loader import Progress
@@ -36,20 +38,26 @@ class Engine:
 
             if self.profile.path is not None and not self.settings.trust_remote_code:
                 self._memory = inspect_directory(self.profile.path).memory_gib
-            elif getattr(self.backend, "loaded", None) is not None:
+            elif self.backend.loaded is not None:
                 self._memory = inspect_loaded(self.backend.loaded).memory_gib
         return self._memory
 
-    def new_session(self, title: str | None = None, persona: str | None = None) -> str:
+    def chat_config(
+        self, session_id: str | None = None, *, persona: str | None = None, overrides: dict[str, Any] | None = None
+    ) -> ChatConfig:
+        """Persona, system prompt and generation settings of a chat (None: a new one), with unsaved changes."""
+        return self.service.config(session_id, persona=persona, overrides=overrides)
+
+    def new_session(
+        self, title: str | None = None, persona: str | None = None, overrides: dict[str, Any] | None = None
+    ) -> str:
         """Create a session with this engine's model and default generation settings; return its id.
 
         With a persona, its generation defaults apply on top (ConfigError/NotFoundError if it is broken).
         """
-        settings = self.settings.generation
-        if persona:
-            settings = settings.with_updates(**self.persona(persona).generation)
+        config = self.chat_config(persona=persona or "", overrides=overrides)
         session = self.store.create_session(
-            model=self.backend.model_id, persona=persona or None, settings=settings.to_dict(), title=title
+            model=self.backend.model_id, persona=config.persona_id, settings=config.stored, title=title
         )
         return session.id
 
@@ -63,11 +71,8 @@ class Engine:
 
 
 def open_store(settings: Settings, *, recover: bool = True) -> HistoryStore:
-    """Open the history database; with ``recover``, answers a killed process left streaming become stopped."""
-    store = HistoryStore.open(settings.db_path)
-    if recover:
-        store.recover_interrupted()
-    return store
+    """Open the history database (answers whose writing process is gone are settled on every open)."""
+    return HistoryStore.open(settings.db_path)
 
 
 def build_engine(
@@ -75,12 +80,14 @@ def build_engine(
 ) -> Engine:
     """Resolve the model, open the store, load the backend (or use the given one) and wire the service.
 
-    The app recovers interrupted answers at start; a one-shot CLI passes ``recover=False`` so that it never
-    marks an answer the running app is still streaming.
+    Opening the store settles answers left ``streaming`` by a process that is gone, never one a live
+    process is still writing (``recover`` is kept for callers of the old signature).
     """
     profile = resolve(settings.model)
     store = open_store(settings, recover=recover)
     if backend is None:
         backend = create_backend(profile, settings, progress)
-    service = ChatService(store, backend, personas=lambda pid: load_persona(settings.adapters, pid))
+    service = ChatService(
+        store, backend, personas=lambda pid: load_persona(settings.adapters, pid), defaults=settings.generation
+    )
     return Engine(settings, profile, store, backend, service)

@@ -42,10 +42,12 @@ def build_prompt(
     max_new_tokens: int,
     max_turns: int,
     system: str | None = None,
+    system_source: str = "this chat",
 ) -> PromptPlan:
     """Fit the newest turns of ``history`` (ending with the user message being answered) into the budget.
 
-    Raises InputError when even the last user message alone does not fit, naming its size and the limit.
+    Raises InputError when even the last user message alone does not fit, naming its size, the limit and
+    the real cause: the message, or the system prompt (``system_source`` says whose, e.g. a persona's).
     """
     budget = context_window - max_new_tokens
     if budget <= 0:
@@ -60,9 +62,18 @@ def build_prompt(
     kept: list[ChatMessages] = [turns[-1]]
     tokens = count_tokens(head + turns[-1])
     if tokens > budget:
+        limit = f"this model's context window of {context_window} minus max_new_tokens {max_new_tokens} leaves {budget}"
+        system_tokens = count_tokens(head) if head else 0
+        if system_tokens and system_tokens >= tokens - system_tokens:
+            raise InputError(
+                f"The system prompt of {system_source} needs {system_tokens} tokens (the message "
+                f"{tokens - system_tokens} more), but {limit}: shorten that system prompt, pick another persona, "
+                "or lower max_new_tokens."
+            )
+        also = f" (of which the system prompt of {system_source} takes {system_tokens})" if system_tokens else ""
         raise InputError(
-            f"The message needs {tokens} tokens of prompt, but this model's context window of {context_window} "
-            f"minus max_new_tokens {max_new_tokens} leaves {budget}: shorten the message or lower max_new_tokens."
+            f"The message needs {tokens} tokens of prompt{also}, but {limit}: shorten the message or lower "
+            "max_new_tokens."
         )
     for turn in reversed(turns[:-1]):
         if len(kept) >= max_turns:
@@ -74,3 +85,18 @@ def build_prompt(
         kept, tokens = candidate, candidate_tokens
     messages = head + [m for t in kept for m in t]
     return PromptPlan(messages=messages, prompt_tokens=tokens, omitted_turns=len(turns) - len(kept))
+
+
+def context_block(sources: Sequence[dict]) -> str | None:
+    """The numbered context the answer may cite as [n] (None without sources): one entry per source dict,
+    labelled with its ``file`` (or ``source``/``title``) and ``page`` when present, then its ``text``."""
+    if not sources:
+        return None
+    lines = ["Answer using these numbered sources where they help, and cite them as [n]:"]
+    for number, source in enumerate(sources, start=1):
+        name = next((str(source[k]) for k in ("file", "source", "document", "title") if source.get(k)), "")
+        page = source.get("page")
+        where = name + (f", p. {page}" if page not in (None, "") else "")
+        lines.append(f"[{number}] {where}\n{source.get('text', '')}".rstrip() if where else
+                     f"[{number}] {source.get('text', '')}")
+    return "\n\n".join(lines)

@@ -137,7 +137,10 @@ def test_lora_persona_switches_without_reloading(home: Path, lora_setup: tuple[P
 def test_adapter_for_another_model_is_refused_before_storing(home: Path, lora_setup: tuple[Path, Path]) -> None:
     model_dir, adapters = lora_setup
     engine = build_engine(load_settings({"model": str(model_dir), "adapters": str(adapters)}))
-    sid = engine.new_session(persona="other")
+    with pytest.raises(ConfigError, match="trained for 'some-other-model'"):
+        engine.new_session(persona="other")  # a new chat with it is refused at once
+    assert engine.store.list_sessions() == []
+    sid = engine.store.create_session(model="some-other-model", persona="other").id  # made for another model
     with pytest.raises(ConfigError, match="trained for 'some-other-model'"):
         engine.service.send(sid, "Hello")
     assert engine.store.messages(sid) == []

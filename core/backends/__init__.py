@@ -1,20 +1,48 @@
-"""Backends: one file each (``fake``, ``transformers_backend``), one protocol (``base.Backend``)."""
+"""Backends: one file each (``fake``, ``transformers_backend``), one protocol (``base.Backend``).
+
+A model profile names its backend (``ModelProfile.backend``); ``create_backend`` looks the name up in
+``FACTORIES``, so a new backend (``openai``, ``llama.cpp``) is one file and one entry here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from core.backends.base import Backend
 from core.config import Settings
+from core.errors import ModelError
 from core.models.loader import Progress
 from core.models.registry import ModelProfile
 
+BackendFactory = Callable[[ModelProfile, Settings, "Progress | None", dict[str, Any]], Backend]
 
-def create_backend(profile: ModelProfile, settings: Settings, progress: Progress | None = None) -> Backend:
-    """Build the backend for a resolved profile (loading its weights, which may take a while)."""
-    if profile.source == "fake":
-        from core.backends.fake import FakeBackend
 
-        return FakeBackend(delay_s=0.2 if profile.id == "fake-slow" else 0.0, model_id=profile.id)
+def _fake(profile: ModelProfile, settings: Settings, progress: Progress | None, options: dict[str, Any]) -> Backend:
+    from core.backends.fake import FakeBackend
+
+    return FakeBackend(model_id=profile.id, **options)
+
+
+def _transformers(
+    profile: ModelProfile, settings: Settings, progress: Progress | None, options: dict[str, Any]
+) -> Backend:
     from core.backends.transformers_backend import TransformersBackend
     from core.models.loader import load_model
 
-    return TransformersBackend(load_model(profile, settings, progress))
+    return TransformersBackend(load_model(profile, settings, progress), **options)
+
+
+FACTORIES: dict[str, BackendFactory] = {"fake": _fake, "transformers": _transformers}
+"""Backend name -> function building it from a profile, the settings and the profile's backend options."""
+
+
+def create_backend(profile: ModelProfile, settings: Settings, progress: Progress | None = None) -> Backend:
+    """Build the backend a resolved profile names (loading its weights, which may take a while)."""
+    factory = FACTORIES.get(profile.backend)
+    if factory is None:
+        raise ModelError(
+            f"Model profile {profile.id!r} names backend {profile.backend!r}, which this Inkstone does not have: "
+            f"use one of {', '.join(sorted(FACTORIES))}."
+        )
+    return factory(profile, settings, progress, dict(profile.backend_options))

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from core.config import GenerationSettings
 
@@ -44,12 +44,43 @@ class AdapterSpec:
     path: Path
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """A loaded model that can stream answers. One generation at a time per backend (it holds a lock)."""
+@dataclass(frozen=True)
+class ModelInfo:
+    """What front ends show about a loaded model (settings page, ``model`` commands, API)."""
 
     model_id: str
     context_window: int
+    backend: str
+    """The backend's name in the factory table (``transformers``, ``fake``...)."""
+    device: str | None = None
+    dtype: str | None = None
+    quantize: str | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model that can stream answers. One generation at a time per backend (it holds a lock).
+
+    Callers use only these members. ``loaded`` is the in-process model (``core.models.loader.LoadedModel``)
+    for tools that need its weights or tokenizer (``model inspect``), None for a backend without one.
+    """
+
+    model_id: str
+    context_window: int
+
+    @property
+    def busy(self) -> bool:
+        """True while an answer is being generated (another caller would wait for the lock)."""
+        ...
+
+    @property
+    def loaded(self) -> Any | None:
+        """The in-process loaded model, or None (scripted or remote backends)."""
+        ...
+
+    def info(self) -> ModelInfo:
+        """What this backend runs: model id, context window, backend name, device, dtype, quantization."""
+        ...
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Tokens of the full prompt these messages render to, generation prompt included."""
@@ -63,6 +94,8 @@ class Backend(Protocol):
         adapter: AdapterSpec | None = None,
     ) -> Iterator[StreamEvent]:
         """Stream the answer to ``messages``: ``TextDelta`` events, then exactly one ``Finished``.
+
+        The chat service enforces the ``Finished`` rule: a stream that ends without it is stored as an error.
 
         ``adapter`` is applied for this answer only (None: the base model). Setting ``stop`` ends generation
         early (reason ``stopped``). Failures raise ``core.errors.GenerationError`` (or ``ModelError`` for an

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from core.backends.base import AdapterSpec, ChatMessages, Finished, StreamEvent, TextDelta
+from core.backends.base import AdapterSpec, ChatMessages, Finished, ModelInfo, StreamEvent, TextDelta
 from core.config import GenerationSettings
 
 
@@ -46,6 +46,15 @@ class FakeBackend:
     def busy(self) -> bool:
         """True while an answer is being streamed."""
         return self._lock.locked()
+
+    @property
+    def loaded(self) -> None:
+        """No in-process model behind a scripted backend."""
+        return None
+
+    def info(self) -> ModelInfo:
+        """The scripted model's id and context window (no device, dtype or quantization)."""
+        return ModelInfo(self.model_id, self.context_window, "fake")
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Words of every message plus 4 per message for its role markers, plus 2 for the answer prefix."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from core.backends.base import AdapterSpec, ChatMessages, Finished, StreamEvent, TextDelta
+from core.backends.base import AdapterSpec, ChatMessages, Finished, ModelInfo, StreamEvent, TextDelta
 from core.backends.streaming import IdStreamer, StopOnEvent
 from core.config import GenerationSettings
 from core.errors import GenerationError, ModelError
@@ -71,6 +71,11 @@ class TransformersBackend:
     def busy(self) -> bool:
         """True while an answer (from any tab or thread) is being generated."""
         return self._lock.locked()
+
+    def info(self) -> ModelInfo:
+        """Model id, context window, device, dtype and quantization of the loaded model."""
+        lm = self.loaded
+        return ModelInfo(self.model_id, self.context_window, "transformers", lm.device, lm.dtype, lm.quantize)
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Exact prompt length in the model's chat format."""

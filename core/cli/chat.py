@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from core.chat import Done, Failed, Started, Token
+from core.chat import Done, Failed, Sources, Started, Token
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
-from core.config import GenerationSettings
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError
 
@@ -40,35 +39,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Target:
-    """The session the CLI's messages go to. Flags are validated up front; a new session is created only
-    when the first message passes the checks, so a refused message leaves nothing behind."""
+    """The session the CLI's messages go to. Flags are validated up front but stored only with the first
+    message that passes the checks: a refused message leaves no new session and no changed settings behind."""
 
     def __init__(self, engine: Engine, args: argparse.Namespace) -> None:
         self.engine = engine
-        self.persona_id = None if args.persona in (None, "none") else args.persona
-        persona = engine.persona(self.persona_id) if self.persona_id else None
-        overrides = {"temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
         self.session_id: str | None = args.session
-        self.system = persona.system_prompt if persona else None
-        if self.session_id:
-            session = engine.store.get_session(self.session_id)
-            settings = GenerationSettings.from_dict(session.settings).with_updates(**overrides)
-            changes: dict = {"settings": {**session.settings, **settings.to_dict()}}
-            if args.persona is not None:
-                changes["persona"] = self.persona_id or ""
-            engine.store.update_session(self.session_id, **changes)
-            self.settings = settings
-        else:
-            defaults = engine.settings.generation.with_updates(**(persona.generation if persona else {}))
-            self.settings = defaults.with_updates(**overrides)
+        self.persona = args.persona
+        """None keeps the session's persona (a new session: none); ``none`` clears it."""
+        self.overrides = {"temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
+        self.config = engine.chat_config(self.session_id, persona=self.persona, overrides=self.overrides)
+        self._pending = self.session_id is None or self.persona is not None or any(
+            v is not None for v in self.overrides.values()
+        )
 
     def for_message(self, text: str) -> str:
-        """The session id for ``text``, creating the session now if needed; InputError if ``text`` is refused."""
-        if self.session_id is not None:
-            return self.session_id
-        self.engine.service.check_message(None, text, self.settings, self.system)
-        self.session_id = self.engine.new_session(persona=self.persona_id)
-        self.engine.store.update_session(self.session_id, settings=self.settings.to_dict())
+        """The session id for ``text``: creates the session, or stores the flags' changes, once ``text`` passes
+        the checks; InputError (nothing stored) if it is refused."""
+        self.engine.service.check_message(self.session_id, text, config=self.config)
+        if self.session_id is None:
+            self.session_id = self.engine.store.create_session(
+                model=self.engine.backend.model_id, persona=self.config.persona_id, settings=self.config.stored
+            ).id
+        elif self._pending:
+            persona = None if self.persona is None else (self.config.persona_id or "")
+            self.engine.store.update_session(self.session_id, persona=persona, settings=self.config.stored)
+        self._pending = False
         return self.session_id
 
 
@@ -97,6 +93,8 @@ def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = N
             if isinstance(event, Token):
                 out.write(event.text)
                 out.flush()
+            elif isinstance(event, Sources):
+                result["sources"] = event.items
             elif isinstance(event, Started) and event.omitted_turns:
                 print(f"[{event.omitted_turns} earlier turns left out of the prompt]", file=sys.stderr)
             elif isinstance(event, Done):
@@ -112,12 +110,18 @@ def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = N
 
 
 def repl(engine: Engine, target: Target) -> int:
-    """Read messages until EOF or /exit."""
+    """Read messages until EOF or /exit; a refused or undecodable line is reported and the REPL goes on."""
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="surrogateescape")  # bad bytes reach check_message (a clear error), not a crash
     where = f"Session {target.session_id}" if target.session_id else "A new session"
     print(f"{where} with {engine.backend.model_id}. Ctrl-C stops an answer; /exit or Ctrl-D quits.")
     while True:
         try:
             text = input("you> ")
+        except UnicodeDecodeError as exc:
+            print(f"error: that line is not valid text ({exc}): type it again as UTF-8.", file=sys.stderr)
+            continue
         except (EOFError, KeyboardInterrupt):
             print()
             return 0
