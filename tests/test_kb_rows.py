@@ -47,7 +47,7 @@ def test_documents_and_stats(rows: KnowledgeRows) -> None:
     b = rows.add_document(kb, "b.pdf", "h2", 20)
     rows.update_document(a.id, status="ready", chunks=3, pages=1, warnings=["w"])
     rows.update_document(b.id, status="error", error="encrypted")
-    assert rows.kb_stats()[kb.id] == {"documents": 2, "ready": 1, "error": 1, "ingesting": 0, "chunks": 3}
+    assert rows.kb_stats()[kb.id] == {"documents": 2, "ready": 1, "errors": 1, "ingesting": 0, "chunks": 3}
     assert rows.ready_with_hash(kb.id, "h1").name == "a.txt"
     assert rows.ready_with_hash(kb.id, "h2") is None  # an errored document is not a duplicate to skip
     assert rows.ready_ids([kb.id]) == {a.id}

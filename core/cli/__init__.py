@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
     "chat": ("core.cli.chat", "chat with a model once (MESSAGE) or interactively"),
     "sessions": ("core.cli.sessions", "list, show, export, delete and search stored sessions"),
     "model": ("core.cli.model", "list, inspect, prompt and generate with models"),
+    "train": ("core.cli.train", "train a LoRA persona from an Alpaca/chat data file"),
+    "merge": ("core.cli.merge", "merge a LoRA persona into a full model directory"),
+    "kb": ("core.cli.kb", "knowledge bases for RAG: create, ingest, query, remove, drop, reembed"),
 }
 
 
@@ -30,4 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest))
+    try:
+        code = int(module.main(rest))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`... | head`): it has what it wanted. Send the rest nowhere, quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+    return code

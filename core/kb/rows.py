@@ -176,14 +176,14 @@ class KnowledgeRows:
             db.execute("DELETE FROM knowledge_bases WHERE id = ?", [kb_id])
 
     def kb_stats(self) -> dict[str, dict[str, int]]:
-        """Per knowledge-base id: documents, ready, error, ingesting and chunks (of ready documents)."""
+        """Per knowledge-base id: documents, ready, errors, ingesting and chunks (of ready documents)."""
         sql = (
             "SELECT kb_id, count(*), sum(status = 'ready'), sum(status = 'error'), sum(status = 'ingesting'), "
             "sum(CASE WHEN status = 'ready' THEN chunks ELSE 0 END) FROM documents GROUP BY kb_id"
         )
         with self._read() as db:
             rows = db.execute(sql).fetchall()
-        keys = ("documents", "ready", "error", "ingesting", "chunks")
+        keys = ("documents", "ready", "errors", "ingesting", "chunks")
         return {row[0]: dict(zip(keys, (int(v or 0) for v in row[1:]), strict=True)) for row in rows}
 
     # Documents

@@ -1,0 +1,21 @@
+"""Knowledge bases in core: their rows (SQLite), ingestion orchestration, the CLI/UI operations and the
+retriever ``ChatService`` calls. The RAG machinery itself (loaders, splitting, embedders, Chroma, hybrid
+search) is the ``knowledge`` library; this package only uses its facade.
+"""
+
+from core.kb.ingest import FileResult, IngestProgress, IngestReport
+from core.kb.rows import Document, KnowledgeBase, KnowledgeRows
+from core.kb.service import KbSummary, KnowledgeService, QueryHit, clean_kb_name
+
+__all__ = [
+    "Document",
+    "FileResult",
+    "IngestProgress",
+    "IngestReport",
+    "KbSummary",
+    "KnowledgeBase",
+    "KnowledgeRows",
+    "KnowledgeService",
+    "QueryHit",
+    "clean_kb_name",
+]

@@ -1,0 +1,191 @@
+"""``python -m core kb ...`` run for real (``core.cli.main``) on a temp data dir with the bundled ``minilm``
+embedder and a real Chroma folder: create/list/show, ingest with its summary, dedup, replace, remove, drop,
+query output (plain, ``--json``, stdin), unknown names, a deleted Chroma folder and a server that is down."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+
+EMBEDDER = "minilm"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``python -m core kb ARGV``; returns exit status, stdout, stderr."""
+    code = main(["kb", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def query_json(capsys: pytest.CaptureFixture[str], kb: str, *queries: str, k: int = 4) -> list[dict]:
+    code, out, err = run(capsys, "query", "--kb", kb, "--k", str(k), "--json", *queries)
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "volcano.txt").write_text(
+        "Mount Korvath is a dormant volcano. Its last eruption happened in the year 1822 and buried the "
+        "village of Selm under ash.", encoding="utf-8")  # fmt: skip
+    (folder / "notes" / "tea.md").write_text(
+        "# Tea\n\nThe Lunwick tea garden harvests its first flush in early April, at an altitude of 1,900 metres.",
+        encoding="utf-8",
+    )
+    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    return folder
+
+
+def test_create_list_and_show(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "create", "产品手册", "--embedder", EMBEDDER)
+    assert code == 0, err
+    assert "产品手册" in out
+    code, out, _ = run(capsys, "list", "--json")
+    [kb] = json.loads(out)
+    assert (kb["name"], kb["embedder"], kb["dimension"], kb["documents"]) == ("产品手册", EMBEDDER, 384, 0)
+    code, out, err = run(capsys, "create", "产品手册")
+    assert code == 1 and "already exists" in err
+    code, out, _ = run(capsys, "show", "产品手册")
+    assert code == 0 and "No documents yet" in out
+
+
+def test_ingest_summary_dedup_and_query(home: Path, docs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "ingest", "--kb", "facts", "--embedder", EMBEDDER, str(docs))
+    assert code == 0, err
+    assert "3 files, 2 added, 0 replaced, 0 unchanged, 1 skipped, 0 errors" in out
+    assert "photo.png: skipped (unsupported file type .png)" in err  # the per-file progress lines
+    code, out, err = run(capsys, "ingest", "--kb", "facts", str(docs), str(docs / "volcano.txt"))
+    assert code == 0 and "2 unchanged" in out and "0 chunks added" in out
+    copy = docs.parent / "copy-of-volcano.txt"
+    shutil.copy(docs / "volcano.txt", copy)
+    code, out, err = run(capsys, "ingest", "--kb", "facts", str(copy))
+    assert "1 unchanged" in out and "same content already ingested as 'volcano.txt'" in err
+
+    [result] = query_json(capsys, "facts", "When did the volcano last erupt?")
+    top = result["hits"][0]
+    assert result["query"] == "When did the volcano last erupt?"
+    assert set(top) == {"rank", "score", "source", "page", "text"}
+    assert (top["rank"], top["source"], top["page"]) == (1, "volcano.txt", None)
+    assert "1822" in top["text"] and 0 < top["score"] <= 1
+    names = {h["source"] for h in query_json(capsys, "facts", "first flush of the tea garden")[0]["hits"]}
+    assert "notes/tea.md" in names  # a file below an ingested folder keeps its relative name
+
+    code, out, _ = run(capsys, "query", "--kb", "facts", "volcano eruption")
+    assert code == 0 and "1. [" in out and "volcano.txt" in out
+
+
+def test_query_reads_one_query_per_line_from_stdin(home: Path, docs: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    assert run(capsys, "ingest", "--kb", "facts", "--embedder", EMBEDDER, str(docs))[0] == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("volcano eruption year\n\ntea harvest altitude\n"))
+    lines = query_json(capsys, "facts", "-", k=1)
+    assert [r["query"] for r in lines] == ["volcano eruption year", "tea harvest altitude"]
+    assert [r["hits"][0]["source"] for r in lines] == ["volcano.txt", "notes/tea.md"]
+    assert all(len(r["hits"]) == 1 for r in lines)
+
+
+def test_pdf_hits_carry_their_page(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from reportlab.pdfgen import canvas
+
+    pdf = tmp_path / "manual.pdf"
+    c = canvas.Canvas(str(pdf))
+    c.drawString(72, 720, "Chapter one is about installing the device on a wall.")
+    c.showPage()
+    c.drawString(72, 720, "The reset button of the Quillfeather router sits under a rubber flap.")
+    c.showPage()
+    c.save()
+    assert run(capsys, "ingest", "--kb", "manuals", "--embedder", EMBEDDER, str(pdf))[0] == 0
+    top = query_json(capsys, "manuals", "Where is the reset button of the router?")[0]["hits"][0]
+    assert (top["source"], top["page"]) == ("manual.pdf", 2)
+    code, out, _ = run(capsys, "show", "manuals", "--json")
+    assert json.loads(out)[0]["pages"] == 2
+
+
+def test_bad_files_are_reported_and_the_others_go_on(home: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "binary.txt").write_bytes(bytes(range(256)) * 40)
+    (folder / "good.txt").write_text("Otters hold hands while they sleep so they do not drift apart.")
+    code, out, err = run(capsys, "ingest", "--kb", "mixed", "--embedder", EMBEDDER, str(folder),
+                         str(tmp_path / "absent.txt"))  # fmt: skip
+    assert code == 1
+    assert "4 files, 1 added" in out and "3 errors" in out
+    assert "error: empty.txt:" in err and "error: binary.txt:" in err and "no such file or folder" in err
+    code, out, _ = run(capsys, "show", "mixed", "--json")
+    status = {d["name"]: (d["status"], bool(d["error"])) for d in json.loads(out)}
+    assert status == {"binary.txt": ("error", True), "empty.txt": ("error", True), "good.txt": ("ready", False)}
+    assert query_json(capsys, "mixed", "otters sleeping")[0]["hits"][0]["source"] == "good.txt"
+    [kb] = json.loads(run(capsys, "list", "--json")[1])
+    assert (kb["documents"], kb["ready"], kb["errors"]) == (3, 1, 2)
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and "1 documents" in out and "2 with errors" in out
+
+
+def test_changed_file_replaces_and_remove_deletes(home: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    doc = tmp_path / "policy.txt"
+    doc.write_text("Refunds are accepted within 14 days of purchase.")
+    other = tmp_path / "other.txt"
+    other.write_text("The office cat is named Biscuit and likes cardboard boxes.")
+    assert run(capsys, "ingest", "--kb", "hr", "--embedder", EMBEDDER, str(doc), str(other))[0] == 0
+    doc.write_text("Refunds are accepted within 30 days of purchase.")
+    code, out, _ = run(capsys, "ingest", "--kb", "hr", str(doc))
+    assert code == 0 and "1 replaced" in out
+    texts = [h["text"] for h in query_json(capsys, "hr", "how many days for a refund")[0]["hits"]]
+    assert any("30 days" in t for t in texts) and not any("14 days" in t for t in texts)
+    code, out, _ = run(capsys, "show", "hr", "--json")
+    assert sorted(d["name"] for d in json.loads(out)) == ["other.txt", "policy.txt"]  # one row per name
+
+    code, out, err = run(capsys, "remove", "--kb", "hr", "policy.txt")
+    assert code == 0, err
+    sources = {h["source"] for h in query_json(capsys, "hr", "refund days")[0]["hits"]}
+    assert sources <= {"other.txt"}
+    code, _, err = run(capsys, "remove", "--kb", "hr", "policy.txt")
+    assert code == 1 and "no document 'policy.txt'" in err and "other.txt" in err
+
+
+def test_unknown_kb_lists_the_existing_ones_and_drop(home: Path, docs: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    code, _, err = run(capsys, "query", "--kb", "nothing", "hello")
+    assert code == 1 and "No knowledge base named 'nothing'" in err and "none yet" in err
+    assert run(capsys, "ingest", "--kb", "facts", "--embedder", EMBEDDER, str(docs))[0] == 0
+    code, _, err = run(capsys, "query", "--kb", "fact", "hello")
+    assert code == 1 and "the existing ones are 'facts'" in err
+    code, out, err = run(capsys, "drop", "facts")
+    assert code == 0, err
+    assert json.loads(run(capsys, "list", "--json")[1]) == []
+    assert not list((home / "chroma").rglob("*volcano*"))  # nothing named after files is written to disk
+
+
+def test_deleted_chroma_folder_is_explained_and_reingest_repairs(
+    home: Path, docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "ingest", "--kb", "facts", "--embedder", EMBEDDER, str(docs))[0] == 0
+    shutil.rmtree(home / "chroma")
+    code, _, err = run(capsys, "query", "--kb", "facts", "volcano")
+    assert code == 1 and "ingest its files again" in err
+    code, out, err = run(capsys, "ingest", "--kb", "facts", str(docs))
+    assert code == 0 and "2 added" in out, (out, err)
+    assert query_json(capsys, "facts", "volcano eruption")[0]["hits"][0]["source"] == "volcano.txt"
+
+
+def test_a_chroma_server_that_is_down(home: Path, docs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    code, out, err = run(capsys, "ingest", "--kb", "facts", "--chroma-url", url, str(docs))
+    assert code == 1 and url.split("//")[1] in err and "Traceback" not in err
+    code, out, err = run(capsys, "list", "--chroma-url", url)  # rows only: works without Chroma
+    assert code == 0 and "No knowledge bases yet" in out
