@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +34,12 @@ STATUSES = ("complete", "streaming", "stopped", "error")
 DEFAULT_TITLE = "New chat"
 TITLE_CHARS = 40
 BUSY_TIMEOUT_S = 5.0
+REMOTE_STALE_AFTER = timedelta(minutes=10)
+"""A ``streaming`` answer written from another host is settled once it has not saved for this long."""
+INTERRUPTED = (
+    "Interrupted: the Inkstone process writing this answer ended (killed or crashed) before it finished; "
+    "the text so far is kept."
+)
 
 
 @dataclass
@@ -75,6 +83,56 @@ class SearchHit:
     role: str
     snippet: str
     session_title: str
+
+
+_LIVE_WRITERS: set[str] = set()
+"""Writer tokens of the stores open in this process (a closed store's streaming rows are settled)."""
+_process_tag: str | None = None
+
+
+def _this_process() -> str:
+    """``host/pid/start time``: names this process, and still tells it apart after its pid is reused."""
+    global _process_tag
+    if _process_tag is None:
+        import psutil
+
+        _process_tag = f"{socket.gethostname()}/{os.getpid()}/{psutil.Process().create_time():.2f}"
+    return _process_tag
+
+
+def _process_alive(pid: int, started: str) -> bool:
+    """True while the process ``pid`` that started at ``started`` runs (unknown: assumed alive)."""
+    import psutil
+
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}" == started
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return True
+
+
+def writer_gone(writer: str | None, updated_at: str | None) -> bool:
+    """Whether the process that was writing a ``streaming`` answer has ended (its answer may be settled).
+
+    No writer: a row from an Inkstone before migration m003, settled as before. This process: gone once
+    the store that wrote it is closed. Another process on this host: gone when it no longer runs. Another
+    host: gone when the row has not saved (``updated_at``, refreshed at every save) for a while.
+    """
+    if not writer:
+        return True
+    host, _, rest = writer.partition("/")
+    pid, _, rest = rest.partition("/")
+    started, _, _store = rest.partition("/")
+    if writer.startswith(_this_process() + "/"):
+        return writer not in _LIVE_WRITERS
+    if host == socket.gethostname() and pid.isdigit():
+        return not _process_alive(int(pid), started)
+    try:
+        saved = datetime.fromisoformat(updated_at or "")
+    except ValueError:
+        return True
+    return datetime.now(UTC) - saved > REMOTE_STALE_AFTER
 
 
 _clock_lock = threading.Lock()
@@ -177,6 +235,8 @@ class HistoryStore:
         self.db = db
         self.path = database_path(db)
         self._lock = threading.RLock()
+        self.writer = f"{_this_process()}/{uuid.uuid4().hex[:8]}"
+        """Marks the ``streaming`` answers this store writes (see ``writer_gone``)."""
         try:
             db.execute("PRAGMA foreign_keys = ON")
             db.enable_wal()
@@ -184,6 +244,9 @@ class HistoryStore:
             migrate(db)
         except sqlite3.Error as exc:
             raise storage_error(exc, self.path) from exc
+        _LIVE_WRITERS.add(self.writer)
+        with suppress(StorageError):  # locked right now: the next open settles them
+            self.recover_interrupted()
 
     @classmethod
     def open(cls, path: Path, *, timeout: float = BUSY_TIMEOUT_S) -> HistoryStore:
@@ -219,7 +282,8 @@ class HistoryStore:
             raise
 
     def close(self) -> None:
-        """Close the connection (also when it was handed in)."""
+        """Close the connection (also when it was handed in); answers it left ``streaming`` count as interrupted."""
+        _LIVE_WRITERS.discard(self.writer)
         with self._lock:
             self.db.close()
 
@@ -377,7 +441,8 @@ class HistoryStore:
                     "SELECT 1 FROM messages WHERE session_id = ? AND role = 'user' LIMIT 1", [session_id]
                 ).fetchone()
             )
-            db["messages"].insert({**asdict(message), "sources": "[]"})
+            writer = self.writer if status == "streaming" else None
+            db["messages"].insert({**asdict(message), "sources": "[]", "writer": writer, "updated_at": stamp})
             if name_it:
                 db.execute(
                     "UPDATE sessions SET title = ?, updated_at = ? WHERE id = ?",
@@ -400,7 +465,9 @@ class HistoryStore:
         sources: list[dict] | None = None,
         error: str | None = None,
     ) -> None:
-        """Set the given (non-None) fields of a message, for example as an answer streams and finishes."""
+        """Set the given (non-None) fields of a message, for example as an answer streams and finishes.
+
+        Every update also refreshes the row's ``updated_at``: a streaming answer's heartbeat."""
         if status is not None:
             _check_status(status)
         changes = {
@@ -417,7 +484,7 @@ class HistoryStore:
         if not changes:
             self.get_message(message_id)
             return
-        self._update_row("messages", "message", message_id, changes)
+        self._update_row("messages", "message", message_id, {**changes, "updated_at": now()})
 
     def get_message(self, message_id: str) -> Message:
         """The message with this id; NotFoundError if there is none."""
@@ -446,13 +513,25 @@ class HistoryStore:
             return db.execute(sql, [session_id]).fetchone()[0]
 
     def recover_interrupted(self) -> int:
-        """Mark answers left ``streaming`` by a killed process as ``stopped`` (text kept); return how many.
+        """Settle answers left ``streaming`` by a process that is gone: ``stopped``, text kept, with an error
+        text saying why; never an answer a live process is still writing. Returns how many were settled.
 
-        The app calls this once as it starts; tools such as the CLI do not, since another running
-        Inkstone may be streaming an answer at that moment.
+        Runs on every open (app, CLI, any tool), so a kill -9 mid-answer never leaves it streaming for good.
         """
+        with self._read() as db:
+            rows = db.execute("SELECT id, writer, updated_at FROM messages WHERE status = 'streaming'").fetchall()
+        gone = [row[0] for row in rows if writer_gone(row[1], row[2])]
+        if not gone:
+            return 0
+        settled = 0
         with self._write() as db:
-            return db.execute("UPDATE messages SET status = 'stopped' WHERE status = 'streaming'").rowcount
+            for message_id in gone:
+                settled += db.execute(
+                    "UPDATE messages SET status = 'stopped', error = coalesce(error, ?), updated_at = ? "
+                    "WHERE id = ? AND status = 'streaming'",
+                    [INTERRUPTED, now(), message_id],
+                ).rowcount
+        return settled
 
 
 def _check_status(status: str) -> None:

@@ -96,6 +96,15 @@ def m002_search(db: Database) -> None:
         )
 
 
+@migration
+def m003_answer_writer(db: Database) -> None:
+    """Who is writing a ``streaming`` answer (``writer``: host/pid/process start/store) and when it last saved
+    (``updated_at``, the heartbeat), so that any process opening the store settles only answers whose writer
+    is gone, never one another live process is still writing."""
+    db.execute("ALTER TABLE messages ADD COLUMN writer TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN updated_at TEXT")
+
+
 def database_path(db: Database) -> str:
     """The file behind ``db`` (``:memory:`` for an in-memory database), for error messages."""
     try:

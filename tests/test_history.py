@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -182,14 +183,30 @@ def test_recover_interrupted(store: HistoryStore, tmp_path: Path) -> None:
     s = store.create_session(model="m")
     done = store.add_message(s.id, "assistant", "finished")
     cut = store.add_message(s.id, "assistant", "half an ans", status="streaming")
+    also = HistoryStore.open(tmp_path / "data" / "inkstone.db")  # while its writer is open: left alone
+    assert also.recover_interrupted() == 0 and also.get_message(cut.id).status == "streaming"
+    also.close()
     store.close()
-    reopened = HistoryStore.open(tmp_path / "data" / "inkstone.db")  # the "killed" process is gone
-    assert reopened.recover_interrupted() == 1
+    reopened = HistoryStore.open(tmp_path / "data" / "inkstone.db")  # the writer is gone: settled on open
     assert reopened.get_message(cut.id).status == "stopped"
     assert reopened.get_message(cut.id).content == "half an ans"
+    assert "Interrupted" in reopened.get_message(cut.id).error
     assert reopened.get_message(done.id).status == "complete"
     assert reopened.recover_interrupted() == 0
     reopened.close()
+
+
+def test_streaming_rows_of_other_hosts_settle_by_heartbeat(store: HistoryStore) -> None:
+    s = store.create_session(model="m")
+    fresh = store.add_message(s.id, "assistant", "a", status="streaming")
+    old = store.add_message(s.id, "assistant", "b", status="streaming")
+    store.db.execute("UPDATE messages SET writer = 'elsewhere/1/1.00/x', updated_at = ? WHERE id = ?",
+                     [datetime.now(UTC).isoformat(), fresh.id])
+    store.db.execute("UPDATE messages SET writer = 'elsewhere/1/1.00/x', updated_at = ? WHERE id = ?",
+                     [(datetime.now(UTC) - timedelta(hours=1)).isoformat(), old.id])
+    store.db.conn.commit()
+    assert store.recover_interrupted() == 1
+    assert (store.get_message(fresh.id).status, store.get_message(old.id).status) == ("streaming", "stopped")
 
 
 def test_writes_from_several_threads(store: HistoryStore) -> None:
