@@ -10,6 +10,7 @@ replayed on every rerun). Pages get the engine from ``ui.state.engine()`` and ne
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import streamlit as st
 
@@ -17,16 +18,20 @@ from core.config import Settings, load_settings
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError
 from core.models.loader import Progress
+from core.turn_queue import GenerationQueue
 from ui import sidebar, state
 
-st.set_page_config(page_title="Inkstone", page_icon="🪨", layout="wide")
+ICON = Path(__file__).parent / "ui" / "inkstone.svg"
+st.set_page_config(page_title="Inkstone", page_icon=str(ICON), layout="wide")
+st.logo(str(ICON.with_name("inkstone-logo.svg")), icon_image=str(ICON))
 
 
 class EngineSlot:
-    """The engine of one model choice, built on first use; one tab loads it while the others wait."""
+    """The engine of one model choice, built on first use, and the line of tabs waiting to generate with it."""
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
+        self.queue = GenerationQueue(busy=lambda: self.engine is not None and self.engine.backend.busy)
         self._lock = threading.Lock()
 
     def load(self, settings: Settings, progress: Progress) -> Engine:
@@ -50,13 +55,13 @@ def current_settings() -> Settings:
     return load_settings(cli)
 
 
-def get_engine() -> Engine:
-    """The shared engine; the first run after a model change loads it inside a visible status."""
+def loaded_slot() -> EngineSlot:
+    """The shared engine's slot; the first run after a model change loads it inside a visible status."""
     settings = current_settings()
     slot = engine_slot((settings.model, settings.quantize or "none", settings.device, settings.dtype,
                         str(settings.home)))  # fmt: skip
     if slot.engine is not None:
-        return slot.engine
+        return slot
     with st.status(f"Loading {settings.model}…", expanded=True) as status:
         try:
             engine = slot.load(settings, progress=status.write)
@@ -64,17 +69,18 @@ def get_engine() -> Engine:
             status.update(label=f"Could not load {settings.model}", state="error", expanded=False)
             raise
         status.update(label=f"Loaded {engine.backend.model_id}", state="complete", expanded=False)
-    return engine
+    return slot
 
 
 try:
-    engine = get_engine()
+    slot = loaded_slot()
 except InkstoneError as exc:
     st.error(str(exc))
     if state.model_choice() is not None:
         st.button("Use the configured model instead", on_click=state.forget_model_choice)
     st.stop()
-state.set_engine(engine)
+engine = slot.engine
+state.set_engine(engine, slot.queue)
 
 pages = [
     st.Page("ui/chat_page.py", title="Chat", icon=":material/chat:", default=True),

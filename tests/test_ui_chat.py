@@ -73,14 +73,31 @@ def test_sending_shows_the_answer_and_stores_both_messages(store: HistoryStore) 
     assert messages[1].completion_tokens == 4
 
 
-def test_new_chat_appears_in_the_sidebar_and_is_opened(store: HistoryStore) -> None:
-    at = start()
-    at.sidebar.button[0].click().run()
-    [session] = store.list_sessions()
-    assert session_buttons(at) == {session.id: "New chat"}
-    assert at.sidebar.button(key=f"open-{session.id}").proto.type == "primary"  # marked as the open one
+def test_new_chat_is_a_draft_until_its_first_message(store: HistoryStore) -> None:
+    at = send(start(), "an older chat")
+    [older] = store.list_sessions()
+    at.sidebar.button[0].click().run()  # "New chat"
+    assert not at.exception, at.exception
+    assert [s.id for s in store.list_sessions()] == [older.id]  # nothing stored for the draft
+    assert session_buttons(at) == {older.id: "an older chat"}
+    assert "session" not in at.query_params and bubbles(at) == []
+    assert "Start a conversation" in at.main.caption[0].value
+    at.sidebar.button[0].click().run()  # clicking it again on a draft stores nothing either
+    assert len(store.list_sessions()) == 1
     send(at, "first words")
-    assert [m.content for m in store.messages(session.id)] == ["first words", "You said: first words"]
+    newer = next(s for s in store.list_sessions() if s.id != older.id)
+    assert [m.content for m in store.messages(newer.id)] == ["first words", "You said: first words"]
+    assert at.query_params["session"] == newer.id
+    assert list(session_buttons(at)) == [newer.id, older.id]
+    assert at.sidebar.button(key=f"open-{newer.id}").proto.type == "primary"  # marked as the open one
+
+
+def test_empty_chats_are_not_listed_unless_open(store: HistoryStore) -> None:
+    empty = store.create_session(model="fake", title="Left empty by an older version")
+    used = store.create_session(model="fake", title="Used")
+    add_turn(store, used.id, "q", "a")
+    assert session_buttons(start()) == {used.id: "Used"}
+    assert session_buttons(start(empty.id)) == {used.id: "Used", empty.id: "Left empty by an older version"}
 
 
 def test_sessions_are_listed_newest_first_and_switching_reloads_history(store: HistoryStore) -> None:
@@ -122,6 +139,7 @@ def test_rename(store: HistoryStore) -> None:
 
 def test_delete_asks_for_confirmation(store: HistoryStore) -> None:
     keep = store.create_session(model="fake", title="Keep")
+    add_turn(store, keep.id, "kept question", "kept answer")
     doomed = store.create_session(model="fake", title="Doomed")
     add_turn(store, doomed.id, "q", "a")
     at = start(doomed.id)

@@ -34,3 +34,24 @@ def test_pick_persona_for_a_chat(app_store: HistoryStore, tmp_path: Path, monkey
     at.switch_page("ui/chat_page.py").run()
     assert [m.markdown[0].value for m in at.chat_message] == ["Ahoy, a verse for you."]  # greeting, not stored
     assert app_store.messages(session.id) == []
+
+
+def test_a_persona_picked_for_new_chats_applies_to_the_next_new_chat(
+    app_store: HistoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapters = tmp_path / "adapters"
+    (adapters / "poet").mkdir(parents=True)
+    (adapters / "poet" / "persona.toml").write_text('name = "Poet"\nsystem_prompt = "Verse."\n'
+                                              'greeting = "Ahoy, a verse for you."\n')
+    monkeypatch.setenv("INKSTONE_ADAPTERS", str(adapters))
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    at.switch_page("ui/settings_page.py").run()
+    box = next(s for s in at.selectbox if s.label == "Persona of new chats")
+    box.set_value("poet").run()
+    assert not at.exception, at.exception
+    assert app_store.list_sessions() == []
+    at.switch_page("ui/chat_page.py").run()
+    assert [m.markdown[0].value for m in at.chat_message] == ["Ahoy, a verse for you."]  # the draft's greeting
+    at.chat_input[0].set_value("a poem please").run()
+    [session] = app_store.list_sessions()
+    assert session.persona == "poet"

@@ -43,7 +43,7 @@ def test_shows_the_loaded_model(store: HistoryStore) -> None:
     assert at.main.selectbox[0].value == "fake"
     assert at.main.radio[0].options == ["none", "4bit", "8bit"]
     assert "CUDA" in at.main.caption[0].value
-    assert "Open or start a chat" in at.info[0].value  # no session open: no per-session settings
+    assert at.main.subheader[0].value == "Settings for new chats"  # no chat open
 
 
 def test_switching_the_model_reloads_the_engine(store: HistoryStore) -> None:
@@ -96,3 +96,37 @@ def test_a_picked_model_that_fails_to_load_offers_the_configured_one(
     assert not at.exception and not at.error
     at.switch_page(PAGE).run()
     assert "**Loaded model:** fake" in facts(at)
+
+
+def test_with_no_chat_open_the_new_chat_defaults_are_controls_that_new_chats_use(
+    store: HistoryStore, app_home: Path
+) -> None:
+    at = settings_page()
+    assert not at.get("json")  # not a raw JSON dump
+    form = {w.label: w for w in at.main.number_input}
+    assert form["Temperature (0 = greedy)"].value == 0.7 and form["Max new tokens"].value == 512
+    form["Temperature (0 = greedy)"].set_value(0.2)
+    form["Max new tokens"].set_value(64)
+    click(at, "Save settings")
+    assert not at.exception, at.exception
+    assert "new chats start with these" in at.success[0].value
+    assert store.list_sessions() == []  # saving defaults creates no chat
+    again = settings_page()  # another tab, later: the saved defaults are shown
+    form = {w.label: w for w in again.main.number_input}
+    assert form["Temperature (0 = greedy)"].value == 0.2 and form["Max new tokens"].value == 64
+    again.switch_page("ui/chat_page.py").run()
+    again.chat_input[0].set_value("hello").run()
+    [session] = store.list_sessions()
+    assert session.settings["temperature"] == 0.2 and session.settings["max_new_tokens"] == 64
+
+
+def test_a_broken_defaults_file_is_named_and_no_chat_is_created_with_it(store: HistoryStore, app_home: Path) -> None:
+    app_home.mkdir(parents=True, exist_ok=True)
+    (app_home / "new-chat.toml").write_text('[generation]\ntemperature = "hot"\n', encoding="utf-8")
+    at = settings_page()
+    assert "new-chat.toml" in at.error[0].value and "temperature='hot'" in at.error[0].value
+    at.switch_page("ui/chat_page.py").run()
+    at.chat_input[0].set_value("hello").run()
+    assert not at.exception, at.exception
+    assert "new-chat.toml" in at.error[0].value
+    assert store.list_sessions() == []

@@ -112,8 +112,8 @@ def test_a_failed_generation_reports_the_error(tmp_path: Path) -> None:
 
 
 def test_caption_and_notice_texts() -> None:
-    done = Message("m", "s", "assistant", "hi", "complete", "t", 12, 30, 250.4, 42.04)
-    assert answer_caption(done) == "30 tokens · 42.0 tokens/s · first token 250 ms"
+    done = Message("m", "s", "assistant", "hi", "complete", "t", 12, 42, 410.4, 18.34)
+    assert answer_caption(done) == "42 tokens · 18.3 tokens/s · first token 0.41 s"
     assert (
         answer_caption(Message("m", "s", "assistant", "h", "stopped", "t"))
         == ":material/stop_circle: stopped"

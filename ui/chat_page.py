@@ -14,11 +14,13 @@ from threading import Event
 import streamlit as st
 
 from core.chat import ChatEvent
+from core.chat_defaults import create_chat, draft_config
 from core.errors import InkstoneError
 from core.export import session_to_json, session_to_markdown, source_label
 from core.history import Message
 from ui import state
-from ui.turn import ActiveTurn, answer_caption, omitted_notice, stream_turn
+from ui.answer import CANCELLED, stream_answer
+from ui.turn import CAPTION_HELP, ActiveTurn, answer_caption, omitted_notice
 
 _REGENERATE = "inkstone_regenerate"
 _NOTICE = "inkstone_notice"
@@ -30,6 +32,8 @@ if (active := st.session_state.get(_ACTIVE)) is not None:
 engine = state.engine()
 store, service = engine.store, engine.service
 session_id = state.current_session_id()
+title = store.get_session(session_id).title if session_id else "New chat"
+st.set_page_config(page_title=f"{title} · Inkstone")
 history = store.messages(session_id) if session_id else []
 regenerating = st.session_state.pop(_REGENERATE, None) == session_id and session_id is not None
 if regenerating and history and history[-1].role == "assistant":
@@ -48,31 +52,32 @@ def show_message(message: Message) -> None:
                 for number, source in enumerate(message.sources, start=1):
                     st.markdown(source_label(source, number))
         if message.role == "assistant" and (caption := answer_caption(message)):
-            st.caption(caption)
+            st.caption(caption, help=CAPTION_HELP)
 
 
 def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
-    """Stream one answer with a Stop button, then rerun to show it from the history."""
+    """Wait for the model (place in line, Cancel), stream one answer with Stop, then rerun to show it stored."""
     turn = st.session_state[_ACTIVE] = ActiveTurn()
     with st.chat_message("assistant"):
-        st.button("Stop", icon=":material/stop_circle:", key="stop", help="Stop and keep the answer so far")
-        if getattr(engine.backend, "busy", False):
-            st.caption("Another tab is generating with this model; this answer starts when that one ends.")
         try:
-            outcome = stream_turn(start(turn.stop), st.write_stream)
+            outcome = stream_answer(state.queue(), turn, session_id, start)
         except InkstoneError as exc:
             st.error(str(exc))
             return
         finally:
             turn.done.set()
-    st.session_state[_NOTICE] = (session_id, outcome.omitted_turns)
+    if outcome is not None:
+        st.session_state[_NOTICE] = (session_id, outcome.omitted_turns)
     st.rerun()
 
 
 if not history:
     st.caption("Start a conversation: type a message below. Everything stays on this machine.")
     try:
-        persona = engine.service.persona_of(store.get_session(session_id)) if session_id else None
+        if session_id is not None:
+            persona = service.persona_of(store.get_session(session_id))
+        else:  # a draft: the chat is created with its first message, from the new-chat defaults
+            persona = draft_config(engine).persona
     except InkstoneError as exc:
         st.error(str(exc))
     else:
@@ -86,10 +91,13 @@ if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
         st.warning("The message is empty: type something before sending.")
     else:
         try:
-            service.check_message(session_id, prompt, engine.settings.generation)
             if session_id is None:
-                session_id = engine.new_session()
+                draft = draft_config(engine)
+                service.check_message(None, prompt, config=draft)
+                session_id = create_chat(engine, draft)
                 state.open_session(session_id)
+            else:
+                service.check_message(session_id, prompt)
         except InkstoneError as exc:
             st.error(str(exc))
         else:
@@ -102,6 +110,8 @@ elif session_id is not None and history:
     notice = st.session_state.get(_NOTICE)
     if notice and notice[0] == session_id and (text := omitted_notice(notice[1])):
         st.info(text)
+    if st.session_state.pop(CANCELLED, None) == session_id:
+        st.info("You stopped waiting: your message is kept. Regenerate answers it when the model is free.")
     session = store.get_session(session_id)
     with st.container(horizontal=True):
         st.button(

@@ -1,9 +1,11 @@
-"""Model & settings: pick the model every tab uses, and the open session's generation settings."""
+"""Model & settings: pick the model every tab uses; the open chat's persona and generation settings, or with no
+chat open the same controls for the defaults new chats start with."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from core.chat_defaults import load_chat_defaults, save_chat_defaults
 from core.config import GenerationSettings
 from core.errors import InkstoneError
 from core.models.registry import profiles, resolve
@@ -15,6 +17,7 @@ QUANTIZE = ["none", "4bit", "8bit"]
 engine = state.engine()
 backend = engine.backend
 
+st.set_page_config(page_title="Model & settings · Inkstone")
 st.header("Model & settings")
 loaded = getattr(backend, "loaded", None)
 facts = [f"**Loaded model:** {backend.model_id}", f"**Context window:** {backend.context_window} tokens"]
@@ -65,32 +68,53 @@ with st.form("model"):
             state.choose_model(state.ModelChoice(spec, quantize))
             st.rerun()
 
-st.subheader("Generation settings of this chat")
 session_id = state.current_session_id()
+st.subheader("Generation settings of this chat" if session_id else "Settings for new chats")
 if session_id is None:
-    st.info("Open or start a chat to change its generation settings. New chats start with these defaults.")
-    st.json(engine.settings.generation.to_dict())
-    st.stop()
-
-session = engine.store.get_session(session_id)
+    try:
+        defaults = load_chat_defaults(engine.settings)
+    except InkstoneError as exc:
+        st.error(str(exc))
+        st.stop()
+    st.caption(
+        "No chat is open: a new chat starts with these. A persona's own generation defaults apply on top of them."
+    )
+    saved_persona, gen = defaults.persona or "", defaults.generation
+else:
+    session = engine.store.get_session(session_id)
+    saved_persona, gen = session.persona or "", GenerationSettings.from_dict(session.settings)
 personas, broken = engine.personas()
 for problem in broken:
     st.warning(problem)
 names = {"": "No persona", **{p.id: f"{p.avatar or ''} {p.name}".strip() for p in personas}}
-current_persona = session.persona if session.persona in names else ""
+current_persona = saved_persona if saved_persona in names else ""
 picked = st.selectbox(
-    "Persona of this chat",
+    "Persona of this chat" if session_id else "Persona of new chats",
     list(names),
     index=list(names).index(current_persona),
     format_func=names.get,
     help=f"System prompt and optional LoRA adapter, from {engine.settings.adapters}/<id>/persona.toml.",
 )
+
+
+def save(values: dict, persona: str) -> None:
+    """Validate, then store: into the open chat, or as the new-chat defaults (InkstoneError if refused)."""
+    if session_id is None:
+        save_chat_defaults(engine.settings, values, persona, check_persona=engine.persona)
+    else:
+        updated = gen.with_updates(**values)
+        engine.store.update_session(session_id, persona=persona, settings={**session.settings, **updated.to_dict()})
+
+
 if picked != current_persona:
-    engine.store.update_session(session_id, persona=picked)
-    st.rerun()
-gen = GenerationSettings.from_dict(session.settings)
-with st.form(f"generation-{session_id}"):
-    st.caption(f"Chat: {session.title}")
+    try:
+        save(gen.to_dict(), picked)
+    except InkstoneError as exc:
+        st.error(str(exc))
+    else:
+        st.rerun()
+with st.form(f"generation-{session_id or 'new-chats'}"):
+    st.caption(f"Chat: {session.title}" if session_id else "Defaults of new chats")
     values = {
         "temperature": st.number_input("Temperature (0 = greedy)", 0.0, 5.0, float(gen.temperature), 0.05),
         "top_p": st.number_input("Top p", 0.01, 1.0, float(gen.top_p), 0.05),
@@ -109,9 +133,12 @@ with st.form(f"generation-{session_id}"):
     }
     if st.form_submit_button("Save settings"):
         try:
-            updated = gen.with_updates(**values)
-            engine.store.update_session(session_id, settings={**session.settings, **updated.to_dict()})
+            save(values, current_persona)
         except InkstoneError as exc:
             st.error(str(exc))
         else:
-            st.success("Saved: the next answer in this chat uses these settings.")
+            st.success(
+                "Saved: the next answer in this chat uses these settings."
+                if session_id
+                else "Saved: new chats start with these settings."
+            )

@@ -1,4 +1,8 @@
-"""The sidebar session list: new chat, search, open, rename and delete (with a confirmation step)."""
+"""The sidebar session list: new chat, search, open, rename and delete (with a confirmation step).
+
+"New chat" opens a draft, not a session: the session is created with its first message, so the list holds
+only chats that have messages (an empty one shows only while it is the open chat, e.g. from its URL).
+"""
 
 from __future__ import annotations
 
@@ -18,12 +22,14 @@ def render(engine: Engine) -> None:
     store = engine.store
     current = state.current_session_id()
     with st.sidebar:
-        st.button("New chat", icon=":material/add:", width="stretch", on_click=_new_chat, args=(engine,))
+        st.button("New chat", icon=":material/add:", width="stretch", on_click=state.close_session)
         query = st.text_input("Search chats", key="inkstone_search", placeholder="Title or message text")
         sessions = store.search_sessions(query) if query.strip() else store.list_sessions(limit=LIST_LIMIT)
         if query.strip() and not sessions:
             st.caption("No chat matches this search.")
         for session in sessions:
+            if session.id != current and store.message_count(session.id) == 0:
+                continue  # an empty chat (created by an older version, or its messages are being sent)
             st.button(
                 session.title,
                 key=f"open-{session.id}",
@@ -34,10 +40,6 @@ def render(engine: Engine) -> None:
             )
         if current is not None:
             _manage(store, store.get_session(current))
-
-
-def _new_chat(engine: Engine) -> None:
-    state.open_session(engine.new_session())
 
 
 def _manage(store: HistoryStore, session: Session) -> None:

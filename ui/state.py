@@ -13,8 +13,10 @@ import streamlit as st
 
 from core.engine import Engine
 from core.errors import NotFoundError
+from core.turn_queue import GenerationQueue
 
 _ENGINE = "inkstone_engine"
+_QUEUE = "inkstone_queue"
 _SESSION = "inkstone_session"
 _PARAM = "session"
 
@@ -48,14 +50,20 @@ def forget_model_choice() -> None:
     _shared_choice().pop("choice", None)
 
 
-def set_engine(engine: Engine) -> None:
-    """Called by ``app.py`` on every run with the cached engine."""
+def set_engine(engine: Engine, queue: GenerationQueue) -> None:
+    """Called by ``app.py`` on every run with the cached engine and the line of tabs waiting to use its model."""
     st.session_state[_ENGINE] = engine
+    st.session_state[_QUEUE] = queue
 
 
 def engine() -> Engine:
     """The engine ``app.py`` built; pages never build it themselves."""
     return st.session_state[_ENGINE]
+
+
+def queue() -> GenerationQueue:
+    """The line every tab joins before generating with the shared model."""
+    return st.session_state[_QUEUE]
 
 
 def current_session_id() -> str | None:
@@ -80,7 +88,7 @@ def open_session(session_id: str) -> None:
 
 
 def close_session() -> None:
-    """Open no session (the next message starts a new one)."""
+    """Open no session: a draft chat, created with its first message (``New chat``, or after a delete)."""
     st.session_state.pop(_SESSION, None)
     if _PARAM in st.query_params:
         del st.query_params[_PARAM]

@@ -78,8 +78,14 @@ def stream_turn(events: Iterator[ChatEvent], write: Callable[[Iterator[str]], An
     return outcome
 
 
+CAPTION_HELP = (
+    "tokens/s: decoding speed once the answer has started. first token: time until its first token "
+    "(mostly reading the prompt)."
+)
+
+
 def answer_caption(message: Message) -> str:
-    """The figures line under an answer: status mark, tokens, tokens/s, time to first token."""
+    """The figures line under an answer: status mark, tokens, decoding tokens/s, time to first token."""
     parts: list[str] = []
     if message.status == "stopped":
         parts.append(":material/stop_circle: stopped")
@@ -90,7 +96,7 @@ def answer_caption(message: Message) -> str:
     if message.tokens_per_s:
         parts.append(f"{message.tokens_per_s:.1f} tokens/s")
     if message.ttft_ms is not None:
-        parts.append(f"first token {message.ttft_ms:.0f} ms")
+        parts.append(f"first token {message.ttft_ms / 1000:.2f} s")
     return " · ".join(parts)
 
 

@@ -1,0 +1,58 @@
+"""One answer as the chat page shows it while it is produced: its place in line, Cancel, Stop and the text.
+
+All tabs share one model, so a turn first joins the engine's ``GenerationQueue``. While other answers are
+ahead it shows how many, with a Cancel button: a click reruns the page, whose ``ActiveTurn.settle`` sets the
+turn's stop event, and the wait ends at once (the user's message stays stored; Regenerate answers it later).
+Once the turn is at the head of the line, Stop replaces Cancel and the answer streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from threading import Event
+
+import streamlit as st
+
+from core.chat import ChatEvent
+from core.turn_queue import GenerationQueue
+from ui.turn import ActiveTurn, TurnOutcome, stream_turn
+
+CANCELLED = "inkstone_wait_cancelled"
+"""session_state key: the session whose wait the user cancelled (read once by the chat page)."""
+
+
+def waiting_text(ahead: int) -> str:
+    """The line shown while other answers are ahead of this one."""
+    return f"Waiting for another answer to finish ({ahead} ahead)…"
+
+
+def stream_answer(
+    queue: GenerationQueue, turn: ActiveTurn, session_id: str, start: Callable[[Event], Iterator[ChatEvent]]
+) -> TurnOutcome | None:
+    """Wait for the model (with place and Cancel), then stream the answer; None if the wait was cancelled.
+
+    ``start`` stores what must be stored (the user's message) and returns the turn's events; their first step
+    (creating the answer row) runs only once the turn is at the head of the line. Raises InkstoneError from
+    ``start`` before anything is waited for.
+    """
+    events = start(turn.stop)
+    controls, status = st.empty(), st.empty()
+    shown: list[bool] = []
+
+    def show_place(ahead: int) -> None:
+        if not shown:
+            shown.append(True)
+            controls.button(
+                "Cancel", icon=":material/cancel:", key="cancel-wait", help="Stop waiting; your message is kept",
+                on_click=st.session_state.__setitem__, args=(CANCELLED, session_id),
+            )  # fmt: skip
+        status.caption(waiting_text(ahead))  # redrawn on every poll: a closed tab ends the wait here
+
+    with queue.turn(turn.stop, on_wait=show_place) as granted:
+        if not granted:
+            getattr(events, "close", lambda: None)()
+            st.session_state[CANCELLED] = session_id
+            return None
+        status.empty()
+        controls.button("Stop", icon=":material/stop_circle:", key="stop", help="Stop and keep the answer so far")
+        return stream_turn(events, st.write_stream)
