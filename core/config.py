@@ -6,6 +6,7 @@ This is the only module that reads the environment (``INKSTONE_HOME``, ``INKSTON
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -35,7 +36,18 @@ class GenerationSettings:
     """Most recent user/assistant turns put into the prompt; older turns stay stored."""
 
     def validated(self) -> GenerationSettings:
-        """Return self, or raise ConfigError naming the first out-of-range value and its range."""
+        """Return self, or raise ConfigError naming the first value of a wrong type or out of range."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or (f.type == "int" and not float(value).is_integer()):
+                kind = "a whole number" if f.type == "int" else "a number"
+                raise ConfigError(
+                    f"Generation setting {f.name}={value!r} is not {kind}: write it without quotes, for example "
+                    f"{f.name} = {getattr(GenerationSettings, f.name)!r}."
+                )
+            if f.type == "int" and not isinstance(value, int):
+                object.__setattr__(self, f.name, int(value))
         checks = [
             ("temperature", 0 <= self.temperature <= 5, "between 0 and 5"),
             ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
@@ -51,10 +63,21 @@ class GenerationSettings:
         return self
 
     def with_updates(self, **changes: Any) -> GenerationSettings:
-        """Copy with the given (non-None) fields replaced, validated."""
+        """Copy with the given (non-None) fields replaced, validated; other keys are ignored."""
         known = {f.name for f in fields(self)}
         clean = {k: v for k, v in changes.items() if k in known and v is not None}
         return replace(self, **clean).validated()
+
+    def with_strict_updates(self, where: str, **changes: Any) -> GenerationSettings:
+        """Like ``with_updates`` for settings a person wrote (a persona's or config file's ``[generation]``):
+        an unknown key is a ConfigError naming ``where`` and the closest known key, not silently ignored."""
+        known = [f.name for f in fields(self)]
+        for key in changes:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}."
+                raise ConfigError(f"Unknown generation setting {key!r} in {where}: {hint}")
+        return self.with_updates(**changes)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, for storing with a session."""
@@ -178,7 +201,7 @@ def _apply(base: Settings, layer: dict[str, Any], source: str) -> Settings:
             raise ConfigError(f"Unknown setting {key!r} in {source}: remove it or check its spelling.")
     result = replace(base, **top)
     if gen:
-        result = replace(result, generation=result.generation.with_updates(**gen))
+        result = replace(result, generation=result.generation.with_strict_updates(source, **gen))
     return result
 
 

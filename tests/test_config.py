@@ -1,5 +1,6 @@
 """Settings layering (CLI > inkstone.toml > environment > defaults) and validation messages."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,15 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
 def test_stored_settings_roundtrip_ignores_unknown_keys() -> None:
     g = GenerationSettings.from_dict({"temperature": 0.0, "max_turns": 3, "system_prompt": "x"})
     assert g.temperature == 0.0 and g.max_turns == 3 and g.top_k == GenerationSettings().top_k
+
+
+def test_generation_typos_and_wrong_types_in_the_config_file_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "inkstone.toml"
+    path.write_text("[generation]\nmax_new_token = 64\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"'max_new_token' in {re.escape(str(path))}: did you mean 'max_new_tokens'"):
+        load_settings(config_file=path, environ={})
+    path.write_text('temperature = "hot"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"temperature='hot' is not a number"):
+        load_settings(config_file=path, environ={})
+    path.write_text("[generation]\nmax_new_tokens = 64.0\n", encoding="utf-8")
+    assert load_settings(config_file=path, environ={}).generation.max_new_tokens == 64

@@ -47,6 +47,8 @@ class TransformersBackend:
         """
         if adapter is None:
             return self._peft.disable_adapter() if self._peft is not None else nullcontext()
+        from safetensors import SafetensorError
+
         try:
             if self._peft is None:
                 from peft import PeftModel
@@ -55,7 +57,7 @@ class TransformersBackend:
                 self._peft.eval()
             elif adapter.name not in self._peft.peft_config:
                 self._peft.load_adapter(str(adapter.path), adapter_name=adapter.name)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
             raise ModelError(
                 f"The LoRA adapter of persona {adapter.name!r} ({adapter.path}) does not fit the loaded model "
                 f"{self.model_id}: {exc}. Load the model it was trained for, or pick another persona."
