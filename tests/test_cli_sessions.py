@@ -117,3 +117,37 @@ def test_subprocess_list_json(home: Path, chat: Session) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert [r["id"] for r in json.loads(result.stdout)][-1] == chat.id
+
+
+def test_export_never_overwrites_the_database_or_data_dir_files(home: Path, chat: Session, tmp_path: Path,
+                                                                  capsys) -> None:
+    db = home / "inkstone.db"
+    (home / "cache").mkdir(exist_ok=True)
+    for target in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), home / "cache" / "x.md", home):
+        code, _, err = run_cli(capsys, "export", chat.id, "-o", str(target), "--force", "--home", str(home))
+        assert code == 1 and "inside Inkstone's data dir" in err, target
+    link = tmp_path / "innocent.md"
+    link.symlink_to(db)
+    code, _, err = run_cli(capsys, "export", chat.id, "-o", str(link), "--force", "--home", str(home))
+    assert code == 1 and "inside Inkstone's data dir" in err
+    store = HistoryStore.open(db)  # every session is still there
+    assert len(store.list_sessions()) == 2
+    store.close()
+
+
+def test_export_asks_for_force_to_replace_a_file(home: Path, chat: Session, tmp_path: Path, capsys) -> None:
+    target = tmp_path / "notes.md"
+    target.write_text("my notes", encoding="utf-8")
+    code, _, err = run_cli(capsys, "export", chat.id, "-o", str(target), "--home", str(home))
+    assert code == 1 and "already exists" in err and "--force" in err
+    assert target.read_text(encoding="utf-8") == "my notes"
+    code, _, _ = run_cli(capsys, "export", chat.id, "-o", str(target), "--force", "--home", str(home))
+    assert code == 0 and target.read_text(encoding="utf-8").startswith("# 法国的首都是哪里？")
+
+
+def test_list_limit_must_be_positive(home: Path, chat: Session, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["list", "--limit", "0", "--home", str(home)])
+    assert exit_.value.code == 2 and "'0' is not a whole number >= 1" in capsys.readouterr().err
+    code, out, _ = run_cli(capsys, "list", "--limit", "1", "--home", str(home))
+    assert code == 0 and len(out.strip().splitlines()) == 1

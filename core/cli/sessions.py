@@ -13,9 +13,21 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
-from core.errors import InkstoneError, StorageError
+from core.errors import InkstoneError
 from core.export import session_to_json, session_to_markdown, source_label
 from core.history import HistoryStore, Message, Session
+from core.outputs import write_text_file
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,18 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     list_ = sub.add_parser("list", parents=[common], help="list sessions, most recently used first")
-    list_.add_argument("--limit", type=int, default=None, help="show at most this many")
+    list_.add_argument("--limit", type=_positive, default=None, help="show at most this many (1 or more)")
     show = sub.add_parser("show", parents=[common], help="print one session with its messages")
     show.add_argument("id", help="session id (see `sessions list`)")
     export = sub.add_parser("export", parents=[common], help="export a session as Markdown or JSON")
     export.add_argument("id", help="session id")
     export.add_argument("--format", choices=("md", "json"), default="md", help="output format (default md)")
-    export.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    export.add_argument("--output", "-o", type=Path, help="write to this file, not stdout (never in the data dir)")
+    export.add_argument("--force", action="store_true", help="replace the --output file if it exists")
     delete = sub.add_parser("delete", parents=[common], help="delete a session and its messages")
     delete.add_argument("id", help="session id")
     search = sub.add_parser("search", parents=[common], help="search message text and session titles")
     search.add_argument("text", help="words to find (all must occur)")
-    search.add_argument("--limit", type=int, default=50, help="show at most this many (default 50)")
+    search.add_argument("--limit", type=_positive, default=50, help="show at most this many (default 50)")
     search.add_argument("--sessions", action="store_true", help="list matching sessions, not messages")
     return parser
 
@@ -55,7 +68,7 @@ def _cmd_list(store: HistoryStore, args: argparse.Namespace) -> None:
         print_json([_session_json(store, s) for s in sessions])
         return
     if not sessions:
-        print("No sessions yet.")
+        print("No sessions yet." if args.limit is None or not store.list_sessions(limit=1) else "No sessions.")
     for s in sessions:
         print(
             f"{s.id}  {s.updated_at[:16].replace('T', ' ')}  {store.message_count(s.id):>4} msgs  {s.title}"
@@ -93,12 +106,7 @@ def _cmd_export(store: HistoryStore, args: argparse.Namespace) -> None:
     if args.output is None:
         sys.stdout.write(text)
         return
-    try:
-        args.output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise StorageError(
-            f"Cannot write {args.output} ({exc}): check the path and its permissions."
-        ) from exc
+    write_text_file(args.output, text, args.home_dir, force=args.force, flag="--output")
     if args.json:
         print_json({"exported": session.id, "format": args.format, "path": str(args.output)})
     else:
@@ -146,7 +154,9 @@ COMMANDS = {
 def run(args: argparse.Namespace) -> int:
     """Run a parsed ``sessions`` command; return the exit status (1 with a message on an Inkstone error)."""
     try:
-        store = HistoryStore.open(settings_from_args(args).db_path)
+        settings = settings_from_args(args)
+        args.home_dir = settings.home
+        store = HistoryStore.open(settings.db_path)
         try:
             COMMANDS[args.command](store, args)
         finally:
