@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from core import cli
 from core.cli import main
 from core.history import HistoryStore
 
@@ -137,3 +138,13 @@ def test_closed_pipe_ends_quietly(home: Path) -> None:
         )
         assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
         assert proc.returncode == 0 and len(proc.stdout) == 10
+
+
+def test_ctrl_c_outside_an_answer_exits_130_without_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "slow_cmd.py").write_text("def main(argv):\n    raise KeyboardInterrupt\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, "slow", ("slow_cmd", "a command the user interrupts"))
+    assert main(["slow"]) == 130
+    assert "interrupted" in capsys.readouterr().err

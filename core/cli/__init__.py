@@ -43,4 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 0
+    except KeyboardInterrupt:  # Ctrl-C outside an answer (loading a model, a long search): no traceback
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     return code
