@@ -24,7 +24,7 @@ from core.config import GenerationSettings
 from core.errors import InkstoneError, InputError
 from core.history import HistoryStore, Message, Session
 from core.personas import Persona
-from core.prompt import PromptPlan, build_prompt, context_block
+from core.prompt import PromptPlan, build_prompt, fit_sources, with_context
 
 SAVE_EVERY_S = 0.5
 """How often the growing answer is written to disk while it streams."""
@@ -50,9 +50,11 @@ class Token:
 
 @dataclass(frozen=True)
 class Sources:
-    """Numbered knowledge chunks the answer may cite (empty without RAG)."""
+    """Numbered knowledge chunks the answer may cite; sent only when the chat has RAG on (empty: none found)."""
 
     items: list[dict]
+    notice: str | None = None
+    """Why the answer goes without the knowledge bases (Chroma down, re-embed needed...); None when searched."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,10 @@ class Failed:
 
 ChatEvent = Started | Token | Sources | Done | Failed
 
-Retriever = Callable[[Session, str], list[dict[str, Any]]]
-"""Given a chat and the question, the sources (dicts with ``text``, ``file``, ``page``...) for its answer."""
+Retriever = Callable[[Session, str], list[dict[str, Any]] | None]
+"""Given a chat and the question, the sources (dicts with ``n``, ``source``, ``page``, ``text``...) for its
+answer: None when the chat has RAG off, ``[]`` when nothing relevant was found. An InkstoneError it raises
+makes the answer go without sources (``Sources.notice`` says why)."""
 
 NO_FINISH = (
     "The model backend ended this answer without saying it was finished (a backend bug); the text so far is "
@@ -169,7 +173,7 @@ class ChatService:
             config = self.config(session_id, defaults=defaults)
             if session_id is None and system is not None:
                 config = replace(config, system_prompt=system or None)
-        self._plan([("user", text)], config, [], max_turns=1)
+        self._plan([("user", text)], config, None, max_turns=1)
 
     def send(self, session_id: str, text: str, stop: threading.Event | None = None) -> Iterator[ChatEvent]:
         """Store ``text`` as the user's message and stream the answer. Bad input raises before anything is stored."""
@@ -195,10 +199,11 @@ class ChatService:
         return self._stream(replace(turn, user_message_id=last_user.id))
 
     def _plan(
-        self, history: list[tuple[str, str]], config: ChatConfig, sources: list[dict[str, Any]], max_turns: int
+        self, history: list[tuple[str, str]], config: ChatConfig, sources: list[dict[str, Any]] | None, max_turns: int
     ) -> PromptPlan:
         """Fit ``history`` into this backend's context window (InputError when the last message cannot fit)."""
-        system = "\n\n".join(part for part in (config.system_prompt, context_block(sources)) if part) or None
+        question = next((text for role, text in reversed(history) if role == "user"), "")
+        system = with_context(config.system_prompt, sources, question)
         return build_prompt(
             history,
             count_tokens=self.backend.count_prompt_tokens,
@@ -219,9 +224,27 @@ class ChatService:
         if new_text is not None:
             history.append(("user", new_text))
         question = next((text for role, text in reversed(history) if role == "user"), "")
-        sources = list(self.retriever(session, question)) if self.retriever is not None else []
+        sources, notice = self._retrieve(session, question)
+        sources = fit_sources(
+            history,
+            sources,
+            count_tokens=self.backend.count_prompt_tokens,
+            system=config.system_prompt,
+            context_window=self.backend.context_window,
+            max_new_tokens=config.settings.max_new_tokens,
+        )
         plan = self._plan(history, config, sources, max_turns=config.settings.max_turns)
-        return _Turn(session, "", plan, config.settings, stop, config.adapter, replaces, sources)
+        return _Turn(session, "", plan, config.settings, stop, config.adapter, replaces, sources, notice)
+
+    def _retrieve(self, session: Session, question: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """The retriever's sources (None: RAG off), or None and the reason when it cannot search."""
+        if self.retriever is None:
+            return None, None
+        try:
+            found = self.retriever(session, question)
+        except InkstoneError as exc:  # Chroma down, re-embed needed...: answer without sources and say so
+            return None, f"Answering without the knowledge bases: {exc}"
+        return (None if found is None else list(found)), None
 
     def _stream(self, turn: _Turn) -> Iterator[ChatEvent]:
         """Create the answer row and stream into it; ``_finalize`` writes its end, whatever ends the stream."""
@@ -234,8 +257,8 @@ class ChatService:
         backend_events = None
         try:
             yield Started(turn.user_message_id, answer.id, turn.plan.prompt_tokens, turn.plan.omitted_turns)
-            if turn.sources:
-                yield Sources(turn.sources)
+            if turn.sources is not None or turn.notice:
+                yield Sources(turn.sources or [], turn.notice)
             backend_events = self.backend.stream(turn.plan.messages, turn.settings, turn.stop, turn.adapter)
             for event in backend_events:
                 if isinstance(event, TextDelta):
@@ -315,8 +338,10 @@ class _Turn:
     adapter: AdapterSpec | None
     replaces: str | None
     """The answer a regenerate replaces."""
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    """Retrieved sources: in the prompt's context block, sent as ``Sources``, stored with the answer."""
+    sources: list[dict[str, Any]] | None = None
+    """Retrieved sources (None: RAG off): in the prompt's context block, sent as ``Sources``, stored with the answer."""
+    notice: str | None = None
+    """Why RAG could not search for this answer."""
 
 
 @dataclass(frozen=True)

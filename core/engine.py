@@ -15,9 +15,11 @@ from core.chat import ChatService
 from core.chat_config import ChatConfig
 from core.config import Settings
 from core.history import HistoryStore
+from core.kb import KnowledgeService
 from core.models.loader import Progress
 from core.models.registry import ModelProfile, resolve
 from core.personas import Persona, list_personas, load_persona
+from core.scheduler import queued
 
 
 @dataclass
@@ -29,6 +31,8 @@ class Engine:
     store: HistoryStore
     backend: Backend
     service: ChatService
+    knowledge: KnowledgeService | None = None
+    """Knowledge bases of this data dir (the chat service's retriever)."""
     _memory: dict[str, float] | None = field(default=None, init=False, repr=False)
 
     def memory_estimate(self) -> dict[str, float] | None:
@@ -87,7 +91,13 @@ def build_engine(
     store = open_store(settings, recover=recover)
     if backend is None:
         backend = create_backend(profile, settings, progress)
+    backend = queued(backend)  # one fair queue: the UI's answers and API requests take turns in arrival order
+    knowledge = KnowledgeService.open(settings)
     service = ChatService(
-        store, backend, personas=lambda pid: load_persona(settings.adapters, pid), defaults=settings.generation
+        store,
+        backend,
+        personas=lambda pid: load_persona(settings.adapters, pid),
+        defaults=settings.generation,
+        retriever=knowledge.retrieve,
     )
-    return Engine(settings, profile, store, backend, service)
+    return Engine(settings, profile, store, backend, service, knowledge)

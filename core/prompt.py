@@ -1,4 +1,4 @@
-"""Prompt building: system prompt + as much recent history as fits, newest kept.
+"""Prompt building: system prompt (+ the numbered context of a RAG chat) + as much recent history as fits.
 
 Two limits apply: at most ``max_turns`` turns (the question being answered counts as one), and never more
 tokens than the context window minus ``max_new_tokens``. Stored history is never touched; only the prompt
@@ -7,6 +7,7 @@ is trimmed, and the caller learns how many earlier turns were left out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -87,16 +88,91 @@ def build_prompt(
     return PromptPlan(messages=messages, prompt_tokens=tokens, omitted_turns=len(turns) - len(kept))
 
 
-def context_block(sources: Sequence[dict]) -> str | None:
-    """The numbered context the answer may cite as [n] (None without sources): one entry per source dict,
-    labelled with its ``file`` (or ``source``/``title``) and ``page`` when present, then its ``text``."""
-    if not sources:
+CONTEXT_SHARE = 0.6
+"""Most of the prompt budget the numbered context may take; the history gets what is left."""
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_GUIDE = {
+    "en": (
+        "Answer from the numbered passages of the user's documents below and cite each passage you use as [n]. "
+        "If they do not contain the answer, say that the documents do not contain it; do not invent an answer.",
+        "The user's documents were searched for this question and no relevant passage was found. If the question "
+        "needs facts from the documents, say that the documents do not contain them; do not invent an answer.",
+    ),
+    "zh": (
+        "请根据下面用户文档中带编号的资料回答，并用 [n] 标注所引用的资料。"
+        "如果资料中没有答案，请说明文档中没有相关内容，不要编造答案。",
+        "已在用户的文档中检索这个问题，但没有找到相关内容。"
+        "如果问题需要文档中的信息，请说明文档中没有相关内容，不要编造答案。",
+    ),
+}
+
+
+def context_block(sources: Sequence[dict] | None, question: str = "") -> str | None:
+    """The numbered context the answer may cite as [n]: None without RAG (``sources`` None); with RAG on and
+    nothing found, the instruction to say the documents do not contain the answer rather than invent one.
+
+    Each source dict gives ``n`` (else its position), ``source`` (or ``file``/``title``), ``page`` and ``text``.
+    The instructions are in Chinese when the question is, else in English.
+    """
+    if sources is None:
         return None
-    lines = ["Answer using these numbered sources where they help, and cite them as [n]:"]
+    found, nothing = _GUIDE["zh" if _CJK.search(question or "") else "en"]
+    if not sources:
+        return nothing
+    lines = [found]
     for number, source in enumerate(sources, start=1):
-        name = next((str(source[k]) for k in ("file", "source", "document", "title") if source.get(k)), "")
+        name = next((str(source[k]) for k in ("source", "file", "document", "title") if source.get(k)), "")
         page = source.get("page")
         where = name + (f", p. {page}" if page not in (None, "") else "")
-        lines.append(f"[{number}] {where}\n{source.get('text', '')}".rstrip() if where else
-                     f"[{number}] {source.get('text', '')}")
+        label = f"[{source.get('n', number)}]" + (f" {where}" if where else "")
+        lines.append(f"{label}\n{source.get('text', '')}".rstrip())
     return "\n\n".join(lines)
+
+
+def with_context(system: str | None, sources: Sequence[dict] | None, question: str) -> str | None:
+    """The system message: the persona's (or chat's) system prompt, then the context block."""
+    return "\n\n".join(part for part in (system, context_block(sources, question)) if part) or None
+
+
+def fit_sources(
+    history: Sequence[tuple[str, str]],
+    sources: list[dict] | None,
+    *,
+    count_tokens: Callable[[ChatMessages], int],
+    context_window: int,
+    max_new_tokens: int,
+    system: str | None = None,
+) -> list[dict] | None:
+    """The best-ranked sources whose context block fits beside the system prompt and the question.
+
+    Context is trimmed before any history is: the block may take up to ``CONTEXT_SHARE`` of the prompt
+    budget (never more than what the system prompt and the question leave); sources that do not fit are
+    left out from the lowest-ranked up (and are then neither shown nor stored). If not even the best one
+    fits whole, its text is shortened. History then gets what remains (``build_prompt``).
+    """
+    if not sources:
+        return sources
+    turns = group_turns(history)
+    last = turns[-1] if turns else []
+    question = next((m["content"] for m in reversed(last) if m["role"] == "user"), "")
+    budget = context_window - max_new_tokens
+
+    def tokens(kept: list[dict] | None) -> int:
+        head = with_context(system, kept, question)
+        return count_tokens(([{"role": "system", "content": head}] if head else []) + last)
+
+    limit = min(budget, tokens(None) + int(budget * CONTEXT_SHARE))
+    kept: list[dict] = []
+    for source in sources:
+        if tokens([*kept, source]) > limit:
+            break
+        kept.append(source)
+    if not kept:
+        text = str(sources[0].get("text", ""))
+        while len(text) > 80 and not kept:
+            text = text[: len(text) // 2]
+            candidate = {**sources[0], "text": text + "…"}
+            if tokens([candidate]) <= limit:
+                kept.append(candidate)
+    return kept

@@ -17,6 +17,7 @@ from core.chat import Done, Failed, Sources, Started, Token
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError
+from core.export import source_label
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=["4bit", "8bit", "none"])
     p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a checkpoint's own code")
     p.add_argument("--json", action="store_true", help="print one JSON object with the reply and figures last")
+    p.add_argument("--kb", help="turn RAG on for this chat with these knowledge bases (NAME[,NAME...])")
     p.add_argument("message", nargs="?", help="answer this once; without it, start a REPL")
     add_home_flag(p)
     return p
@@ -49,6 +51,7 @@ class Target:
         """None keeps the session's persona (a new session: none); ``none`` clears it."""
         self.overrides = {"temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
         self.config = engine.chat_config(self.session_id, persona=self.persona, overrides=self.overrides)
+        self.kbs = [kb.name for kb in engine.knowledge.resolve(args.kb)] if args.kb and engine.knowledge else None
         self._pending = self.session_id is None or self.persona is not None or any(
             v is not None for v in self.overrides.values()
         )
@@ -65,6 +68,9 @@ class Target:
             persona = None if self.persona is None else (self.config.persona_id or "")
             self.engine.store.update_session(self.session_id, persona=persona, settings=self.config.stored)
         self._pending = False
+        if self.kbs is not None and self.engine.knowledge is not None:
+            self.engine.knowledge.set_session_knowledge(self.session_id, True, self.kbs)  # --kb: RAG on
+            self.kbs = None
         return self.session_id
 
 
@@ -95,6 +101,8 @@ def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = N
                 out.flush()
             elif isinstance(event, Sources):
                 result["sources"] = event.items
+                if event.notice:
+                    print(f"[{event.notice}]", file=sys.stderr)
             elif isinstance(event, Started) and event.omitted_turns:
                 print(f"[{event.omitted_turns} earlier turns left out of the prompt]", file=sys.stderr)
             elif isinstance(event, Done):
@@ -106,6 +114,8 @@ def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = N
     if result["status"] == "stopped":
         out.write("\n[stopped]")
     out.write("\n")
+    for number, source in enumerate(result["sources"], start=1):
+        out.write(f"  {source_label(source, source.get('n', number))}\n")  # the sources the answer may cite
     return result
 
 

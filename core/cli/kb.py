@@ -120,8 +120,21 @@ def _run(service: KnowledgeService, args: argparse.Namespace) -> int:
     elif cmd == "show":
         docs = service.documents(args.name)
         if args.json:
-            print_json([{"name": d.name, "status": d.status, "pages": d.pages, "chunks": d.chunks, "error": d.error,
-                         "warnings": d.warnings, "embedder": d.embedder, "updated_at": d.updated_at} for d in docs])
+            print_json(
+                [
+                    {
+                        "name": d.name,
+                        "status": d.status,
+                        "pages": d.pages,
+                        "chunks": d.chunks,
+                        "error": d.error,
+                        "warnings": d.warnings,
+                        "embedder": d.embedder,
+                        "updated_at": d.updated_at,
+                    }
+                    for d in docs
+                ]
+            )
         elif not docs:
             print("No documents yet.")
         for d in docs if not args.json else []:

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 def reembed_hint(kb_name: str, embedder: str = "ID") -> str:
     """The command (and UI button) that re-embeds a knowledge base."""
-    return f"`python -m core kb reembed {shlex.quote(kb_name)} --embedder {shlex.quote(embedder)}` (or Re-embed " \
+    return (
+        f"`python -m core kb reembed {shlex.quote(kb_name)} --embedder {shlex.quote(embedder)}` (or Re-embed "
         "on the Knowledge page)"
+    )
 
 
 class LibraryHandle:

@@ -1,0 +1,171 @@
+"""Chats with RAG on: the numbered context reaches the prompt (beside a persona's system prompt, in Chinese for
+a Chinese question, trimmed before history), ``Sources`` comes before the tokens and is stored with the
+answer, "nothing found" tells the model not to invent, a Chroma server that is down leaves the chat working
+(and says so), ``python -m core chat --kb`` turns RAG on, and the real ChatGLM3 and smollm2 paths take it."""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from core.backends.fake import FakeBackend
+from core.chat import Done, Sources, Started, Token
+from core.cli import main
+from core.config import load_settings
+from core.engine import Engine, build_engine
+from core.prompt import build_prompt, fit_sources, with_context
+
+EMBEDDER = "minilm"
+FACT = "Mount Korvath is a dormant volcano. Its last eruption happened in the year 1822 and buried Selm in ash."
+
+
+def engine_with_kb(home: Path, tmp_path: Path, backend: FakeBackend | None = None, **settings: object) -> Engine:
+    doc = tmp_path / "volcano.txt"
+    doc.write_text(FACT, encoding="utf-8")
+    (tmp_path / "tea.txt").write_text("The Lunwick tea garden harvests its first flush in April.", encoding="utf-8")
+    engine = build_engine(load_settings({"model": "fake", **settings}), backend=backend or FakeBackend())
+    report = engine.knowledge.ingest("facts", [doc, tmp_path / "tea.txt"], embedder=EMBEDDER)
+    assert report.count("added") == 2
+    return engine
+
+
+def test_sources_reach_the_prompt_the_events_and_the_stored_answer(home: Path, tmp_path: Path) -> None:
+    backend = FakeBackend(["The last eruption was in 1822 [1]."])
+    engine = engine_with_kb(home, tmp_path, backend)
+    sid = engine.new_session()
+    engine.knowledge.set_session_knowledge(sid, True, ["facts"])
+    events = list(engine.service.send(sid, "When did the volcano last erupt?"))
+    kinds = [type(e) for e in events]
+    assert kinds.index(Sources) < kinds.index(Token) and isinstance(events[0], Started)
+    [sources] = [e for e in events if isinstance(e, Sources)]
+    assert sources.notice is None
+    assert sources.items[0]["n"] == 1 and sources.items[0]["source"] == "volcano.txt"
+    assert set(sources.items[0]) == {"n", "source", "page", "score", "text"}
+    system = backend.prompts[-1][0]
+    assert system["role"] == "system" and "[1] volcano.txt\n" + FACT in system["content"]
+    assert "cite" in system["content"] and "do not invent" in system["content"]
+    stored = engine.store.messages(sid)[-1]
+    assert stored.sources == sources.items and stored.content == "The last eruption was in 1822 [1]."
+    assert isinstance(events[-1], Done)
+
+    engine.knowledge.set_session_knowledge(sid, False)  # off again: no context, no Sources event
+    events = list(engine.service.send(sid, "And the tea?"))
+    assert not any(isinstance(e, Sources) for e in events)
+    assert all(m["role"] != "system" for m in backend.prompts[-1])
+    assert engine.store.messages(sid)[-1].sources == []
+    assert engine.knowledge.session_knowledge(sid)[1][0].name == "facts"  # the choice of kb is kept
+
+
+def test_nothing_found_tells_the_model_not_to_invent(home: Path, tmp_path: Path) -> None:
+    backend = FakeBackend()
+    engine = build_engine(load_settings({"model": "fake"}), backend=backend)
+    engine.knowledge.create("空的知识库", EMBEDDER)
+    sid = engine.new_session()
+    engine.knowledge.set_session_knowledge(sid, True, ["空的知识库"])
+    events = list(engine.service.send(sid, "火山最后一次喷发是哪一年？"))
+    assert [e.items for e in events if isinstance(e, Sources)] == [[]]
+    assert "没有找到相关内容" in backend.prompts[-1][0]["content"]  # a Chinese question gets Chinese instructions
+    assert "不要编造" in backend.prompts[-1][0]["content"]
+    assert engine.store.messages(sid)[-1].status == "complete"
+
+
+def test_persona_system_prompt_and_context_both_reach_the_prompt(home: Path, tmp_path: Path) -> None:
+    adapters = tmp_path / "adapters"
+    (adapters / "guide").mkdir(parents=True)
+    (adapters / "guide" / "persona.toml").write_text('name = "Guide"\nsystem_prompt = "You are a mountain guide."\n')
+    backend = FakeBackend()
+    engine = engine_with_kb(home, tmp_path, backend, adapters=str(adapters))
+    sid = engine.new_session(persona="guide")
+    engine.knowledge.set_session_knowledge(sid, True, ["facts"])
+    list(engine.service.send(sid, "volcano eruption year"))
+    content = backend.prompts[-1][0]["content"]
+    assert content.startswith("You are a mountain guide.\n\n") and "[1] volcano.txt" in content
+
+
+def test_a_chroma_server_that_is_down_leaves_the_chat_working(home: Path, tmp_path: Path) -> None:
+    engine = engine_with_kb(home, tmp_path)
+    sid = engine.new_session()
+    engine.knowledge.set_session_knowledge(sid, True, ["facts"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = FakeBackend(["fine"])
+    down = build_engine(load_settings({"model": "fake", "chroma_url": f"http://127.0.0.1:{port}"}), backend=backend)
+    events = list(down.service.send(sid, "When did the volcano erupt?"))
+    [sources] = [e for e in events if isinstance(e, Sources)]
+    assert sources.items == [] and sources.notice.startswith("Answering without the knowledge bases:")
+    assert f"127.0.0.1:{port}" in sources.notice
+    assert isinstance(events[-1], Done) and down.store.messages(sid)[-1].content == "fine"
+
+
+def test_context_is_trimmed_before_history() -> None:
+    def words(messages: list[dict]) -> int:
+        return sum(len(m["content"].split()) for m in messages)
+
+    history = [("user", "old question " * 50), ("assistant", "old answer " * 50), ("user", "new question")]
+    sources = [{"n": i, "source": f"f{i}.txt", "page": None, "text": "chunk " * 60} for i in range(1, 5)]
+    budget = dict(count_tokens=words, context_window=400, max_new_tokens=100)
+    kept = fit_sources(history, sources, **budget, system="Be brief.")
+    assert [s["n"] for s in kept] == [1, 2]  # within 60% of the 300-token budget: the best two
+    plan = build_prompt(history, **budget, max_turns=10, system=with_context("Be brief.", kept, "new question"))
+    assert plan.prompt_tokens <= 300 and plan.omitted_turns == 1  # history gets what is left
+    tight = fit_sources(history, sources[:1], count_tokens=words, context_window=200, max_new_tokens=60)
+    assert len(tight) == 1 and tight[0]["text"].endswith("…")  # the best one, shortened to fit
+    assert fit_sources(history, None, **budget) is None and fit_sources(history, [], **budget) == []
+
+
+def test_cli_chat_kb_turns_rag_on(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    engine_with_kb(home, tmp_path).knowledge.close()
+    monkeypatch.setenv("INKSTONE_MODEL", "fake")
+    assert main(["chat", "--kb", "nope", "hello"]) == 1
+    err = capsys.readouterr().err
+    assert "No knowledge base named 'nope'" in err and "'facts'" in err
+    assert main(["sessions", "list", "--json"]) == 0 and json.loads(capsys.readouterr().out) == []
+
+    assert main(["chat", "--kb", "facts", "--json", "When did the volcano last erupt?"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["sources"][0]["source"] == "volcano.txt" and summary["sources"][0]["n"] == 1
+    assert set(summary["sources"][0]) == {"n", "source", "page", "score", "text"}
+    assert "  [1] volcano.txt" in out
+    engine = build_engine(load_settings({"model": "fake"}))
+    rag, kbs = engine.knowledge.session_knowledge(summary["session_id"])
+    assert rag and [kb.name for kb in kbs] == ["facts"]
+    assert engine.store.messages(summary["session_id"])[-1].sources == summary["sources"]
+
+
+@pytest.mark.slow
+def test_chatglm3_prompt_format_takes_the_context(home: Path, tmp_path: Path) -> None:
+    from tests.chatglm3_fixture import FIXTURE
+
+    engine = engine_with_kb(home, tmp_path)
+    engine = build_engine(load_settings({"model": str(FIXTURE), "temperature": 0, "max_new_tokens": 4}))
+    sid = engine.new_session()
+    engine.knowledge.set_session_knowledge(sid, True, ["facts"])
+    question = "When did the volcano last erupt?"
+    events = list(engine.service.send(sid, question))
+    [sources] = [e.items for e in events if isinstance(e, Sources)]
+    expected = [{"role": "system", "content": with_context(None, sources, question)},
+                {"role": "user", "content": question}]  # fmt: skip
+    assert events[0].prompt_tokens == engine.backend.count_prompt_tokens(expected)
+    assert events[0].prompt_tokens > engine.backend.count_prompt_tokens(expected[1:])
+    assert isinstance(events[-1], Done) and engine.store.messages(sid)[-1].sources == sources
+
+
+@pytest.mark.slow
+def test_smollm2_answers_with_sources(home: Path, tmp_path: Path) -> None:
+    engine = engine_with_kb(home, tmp_path)
+    engine = build_engine(load_settings({"model": "smollm2-135m", "temperature": 0, "max_new_tokens": 24}))
+    sid = engine.new_session()
+    engine.knowledge.set_session_knowledge(sid, True, ["facts"])
+    events = list(engine.service.send(sid, "In which year did Mount Korvath last erupt?"))
+    done = events[-1]
+    assert isinstance(done, Done) and done.stats.text.strip()
+    stored = engine.store.messages(sid)[-1]
+    assert stored.sources[0]["source"] == "volcano.txt" and "1822" in stored.sources[0]["text"]
+    assert replace(done.stats).prompt_tokens > 60  # the context block went into the prompt
