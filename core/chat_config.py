@@ -86,11 +86,11 @@ def chat_config(
         persona_id = None if persona.strip() in ("", "none") else persona.strip()
     chosen = load_checked_persona(persona_id, personas, model_id) if persona_id else None
     stored = dict(session.settings) if session is not None else {}
-    if session is not None:
-        settings = GenerationSettings.from_dict(stored)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if session is not None:  # overrides first: a flag can repair a bad stored value instead of meeting its error
+        settings = GenerationSettings.from_dict({**stored, **given})
     else:
-        settings = defaults.with_updates(**(chosen.generation if chosen else {}))
-    settings = settings.with_updates(**(overrides or {}))
+        settings = defaults.with_updates(**(chosen.generation if chosen else {})).with_updates(**given)
     system = (chosen.system_prompt if chosen else "") or stored.get("system_prompt") or None
     if system is not None and not isinstance(system, str):
         raise ConfigError(f"The chat's stored system_prompt {system!r} is not text: set it again as text.")

@@ -148,3 +148,13 @@ def test_ctrl_c_outside_an_answer_exits_130_without_traceback(
     monkeypatch.setitem(cli.COMMANDS, "slow", ("slow_cmd", "a command the user interrupts"))
     assert main(["slow"]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_a_flag_repairs_a_bad_stored_setting(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = HistoryStore.open(home / "inkstone.db")
+    sid = store.create_session(model="fake", settings={"temperature": 9.0}).id
+    store.close()  # saved by something that did not check it first
+    assert main(["chat", "--model", "fake", "--session", sid, "hi"]) == 1
+    assert "temperature=9.0 is out of range" in capsys.readouterr().err
+    assert main(["chat", "--model", "fake", "--session", sid, "--temperature", "0.5", "hi"]) == 0
+    assert sessions(home)[0].settings["temperature"] == 0.5
