@@ -1,7 +1,7 @@
 """Typed settings, defaulted in one place and layered: CLI flags > inkstone.toml > environment > defaults.
 
 This is the only module that reads the environment (``INKSTONE_HOME``, ``INKSTONE_MODEL``,
-``INKSTONE_ADAPTERS``, ``INKSTONE_CHROMA_URL``, ``INKSTONE_CONFIG``).
+``INKSTONE_ADAPTERS``, ``INKSTONE_CHROMA_URL``, ``INKSTONE_API_KEY``, ``INKSTONE_CONFIG``).
 """
 
 from __future__ import annotations
@@ -119,6 +119,18 @@ class Settings:
     """Characters shared by neighbouring chunks of new knowledge bases (None: the library default)."""
     rag_top_k: int = 4
     """Sources retrieved for one answer when a chat has RAG on."""
+    api_key: str | None = None
+    """Key API clients send (``Authorization: Bearer``); required to serve on anything but loopback."""
+    api_host: str = "127.0.0.1"
+    """Address the API server binds (``python -m core serve``, or the app with ``api_in_app``)."""
+    api_port: int = 8000
+    """Port of the API server."""
+    api_in_app: bool = False
+    """``streamlit run app.py`` also serves the API on api_host:api_port, sharing the app's loaded model."""
+    api_cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the API (CORS); empty: CORS off."""
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``[models.<id>]`` tables: remote model profiles (``backend = "openai"``, base_url, model, api_key...)."""
 
     @property
     def db_path(self) -> Path:
@@ -155,6 +167,8 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"device={value!r} is not supported: use auto, cuda or cpu.")
     if name in _KNOWLEDGE:
         return _coerce_knowledge(name, value)
+    if name in _API:
+        return _coerce_api(name, value)
     if name == "dtype" and value not in ("auto", "float32", "bfloat16", "float16"):
         raise ConfigError(f"dtype={value!r} is not supported: use auto, float32, bfloat16 or float16.")
     return value
@@ -187,6 +201,24 @@ def _coerce_knowledge(name: str, value: Any) -> Any:
     return number
 
 
+_API = {"api_key", "api_host", "api_port", "api_in_app", "api_cors_origins", "models"}
+
+
+def _coerce_api(name: str, value: Any) -> Any:
+    """Validate the API server settings and the ``[models.<id>]`` tables (their keys are checked by the backend)."""
+    if name == "api_port" and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535):
+        raise ConfigError(f"api_port={value!r} is not a port: use a whole number between 1 and 65535.")
+    if name == "api_in_app" and not isinstance(value, bool):
+        raise ConfigError(f"api_in_app={value!r} must be true or false (a TOML boolean).")
+    if name == "api_cors_origins":
+        return tuple(value) if isinstance(value, list | tuple) else tuple(v.strip() for v in str(value).split(","))
+    if name == "models" and not (isinstance(value, dict) and all(isinstance(t, dict) for t in value.values())):
+        raise ConfigError("[models] must hold tables, one per model id: [models.my-server] base_url = ...")
+    if name in ("api_key", "api_host") and value is not None and not isinstance(value, str):
+        raise ConfigError(f"{name}={value!r} must be text.")
+    return value or None if name == "api_key" else value
+
+
 def _apply(base: Settings, layer: dict[str, Any], source: str) -> Settings:
     top: dict[str, Any] = {}
     gen = dict(layer.get("generation") or {})
@@ -210,7 +242,7 @@ def env_layer(environ: dict[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if environ is None else environ
     layer: dict[str, Any] = {}
     for var, key in (("INKSTONE_HOME", "home"), ("INKSTONE_MODEL", "model"), ("INKSTONE_ADAPTERS", "adapters"),
-                     ("INKSTONE_CHROMA_URL", "chroma_url")):
+                     ("INKSTONE_CHROMA_URL", "chroma_url"), ("INKSTONE_API_KEY", "api_key")):
         if env.get(var):
             layer[key] = env[var]
     return layer

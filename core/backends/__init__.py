@@ -33,7 +33,13 @@ def _transformers(
     return TransformersBackend(load_model(profile, settings, progress), **options)
 
 
-FACTORIES: dict[str, BackendFactory] = {"fake": _fake, "transformers": _transformers}
+def _openai(profile: ModelProfile, settings: Settings, progress: Progress | None, options: dict[str, Any]) -> Backend:
+    from core.backends.openai_backend import OpenAIBackend
+
+    return OpenAIBackend(model_id=profile.id, **options)
+
+
+FACTORIES: dict[str, BackendFactory] = {"fake": _fake, "transformers": _transformers, "openai": _openai}
 """Backend name -> function building it from a profile, the settings and the profile's backend options."""
 
 

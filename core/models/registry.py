@@ -60,9 +60,20 @@ FAKE_SLOW = ModelProfile(
 )
 
 
+def configured() -> dict[str, ModelProfile]:
+    """Remote profiles from inkstone.toml's ``[models.<id>]`` tables (ConfigError names a bad table)."""
+    from core.backends.openai_backend import profile_options
+    from core.config import load_settings
+
+    return {pid: ModelProfile(id=pid, title=str(t.get("title") or pid), source="remote", backend="openai",
+                              description=str(t.get("description") or t.get("base_url")),
+                              backend_options=tuple(profile_options(pid, t).items()))
+            for pid, t in load_settings().models.items()}
+
+
 def profiles() -> list[ModelProfile]:
-    """Every built-in profile, the default first."""
-    return [*BUNDLED.values(), FAKE, FAKE_SLOW]
+    """Every built-in profile, the default first, then the remote ones configured in inkstone.toml."""
+    return [*BUNDLED.values(), FAKE, FAKE_SLOW, *configured().values()]
 
 
 def resolve(spec: str) -> ModelProfile:
@@ -77,6 +88,8 @@ def resolve(spec: str) -> ModelProfile:
     for fake in (FAKE, FAKE_SLOW):
         if spec == fake.id:
             return fake
+    if spec in (remote := configured()):
+        return remote[spec]
     path = Path(spec).expanduser()
     try:
         is_dir, has_config = path.is_dir(), (path / "config.json").exists()

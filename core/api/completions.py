@@ -1,0 +1,241 @@
+"""One chat completion, framework-free: resolve the model id (loaded model or persona), check the request
+against the context window, stream through the shared fair queue, honour stop strings, record figures.
+
+``prepare`` raises ``ApiError`` before anything runs or is stored; ``run`` yields text pieces and ends with
+one ``Outcome``. The HTTP layer (``core.api.app``) only translates these to JSON or SSE.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from core.api.errors import ApiError, from_domain
+from core.api.metrics import ApiMetrics
+from core.api.record import SessionRecord
+from core.api.schemas import ChatCompletionRequest, ModelCard
+from core.backends.base import AdapterSpec, ChatMessages, Finished, TextDelta
+from core.config import GenerationSettings
+from core.errors import ConfigError, GenerationError, InkstoneError, ModelError, NotFoundError
+from core.personas import Persona
+
+EngineGetter = Callable[[], Any]
+"""Returns the current ``core.engine.Engine``; raises ``ModelError`` when the model failed to load."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request, ready to run."""
+
+    model: str
+    messages: ChatMessages
+    settings: GenerationSettings
+    adapter: AdapterSpec | None
+    persona: Persona | None
+    prompt_tokens: int
+    stops: list[str]
+    seed: int | None
+    session: str | None
+    user_text: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a completion ended: OpenAI ``finish_reason`` (``stop`` / ``length``; ``cancelled`` when the stop
+    event ended it) and its figures."""
+
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float | None
+    tokens_per_s: float | None
+    session_id: str | None
+
+
+class Completions:
+    """Runs chat completions on whatever engine ``engine()`` returns now (it follows model switches)."""
+
+    def __init__(self, engine: EngineGetter, metrics: ApiMetrics) -> None:
+        self._engine = engine
+        self.metrics = metrics
+
+    def engine(self) -> Any:
+        """The current engine; ApiError 503 when the model failed to load."""
+        try:
+            return self._engine()
+        except InkstoneError as exc:
+            raise from_domain(exc if isinstance(exc, ModelError) else ModelError(str(exc))) from None
+
+    def model_cards(self) -> list[ModelCard]:
+        """The loaded model, then every valid persona that fits it."""
+        engine = self.engine()
+        model_id = engine.backend.model_id
+        cards = [ModelCard(id=model_id)]
+        personas, _broken = engine.personas()
+        cards += [ModelCard(id=p.id, root=model_id, parent=model_id) for p in personas
+                  if not p.lora or p.fits_model(model_id)]
+        return cards
+
+    def _config(self, engine: Any, model: str, overrides: dict[str, Any]) -> Any:
+        """The chat config for model id ``model``: the loaded model (no persona) or a persona that fits it."""
+        backend = engine.backend
+        base = model in (backend.model_id, engine.profile.id, _short(backend.model_id))
+        try:
+            return engine.chat_config(persona="" if base else model, overrides=overrides)
+        except NotFoundError:
+            ids = ", ".join(card.id for card in self.model_cards())
+            raise ApiError(404, f"The model {model!r} does not exist. Available models: {ids}.",
+                           code="model_not_found", param="model") from None
+        except ConfigError as exc:
+            if base:  # the persona is fine; a generation setting is out of range
+                raise ApiError(400, str(exc), code="invalid_value") from None
+            raise ApiError(404, f"The model {model!r} cannot be used: {exc}", code="model_not_found",
+                           param="model") from None
+
+    def prepare(self, req: ChatCompletionRequest) -> Prepared:
+        """Validate ``req`` against the loaded model; ApiError says what is wrong. Persona, system prompt and
+        settings come from ``chat_config`` (the one place that decides them); a system message sent by the
+        client replaces the persona's system prompt."""
+        engine = self.engine()
+        backend = engine.backend
+        overrides = {"temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k,
+                     "repetition_penalty": req.repetition_penalty}
+        config = self._config(engine, req.model, overrides)
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                    for m in req.messages]
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        if not users or not users[-1].strip():
+            raise ApiError(400, "The messages have no non-empty user message: add one with role 'user'.",
+                           code="invalid_value", param="messages")
+        if config.system_prompt and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": config.system_prompt})
+        window = backend.context_window
+        prompt_tokens = _count(backend, messages)
+        if prompt_tokens >= window:
+            raise ApiError(400, f"This model's maximum context length is {window} tokens, but the messages take "
+                           f"{prompt_tokens}: shorten them.", code="context_length_exceeded", param="messages")
+        limit = req.answer_limit
+        if limit is not None and prompt_tokens + limit > window:
+            raise ApiError(400, f"This model's maximum context length is {window} tokens. However, you requested "
+                           f"{prompt_tokens + limit} tokens ({prompt_tokens} in the messages, {limit} in the "
+                           "completion): reduce max_tokens or the messages.",
+                           code="context_length_exceeded", param="max_tokens")
+        max_new = limit if limit is not None else min(config.settings.max_new_tokens, window - prompt_tokens)
+        try:
+            settings = config.settings.with_updates(max_new_tokens=max_new)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc), code="invalid_value", param="max_tokens") from None
+        return Prepared(req.model, messages, settings, config.adapter, config.persona, prompt_tokens, req.stops,
+                        req.seed, req.inkstone_session, users[-1])
+
+    def run(self, prep: Prepared, stop: threading.Event) -> Iterator[str | Outcome]:
+        """Stream the answer: text pieces, then one ``Outcome``. Failures raise ``GenerationError``/``ModelError``
+        after the partial answer is stored (with ``inkstone_session``)."""
+        engine = self.engine()
+        backend = engine.backend
+        record = SessionRecord.start(engine, prep) if prep.session else None
+        scanner = StopScanner(prep.stops)
+        started = time.perf_counter()
+        first: float | None = None
+        finished: Finished | None = None
+        hit_stop = False
+        kwargs = {"seed": prep.seed} if prep.seed is not None and _takes_seed(backend) else {}
+        events = backend.stream(prep.messages, prep.settings, stop, prep.adapter, **kwargs)
+        try:
+            for event in events:
+                if isinstance(event, Finished):
+                    finished = event
+                elif isinstance(event, TextDelta) and not hit_stop:
+                    text, hit_stop = scanner.feed(event.text)
+                    if hit_stop:
+                        stop.set()
+                    if text:
+                        first = first or time.perf_counter()
+                        if record:
+                            record.grow(text)
+                        yield text
+            if finished is None:
+                raise GenerationError("The model's stream ended without finishing the answer: try again.")
+        except InkstoneError as exc:
+            if record:
+                record.fail(str(exc))
+            raise
+        finally:
+            if finished is None:  # the client went away (or it failed): end generation, free the model now
+                stop.set()
+                events.close()
+                if record and not record.settled:
+                    record.stop()
+        tail = scanner.flush() if not hit_stop else ""
+        if tail:
+            first = first or time.perf_counter()
+            if record:
+                record.grow(tail)
+            yield tail
+        elapsed = time.perf_counter() - started
+        completion = finished.completion_tokens
+        rate = completion / elapsed if completion and elapsed > 0 else None
+        ttft = first - started if first is not None else None
+        if hit_stop:
+            reason = "stop"
+        elif finished.reason == "stopped":
+            reason = "cancelled"
+        else:
+            reason = "length" if completion >= prep.settings.max_new_tokens else "stop"
+        prompt = finished.prompt_tokens or prep.prompt_tokens
+        self.metrics.record_completion(prep.model, prompt, completion, ttft, rate)
+        session_id = record.finish("stopped" if reason == "cancelled" else "complete", prompt, completion,
+                                   ttft, rate) if record else None
+        yield Outcome(reason, prompt, completion, ttft, rate, session_id)
+
+
+class StopScanner:
+    """Finds OpenAI ``stop`` strings in streamed text, holding back a tail that could start one."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = stops
+        self.hold = max((len(s) for s in stops), default=1) - 1
+        self.buffer = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Text safe to emit now, and whether a stop string was found (the text before it is emitted)."""
+        if not self.stops:
+            return text, False
+        self.buffer += text
+        hits = [i for i in (self.buffer.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.buffer = self.buffer[: min(hits)], ""
+            return out, True
+        cut = max(0, len(self.buffer) - self.hold)
+        out, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        """The held-back tail, at the end of the answer."""
+        out, self.buffer = self.buffer, ""
+        return out
+
+
+def _count(backend: Any, messages: ChatMessages) -> int:
+    """Prompt tokens; a template that cannot render these messages is the client's error (400)."""
+    from jinja2 import TemplateError
+
+    try:
+        return backend.count_prompt_tokens(messages)
+    except (TemplateError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ApiError(400, f"The model's chat template cannot render these messages ({exc}): check the roles "
+                       "and their order.", code="invalid_value", param="messages") from None
+
+
+def _takes_seed(backend: Any) -> bool:
+    import inspect
+
+    return "seed" in inspect.signature(backend.stream).parameters
+
+
+def _short(model_id: str) -> str:
+    """The last path part of a local model id (``/models/Qwen2`` -> ``Qwen2``)."""
+    return model_id.rstrip("/").rsplit("/", 1)[-1]

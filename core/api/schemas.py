@@ -1,0 +1,179 @@
+"""The OpenAI wire format as pydantic models: requests are validated here, responses are built from these.
+
+Only the fields Inkstone acts on are declared; unknown fields are ignored, as OpenAI-compatible servers do.
+Extensions: ``inkstone_session`` stores the exchange in an Inkstone session; ``top_k`` and
+``repetition_penalty`` are accepted as vLLM accepts them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class TextPart(BaseModel):
+    """One part of a multi-part message content; only text parts are supported."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """A message of the conversation sent by the client."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = ""
+
+    def text(self) -> str:
+        """The content as one string (text parts joined)."""
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: Inkstone always sends the final usage chunk; ``include_usage`` is accepted."""
+
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = True
+
+
+class ChatCompletionRequest(BaseModel):
+    """``POST /v1/chat/completions``."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    repetition_penalty: float | None = Field(default=None, ge=1, le=3)
+    inkstone_session: str | None = None
+    """Extension: ``"new"`` or an existing session id; the last user message and the answer are stored there."""
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        stops = [value] if isinstance(value, str) else value
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("stop takes at most 4 non-empty strings")
+        return stops
+
+    @property
+    def stops(self) -> list[str]:
+        """The stop strings as a list (empty when none)."""
+        return list(self.stop or [])
+
+    @property
+    def answer_limit(self) -> int | None:
+        """``max_completion_tokens`` or ``max_tokens`` (None: the server's default)."""
+        return self.max_completion_tokens or self.max_tokens
+
+
+class Usage(BaseModel):
+    """Token counts of one completion."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    """The answer in a non-streamed response."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    """The one choice of a non-streamed response."""
+
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str | None
+
+
+class ChatCompletion(BaseModel):
+    """A non-streamed ``chat.completion``."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    inkstone_session: str | None = None
+
+
+class Delta(BaseModel):
+    """New text (and the role, in the first chunk) of a streamed answer."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    """The one choice of a stream chunk."""
+
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One SSE ``chat.completion.chunk``; the last one has no choices and carries ``usage``."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    inkstone_session: str | None = None
+
+
+class ModelCard(BaseModel):
+    """One entry of ``GET /v1/models``: the loaded model or a persona that fits it."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "inkstone"
+    root: str | None = None
+    """For a persona: the loaded model it runs on."""
+    parent: str | None = None
+
+
+class ModelList(BaseModel):
+    """``GET /v1/models``."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """``{"error": {...}}``, the shape of every error response."""
+
+    error: ErrorBody

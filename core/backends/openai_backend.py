@@ -1,0 +1,183 @@
+"""The remote backend: any OpenAI-compatible server (vLLM, another Inkstone, llama.cpp server, Ollama) through the
+official ``openai`` client. The only module that imports ``openai``.
+
+A profile in ``inkstone.toml`` names it::
+
+    [models.quill-vllm]
+    backend = "openai"
+    base_url = "http://gpu-box:8000/v1"
+    model = "Qwen/Qwen2.5-7B-Instruct"   # the server's model name
+    api_key = "..."                      # optional
+    context_window = 32768
+    adapters = { quill = "quill" }       # persona id -> the server's LoRA name (default: the persona id)
+
+A persona's LoRA maps to the server's adapter model (vLLM ``--lora-modules quill=adapters/quill``). Token counts
+come from the server's usage chunk; prompt sizes for trimming history are estimated (no local tokenizer).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from core.backends.base import AdapterSpec, ChatMessages, Finished, ModelInfo, StreamEvent, TextDelta
+from core.config import GenerationSettings
+from core.errors import ConfigError, GenerationError, ModelError
+
+PROFILE_KEYS = {"backend", "base_url", "model", "api_key", "context_window", "title", "description", "adapters",
+                "timeout_s"}
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate: ~4 characters a token for ASCII, one per other character (CJK)."""
+    ascii_chars = sum(1 for c in text if ord(c) < 128)
+    return (ascii_chars + 3) // 4 + (len(text) - ascii_chars)
+
+
+def profile_options(model_id: str, table: dict[str, Any]) -> dict[str, Any]:
+    """Validate one ``[models.<id>]`` table; ConfigError names every problem at once."""
+    problems = [f"unknown key {k!r}" for k in sorted(set(table) - PROFILE_KEYS)]
+    if table.get("backend", "openai") != "openai":
+        problems.append(f"backend {table.get('backend')!r} is not supported here: use \"openai\"")
+    url = table.get("base_url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        problems.append("base_url must be the server's http(s)://HOST:PORT/v1 URL")
+    if not isinstance(table.get("model"), str) or not table["model"].strip():
+        problems.append("model (the server's model name) is missing")
+    window = table.get("context_window", 4096)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 16:
+        problems.append(f"context_window {window!r} must be a whole number of tokens (e.g. 8192)")
+    adapters = table.get("adapters", {})
+    if not isinstance(adapters, dict) or not all(isinstance(v, str) for v in adapters.values()):
+        problems.append("adapters must map persona ids to the server's adapter names")
+    if problems:
+        raise ConfigError(f"Model profile [models.{model_id}] in inkstone.toml: " + "; ".join(problems) + ".")
+    return {"base_url": url, "model": table["model"].strip(), "api_key": table.get("api_key"),
+            "context_window": window, "adapters": tuple(sorted(adapters.items())),
+            "timeout_s": float(table.get("timeout_s", 600))}
+
+
+class OpenAIBackend:
+    """Streams answers from an OpenAI-compatible server."""
+
+    def __init__(self, *, model_id: str, base_url: str, model: str, api_key: str | None = None,
+                 context_window: int = 4096, adapters: tuple[tuple[str, str], ...] = (),
+                 timeout_s: float = 600.0) -> None:
+        from openai import OpenAI
+
+        self.model_id = model_id
+        self.context_window = context_window
+        self.base_url = base_url
+        self.remote_model = model
+        self.adapters = dict(adapters)
+        self.client = OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
+        self._active = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        """True while an answer streams from the server."""
+        return self._active > 0
+
+    @property
+    def loaded(self) -> None:
+        """No in-process model: the weights live on the server."""
+        return None
+
+    def info(self) -> ModelInfo:
+        """The profile id, context window and ``openai`` (the server's URL as the device)."""
+        return ModelInfo(self.model_id, self.context_window, "openai", device=self.base_url)
+
+    def count_prompt_tokens(self, messages: ChatMessages) -> int:
+        """An estimate (no local tokenizer): characters per message plus 4 for its role markers, plus 2."""
+        return sum(estimate_tokens(m["content"]) + 4 for m in messages) + 2
+
+    def server_model(self, adapter: AdapterSpec | None) -> str:
+        """The server's model name for this answer: the adapter's LoRA name, or the base model."""
+        if adapter is None:
+            return self.remote_model
+        return self.adapters.get(adapter.name, adapter.name)
+
+    def stream(
+        self,
+        messages: ChatMessages,
+        settings: GenerationSettings,
+        stop: threading.Event,
+        adapter: AdapterSpec | None = None,
+        seed: int | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Stream from the server (see ``Backend.stream``); a dropped connection or server error raises
+        GenerationError naming the server, after the text received so far was yielded."""
+        import openai
+
+        with self._count_lock:
+            self._active += 1
+        produced: list[str] = []
+        usage: Any = None
+        finish: str | None = None
+        response: Any = None
+        try:
+            response = self.client.chat.completions.create(
+                model=self.server_model(adapter), messages=messages, stream=True,  # type: ignore[arg-type]
+                stream_options={"include_usage": True}, max_tokens=settings.max_new_tokens,
+                temperature=settings.temperature, top_p=settings.top_p, **({"seed": seed} if seed is not None else {}),
+                extra_body={"top_k": settings.top_k, "repetition_penalty": settings.repetition_penalty},
+            )
+            for chunk in response:
+                if stop.is_set():
+                    break
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        produced.append(choice.delta.content)
+                        yield TextDelta(choice.delta.content)
+                    finish = choice.finish_reason or finish
+        except openai.NotFoundError as exc:
+            raise ModelError(f"The server at {self.base_url} has no model {self.server_model(adapter)!r} "
+                             f"({_detail(exc)}): check `model` / `adapters` in [models.{self.model_id}].") from None
+        except openai.APIStatusError as exc:
+            raise GenerationError(f"The server at {self.base_url} refused the answer (HTTP {exc.status_code}: "
+                                  f"{_detail(exc)}).") from None
+        except openai.APIConnectionError as exc:
+            raise GenerationError(f"Lost the connection to the model server at {self.base_url} ({_detail(exc)}); "
+                                  "the text so far is kept. Check that the server is running, then regenerate."
+                                  ) from None
+        except openai.APIError as exc:
+            raise GenerationError(f"The model server at {self.base_url} failed mid-answer ({_detail(exc)}); the text "
+                                  "so far is kept. Regenerate, or check the server's log.") from None
+        except _httpx_errors() as exc:
+            raise GenerationError(f"Lost the connection to the model server at {self.base_url} mid-answer "
+                                  f"({type(exc).__name__}: {exc}); the text so far is kept. Check that the server is "
+                                  "running, then regenerate.") from None
+        finally:
+            if response is not None:
+                response.close()
+            with self._count_lock:
+                self._active -= 1
+        if stop.is_set():
+            reason = "stopped"
+        elif finish is None:
+            raise GenerationError(f"The model server at {self.base_url} ended the stream before the answer finished; "
+                                  "the text so far is kept. Check the server, then regenerate.")
+        else:
+            reason = "complete"
+        prompt = usage.prompt_tokens if usage is not None else self.count_prompt_tokens(messages)
+        completion = usage.completion_tokens if usage is not None else estimate_tokens("".join(produced))
+        yield Finished(prompt, completion, reason)
+
+
+def _detail(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return str(exc) or type(exc).__name__
+
+
+def _httpx_errors() -> tuple[type[BaseException], ...]:
+    import httpx
+
+    return (httpx.HTTPError,)
