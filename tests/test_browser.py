@@ -8,6 +8,7 @@ skipped with the reason when either is missing.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -138,3 +139,55 @@ def test_answer_and_history_survive_a_reload(live_app: tuple[str, Path], page: s
     sync_api.expect(page.get_by_text("Loaded model:")).to_be_visible()
     page.get_by_role("link", name="Chat").click()
     sync_api.expect(page.get_by_text("You said: hello browser")).to_be_visible()  # the session stayed open
+
+
+def test_the_tab_names_the_app_and_the_open_chat(live_app: tuple[str, Path], page: sync_api.Page) -> None:
+    url, _db_path = live_app
+    page.goto(url)
+    sync_api.expect(page).to_have_title("New chat · Inkstone")
+    icon = page.locator("link[rel~='icon']").first.get_attribute("href") or ""
+    assert icon.startswith("data:image/svg+xml;base64,")  # Inkstone's own icon, not an emoji a font may lack
+    assert "<title>Inkstone</title>" in base64.b64decode(icon.split(",", 1)[1]).decode()
+    sync_api.expect(page.get_by_test_id("stSidebar").get_by_role("img").first).to_be_visible()  # the logo
+    send(page, "hello title")
+    sync_api.expect(page.get_by_text("You said: hello title")).to_be_visible()
+    sync_api.expect(page).to_have_title("hello title · Inkstone")
+    page.get_by_role("link", name="Model & settings").click()
+    sync_api.expect(page).to_have_title("Model & settings · Inkstone")
+
+
+def test_a_second_tab_waits_in_line_and_can_cancel(live_app: tuple[str, Path], page: sync_api.Page) -> None:
+    url, db_path = live_app
+    first = page
+    first.goto(url)
+    words = " ".join(f"w{i}" for i in range(40))  # ~8 s at 0.2 s a word
+    send(first, words)
+    sync_api.expect(first.get_by_text("You said: w0 w1")).to_be_visible()
+    second = first.context.browser.new_page()  # another browser tab: its own Streamlit session, the same model
+    second.goto(url)
+    send(second, "second tab")
+    sync_api.expect(second.get_by_text("Waiting for another answer to finish (1 ahead)…")).to_be_visible()
+    second.get_by_role("button", name="Cancel").click()
+    sync_api.expect(second.get_by_text("You stopped waiting: your message is kept.")).to_be_visible()
+    sync_api.expect(second.get_by_text("Waiting for another answer")).to_have_count(0)
+    sync_api.expect(first.get_by_text(f"You said: {words}")).to_be_visible(timeout=TIMEOUT_MS)  # it went on
+    store = HistoryStore.open(db_path)
+    try:
+        by_first_message = {store.messages(s.id)[0].content: store.messages(s.id) for s in store.list_sessions()}
+        assert [(m.role, m.status) for m in by_first_message["second tab"]] == [("user", "complete")]
+        assert [m.status for m in by_first_message[words]] == ["complete", "complete"]
+    finally:
+        store.close()
+
+
+def test_a_waiting_tab_answers_once_the_model_is_free(live_app: tuple[str, Path], page: sync_api.Page) -> None:
+    url, _db_path = live_app
+    page.goto(url)
+    send(page, " ".join(f"w{i}" for i in range(40)))  # ~8 s
+    sync_api.expect(page.get_by_text("You said: w0 w1")).to_be_visible()
+    second = page.context.browser.new_page()
+    second.goto(url)
+    send(second, "after you")
+    sync_api.expect(second.get_by_text("Waiting for another answer to finish (1 ahead)…")).to_be_visible()
+    sync_api.expect(second.get_by_text("You said: after you")).to_be_visible(timeout=TIMEOUT_MS)
+    sync_api.expect(second.get_by_text("Waiting for another answer")).to_have_count(0)
