@@ -298,22 +298,23 @@ class ChatService:
             tokens_per_s=rec.decode_tokens_per_s(),
             omitted_turns=turn.plan.omitted_turns,
         )
+        final: dict[str, Any] = dict(
+            content=stats.text,
+            status=end.status,
+            error=end.error,
+            prompt_tokens=stats.prompt_tokens if finished else None,
+            completion_tokens=stats.completion_tokens if finished else None,
+            ttft_ms=stats.ttft_ms,
+            tokens_per_s=stats.tokens_per_s,
+            sources=turn.sources or None,
+        )
         try:
-            self.store.update_message(
-                rec.answer_id,
-                content=stats.text,
-                status=end.status,
-                error=end.error,
-                prompt_tokens=stats.prompt_tokens if finished else None,
-                completion_tokens=stats.completion_tokens if finished else None,
-                ttft_ms=stats.ttft_ms,
-                tokens_per_s=stats.tokens_per_s,
-                sources=turn.sources or None,
-            )
+            self.store.update_message(rec.answer_id, **final)
             self._settle_replacement(turn.replaces, rec.answer_id, end.status, stats.text)
-        except InkstoneError as exc:
+        except InkstoneError as exc:  # locked or disk full: written with the store's next write, or at close
+            self.store.settle_later(rec.answer_id, **final)
             prefix = f"{end.error} " if end.error else ""
-            return Failed(rec.answer_id, f"{prefix}The answer could not be saved: {exc}")
+            return Failed(rec.answer_id, f"{prefix}The answer could not be saved yet: {exc}")
         if end.status == "error":
             return Failed(rec.answer_id, end.error or "Generation failed.")
         return Done(stats)

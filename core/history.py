@@ -237,6 +237,8 @@ class HistoryStore:
         self._lock = threading.RLock()
         self.writer = f"{_this_process()}/{uuid.uuid4().hex[:8]}"
         """Marks the ``streaming`` answers this store writes (see ``writer_gone``)."""
+        self._later: dict[str, dict[str, Any]] = {}
+        """Final answer updates that could not be written yet (see ``settle_later``)."""
         try:
             db.execute("PRAGMA foreign_keys = ON")
             db.enable_wal()
@@ -283,9 +285,19 @@ class HistoryStore:
 
     def close(self) -> None:
         """Close the connection (also when it was handed in); answers it left ``streaming`` count as interrupted."""
+        if self._later:
+            with suppress(StorageError), self._write():
+                pass  # one more try at the final updates still waiting
         _LIVE_WRITERS.discard(self.writer)
         with self._lock:
             self.db.close()
+
+    def settle_later(self, message_id: str, **changes: Any) -> None:
+        """Keep a streaming answer's final update that could not be written (database locked, disk full): it is
+        written with this store's next successful write, or at close, unless the row is no longer streaming."""
+        with self._lock:
+            self._later[message_id] = {k: (_dumps(v) if k == "sources" else v) for k, v in changes.items()
+                                       if v is not None}
 
     @contextmanager
     def _read(self) -> Iterator[Database]:
@@ -302,8 +314,17 @@ class HistoryStore:
         with self._read() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
+                later = dict(self._later)
+                for message_id, changes in later.items():
+                    assignments = ", ".join(f"{column} = ?" for column in [*changes, "updated_at"])
+                    db.execute(
+                        f"UPDATE messages SET {assignments} WHERE id = ? AND status = 'streaming'",
+                        [*changes.values(), now(), message_id],
+                    )
                 yield db
                 db.execute("COMMIT")
+                for message_id in later:
+                    self._later.pop(message_id, None)
             except BaseException:
                 db.rollback()
                 raise

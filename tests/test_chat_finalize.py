@@ -1,5 +1,5 @@
 """ChatService's one finalize step: every way a stream ends (finished, stopped, failed, consumer gone, a backend
-that never says ``Finished``, a store that cannot be written) leaves a settled answer row with the right text,
+that never says ``Finished``, a store that cannot be written until later) leaves a settled answer row with the right text,
 status, error, decode speed and sources; and the backend protocol carries what callers need."""
 
 from __future__ import annotations
@@ -115,8 +115,13 @@ def test_store_that_cannot_be_written_mid_answer_ends_it_with_the_reason(
     rest = list(events)
     assert not any(isinstance(e, Token) for e in rest)
     assert isinstance(rest[-1], Failed) and "locked" in rest[-1].error and "could not be saved" in rest[-1].error
+    answer_id = rest[-1].message_id
+    assert store.get_message(answer_id).status == "streaming"  # could not be written while locked
     other.rollback()
     other.close()
+    store.create_session(model="fake")  # the next write that succeeds settles it, with the reason
+    answer = store.get_message(answer_id)
+    assert answer.status == "error" and "locked" in answer.error
     store.close()
 
 
