@@ -85,6 +85,7 @@ state.set_engine(engine, slot.queue)
 pages = [
     st.Page("ui/chat_page.py", title="Chat", icon=":material/chat:", default=True),
     st.Page("ui/settings_page.py", title="Model & settings", icon=":material/tune:"),
+    st.Page("ui/knowledge_page.py", title="Knowledge", icon=":material/library_books:"),
 ]
 page = st.navigation(pages)
 sidebar.render(engine)

@@ -9,11 +9,14 @@ refused with the re-embed command, never mixed silently.
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from core.config import Settings
 from core.errors import InputError, KnowledgeBaseError, KnowledgeUnavailable, NotFoundError, ReembedRequired
@@ -24,6 +27,7 @@ from core.kb.library import LibraryHandle, reembed_hint
 from core.kb.rows import Document, KnowledgeBase, KnowledgeRows, SessionKnowledge
 
 MAX_KB_NAME = 100
+_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,33 @@ class KnowledgeService:
             candidates = [type(c)(c.path, sanitize_name(n), c.reason) for c, n in zip(candidates, names, strict=True)]
         self._check_chunks_present(kb, repair=True)
         return Ingestion(self.rows, self.handle, kb, progress).run(candidates)
+
+    def ingest_uploads(self, name: str, uploads: list[tuple[str, BinaryIO | bytes]], *, embedder: str | None = None,
+                       progress: ProgressCallback | None = None) -> IngestReport:  # fmt: skip
+        """Ingest uploaded files (browser name, content): each is copied to a private temporary folder under a
+        neutral name with its suffix (never under the given name), ingested under its sanitized name, and the
+        copies are deleted afterwards. Inkstone keeps no copy of an upload.
+        """
+        with tempfile.TemporaryDirectory(prefix="inkstone-upload-") as folder:
+            paths: list[Path] = []
+            for index, (raw_name, content) in enumerate(uploads):
+                suffix = Path(sanitize_name(raw_name)).suffix.lower()
+                suffix = suffix if _SUFFIX.fullmatch(suffix) else ""
+                path = Path(folder) / f"upload-{index}{suffix}"
+                with path.open("wb") as out:
+                    if isinstance(content, bytes):
+                        out.write(content)
+                    else:
+                        shutil.copyfileobj(content, out, 1024 * 1024)
+                paths.append(path)
+            return self.ingest(name, paths, embedder=embedder, progress=progress, names=[n for n, _ in uploads])
+
+    @staticmethod
+    def supported_suffixes() -> list[str]:
+        """File suffixes the loaders read (``.pdf``, ``.txt``...), sorted."""
+        from knowledge import SUPPORTED_SUFFIXES
+
+        return sorted(SUPPORTED_SUFFIXES)
 
     def _check_embedder(self, kb: KnowledgeBase, spec: str) -> None:
         library = self.handle.get()
