@@ -101,9 +101,9 @@ def save(values: dict, persona: str) -> None:
     """Validate, then store: into the open chat, or as the new-chat defaults (InkstoneError if refused)."""
     if session_id is None:
         save_chat_defaults(engine.settings, values, persona, check_persona=engine.persona)
-    else:
-        updated = gen.with_updates(**values)
-        engine.store.update_session(session_id, persona=persona, settings={**session.settings, **updated.to_dict()})
+    else:  # the one place that decides a chat's settings checks them (and the persona) first
+        config = engine.chat_config(session_id, persona=persona, overrides=values)
+        engine.store.update_session(session_id, persona=config.persona_id or "", settings=config.stored)
 
 
 if picked != current_persona:
