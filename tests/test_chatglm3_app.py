@@ -13,9 +13,7 @@ from core.chat import Done, Started, Token
 from core.cli import main
 from core.config import load_settings
 from core.engine import build_engine
-from tests.chatglm3_fixture import FIXTURE, disk_dtype, fixture_config, needs_fixture
-
-pytestmark = needs_fixture
+from tests.chatglm3_fixture import FIXTURE, disk_dtype, fixture_config
 
 
 def reference() -> dict:

@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ModelError
-from tests.chatglm3_fixture import FIXTURE, fixture_config, needs_fixture
-
-pytestmark = needs_fixture
+from tests.chatglm3_fixture import FIXTURE, fixture_config
 
 
 def _copy(tmp_path: Path, **config_changes) -> Path:

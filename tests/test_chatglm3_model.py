@@ -26,11 +26,9 @@ from tests.chatglm3_fixture import (
     dtype_name,
     fixture_config,
     fixture_reference,
-    logits_tolerance,
-    needs_fixture,
+    logits_bound,
+    relative_tolerance,
 )
-
-pytestmark = needs_fixture
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +59,23 @@ def _strip_stop(ids: list[int], stop: list[int]) -> list[int]:
     return ids[:-1] if ids and ids[-1] in stop else ids
 
 
-def check_against_reference(model, tok, ref: dict, tol: float, *, greedy: bool = True) -> None:
-    """Logits of every case within ``tol``; greedy ids (up to an early stop) and their text exactly."""
+def reference_margins(model32, ids: torch.Tensor, want: list[int]) -> list[float]:
+    """Top-2 logit margin of each greedy step of the reference answer, teacher-forced through an fp32 model that
+    matches the reference logits: step 0 comes from the prompt, step j from prompt + want[:j]."""
+    with torch.no_grad():
+        logits = model32(torch.cat([ids, torch.tensor([want[:-1]], dtype=ids.dtype)], 1)).logits[0].float()
+    top2 = logits[ids.shape[1] - 1:].topk(2, dim=-1).values
+    return (top2[:, 0] - top2[:, 1]).tolist()
+
+
+def check_against_reference(model, tok, ref: dict, relative: float, *, greedy: bool = True,
+                            margins_from=None) -> None:
+    """Logits of every case within ``relative`` x their scale; greedy ids and their text.
+
+    Without ``margins_from`` (fp32) the greedy ids must match exactly. With it (an fp32 model of the same
+    checkpoint), ids are compared only up to the first step whose reference top-2 margin is within twice the bound,
+    where rounding may flip a near-tie; the text is compared when every id was.
+    """
     for i, case in enumerate(ref["cases"]):
         ids = torch.tensor([tok.prompt_ids(case["messages"])])
         assert ids[0].tolist() == case["prompt_ids"]
@@ -70,16 +83,23 @@ def check_against_reference(model, tok, ref: dict, tol: float, *, greedy: bool =
             logits = model(ids).logits[0].float()
         expected = ref["logits"][case["logits_key"]]
         assert logits.shape == expected.shape
+        tol = logits_bound(expected, relative)
         err = (logits - expected).abs().max().item()
-        assert err <= tol, f"case {i}: max |logit diff| {err:.2e} > {tol:.1e}"
+        assert err <= tol, f"case {i}: max |logit diff| {err:.2e} > {tol:.2e}"
         if not greedy:
             continue
         out = model.generate(ids, do_sample=False, max_new_tokens=16, eos_token_id=tok.stop_ids,
                              pad_token_id=tok.pad_token_id)
-        new = out[0, ids.shape[1]:].tolist()
-        want = case["greedy_new_ids"]
-        assert _strip_stop(new, tok.stop_ids) == _strip_stop(want, tok.stop_ids), f"case {i}"
-        assert tok.decode(new) == case["greedy_text"]
+        new = _strip_stop(out[0, ids.shape[1]:].tolist(), tok.stop_ids)
+        want = _strip_stop(case["greedy_new_ids"], tok.stop_ids)
+        steps = len(want)
+        if margins_from is not None:
+            margins = reference_margins(margins_from, ids, case["greedy_new_ids"])
+            steps = next((j for j, m in enumerate(margins) if m <= 2 * tol), len(margins))
+        assert new[:steps] == want[:steps], f"case {i} (first {steps} ids, clear of near-ties)"
+        if steps >= len(case["greedy_new_ids"]):
+            assert new == want, f"case {i}"
+            assert tok.decode(out[0, ids.shape[1]:].tolist()) == case["greedy_text"]
 
 
 def converted_weight_files(dst: Path) -> list[Path]:
@@ -100,7 +120,7 @@ def test_fixture_matches_reference(tok, ref, cache) -> None:
 
     model = load_chatglm3_model(FIXTURE, cache_dir=cache, dtype=torch.float32)
     assert type(model) is GlmForCausalLM
-    check_against_reference(model, tok, ref, logits_tolerance())
+    check_against_reference(model, tok, ref, relative_tolerance())
 
 
 def test_fixture_keeps_dtype_on_disk(cache) -> None:
@@ -172,18 +192,16 @@ def test_variant_checkpoints_load(variant, tok, ref, cache, source_state, tmp_pa
     for name, tensor in expected.items():
         assert torch.equal(got[name], tensor), name
     # The weights went through the fixture's dtype on disk, then this variant's dtype.
-    tol = logits_tolerance(disk_dtype(), dtype)
+    rel = relative_tolerance(disk_dtype(), dtype)
     if dtype == torch.float32:
-        check_against_reference(model, tok, ref, tol)
+        check_against_reference(model, tok, ref, rel)
         return
-    # Rounded weights: compute in fp32 against the reference, and in the disk dtype against fp32.
+    # Rounded weights: compute in fp32 against the reference, and in the disk dtype on top.
     model32 = load_chatglm3_model(src, cache_dir=cache, dtype=torch.float32)
-    if dtype == torch.float16:
-        check_against_reference(model32, tok, ref, tol)
-        # fp16 arithmetic on top: ~3 fp16 ulps at |logit|~2.5
-        check_against_reference(model, tok, ref, logits_tolerance(disk_dtype(), dtype, compute=dtype))
-    else:  # bf16 keeps 8 mantissa bits: logits move by ~1e-2, greedy ids may legitimately change
-        check_against_reference(model32, tok, ref, tol, greedy=False)
+    reference32 = load_chatglm3_model(FIXTURE, cache_dir=cache, dtype=torch.float32)
+    check_against_reference(model32, tok, ref, rel, margins_from=reference32)
+    check_against_reference(model, tok, ref, relative_tolerance(disk_dtype(), dtype, compute=dtype),
+                            margins_from=reference32)
 
 
 def _touch_weights(src: Path) -> None:
@@ -262,7 +280,7 @@ def test_checkpoint_code_is_never_executed(tok, ref, tmp_path, monkeypatch) -> N
     model = load_chatglm3_model(src, cache_dir=tmp_path / "cache")
     assert seen and all(not kw.get("trust_remote_code") for kw in seen)
     assert not sentinel.exists()
-    check_against_reference(model, tok, ref, logits_tolerance(disk_dtype(), compute=model.dtype), greedy=False)
+    check_against_reference(model, tok, ref, relative_tolerance(disk_dtype(), compute=model.dtype), greedy=False)
 
 
 @pytest.mark.cuda

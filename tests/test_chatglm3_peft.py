@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from core.chatglm3 import ChatGLM3Tokenizer, load_chatglm3_model
-from tests.chatglm3_fixture import FIXTURE, needs_fixture
+from tests.chatglm3_fixture import FIXTURE
 
-pytestmark = needs_fixture
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "down_proj"]
 
 

@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError, ModelError
-from tests.chatglm3_fixture import FIXTURE, fixture_config, needs_fixture
-
-pytestmark = needs_fixture
+from tests.chatglm3_fixture import FIXTURE, fixture_config
 
 
 @pytest.fixture(scope="module")
