@@ -306,6 +306,11 @@ class HistoryStore:
                 yield self.db
             except sqlite3.Error as exc:
                 raise storage_error(exc, self.path) from exc
+            except UnicodeEncodeError as exc:  # a lone surrogate (undecodable input bytes) cannot be stored
+                raise InputError(
+                    f"Text with bytes that are not valid UTF-8 ({exc.object[exc.start:exc.end]!a}) cannot be stored or "
+                    "searched: send it again as UTF-8 text."
+                ) from None
 
     @contextmanager
     def _write(self) -> Iterator[Database]:

@@ -158,3 +158,12 @@ def test_a_flag_repairs_a_bad_stored_setting(home: Path, capsys: pytest.CaptureF
     assert "temperature=9.0 is out of range" in capsys.readouterr().err
     assert main(["chat", "--model", "fake", "--session", sid, "--temperature", "0.5", "hi"]) == 0
     assert sessions(home)[0].settings["temperature"] == 0.5
+
+
+def test_undecodable_bytes_in_other_arguments_are_errors_not_tracebacks(home: Path) -> None:
+    for argv in (["sessions", "search", b"caf\xe9"], ["sessions", "show", b"\xff"], ["chat", "--model", "fake",
+                                                                                      "--session", b"\xff", "hi"]):
+        proc = subprocess.run([sys.executable, "-m", "core", *argv], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, argv
+        assert "not valid UTF-8" in proc.stderr
