@@ -13,6 +13,7 @@ COMMANDS = {
     "train": ("core.cli.train", "train a LoRA persona from an Alpaca/chat data file"),
     "merge": ("core.cli.merge", "merge a LoRA persona into a full model directory"),
     "kb": ("core.cli.kb", "knowledge bases for RAG: create, ingest, query, remove, drop, reembed"),
+    "serve": ("core.cli.serve", "serve the model over an OpenAI-compatible HTTP API"),
 }
 
 
