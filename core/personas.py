@@ -45,6 +45,13 @@ class Persona:
     """Generation defaults for new sessions with this persona."""
 
     @property
+    def label(self) -> str:
+        """The name for pickers: with the avatar in front when it is an emoji (not an image path or icon)."""
+        if self.avatar and not self.avatar.startswith(":") and not Path(self.avatar).is_absolute():
+            return f"{self.avatar} {self.name}"
+        return self.name
+
+    @property
     def adapter_dir(self) -> Path | None:
         """Where the PEFT files are, for a LoRA persona."""
         return self.path if self.lora else None
@@ -176,7 +183,11 @@ def list_personas(adapters_dir: Path) -> tuple[list[Persona], list[str]]:
     personas, broken = [], []
     if not adapters_dir.is_dir():
         return [], []
-    for path in sorted(p for p in adapters_dir.iterdir() if (p / "persona.toml").is_file()):
+    try:
+        paths = sorted(p for p in adapters_dir.iterdir() if (p / "persona.toml").is_file())
+    except OSError as exc:
+        return [], [f"The personas folder {adapters_dir} cannot be read ({exc.strerror or exc}): check permissions."]
+    for path in paths:
         try:
             personas.append(load_persona(adapters_dir, path.name))
         except (ConfigError, NotFoundError) as exc:

@@ -106,3 +106,12 @@ def test_generation_typos_and_types_are_named(tmp_path: Path) -> None:
     write_persona(tmp_path, "hot", 'name = "Hot"\n[generation]\ntemperature = "hot"\n')
     with pytest.raises(ConfigError, match=r"temperature='hot' is not a number: write it without quotes"):
         load_persona(tmp_path, "hot")
+
+
+def test_label_shows_an_emoji_avatar_only(tmp_path: Path) -> None:
+    write_persona(tmp_path, "poet", 'name = "Poet"\navatar = "🪶"\n')
+    write_persona(tmp_path, "img", 'name = "Img"\navatar = "face.png"\n')
+    (tmp_path / "img" / "face.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    write_persona(tmp_path, "icon", 'name = "Icon"\navatar = ":material/school:"\n')
+    labels = {p.id: p.label for p in list_personas(tmp_path)[0]}
+    assert labels == {"poet": "🪶 Poet", "img": "Img", "icon": "Icon"}
