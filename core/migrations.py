@@ -241,3 +241,31 @@ def m004_knowledge(db: Database) -> None:
         )
         """
     )
+
+
+@migration
+def m005_training_jobs(db: Database) -> None:
+    """Background training jobs: one row per ``python -m core train`` process started by the app, with its pid,
+    status (``running`` / ``done`` / ``failed`` / ``cancelled``), progress (step, loss, ETA) and log file, so a
+    page refresh or an app restart still shows it (``core.training.jobs``)."""
+    db.execute(
+        """
+        CREATE TABLE training_jobs (
+            id TEXT PRIMARY KEY,
+            persona TEXT NOT NULL,
+            base TEXT NOT NULL,
+            status TEXT NOT NULL,
+            pid INTEGER,
+            step INTEGER NOT NULL DEFAULT 0,
+            max_steps INTEGER NOT NULL DEFAULT 0,
+            loss REAL,
+            eta_s REAL,
+            log_path TEXT NOT NULL,
+            error TEXT,
+            args TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX training_jobs_created ON training_jobs (created_at)")
