@@ -86,3 +86,67 @@ def test_reembed_button_switches_the_embedder(knowledge: KnowledgeService, tmp_p
     assert any("Re-embedded birds" in s.value for s in at.success)
     at.text_input(key=f"kb-query-{kb.id}").set_value("owl pellets").run()
     assert any("owls.txt" in m.value for m in at.markdown)
+
+
+def chat_page(session: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    if session is not None:
+        at.query_params["session"] = session
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_chat_rag_switch_picker_and_sources_under_the_answer(knowledge: KnowledgeService, tmp_path: Path,
+                                                            app_store) -> None:  # noqa: ANN001  # fmt: skip
+    doc = tmp_path / "volcano.txt"
+    doc.write_text("Mount Korvath last erupted in the year 1822 and buried Selm in ash.", encoding="utf-8")
+    knowledge.ingest("facts", [doc], embedder=EMBEDDER)
+    at = chat_page()
+    at.toggle(key="rag-new").set_value(True).run()  # a new chat: the choice waits for its first message
+    assert at.multiselect(key="rag-kbs-new").value == ["facts"]  # turned on with none picked: all of them
+    assert app_store.list_sessions() == []
+    at.chat_input[0].set_value("When did Mount Korvath erupt?").run()
+    assert not at.exception, at.exception
+    [session] = app_store.list_sessions()
+    answer = app_store.messages(session.id)[-1]
+    assert answer.sources[0]["source"] == "volcano.txt" and "1822" in answer.sources[0]["text"]
+    assert any(c.value == "Sources: [1] volcano.txt" for c in at.caption)
+    rag, kbs = knowledge.session_knowledge(session.id)
+    assert rag and [kb.name for kb in kbs] == ["facts"]
+
+    restarted = chat_page(session.id)  # a refresh or restart: the switch and the sources come from storage
+    assert restarted.toggle(key=f"rag-{session.id}").value is True
+    assert restarted.multiselect(key=f"rag-kbs-{session.id}").value == ["facts"]
+    assert any(c.value == "Sources: [1] volcano.txt" for c in restarted.caption)
+    assert any("1822" in c.value for c in restarted.caption)  # the snippet
+    restarted.toggle(key=f"rag-{session.id}").set_value(False).run()
+    assert knowledge.session_knowledge(session.id)[0] is False
+    restarted.chat_input[0].set_value("And without documents?").run()
+    assert app_store.messages(session.id)[-1].sources == []
+
+
+def test_chat_switch_needs_a_knowledge_base(knowledge: KnowledgeService) -> None:
+    at = chat_page()
+    assert at.toggle(key="rag-new").disabled
+    assert not at.multiselect
+
+
+def test_chat_goes_on_without_a_reachable_chroma(knowledge: KnowledgeService, tmp_path: Path, app_store,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001  # fmt: skip
+    import socket
+
+    doc = tmp_path / "tea.txt"
+    doc.write_text("The Lunwick tea garden harvests its first flush in April.", encoding="utf-8")
+    knowledge.ingest("facts", [doc], embedder=EMBEDDER)
+    session = app_store.create_session(model="fake")
+    knowledge.set_session_knowledge(session.id, True, ["facts"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("INKSTONE_CHROMA_URL", f"http://127.0.0.1:{port}")
+    at = chat_page(session.id)
+    at.chat_input[0].set_value("When is the first flush?").run()
+    assert not at.exception, at.exception
+    assert app_store.messages(session.id)[-1].content == "You said: When is the first flush?"
+    assert any(w.value.startswith("Answering without the knowledge bases:") for w in at.warning)

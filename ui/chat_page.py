@@ -16,9 +16,9 @@ import streamlit as st
 from core.chat import ChatEvent
 from core.chat_defaults import create_chat, draft_config
 from core.errors import InkstoneError
-from core.export import session_to_json, session_to_markdown, source_label
+from core.export import session_to_json, session_to_markdown
 from core.history import Message
-from ui import state
+from ui import rag, state
 from ui.answer import CANCELLED, stream_answer
 from ui.turn import CAPTION_HELP, ActiveTurn, answer_caption, omitted_notice
 
@@ -47,10 +47,7 @@ def show_message(message: Message) -> None:
             st.markdown(message.content)
         if message.status == "error":
             st.error(message.error or "Generation failed.")
-        if message.sources:
-            with st.expander(f"Sources ({len(message.sources)})"):
-                for number, source in enumerate(message.sources, start=1):
-                    st.markdown(source_label(source, number))
+        rag.show_sources(message.sources)  # file, page, snippet: stored with the answer
         if message.role == "assistant" and (caption := answer_caption(message)):
             st.caption(caption, help=CAPTION_HELP)
 
@@ -68,6 +65,7 @@ def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
             turn.done.set()
     if outcome is not None:
         st.session_state[_NOTICE] = (session_id, outcome.omitted_turns)
+        rag.remember_notice(session_id, outcome.notice)
     st.rerun()
 
 
@@ -86,6 +84,7 @@ if not history:
 for message in history:
     show_message(message)
 
+rag.render_controls(engine, session_id)  # the RAG switch and knowledge-base picker above the message box
 if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
     if not prompt.strip():
         st.warning("The message is empty: type something before sending.")
@@ -95,6 +94,7 @@ if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
                 draft = draft_config(engine)
                 service.check_message(None, prompt, config=draft)
                 session_id = create_chat(engine, draft)
+                rag.apply_draft(engine, session_id)
                 state.open_session(session_id)
             else:
                 service.check_message(session_id, prompt)
@@ -107,6 +107,7 @@ if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
 elif regenerating:
     run_turn(lambda stop: service.regenerate(session_id, stop))
 elif session_id is not None and history:
+    rag.show_notice(session_id)
     notice = st.session_state.get(_NOTICE)
     if notice and notice[0] == session_id and (text := omitted_notice(notice[1])):
         st.info(text)

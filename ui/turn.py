@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.chat import ChatEvent, Done, Failed, Started, Token
+from core.chat import ChatEvent, Done, Failed, Sources, Started, Token
 from core.history import Message
 
 SETTLE_TIMEOUT_S = 30.0
@@ -47,6 +47,8 @@ class TurnOutcome:
     status: str | None = None
     """``complete``, ``stopped`` or ``error``; None while streaming or if the stream was cut off."""
     error: str | None = None
+    notice: str | None = None
+    """Why the answer went without the knowledge bases (RAG on but Chroma could not be searched)."""
 
 
 def token_texts(events: Iterator[ChatEvent], outcome: TurnOutcome) -> Iterator[str]:
@@ -58,6 +60,8 @@ def token_texts(events: Iterator[ChatEvent], outcome: TurnOutcome) -> Iterator[s
         elif isinstance(event, Token):
             if event.text:
                 yield event.text
+        elif isinstance(event, Sources):
+            outcome.notice = event.notice
         elif isinstance(event, Done):
             outcome.status = event.stats.status
         elif isinstance(event, Failed):
