@@ -214,3 +214,22 @@ def test_the_real_load_path_runs_the_fit_check(qwen: Path, home: Path, monkeypat
     _free(monkeypatch, 0.01)
     rc, err = _run(["chat", "--model", str(qwen), "hello"], capsys)
     assert rc == 1 and "of RAM is free" in err
+
+
+def test_model_debug_commands_refuse_a_backend_without_local_weights(home: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    messages = tmp_path / "m.json"
+    messages.write_text(json.dumps([{"role": "user", "content": "Hi"}]))
+    for action in ("prompt", "generate"):
+        rc, err = _run(["model", action, "fake", "--messages", str(messages)], capsys)
+        assert rc == 1 and "runs on the 'fake' backend" in err, err
+
+
+def test_model_generate_takes_the_dtype_the_fit_check_suggests(qwen: Path, home: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    messages = tmp_path / "m.json"
+    messages.write_text(json.dumps([{"role": "user", "content": "Hi"}]))
+    assert main(["model", "generate", str(qwen), "--messages", str(messages), "--dtype", "bfloat16", "--greedy",
+                 "--max-new-tokens", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 1 <= len(out["ids"]) <= 3

@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.backends.transformers_backend import TransformersBackend
+    from core.config import Settings
 
 ROLES = {"system", "user", "assistant", "observation"}
 
@@ -32,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--trust-remote-code", action="store_true", default=None)
         add_home_flag(q)
         q.add_argument("--device", choices=["auto", "cuda", "cpu"])
+        q.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
         q.add_argument("--quantize", choices=["4bit", "8bit", "none"])
         if name != "inspect":
             q.add_argument("--messages", required=True, type=Path, help='JSON file: [{"role": ..., "content": ...}]')
@@ -57,17 +63,26 @@ def read_messages(path: Path) -> list[dict[str, str]]:
     return data
 
 
-def _load(args: argparse.Namespace):  # noqa: ANN202
+def _load(args: argparse.Namespace) -> tuple[TransformersBackend, Settings]:
+    """The in-process backend of ``args.model`` (the debugging commands need its tokenizer and weights)."""
     from core.backends import create_backend
+    from core.backends.transformers_backend import TransformersBackend
     from core.models.registry import resolve
 
     settings = settings_from_args(
-        args, model=args.model, device=args.device, quantize=args.quantize, trust_remote_code=args.trust_remote_code
+        args, model=args.model, device=args.device, dtype=args.dtype, quantize=args.quantize,
+        trust_remote_code=args.trust_remote_code,
     )
     profile = resolve(settings.model)
-    if profile.source == "fake":
-        raise InputError("The fake profile has no tokenizer or weights: pick a real model.")
-    return create_backend(profile, settings), settings
+    if profile.backend != "transformers":
+        raise InputError(
+            f"Profile {profile.id!r} runs on the {profile.backend!r} backend, which has no local tokenizer or weights: "
+            "pick a model that loads in-process (a bundled profile or a model directory)."
+        )
+    backend = create_backend(profile, settings)
+    if not isinstance(backend, TransformersBackend):  # the factory table maps "transformers" to this class
+        raise InputError(f"Profile {profile.id!r} did not load in-process: pick a bundled profile or a directory.")
+    return backend, settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,22 +108,23 @@ def run(args: argparse.Namespace) -> int:
                 info = inspect_directory(profile.path, trust_remote_code=bool(args.trust_remote_code))
             else:
                 backend, _ = _load(args)
-                info = inspect_loaded(backend.loaded)
+                info = inspect_loaded(backend.loaded)  # the protocol's in-process model
             result = info.to_dict()
         else:
             messages = read_messages(args.messages)
             backend, settings = _load(args)
             from core.models.codec import render_ids
 
+            codec = backend.loaded.codec
             if args.action == "prompt":
-                ids = backend.codec.prompt_ids(messages)
-                result = {"ids": ids, "text": render_ids(backend.codec, ids)}
+                ids = codec.prompt_ids(messages)
+                result = {"ids": ids, "text": render_ids(codec, ids)}
             else:
                 gen = settings.generation.with_updates(max_new_tokens=args.max_new_tokens)
                 if args.greedy:
                     gen = gen.with_updates(temperature=0, repetition_penalty=1.0)
                 ids = backend.generate_ids(messages, gen)
-                result = {"ids": ids, "text": backend.codec.decode(ids)}
+                result = {"ids": ids, "text": codec.decode(ids)}
     except InkstoneError as exc:
         return fail(exc)
     if args.json:
