@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+WEB_FRAMEWORK = {"fastapi", "starlette", "uvicorn"}
 UI_FORBIDDEN = {"torch", "transformers", "peft", "chromadb", "sqlite3", "sqlite_utils", "accelerate", "bitsandbytes"}
 
 
@@ -41,6 +42,13 @@ def violations() -> list[str]:
     for f in files("ui"):
         for name in imports_of(f) & UI_FORBIDDEN:
             bad.append(f"{f.relative_to(REPO)} imports {name} (ui/ must go through core/)")
+    for f in [f for f in files("app.py", "core", "knowledge", "ui", "bench") if f.is_file()]:
+        rel = f.relative_to(REPO).as_posix()
+        for name in imports_of(f) & WEB_FRAMEWORK:
+            if not rel.startswith("core/api/"):
+                bad.append(f"{rel} imports {name} (only core/api/ imports the web framework)")
+        if "openai" in imports_of(f) and rel != "core/backends/openai_backend.py":
+            bad.append(f"{rel} imports openai (only core/backends/openai_backend.py does)")
     for f in files("core", "knowledge", "bench", "tests"):
         if "ui" in imports_of(f) and f.parent.name != "tests":
             bad.append(f"{f.relative_to(REPO)} imports ui")
@@ -59,6 +67,7 @@ def test_the_walk_detects_a_wrong_way_import(tmp_path: Path) -> None:
     (fake_repo / "core" / "bad.py").write_text("import streamlit\nfrom ui import chat_page\n")
     (fake_repo / "ui").mkdir()
     (fake_repo / "ui" / "page.py").write_text("import torch\n")
+    (fake_repo / "core" / "web.py").write_text("from fastapi import FastAPI\nimport openai\n")
     globals()["REPO"] = fake_repo
     try:
         found = violations()
@@ -66,6 +75,8 @@ def test_the_walk_detects_a_wrong_way_import(tmp_path: Path) -> None:
         globals()["REPO"] = Path(__file__).resolve().parents[1]
     assert "core/bad.py imports streamlit" in found and "core/bad.py imports ui" in found
     assert "ui/page.py imports torch (ui/ must go through core/)" in found
+    assert "core/web.py imports fastapi (only core/api/ imports the web framework)" in found
+    assert "core/web.py imports openai (only core/backends/openai_backend.py does)" in found
 
 
 def test_every_module_has_a_docstring() -> None:
