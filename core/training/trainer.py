@@ -214,6 +214,7 @@ def _install(peft_model: Any, options: TrainOptions, settings: Settings, ref: Ba
         "data_file": options.data.name,
         "data_sha256": file_sha256(options.data),
         "base_model": ref.persona_id,
+        "base_path": str(ref.profile.path) if ref.profile.path is not None else None,
         "steps": steps,
         "final_loss": round(loss, 6),
         "examples": len(report.examples),
@@ -237,6 +238,7 @@ def _install(peft_model: Any, options: TrainOptions, settings: Settings, ref: Ba
         for config in peft_model.peft_config.values():
             config.base_model_name_or_path = ref.persona_id
         peft_model.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / "README.md").unlink(missing_ok=True)  # PEFT's empty model card; persona.toml describes the persona
         (tmp / "persona.toml").write_text(to_toml(persona), encoding="utf-8")
         if (work / "metrics.csv").is_file():
             shutil.copy2(work / "metrics.csv", tmp / "metrics.csv")
