@@ -91,6 +91,7 @@ def page(live_app: tuple[str, Path]) -> Iterator[sync_api.Page]:
         )
         tab = browser.new_page()
         tab.set_default_timeout(TIMEOUT_MS)
+        sync_api.expect.set_options(timeout=TIMEOUT_MS)  # a loaded CI machine can be slow to draw a rerun
         yield tab
         browser.close()
 
@@ -160,13 +161,15 @@ def test_a_second_tab_waits_in_line_and_can_cancel(live_app: tuple[str, Path], p
     url, db_path = live_app
     first = page
     first.goto(url)
-    words = " ".join(f"w{i}" for i in range(40))  # ~8 s at 0.2 s a word
+    words = " ".join(f"w{i}" for i in range(60))  # ~12 s at 0.2 s a word: time for a second tab to open
     send(first, words)
     sync_api.expect(first.get_by_text("You said: w0 w1")).to_be_visible()
     second = first.context.browser.new_page()  # another browser tab: its own Streamlit session, the same model
     second.goto(url)
     send(second, "second tab")
-    sync_api.expect(second.get_by_text("Waiting for another answer to finish (1 ahead)…")).to_be_visible()
+    sync_api.expect(second.get_by_text("Waiting for another answer to finish (1 ahead)…")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
     second.get_by_role("button", name="Cancel").click()
     sync_api.expect(second.get_by_text("You stopped waiting: your message is kept.")).to_be_visible()
     sync_api.expect(second.get_by_text("Waiting for another answer")).to_have_count(0)
@@ -183,11 +186,13 @@ def test_a_second_tab_waits_in_line_and_can_cancel(live_app: tuple[str, Path], p
 def test_a_waiting_tab_answers_once_the_model_is_free(live_app: tuple[str, Path], page: sync_api.Page) -> None:
     url, _db_path = live_app
     page.goto(url)
-    send(page, " ".join(f"w{i}" for i in range(40)))  # ~8 s
+    send(page, " ".join(f"w{i}" for i in range(60)))  # ~12 s
     sync_api.expect(page.get_by_text("You said: w0 w1")).to_be_visible()
     second = page.context.browser.new_page()
     second.goto(url)
     send(second, "after you")
-    sync_api.expect(second.get_by_text("Waiting for another answer to finish (1 ahead)…")).to_be_visible()
+    sync_api.expect(second.get_by_text("Waiting for another answer to finish (1 ahead)…")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
     sync_api.expect(second.get_by_text("You said: after you")).to_be_visible(timeout=TIMEOUT_MS)
     sync_api.expect(second.get_by_text("Waiting for another answer")).to_have_count(0)

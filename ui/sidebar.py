@@ -22,7 +22,13 @@ def render(engine: Engine) -> None:
     store = engine.store
     current = state.current_session_id()
     with st.sidebar:
-        st.button("New chat", icon=":material/add:", width="stretch", on_click=state.close_session)
+        st.button(
+            "New chat",
+            icon=":material/add:",
+            type="primary" if current is None else "secondary",  # marked while the draft is the open chat
+            width="stretch",
+            on_click=state.close_session,
+        )
         query = st.text_input("Search chats", key="inkstone_search", placeholder="Title or message text")
         sessions = store.search_sessions(query) if query.strip() else store.list_sessions(limit=LIST_LIMIT)
         if query.strip() and not sessions:
