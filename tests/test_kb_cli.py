@@ -1,6 +1,7 @@
 """``python -m core kb ...`` run for real (``core.cli.main``) on a temp data dir with the bundled ``minilm``
 embedder and a real Chroma folder: create/list/show, ingest with its summary, dedup, replace, remove, drop,
-query output (plain, ``--json``, stdin), unknown names, a deleted Chroma folder and a server that is down."""
+query output (plain, ``--json``, stdin), unknown names, a deleted Chroma folder, a server that is down, and a
+real ``chroma run`` server through the ``chroma_url`` setting."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import io
 import json
 import shutil
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -189,3 +195,43 @@ def test_a_chroma_server_that_is_down(home: Path, docs: Path, capsys: pytest.Cap
     assert code == 1 and url.split("//")[1] in err and "Traceback" not in err
     code, out, err = run(capsys, "list", "--chroma-url", url)  # rows only: works without Chroma
     assert code == 0 and "No knowledge bases yet" in out
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[str]:
+    """A real ``chroma run`` on a free port (its data in a temp folder); yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    chroma = Path(sys.executable).parent / "chroma"
+    command = [str(chroma), "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, "chroma run exited"
+                time.sleep(0.3)
+        else:
+            pytest.fail("chroma run did not answer within 60 s")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_real_chroma_server(home: Path, docs: Path, chroma_server: str, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("INKSTONE_CHROMA_URL", chroma_server)
+    code, out, err = run(capsys, "ingest", "--kb", "团队资料", "--embedder", EMBEDDER, str(docs))
+    assert code == 0 and "2 added" in out, err
+    assert not (home / "chroma").exists()  # everything went to the server
+    top = query_json(capsys, "团队资料", "When did the volcano last erupt?")[0]["hits"][0]
+    assert top["source"] == "volcano.txt" and "1822" in top["text"]
+    code, out, err = run(capsys, "remove", "--kb", "团队资料", "volcano.txt")
+    assert code == 0, err
+    assert all(h["source"] != "volcano.txt" for h in query_json(capsys, "团队资料", "volcano eruption")[0]["hits"])
