@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 from core.cli import main
+from core.cli.kb import ProgressBar
+from core.config import load_settings
+from core.kb import FileResult, IngestProgress, KnowledgeService
 
 EMBEDDER = "minilm"
 
@@ -235,3 +238,33 @@ def test_a_real_chroma_server(home: Path, docs: Path, chroma_server: str, capsys
     code, out, err = run(capsys, "remove", "--kb", "团队资料", "volcano.txt")
     assert code == 0, err
     assert all(h["source"] != "volcano.txt" for h in query_json(capsys, "团队资料", "volcano eruption")[0]["hits"])
+
+
+@pytest.mark.slow
+def test_chinese_gbk_file_with_the_default_embedder(home: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    doc = tmp_path / "保修说明.txt"
+    doc.write_bytes("本产品的保修期为三年，自购买之日起计算。电池属于易耗品，保修期为六个月。".encode("gbk"))
+    other = tmp_path / "配送.txt"
+    other.write_text("订单在工作日下午四点前付款，当天从杭州仓库发货。", encoding="utf-8")
+    code, out, err = run(capsys, "ingest", "--kb", "客服资料", str(doc), str(other))  # created with the default
+    assert code == 0 and "2 added" in out, err
+    [kb] = json.loads(run(capsys, "list", "--json")[1])
+    assert kb["embedder"] == KnowledgeService.open(load_settings()).default_embedder
+    code, out, _ = run(capsys, "query", "--kb", "客服资料", "--json", "电池可以保修多久？")
+    top = json.loads(out)["hits"][0]  # printed as UTF-8, not \\u escapes
+    assert "六个月" in out and top["source"] == "保修说明.txt" and top["page"] is None
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    bar = ProgressBar(stream)
+    bar(IngestProgress(1, 4, "b.pdf", 5, 10))
+    bar(IngestProgress(2, 4, "b.pdf", 10, 10, FileResult("b.pdf", "added", 10, 2, warnings=("page 2 has no text",))))
+    text = stream.getvalue()
+    assert "\r\x1b[K[#########---------------] 1/4 b.pdf 5/10 chunks" in text  # 1.5 of 4 files: 9 of 24
+    assert "[2/4] b.pdf: added, 10 chunks\n" in text and "    warning: page 2 has no text\n" in text
