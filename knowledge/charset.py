@@ -50,7 +50,9 @@ def _weight(ch: str) -> float:
         return 0.0  # private use, replacement character, C1 controls
     category = unicodedata.category(ch)
     if category.startswith("L") or category.startswith("M"):
-        return 1.0 if cp < 0x0250 or 0x0370 <= cp <= 0x06FF or 0x0900 <= cp <= 0x0E7F else 0.5
+        if cp <= 0xFF or 0x0370 <= cp <= 0x06FF or 0x0900 <= cp <= 0x0E7F:
+            return 1.0
+        return 0.95 if cp < 0x0250 else 0.5  # Latin Extended: real, but ties go to Western European
     if ch in "\u00a0\u00b7\u00b0\u00a9\u00ae\u00ab\u00bb\u00bf\u00a1\u00a7\u2022\u2026\u20ac\u00a3":
         return 1.0
     return 0.0
@@ -102,7 +104,7 @@ def detect_encoding(sample: bytes, name: str) -> str:
         )
     if _decode_prefix(sample, "utf-8") is not None:
         return "utf-8"
-    candidates = ["gb18030", "big5"]
+    candidates = ["gb18030", "big5", "cp1252"]
     try:
         from charset_normalizer import from_bytes
 
@@ -122,6 +124,6 @@ def detect_encoding(sample: bytes, name: str) -> str:
     if best is None or best_score < _MIN_SCORE:
         raise LoaderError(
             f"cannot tell the character encoding of {name} (tried UTF-8, GB18030/GBK, Big5 and "
-            f"{', '.join(candidates[2:]) or 'no other guess'}); save it as UTF-8 and add it again"
+            f"{', '.join(candidates[2:])}); save it as UTF-8 and add it again"
         )
     return best

@@ -65,7 +65,7 @@ def pdf_segments(doc: Document) -> Iterator[Segment]:
         except Exception as exc:  # noqa: BLE001 - one broken page must not stop the others
             doc.warnings.append(f"page {number} of {doc.name} could not be read ({exc}); it is skipped")
             continue
-        text = _tidy(text)
+        text = join_cjk_wraps(_tidy(text))
         if text.strip():
             yield Segment(text, number, 0)
         else:
@@ -77,6 +77,39 @@ def pdf_segments(doc: Document) -> Iterator[Segment]:
         )
     for number in empty:
         doc.warnings.append(f"page {number} has no text layer (scanned image?); its text is not searchable")
+
+
+def join_cjk_wraps(text: str) -> str:
+    """Undo PDF line wrapping inside Chinese sentences: a full-width line ending in a CJK character and followed
+    by one starting with a CJK character is joined without a break (Chinese has no spaces between words, so the
+    break would split a word for search). Short lines such as headings keep their break."""
+    lines = text.split("\n")
+    widest = max((len(line) for line in lines), default=0)
+    out: list[str] = []
+    previous = ""
+    for line in lines:
+        wrapped = (
+            previous
+            and line
+            and len(previous) >= 0.8 * widest
+            and _is_cjk(previous[-1])
+            and previous[-1] not in _CJK_STOPS
+            and _is_cjk(line[0])
+        )
+        if wrapped and out:
+            out[-1] += line
+        else:
+            out.append(line)
+        previous = line
+    return "\n".join(out)
+
+
+_CJK_STOPS = set("。！？；：」』）》")
+
+
+def _is_cjk(ch: str) -> bool:
+    cp = ord(ch)
+    return 0x3000 <= cp <= 0x30FF or 0x3400 <= cp <= 0x9FFF or 0xF900 <= cp <= 0xFAFF or 0xFF00 <= cp <= 0xFFEF
 
 
 def check_docx(path: Path, name: str, sample: bytes) -> Document:
@@ -151,6 +184,8 @@ def html_segments(doc: Document) -> Iterator[Segment]:
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(_HTML_DROP):
         tag.decompose()
+    for tag in soup.find_all(_is_hidden):
+        tag.decompose()
     for tag in soup.find_all("br"):
         tag.replace_with("\n")
     for tag in soup.find_all(("td", "th")):
@@ -163,6 +198,12 @@ def html_segments(doc: Document) -> Iterator[Segment]:
     if not text.strip():
         raise LoaderError(f"{doc.name} has no visible text; there is nothing to index")
     yield Segment(text, None, 0)
+
+
+def _is_hidden(tag) -> bool:  # tag: bs4.Tag
+    """An element the page hides itself (``hidden`` attribute or inline ``display: none``)."""
+    style = (tag.get("style") or "").replace(" ", "").lower()
+    return tag.has_attr("hidden") or "display:none" in style or tag.get("aria-hidden") == "true"
 
 
 def _tidy(text: str) -> str:

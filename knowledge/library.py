@@ -60,6 +60,21 @@ class Hit:
     collection: str
 
 
+def document_title(first_chunk: str, source_name: str) -> str:
+    """A short label for every chunk of a document: its first line when that looks like a title, else the file
+    name in words. Embedded (and BM25-indexed) in front of each chunk, so a chunk deep in a document still
+    says what it is about ("Section 2. Holidays" -> "Nimbus Robotics Employee Handbook")."""
+    first = first_chunk.strip().split("\n", 1)[0].strip().lstrip("#").strip()
+    if 2 <= len(first) <= 100:
+        return first
+    return re.sub(r"[_\-.]+", " ", Path(source_name).stem).strip() or source_name
+
+
+def with_title(title: str, text: str) -> str:
+    """The text that is embedded and indexed for a chunk: its document title on a line above it."""
+    return text if not title or text.startswith(title) else f"{title}\n{text}"
+
+
 def collection_name(kb_name: str) -> str:
     """A valid, stable Chroma collection name for any display name: readable ASCII part + hash of the name."""
     normalized = unicodedata.normalize("NFC", kb_name)
@@ -77,8 +92,16 @@ class KnowledgeLibrary:
         self._lock = threading.Lock()
         self._bm25 = Bm25Cache()
 
+    def register_embedder(self, embedder: Embedder) -> None:
+        """Make an already built embedder available under its ``id`` (tests use a tiny fake this way)."""
+        with self._lock:
+            self._embedders[embedder.id] = embedder
+
     def embedder(self, spec: str) -> Embedder:
-        """The loaded embedder for ``spec`` (bundled id or local directory), loaded once per library."""
+        """The loaded embedder for ``spec`` (bundled id, local directory or registered id), loaded once."""
+        with self._lock:
+            if spec in self._embedders:
+                return self._embedders[spec]
         key = canonical_id(spec)
         with self._lock:
             if key not in self._embedders:
@@ -129,15 +152,22 @@ class KnowledgeLibrary:
         document = open_document(Path(path), source_name)
         self.store.delete_where(collection, {"doc_id": doc_id})
         done = 0
+        title: str | None = None
         batch: list[Chunk] = []
         try:
             for chunk in split_segments(document.segments(), chunk_size, chunk_overlap):
+                if title is None:
+                    title = document_title(chunk.text, source_name)
                 batch.append(chunk)
                 if len(batch) >= BATCH_SIZE:
-                    done += self._store_batch(collection, embedder, doc_id, source_name, batch, done, progress)
+                    done += self._store_batch(collection, embedder, doc_id, source_name, title, batch)
                     batch = []
+                    if progress is not None:
+                        progress(done, None)
             if batch:
-                done += self._store_batch(collection, embedder, doc_id, source_name, batch, done, progress)
+                done += self._store_batch(collection, embedder, doc_id, source_name, title or source_name, batch)
+                if progress is not None:
+                    progress(done, done)
         except BaseException:
             # Leave no half-document behind (best effort; a rerun deletes leftovers anyway).
             try:
@@ -148,23 +178,22 @@ class KnowledgeLibrary:
         return DocumentStats(pages=document.pages, chunks=done, warnings=list(document.warnings))
 
     def _store_batch(
-        self,
-        collection: str,
-        embedder: Embedder,
-        doc_id: str,
-        source: str,
-        batch: list[Chunk],
-        done: int,
-        progress: Progress | None,
+        self, collection: str, embedder: Embedder, doc_id: str, source: str, title: str, batch: list[Chunk]
     ) -> int:
-        vectors = embedder.embed_documents([c.text for c in batch])
+        vectors = embedder.embed_documents([with_title(title, c.text) for c in batch])
         metadatas = [
-            {"doc_id": doc_id, "source": source, "page": c.page or 0, "chunk": c.index, "start": c.start, "end": c.end}
+            {
+                "doc_id": doc_id,
+                "source": source,
+                "title": title,
+                "page": c.page or 0,
+                "chunk": c.index,
+                "start": c.start,
+                "end": c.end,
+            }
             for c in batch
         ]
         self.store.add(collection, [f"{doc_id}:{c.index}" for c in batch], vectors, [c.text for c in batch], metadatas)
-        if progress is not None:
-            progress(done + len(batch), None)
         return len(batch)
 
     def remove_document(self, collection: str, doc_id: str) -> None:
@@ -175,9 +204,19 @@ class KnowledgeLibrary:
             pass
 
     def search(
-        self, targets: list[tuple[str, str]], query: str, k: int = 4, floor: float | None = None
+        self,
+        targets: list[tuple[str, str]],
+        query: str,
+        k: int = 4,
+        floor: float | None = None,
+        mode: str = "hybrid",
     ) -> list[Hit]:
-        """Hybrid search over ``targets`` [(collection, embedder_spec)]: best ``k`` hits at or above ``floor``."""
+        """Hybrid search over ``targets`` [(collection, embedder_spec)]: best ``k`` hits at or above ``floor``.
+
+        ``mode`` "vector" or "bm25" uses one list only (for evaluation); EmbedderMismatch, StoreUnavailable.
+        """
+        if mode not in ("hybrid", "vector", "bm25"):
+            raise ValueError(f"search mode {mode!r} is not one of hybrid, vector, bm25")
         floor = DEFAULT_FLOOR if floor is None else floor
         if not query.strip() or k <= 0:
             return []
@@ -213,9 +252,10 @@ class KnowledgeLibrary:
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
         by_relevance = sorted(candidates, key=lambda key: -candidates[key].relevance)
         vector_ranks = {key: rank for rank, key in enumerate(by_relevance)}
+        lists = {"hybrid": (vector_ranks, bm25_ranks), "vector": (vector_ranks,), "bm25": (bm25_ranks,)}[mode]
         fused = sorted(
-            candidates,
-            key=lambda key: (-rrf([vector_ranks[key], bm25_ranks.get(key)]), -candidates[key].relevance),
+            (key for key in candidates if any(key in ranks for ranks in lists)),
+            key=lambda key: (-rrf([ranks.get(key) for ranks in lists]), -candidates[key].relevance),
         )
         chosen = [candidates[key] for key in fused[:k] if candidates[key].relevance >= floor]
         chosen.sort(key=lambda c: -c.relevance)
@@ -235,7 +275,7 @@ class KnowledgeLibrary:
         for page in self.store.iter_chunks(collection):
             for start in range(0, len(page), BATCH_SIZE):
                 rows: list[StoredChunk] = page[start : start + BATCH_SIZE]
-                vectors = embedder.embed_documents([r.text for r in rows])
+                vectors = embedder.embed_documents([with_title(r.metadata.get("title", ""), r.text) for r in rows])
                 self.store.add(temp, [r.id for r in rows], vectors, [r.text for r in rows], [r.metadata for r in rows])
                 done += len(rows)
                 if progress is not None:

@@ -116,7 +116,8 @@ def build_index(store, name: str, generation: str, count: int) -> Bm25Index:
     for page in store.iter_chunks(name):
         for chunk in page:
             ids.append(chunk.id)
-            corpus.append(tokenize(chunk.text))
+            title = str(chunk.metadata.get("title", ""))
+            corpus.append(tokenize(chunk.text if chunk.text.startswith(title) else f"{title}\n{chunk.text}"))
     if not any(corpus):
         return Bm25Index(generation, count, ids, None)
     model = bm25s.BM25()

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from knowledge.errors import KnowledgeError
 from knowledge.loaders import Segment
 
+MIN_CHUNK_SIZE = 20
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", ", ", " ", ""]
 
 
@@ -30,10 +32,12 @@ def make_splitter(chunk_size: int, chunk_overlap: int):  # -> RecursiveCharacter
     """The splitter for ``chunk_size`` characters with ``chunk_overlap`` characters of overlap."""
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    if chunk_size < 50:
-        raise ValueError(f"chunk size {chunk_size} is too small; use at least 50 characters")
+    if chunk_size < MIN_CHUNK_SIZE:
+        raise KnowledgeError(f"chunk size {chunk_size} is too small; use at least {MIN_CHUNK_SIZE} characters")
     if not 0 <= chunk_overlap < chunk_size:
-        raise ValueError(f"chunk overlap {chunk_overlap} must be >= 0 and below the chunk size {chunk_size}")
+        raise KnowledgeError(
+            f"chunk overlap {chunk_overlap} must be at least 0 and below the chunk size {chunk_size}; lower it"
+        )
     return RecursiveCharacterTextSplitter(
         separators=SEPARATORS,
         keep_separator="end",

@@ -1,0 +1,73 @@
+"""Splitting: chunks keep their page and exact character offsets, respect the size, and end at sentence marks.
+
+Chinese text must break after 。！？； (the mark stays with its sentence, no chunk starts with one); English
+after ". " and friends; paragraphs first. Offsets are checked against the source text, not recomputed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from knowledge import KnowledgeError
+from knowledge.loaders import Segment
+from knowledge.splitting import split_segments
+
+ZH = (
+    "北京是中国的首都，有三千多年的建城史。长城在北京的北边！故宫为什么这么大？因为它是皇宫；"
+    "很多游客每年都来参观。颐和园是清朝的皇家园林。"
+)
+
+
+def test_chunks_keep_page_and_exact_offsets_across_segments() -> None:
+    pages = [Segment("First page. " * 30, 1, 0), Segment("Second page text. " * 30, 2, 0), Segment("x y z", 3, 0)]
+    chunks = list(split_segments(pages, chunk_size=100, chunk_overlap=20))
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert {c.page for c in chunks} == {1, 2, 3}
+    for chunk in chunks:
+        source = pages[chunk.page - 1].text
+        assert source[chunk.start : chunk.end] == chunk.text
+        assert len(chunk.text) <= 100
+
+
+def test_offsets_include_the_segment_offset_for_streamed_text() -> None:
+    text = "Alpha beta gamma. " * 20
+    chunks = list(split_segments([Segment(text, None, 5000)], chunk_size=80, chunk_overlap=0))
+    assert chunks[0].start == 5000 and chunks[0].page is None
+    for chunk in chunks:
+        assert text[chunk.start - 5000 : chunk.end - 5000] == chunk.text
+
+
+def test_chinese_chunks_end_at_sentence_marks_which_stay_attached() -> None:
+    chunks = list(split_segments([Segment(ZH * 3, None, 0)], chunk_size=40, chunk_overlap=0))
+    assert len(chunks) > 3
+    for chunk in chunks:
+        assert chunk.text[-1] in "。！？；，", chunk.text
+        assert chunk.text[0] not in "。！？；，"
+        assert len(chunk.text) <= 40
+    assert "".join(c.text for c in chunks) == ZH * 3
+
+
+def test_english_breaks_at_sentences_before_words() -> None:
+    text = "The tower is 38 metres tall. It was first lit in 1871. Keepers lived there until 1989. " * 3
+    chunks = list(split_segments([Segment(text, None, 0)], chunk_size=60, chunk_overlap=0))
+    assert all(c.text.endswith(".") for c in chunks), [c.text for c in chunks]
+
+
+def test_paragraphs_are_preferred_over_sentences() -> None:
+    text = "Short first paragraph.\n\nSecond paragraph, also short. It has two sentences."
+    chunks = list(split_segments([Segment(text, None, 0)], chunk_size=60, chunk_overlap=0))
+    assert [c.text for c in chunks] == ["Short first paragraph.", "Second paragraph, also short. It has two sentences."]
+
+
+def test_overlap_repeats_the_end_of_the_previous_chunk() -> None:
+    text = "".join(f"Sentence number {i} is here. " for i in range(30))
+    chunks = list(split_segments([Segment(text, None, 0)], chunk_size=120, chunk_overlap=40))
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert b.start < a.end  # overlapping spans
+        assert text[b.start : a.end] in a.text and text[b.start : a.end] in b.text
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(10, 0), (100, 100), (100, -1)])
+def test_bad_chunk_settings_are_refused(size: int, overlap: int) -> None:
+    with pytest.raises(KnowledgeError, match="chunk"):
+        list(split_segments([Segment("text", None, 0)], size, overlap))
