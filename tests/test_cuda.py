@@ -1,6 +1,7 @@
 """CUDA paths (skipped without a GPU): bf16, bitsandbytes 4-bit (nf4) and 8-bit loads of the ChatGLM3 fixture and
 of a tiny Llama, each answering a chat turn; bf16 logits of the fixture stay close to the fp32 reference (bound from
-``tests/chatglm3_fixture.py``: bf16 arithmetic, or the fixture's dtype on disk if that is coarser)."""
+``tests/chatglm3_fixture.py``: bf16 arithmetic, or the fixture's dtype on disk if that is coarser). The same loads
+with ``quantize`` on the CPU run everywhere in ``tests/test_quantized_cpu.py``; these check the CUDA placement."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """bitsandbytes 4-bit (nf4) and 8-bit through the app's own load path on the CPU: a tiny Llama and the ChatGLM3 test
 checkpoint load with ``quantize``, their linear layers are bitsandbytes modules, and a chat turn answers.
 
-bitsandbytes' CPU 4-bit kernel needs input widths that are multiples of its 64-value block (every real checkpoint's
-are; the tiny fixture's FFN of 96 is not), so the ChatGLM3 checkpoint here is the fixture reshaped to an FFN of 128."""
+bitsandbytes' CPU 4-bit kernel needs layer widths that are multiples of its 64-value block (every real checkpoint's
+are; a tiny fixture's FFN of 96 is not), so the ChatGLM3 checkpoint here is the fixture reshaped to hidden 64,
+4 heads, 2 kv groups and FFN 128."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def chatglm3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_reference_checkpoint(tmp_path_factory.mktemp("glm") / "chatglm3-ffn128", ffn_hidden_size=128,
+    return write_reference_checkpoint(tmp_path_factory.mktemp("glm") / "chatglm3-64", hidden_size=64,
+                                      num_attention_heads=4, multi_query_group_num=2, ffn_hidden_size=128,
                                       max_new_tokens=1)
 
 

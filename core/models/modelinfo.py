@@ -76,7 +76,7 @@ def _safetensors_dtypes(file: Path) -> set[str]:
             header = json.loads(f.read(size))
         return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ModelError(f"{file} is not a valid safetensors file ({exc}): re-download the weights.") from None
+        raise ModelError(f"{file} is not a valid safetensors weight file ({exc}): re-download it.") from None
 
 
 def _dtype_on_disk(path: Path, declared: Any) -> str:
