@@ -3,8 +3,9 @@
 The backend's lock lets one answer generate at a time, but a caller blocked on a lock can neither say how many
 answers are ahead of it nor stop waiting. Front ends that share one engine (the browser tabs of the app) join
 this line first; the caller at the head generates, the others wait, each polling its own stop event, so a
-Cancel ends the wait at once. A caller that skips the line (another front end in the same process) still
-holds the backend's lock: the head then counts it as one answer ahead until the backend is free.
+Cancel ends the wait at once, before the chat service has created an answer row for it. Callers that skip the
+line (API requests, which take turns in ``core.scheduler``'s fair queue) make the backend ``busy``: the head
+counts them as one answer ahead and goes when the backend has room again.
 """
 
 from __future__ import annotations
