@@ -105,7 +105,9 @@ def _process_alive(pid: int, started: str) -> bool:
     import psutil
 
     try:
-        return f"{psutil.Process(pid).create_time():.2f}" == started
+        return abs(psutil.Process(pid).create_time() - float(started)) < 1.0  # same process, not a reused pid
+    except ValueError:
+        return True
     except psutil.NoSuchProcess:
         return False
     except (psutil.AccessDenied, psutil.ZombieProcess, OSError):

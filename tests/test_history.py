@@ -333,3 +333,15 @@ def test_read_only_file_is_refused(tmp_path: Path) -> None:
         assert path.read_bytes() == before
     finally:
         path.chmod(0o644)
+
+
+def test_streaming_row_of_a_reused_pid_is_settled(store: HistoryStore) -> None:
+    import socket
+
+    s = store.create_session(model="m")
+    row = store.add_message(s.id, "assistant", "a", status="streaming")
+    # this host, a pid that runs now (our parent), but a start time that is not its own: the writer is gone
+    store.db.execute("UPDATE messages SET writer = ? WHERE id = ?", [f"{socket.gethostname()}/{os.getppid()}/1.00/x",
+                                                                      row.id])
+    store.db.conn.commit()
+    assert store.recover_interrupted() == 1 and store.get_message(row.id).status == "stopped"
