@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
@@ -28,18 +26,13 @@ from sqlite_utils import Database
 
 from core.errors import InputError, NotFoundError, StorageError
 from core.migrations import database_path, migrate, storage_error
+from core.writers import INTERRUPTED, new_writer, writer_closed, writer_gone
 
 ROLES = ("system", "user", "assistant")
 STATUSES = ("complete", "streaming", "stopped", "error")
 DEFAULT_TITLE = "New chat"
 TITLE_CHARS = 40
 BUSY_TIMEOUT_S = 5.0
-REMOTE_STALE_AFTER = timedelta(minutes=10)
-"""A ``streaming`` answer written from another host is settled once it has not saved for this long."""
-INTERRUPTED = (
-    "Interrupted: the Inkstone process writing this answer ended (killed or crashed) before it finished; "
-    "the text so far is kept."
-)
 
 
 @dataclass
@@ -83,58 +76,6 @@ class SearchHit:
     role: str
     snippet: str
     session_title: str
-
-
-_LIVE_WRITERS: set[str] = set()
-"""Writer tokens of the stores open in this process (a closed store's streaming rows are settled)."""
-_process_tag: str | None = None
-
-
-def _this_process() -> str:
-    """``host/pid/start time``: names this process, and still tells it apart after its pid is reused."""
-    global _process_tag
-    if _process_tag is None:
-        import psutil
-
-        _process_tag = f"{socket.gethostname()}/{os.getpid()}/{psutil.Process().create_time():.2f}"
-    return _process_tag
-
-
-def _process_alive(pid: int, started: str) -> bool:
-    """True while the process ``pid`` that started at ``started`` runs (unknown: assumed alive)."""
-    import psutil
-
-    try:
-        return abs(psutil.Process(pid).create_time() - float(started)) < 1.0  # same process, not a reused pid
-    except ValueError:
-        return True
-    except psutil.NoSuchProcess:
-        return False
-    except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
-        return True
-
-
-def writer_gone(writer: str | None, updated_at: str | None) -> bool:
-    """Whether the process that was writing a ``streaming`` answer has ended (its answer may be settled).
-
-    No writer: a row from an Inkstone before migration m003, settled as before. This process: gone once
-    the store that wrote it is closed. Another process on this host: gone when it no longer runs. Another
-    host: gone when the row has not saved (``updated_at``, refreshed at every save) for a while.
-    """
-    if not writer:
-        return True
-    host, _, rest = writer.partition("/")
-    pid, _, rest = rest.partition("/")
-    started, _, _store = rest.partition("/")
-    if writer.startswith(_this_process() + "/"):
-        return writer not in _LIVE_WRITERS
-    if host == socket.gethostname() and pid.isdigit():
-        return not _process_alive(int(pid), started)
-    try:
-        saved = datetime.fromisoformat(updated_at or "")
-    except ValueError:
-        return True
-    return datetime.now(UTC) - saved > REMOTE_STALE_AFTER
 
 
 _clock_lock = threading.Lock()
@@ -237,7 +178,7 @@ class HistoryStore:
         self.db = db
         self.path = database_path(db)
         self._lock = threading.RLock()
-        self.writer = f"{_this_process()}/{uuid.uuid4().hex[:8]}"
+        self.writer = new_writer()
         """Marks the ``streaming`` answers this store writes (see ``writer_gone``)."""
         self._later: dict[str, dict[str, Any]] = {}
         """Final answer updates that could not be written yet (see ``settle_later``)."""
@@ -248,7 +189,6 @@ class HistoryStore:
             migrate(db)
         except sqlite3.Error as exc:
             raise storage_error(exc, self.path) from exc
-        _LIVE_WRITERS.add(self.writer)
         with suppress(StorageError):  # locked right now: the next open settles them
             self.recover_interrupted()
 
@@ -290,7 +230,7 @@ class HistoryStore:
         if self._later:
             with suppress(StorageError), self._write():
                 pass  # one more try at the final updates still waiting
-        _LIVE_WRITERS.discard(self.writer)
+        writer_closed(self.writer)
         with self._lock:
             self.db.close()
 
