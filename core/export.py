@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from core.errors import InputError, StorageError
+from core.errors import InkstoneError, InputError
 from core.history import ROLES, STATUSES, HistoryStore, Message, Session
 
 _ROLE_HEADINGS = {"system": "**System**", "user": "**User**", "assistant": "**Assistant**"}
@@ -128,9 +128,9 @@ def session_from_json(store: HistoryStore, data: Any) -> Session:
             )
             if item.get("sources") or item.get("error"):
                 store.update_message(message.id, sources=item.get("sources"), error=item.get("error"))
-    except StorageError:
-        # Do not leave half a conversation behind; if the store is unusable, report the first error.
-        with contextlib.suppress(StorageError):
+    except InkstoneError:
+        # Do not leave half a conversation behind (a full disk, text that cannot be stored); report the first error.
+        with contextlib.suppress(InkstoneError):
             store.delete_session(session.id)
         raise
     return store.get_session(session.id)

@@ -110,3 +110,12 @@ def test_import_refuses_bad_documents_naming_every_problem(store: HistoryStore) 
         session_from_json(store, [])
     with pytest.raises(InputError, match='"messages"'):
         session_from_json(store, {"model": "m"})
+
+
+def test_import_of_text_that_cannot_be_stored_leaves_nothing_behind(store: HistoryStore) -> None:
+    before = len(store.list_sessions())
+    doc = {"model": "m", "messages": [{"role": "user", "content": "fine"},
+                                      {"role": "assistant", "content": "bad \udcff"}]}
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        session_from_json(store, doc)
+    assert len(store.list_sessions()) == before
