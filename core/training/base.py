@@ -49,7 +49,8 @@ def converted_dir(ref: BaseRef, settings: Settings) -> Path:
     source = bundled.source_for(ref.profile.id)
     cached = settings.cache_dir / "models" / f"{ref.profile.id}-{source.fingerprint()}"
     if not (cached / "inkstone-source.json").is_file():
-        load_model(ref.profile, replace(settings, device="cpu", dtype="float32", quantize=None))  # converts
+        load_model(ref.profile, replace(settings, device="cpu", dtype="float32", quantize=None,
+                                        cpu_weights="fp32"))  # converts
     return cached
 
 
@@ -62,10 +63,13 @@ def nf4_config(compute_dtype: Any) -> Any:
 
 
 def load_base(ref: BaseRef, settings: Settings, *, qlora: bool = False) -> tuple[Any, Any, str]:
-    """Load the base for training: (model, chat codec, device). QLoRA runs on CUDA and, slowly, on CPU."""
+    """Load the base for training: (model, chat codec, device). QLoRA runs on CUDA and, slowly, on CPU.
+
+    Without QLoRA the base is fp32 on CPU (never the low-bit CPU weights used for chat) and bf16 on CUDA.
+    """
     from core.models.loader import load_model, pick_device, pick_dtype
 
-    settings = replace(settings, quantize=None)
+    settings = replace(settings, quantize=None, cpu_weights="fp32")  # train on full-precision weights
     device = pick_device(settings)
     if not qlora:
         loaded = load_model(ref.profile, settings)
