@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
+from core.errors import NotFoundError
 from core.history import HistoryStore
 from core.kb.files import collect, sanitize_name
 from core.kb.rows import KnowledgeRows, SessionKnowledge
@@ -112,3 +113,8 @@ def test_collect_walks_folders_and_reports_what_it_skips(tmp_path: Path) -> None
         ("sub/b.md", None),
         ("missing.txt", f"no such file or folder: {tmp_path / 'missing.txt'}"),
     ]
+
+
+def test_rag_choice_of_an_unknown_session_is_refused(rows: KnowledgeRows) -> None:
+    with pytest.raises(NotFoundError, match="No session with id 'nope'"):
+        rows.set_session_knowledge("nope", SessionKnowledge(True, ()))

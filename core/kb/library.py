@@ -54,10 +54,12 @@ class LibraryHandle:
                     self._library = KnowledgeLibrary(self.settings.chroma_path, self.settings.chroma_url)
             return self._library
 
-    def forget(self) -> None:
-        """Drop the open library (the next ``get`` connects again)."""
+    def close(self) -> None:
+        """Release the Chroma client, if one is open (the next ``get`` connects again)."""
         with self._lock:
-            self._library = None
+            library, self._library = self._library, None
+        if library is not None:
+            library.close()
 
     @contextmanager
     def calls(self, kb_name: str | None = None) -> Iterator[None]:

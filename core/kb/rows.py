@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from core.errors import StorageError
+from core.errors import NotFoundError, StorageError
 from core.history import BUSY_TIMEOUT_S, new_id, now
 from core.migrations import database_path, migrate, storage_error
 
@@ -253,8 +253,10 @@ class KnowledgeRows:
         return SessionKnowledge(bool(row[0]), tuple(json.loads(row[1])))
 
     def set_session_knowledge(self, session_id: str, value: SessionKnowledge) -> None:
-        """Store a session's RAG switch and knowledge-base ids (the session must exist)."""
+        """Store a session's RAG switch and knowledge-base ids; NotFoundError for an unknown session."""
         with self._write() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", [session_id]).fetchone() is None:
+                raise NotFoundError(f"No session with id {session_id!r}: it may have been deleted.")
             db.execute(
                 "INSERT INTO session_knowledge (session_id, rag, kb_ids, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (session_id) DO UPDATE SET rag = excluded.rag, kb_ids = excluded.kb_ids, "

@@ -92,7 +92,8 @@ class KnowledgeService:
         return cls(settings, KnowledgeRows.open(settings.db_path))
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection and the Chroma client."""
+        self.handle.close()
         self.rows.close()
 
     # Embedders
