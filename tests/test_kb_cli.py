@@ -268,3 +268,18 @@ def test_progress_bar_on_a_terminal() -> None:
     text = stream.getvalue()
     assert "\r\x1b[K[#########---------------] 1/4 b.pdf 5/10 chunks" in text  # 1.5 of 4 files: 9 of 24
     assert "[2/4] b.pdf: added, 10 chunks\n" in text and "    warning: page 2 has no text\n" in text
+
+
+@pytest.mark.slow
+def test_the_embedder_setting_refuses_a_kb_built_with_another(home: Path, docs: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    assert run(capsys, "ingest", "--kb", "facts", "--embedder", EMBEDDER, str(docs))[0] == 0
+    (tmp_path / "absent.toml").write_text('embedder = "e5-small"\n', encoding="utf-8")  # the config file (conftest)
+    code, _, err = run(capsys, "query", "--kb", "facts", "volcano")
+    assert code == 1 and "the embedder setting is 'e5-small'" in err
+    assert "python -m core kb reembed facts --embedder e5-small" in err
+    code, _, err = run(capsys, "ingest", "--kb", "facts", str(docs))
+    assert code == 1 and "reembed" in err
+    code, out, err = run(capsys, "reembed", "facts", "--embedder", "e5-small")
+    assert code == 0 and "Re-embedded 'facts' with e5-small" in out, err
+    assert query_json(capsys, "facts", "When did the volcano last erupt?")[0]["hits"][0]["source"] == "volcano.txt"

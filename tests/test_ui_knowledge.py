@@ -150,3 +150,19 @@ def test_chat_goes_on_without_a_reachable_chroma(knowledge: KnowledgeService, tm
     assert not at.exception, at.exception
     assert app_store.messages(session.id)[-1].content == "You said: When is the first flush?"
     assert any(w.value.startswith("Answering without the knowledge bases:") for w in at.warning)
+
+
+@pytest.mark.slow
+def test_a_kb_built_with_another_embedder_than_the_setting_offers_reembed(knowledge: KnowledgeService,
+                                                                         app_home: Path) -> None:  # fmt: skip
+    doc = app_home.parent / "owls.txt"
+    doc.write_text("Barn owls swallow their prey whole and cough up pellets.", encoding="utf-8")
+    knowledge.ingest("birds", [doc], embedder=EMBEDDER)
+    (app_home.parent / "absent.toml").write_text('embedder = "e5-small"\n', encoding="utf-8")  # conftest's config
+    at = open_page()
+    assert any("the embedder setting is 'e5-small'" in w.value for w in at.warning)
+    at.button(key="kb-fix-conflict").click().run()
+    assert not at.exception, at.exception
+    assert knowledge.get("birds").embedder == "e5-small"
+    assert any("Re-embedded birds with e5-small" in s.value for s in at.success)
+    assert not any("embedder setting" in w.value for w in at.warning)

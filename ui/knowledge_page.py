@@ -16,6 +16,7 @@ _PICK = "inkstone_kb_pick"
 _UPLOADS = "inkstone_kb_uploads"
 _REPORT = "inkstone_kb_report"
 _CONFIRM = "inkstone_kb_confirm_drop"
+_FLASH = "inkstone_kb_flash"
 LOCAL = "Local model folder…"
 
 engine = state.engine()
@@ -42,7 +43,8 @@ def reembed(kb: KnowledgeBase, embedder: str) -> None:
     except InkstoneError as exc:
         st.error(str(exc))
     else:
-        st.success(f"Re-embedded {kb.name} with {embedder}.")
+        st.session_state[_FLASH] = f"Re-embedded {kb.name} with {embedder}."
+        st.rerun()
 
 
 with st.expander("New knowledge base", expanded=not kn.summaries()):
@@ -69,6 +71,12 @@ summary = summaries[picked]
 kb = summary.kb
 st.caption(f"Embedder **{kb.embedder}** ({kb.dimension} dimensions) · chunks of {kb.chunk_size} characters, "
            f"{kb.chunk_overlap} overlap · {summary.ready} documents, {summary.chunks} chunks")  # fmt: skip
+if flash := st.session_state.pop(_FLASH, None):
+    st.success(flash)
+if conflict := kn.embedder_conflict(kb):
+    st.warning(conflict)
+    if st.button(f"Re-embed with {kn.default_embedder}", key="kb-fix-conflict", type="primary"):
+        reembed(kb, kn.default_embedder)
 
 uploads = st.file_uploader("Add documents", accept_multiple_files=True, type=[s[1:] for s in kn.supported_suffixes()],
                            key=f"{_UPLOADS}-{st.session_state.get(_UPLOADS, 0)}")  # fmt: skip

@@ -1,10 +1,10 @@
 """Knowledge bases as the CLI and the UI use them: create, list, ingest, remove, drop, re-embed, query,
 and each chat's RAG switch with the retriever ``ChatService`` calls for an answer's sources.
 
-A knowledge base always searches with the embedder it was built with (stored on its row and in its
-Chroma collection); a configured default embedder only applies to new knowledge bases. Asking for
-another embedder (``ingest --embedder``), or a collection whose vectors came from another one, is
-refused with the re-embed command, never mixed silently.
+A knowledge base searches with the embedder it was built with (stored on its row and in its Chroma
+collection). Another embedder is refused with the re-embed command, never mixed silently: one asked for
+(``ingest --embedder``), one set explicitly as the ``embedder`` setting, or a collection whose vectors came
+from another one. Without the setting, the library default only applies to new knowledge bases.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from core.config import Settings
-from core.errors import InputError, KnowledgeBaseError, KnowledgeUnavailable, NotFoundError, ReembedRequired
+from core.errors import (
+    InkstoneError,
+    InputError,
+    KnowledgeBaseError,
+    KnowledgeUnavailable,
+    NotFoundError,
+    ReembedRequired,
+)
 from core.history import Session
 from core.kb.files import collect, sanitize_name
 from core.kb.ingest import Ingestion, IngestReport, ProgressCallback
@@ -216,6 +223,8 @@ class KnowledgeService:
             kb = self.create(clean, embedder)
         elif embedder is not None:
             self._check_embedder(kb, embedder)
+        elif self.settings.embedder:
+            self._check_embedder(kb, self.settings.embedder, configured=True)
         candidates = collect(list(paths), SUPPORTED_SUFFIXES)
         if names is not None:
             if len(names) != len(paths) or any(Path(p).is_dir() for p in paths):
@@ -251,15 +260,34 @@ class KnowledgeService:
 
         return sorted(SUPPORTED_SUFFIXES)
 
-    def _check_embedder(self, kb: KnowledgeBase, spec: str) -> None:
+    def _check_embedder(self, kb: KnowledgeBase, spec: str, *, configured: bool = False) -> None:
+        """ReembedRequired when ``spec`` (asked for, or the ``embedder`` setting) is not ``kb``'s embedder."""
+        if spec == kb.embedder:
+            return
         library = self.handle.get()
         with self.handle.calls(kb.name):
             wanted = library.embedder_info(spec)
-        if wanted.id != kb.embedder:
-            raise ReembedRequired(
-                f"Knowledge base {kb.name!r} was built with embedder {kb.embedder!r}, not {wanted.id!r}; its vectors "
-                f"cannot be mixed. Re-embed it first: {reembed_hint(kb.name, spec)}, or leave --embedder out."
-            )
+        if wanted.id == kb.embedder:
+            return
+        other = "remove the embedder setting or set it back to" if configured else "leave --embedder out to keep"
+        whose = "the embedder setting is" if configured else "not"
+        raise ReembedRequired(
+            f"Knowledge base {kb.name!r} was built with embedder {kb.embedder!r}, but {whose} {wanted.id!r}; "
+            f"vectors of two embedders cannot be mixed. Re-embed it: {reembed_hint(kb.name, spec)}, or {other} "
+            f"{kb.embedder!r}."
+        )
+
+    def embedder_conflict(self, kb: KnowledgeBase) -> str | None:
+        """Why ``kb`` cannot be used with the ``embedder`` setting (set explicitly, and another one), or None."""
+        if not self.settings.embedder:
+            return None
+        try:
+            self._check_embedder(kb, self.settings.embedder, configured=True)
+        except ReembedRequired as exc:
+            return str(exc)
+        except InkstoneError:
+            return None  # Chroma or the embedder is unavailable: the next operation says so
+        return None
 
     def _check_chunks_present(self, kb: KnowledgeBase, *, repair: bool = False) -> None:
         """KnowledgeUnavailable when Chroma lost a knowledge base's chunks (its folder deleted behind our back).
@@ -323,6 +351,9 @@ class KnowledgeService:
             raise InputError("The query is empty: type a question.")
         if not 1 <= k <= 100:
             raise InputError(f"k={k} is out of range: ask for 1 to 100 hits.")
+        for kb in kbs:
+            if self.settings.embedder:
+                self._check_embedder(kb, self.settings.embedder, configured=True)
         ready = self.rows.ready_ids([kb.id for kb in kbs])
         if not ready:
             return []
