@@ -166,8 +166,9 @@ class KnowledgeLibrary:
                         progress(done, None)
             if batch:
                 done += self._store_batch(collection, embedder, doc_id, source_name, title or source_name, batch)
-                if progress is not None:
-                    progress(done, done)
+            self.store.touch(collection)
+            if progress is not None:
+                progress(done, done)
         except BaseException:
             # Leave no half-document behind (best effort; a rerun deletes leftovers anyway).
             try:

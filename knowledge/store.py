@@ -126,17 +126,16 @@ class ChromaStore:
             return 0
 
     def add(self, name: str, ids: list[str], embeddings: np.ndarray, texts: list[str], metadatas: list[dict]) -> None:
-        """Upsert chunks with their embeddings."""
+        """Upsert chunks with their embeddings (call ``touch`` when a batch of adds is complete)."""
         with self._guard():
             self._collection(name).upsert(ids=ids, embeddings=embeddings, documents=texts, metadatas=metadatas)
-            self._touch(name)
 
     def delete_where(self, name: str, where: dict) -> None:
         """Delete the chunks whose metadata matches ``where``."""
         with self._guard():
             collection = self._collection(name)
             collection.delete(where=where)
-            self._touch(name)
+            self._touch(collection)
 
     def iter_chunks(self, name: str, with_embeddings: bool = False) -> Iterator[list[StoredChunk]]:
         """The whole collection, page by page (bounded memory)."""
@@ -181,9 +180,14 @@ class ChromaStore:
     def _collection(self, name: str):  # -> chromadb Collection
         return self._client.get_collection(name)
 
-    def _touch(self, name: str) -> None:
-        """Record a new generation token, keeping the rest of the metadata (modify replaces all of it)."""
-        collection = self._collection(name)
+    def touch(self, name: str) -> None:
+        """Record a new generation token, so caches of the collection's contents are rebuilt."""
+        with self._guard():
+            self._touch(self._collection(name))
+
+    @staticmethod
+    def _touch(collection) -> None:  # collection: chromadb Collection
+        """Bump the generation, keeping the rest of the metadata (``modify`` replaces all of it)."""
         meta = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
         collection.modify(metadata={**meta, "generation": _token()})
 

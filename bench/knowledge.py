@@ -1,0 +1,213 @@
+"""Knowledge-base speed: ingestion chunks/s against LangChain's own Chroma pipeline, and query latency at 20,000 chunks.
+
+1. Ingestion. A generated corpus of text files (English and Chinese paragraphs, about 2,000 chunks at the
+   default chunk size) is ingested twice in the same run with the same embedder instance:
+   - Inkstone: ``KnowledgeLibrary.add_document`` per file (load with charset detection, split, embed in
+     batches, upsert into a persistent Chroma directory);
+   - LangChain: read each file, ``RecursiveCharacterTextSplitter.split_text`` with the same settings, then
+     ``langchain_chroma.Chroma.from_texts`` / ``add_texts`` into its own persistent directory, with the
+     embedder wrapped as a LangChain ``Embeddings``.
+   Prints chunks/s for both and the ratio (Inkstone / LangChain; target >= 1.0).
+2. Query latency. The collection is filled to 20,000 chunks: the ingested chunks plus generated variants
+   (distinct texts, so BM25 indexes 20,000 different documents). Variant vectors are the real vectors of
+   their source chunk plus small noise, so the 20,000-vector index is built without 20,000 embedding
+   calls (use ``--real-vectors`` to embed every variant). Then ``search`` (hybrid, k=4) runs for the
+   evaluation questions, timing the whole call including embedding the query; prints p50/p95 (target
+   p50 <= 50 ms) and the one-off BM25 index build time.
+
+Prints figures only; it asserts nothing.
+
+    .venv/bin/python bench/knowledge.py [--embedder e5-small] [--chunks 2000] [--total 20000] [--real-vectors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from knowledge import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, DEFAULT_EMBEDDER, KnowledgeLibrary  # noqa: E402
+from knowledge.splitting import make_splitter  # noqa: E402
+
+EN_WORDS = (
+    "river harbour engine station valley museum garden bridge library tower market school farm factory island "
+    "coffee tea bread kettle robot badge holiday invoice winter summer north south copper granite lantern"
+).split()
+ZH_WORDS = (
+    "河流 港口 车站 山谷 博物馆 花园 石桥 图书馆 高塔 市场 学校 农场 工厂 海岛 咖啡 茶叶 面包 水壶 机器人 假期".split()
+)
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "rag"
+
+
+def sentence(rng: random.Random, zh: bool) -> str:
+    """One generated sentence with a number in it."""
+    if zh:
+        words = rng.sample(ZH_WORDS, 4)
+        return f"{words[0]}附近的{words[1]}在{rng.randint(1900, 2024)}年建成，{words[2]}和{words[3]}都很有名。"
+    words = rng.sample(EN_WORDS, 5)
+    year = rng.randint(1800, 2024)
+    return f"The {words[0]} near the {words[1]} was built in {year} next to a {words[2]} and a {words[3]}. "
+
+
+def make_corpus(folder: Path, chunks: int, chunk_size: int, seed: int = 7) -> list[Path]:
+    """Text files (a third Chinese) whose paragraphs add up to about ``chunks`` chunks of ``chunk_size``."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    per_file = 20
+    for i in range(max(1, chunks // per_file)):
+        zh = i % 3 == 2
+        paragraphs = []
+        for _ in range(per_file):
+            text, target = "", chunk_size * 0.85
+            while len(text) < target:
+                text += sentence(rng, zh)
+            paragraphs.append(text.strip())
+        path = folder / f"doc{i:04d}.txt"
+        path.write_text("\n\n".join(paragraphs), encoding="utf-8")
+        files.append(path)
+    return files
+
+
+def langchain_embeddings(embedder):  # embedder: knowledge.Embedder -> langchain_core Embeddings
+    """The same embedder object, seen through LangChain's Embeddings interface."""
+    from langchain_core.embeddings import Embeddings
+
+    class Wrapped(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return embedder.embed_documents(texts).tolist()
+
+        def embed_query(self, text: str) -> list[float]:
+            return embedder.embed_query(text).tolist()
+
+    return Wrapped()
+
+
+def ingest_inkstone(lib: KnowledgeLibrary, files: list[Path], embedder: str) -> tuple[int, float]:
+    """Inkstone's pipeline into a fresh "bench" collection; (chunks, seconds)."""
+    lib.drop_collection("bench")
+    start = time.perf_counter()
+    chunks = sum(
+        lib.add_document("bench", embedder, p.name, p, p.name, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_OVERLAP).chunks
+        for p in files
+    )
+    return chunks, time.perf_counter() - start
+
+
+def ingest_langchain(folder: Path, files: list[Path], embeddings) -> tuple[int, float]:
+    """LangChain's pipeline (split, Chroma.add_texts) into a fresh persistent directory; (chunks, seconds)."""
+    from chromadb.config import Settings
+    from langchain_chroma import Chroma
+
+    start = time.perf_counter()
+    splitter = make_splitter(DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_OVERLAP)
+    store = Chroma(
+        collection_name="bench",
+        embedding_function=embeddings,
+        persist_directory=str(folder),
+        client_settings=Settings(anonymized_telemetry=False, is_persistent=True, persist_directory=str(folder)),
+        collection_metadata={"hnsw:space": "cosine"},
+    )
+    chunks = 0
+    for path in files:
+        texts = splitter.split_text(path.read_text(encoding="utf-8"))
+        store.add_texts(texts, metadatas=[{"source": path.name, "chunk": i} for i in range(len(texts))])
+        chunks += len(texts)
+    return chunks, time.perf_counter() - start
+
+
+def fill_to(lib: KnowledgeLibrary, embedder: str, total: int, real_vectors: bool, seed: int = 11) -> float:
+    """Add generated variants of the stored chunks until the collection holds ``total``; returns seconds."""
+    rng = np.random.default_rng(seed)
+    rows = [r for page in lib.store.iter_chunks("bench", with_embeddings=True) for r in page]
+    model = lib.embedder(embedder)
+    start = time.perf_counter()
+    need, n = total - len(rows), 0
+    while n < need:
+        batch = rows[: min(len(rows), need - n, 500)]
+        texts = [
+            f"{r.text} (variant {n + i}: {EN_WORDS[(n + i) % len(EN_WORDS)]} {n + i})" for i, r in enumerate(batch)
+        ]
+        if real_vectors:
+            vectors = model.embed_documents(texts)
+        else:
+            vectors = np.stack([r.embedding for r in batch]) + rng.normal(0, 0.01, (len(batch), model.dimension))
+            vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+        metas = [{**r.metadata, "doc_id": f"variant-{n // 500}", "chunk": n + i} for i, r in enumerate(batch)]
+        lib.store.add("bench", [f"v{n + i}" for i in range(len(batch))], vectors, texts, metas)
+        n += len(batch)
+        rng.shuffle(rows)
+    lib.store.touch("bench")
+    return time.perf_counter() - start
+
+
+def latency(lib: KnowledgeLibrary, embedder: str, queries: list[str]) -> tuple[float, list[float], list[float]]:
+    """(first call incl. BM25 index build in ms, wall ms per later query, CPU ms of this process per query)."""
+    start = time.perf_counter()
+    lib.search([("bench", embedder)], queries[0])
+    first = (time.perf_counter() - start) * 1000
+    times, cpu = [], []
+    for q in queries:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        lib.search([("bench", embedder)], q)
+        times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+    return first, times, cpu
+
+
+def main() -> None:
+    """Run both measurements and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embedder", default=DEFAULT_EMBEDDER)
+    parser.add_argument("--chunks", type=int, default=2000)
+    parser.add_argument("--total", type=int, default=20000)
+    parser.add_argument("--real-vectors", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2, help="ingestion rounds per pipeline (best is kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="times the question set is queried")
+    args = parser.parse_args()
+    questions = [json.loads(x)["question"] for x in (DATA / "questions.jsonl").read_text("utf-8").splitlines() if x]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        files = make_corpus(tmp_path / "corpus", args.chunks, DEFAULT_CHUNK_SIZE)
+        lib = KnowledgeLibrary(tmp_path / "inkstone-chroma")
+        embedder = lib.embedder(args.embedder)
+        embedder.embed_documents(["warm-up"])
+        print(f"embedder {args.embedder}, chunk {DEFAULT_CHUNK_SIZE}/{DEFAULT_CHUNK_OVERLAP}, {len(files)} files")
+        lc_runs, ink_runs = [], []
+        for r in range(args.rounds):  # alternate, best of each: the machine's load changes during the run
+            lc_runs.append(ingest_langchain(tmp_path / f"langchain-{r}", files, langchain_embeddings(embedder)))
+            ink_runs.append(ingest_inkstone(lib, files, args.embedder))
+        lc_chunks, lc_s = min(lc_runs, key=lambda x: x[1])
+        ink_chunks, ink_s = min(ink_runs, key=lambda x: x[1])
+        lc_rate, ink_rate = lc_chunks / lc_s, ink_chunks / ink_s
+        print(f"ingestion  LangChain Chroma pipeline: {lc_chunks} chunks in {lc_s:.1f} s = {lc_rate:.1f} chunks/s")
+        print(f"ingestion  Inkstone knowledge:        {ink_chunks} chunks in {ink_s:.1f} s = {ink_rate:.1f} chunks/s")
+        print(f"ingestion  ratio Inkstone/LangChain:  {ink_rate / lc_rate:.2f} (target >= 1.0; best of {args.rounds})")
+        fill_s = fill_to(lib, args.embedder, args.total, args.real_vectors)
+        kind = "real" if args.real_vectors else "noised"
+        print(f"filled to {lib.count('bench')} chunks in {fill_s:.1f} s ({kind} vectors)")
+        first, times, cpu = latency(lib, args.embedder, questions * args.repeat)
+        p50, p95 = statistics.median(times), float(np.percentile(times, 95))
+        print(f"query      first call incl. BM25 index build: {first:.0f} ms")
+        print(f"query      {len(times)} hybrid searches incl. query embedding: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+        print(
+            f"           (target p50 <= 50 ms); CPU time of this process per query: p50 {statistics.median(cpu):.1f} ms"
+        )
+        print(f"           machine load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        lib.close()
+
+
+if __name__ == "__main__":
+    main()
