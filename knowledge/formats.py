@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from knowledge.charset import detect_encoding
+from knowledge.charset import detect_encoding, plausibility
 from knowledge.errors import LoaderError
 from knowledge.loaders import Document, Segment
 
@@ -59,20 +59,29 @@ def pdf_segments(doc: Document) -> Iterator[Segment]:
     """One segment per page with text; pages without a text layer become warnings, all of them a LoaderError."""
     reader = _pdf_reader(doc.path, doc.name, open(doc.path, "rb").read(1024))
     empty: list[int] = []
+    garbled = 0
     for number, page in enumerate(reader.pages, start=1):
         try:
             text = page.extract_text() or ""
         except Exception as exc:  # noqa: BLE001 - one broken page must not stop the others
             doc.warnings.append(f"page {number} of {doc.name} could not be read ({exc}); it is skipped")
+            garbled += 1
             continue
         text = join_cjk_wraps(_tidy(text))
-        if text.strip():
+        if text.strip() and plausibility(text) < 0.5:
+            garbled += 1
+            doc.warnings.append(
+                f"page {number} of {doc.name} has a text layer that does not decode to readable text (a font "
+                "without a Unicode map?); it is skipped: run OCR on the file to make it searchable"
+            )
+        elif text.strip():
             yield Segment(text, number, 0)
         else:
             empty.append(number)
-    if len(empty) == doc.pages:
+    if len(empty) + garbled >= doc.pages:
+        what = "no text layer" if not garbled else "no readable text layer"
         raise LoaderError(
-            f"{doc.name} has no text layer on any of its {doc.pages} page(s) (scanned images?); "
+            f"{doc.name} has {what} on any of its {doc.pages} page(s) (scanned images?); "
             "run OCR on it (for example ocrmypdf) and add the result"
         )
     for number in empty:

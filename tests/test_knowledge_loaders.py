@@ -247,3 +247,17 @@ def test_the_evaluation_documents_all_load(tmp_path: Path) -> None:
     assert "海風博物館位於臺南安平港邊" in found["haifeng_museum_big5.txt"]
     assert "青石桥是云溪县城里最古老的石拱桥" in found["qingshi_bridge_utf16.txt"]
     assert "如对手册内容有疑问，请联系人力资源部。" in found["xinghe_handbook_zh.pdf"]
+
+
+def test_pdf_page_whose_text_layer_is_garbage_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    """A text layer that extracts to control characters (a font without a Unicode map) is not indexed as text."""
+    path = tmp_path / "garbled.pdf"
+    garbage = "".join(chr(i) for i in range(1, 31) if i not in (9, 10, 12, 13)) * 3
+    make_pdf(path, [garbage, "Readable page two."])
+    doc = open_document(path)
+    assert [(s.page, s.text) for s in doc.segments()] == [(2, "Readable page two.")]
+    assert len(doc.warnings) == 1 and "page 1 of garbled.pdf" in doc.warnings[0] and "OCR" in doc.warnings[0]
+    only_garbage = tmp_path / "only.pdf"
+    make_pdf(only_garbage, [garbage])
+    with pytest.raises(LoaderError, match="no readable text layer"):
+        list(open_document(only_garbage).segments())
