@@ -11,6 +11,7 @@ import hashlib
 import re
 import threading
 import unicodedata
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,7 @@ class KnowledgeLibrary:
         document = open_document(Path(path), source_name)
         self.store.delete_where(collection, {"doc_id": doc_id})
         done = 0
+        run = uuid.uuid4().hex[:8]
         title: str | None = None
         batch: list[Chunk] = []
         try:
@@ -160,12 +162,12 @@ class KnowledgeLibrary:
                     title = document_title(chunk.text, source_name)
                 batch.append(chunk)
                 if len(batch) >= BATCH_SIZE:
-                    done += self._store_batch(collection, embedder, doc_id, source_name, title, batch)
+                    done += self._store_batch(collection, embedder, doc_id, run, source_name, title, batch)
                     batch = []
                     if progress is not None:
                         progress(done, None)
             if batch:
-                done += self._store_batch(collection, embedder, doc_id, source_name, title or source_name, batch)
+                done += self._store_batch(collection, embedder, doc_id, run, source_name, title or source_name, batch)
             self.store.touch(collection)
             if progress is not None:
                 progress(done, done)
@@ -179,8 +181,10 @@ class KnowledgeLibrary:
         return DocumentStats(pages=document.pages, chunks=done, warnings=list(document.warnings))
 
     def _store_batch(
-        self, collection: str, embedder: Embedder, doc_id: str, source: str, title: str, batch: list[Chunk]
+        self, collection: str, embedder: Embedder, doc_id: str, run: str, source: str, title: str, batch: list[Chunk]
     ) -> int:
+        """Embed and store one batch. Ids carry a token of this ingestion ``run``, so a replaced document's chunks
+        get new ids and caches keyed by id (the BM25 tokens) never mistake them for the old ones."""
         vectors = embedder.embed_documents([with_title(title, c.text) for c in batch])
         metadatas = [
             {
@@ -194,7 +198,8 @@ class KnowledgeLibrary:
             }
             for c in batch
         ]
-        self.store.add(collection, [f"{doc_id}:{c.index}" for c in batch], vectors, [c.text for c in batch], metadatas)
+        ids = [f"{doc_id}:{run}:{c.index}" for c in batch]
+        self.store.add(collection, ids, vectors, [c.text for c in batch], metadatas)
         return len(batch)
 
     def remove_document(self, collection: str, doc_id: str) -> None:

@@ -66,18 +66,25 @@ def init_tokenizer() -> None:
 
 @dataclass
 class Bm25Index:
-    """A BM25 index over one collection's chunks, valid for one generation of it."""
+    """A BM25 index over one collection's chunks, valid for one generation of it.
+
+    ``tokens`` keeps each chunk's token ids (int32, ids from ``vocab``) so that a rebuild after a change only
+    reads and tokenizes the chunks it has not seen before.
+    """
 
     generation: str
     count: int
     ids: list[str]
     model: object | None  # bm25s.BM25, or None for a collection without tokens
+    vocab: dict[str, int]
+    tokens: dict[str, np.ndarray]
 
     def top(self, query_tokens: list[str], n: int) -> list[tuple[str, float]]:
         """The ``n`` best (chunk id, BM25 score) pairs with a positive score, best first."""
-        if self.model is None or not query_tokens or not self.ids:
+        known = [self.vocab[t] for t in query_tokens if t in self.vocab]
+        if self.model is None or not known or not self.ids:
             return []
-        scores = self.model.get_scores(query_tokens)
+        scores = self.model.get_scores_from_ids(known)
         n = min(n, len(scores))
         best = np.argpartition(-scores, n - 1)[:n]
         best = best[np.argsort(-scores[best], kind="stable")]
@@ -85,7 +92,7 @@ class Bm25Index:
 
 
 class Bm25Cache:
-    """One BM25 index per collection, rebuilt when the collection changes."""
+    """One BM25 index per collection, rebuilt (incrementally) when the collection changes."""
 
     def __init__(self) -> None:
         self._indexes: dict[str, Bm25Index] = {}
@@ -97,7 +104,7 @@ class Bm25Cache:
             index = self._indexes.get(name)
             if index is not None and index.generation == generation and index.count == count:
                 return index
-            index = build_index(store, name, generation, count)
+            index = build_index(store, name, generation, count, previous=index)
             self._indexes[name] = index
             return index
 
@@ -107,22 +114,26 @@ class Bm25Cache:
             self._indexes.pop(name, None)
 
 
-def build_index(store, name: str, generation: str, count: int) -> Bm25Index:
-    """Tokenize every stored chunk of ``name`` (read page by page) and index the tokens with bm25s."""
+def build_index(store, name: str, generation: str, count: int, previous: Bm25Index | None = None) -> Bm25Index:
+    """Index every stored chunk of ``name`` with bm25s, tokenizing only chunks ``previous`` has not seen."""
     import bm25s
 
-    ids: list[str] = []
-    corpus: list[list[str]] = []
-    for page in store.iter_chunks(name):
-        for chunk in page:
-            ids.append(chunk.id)
+    vocab = previous.vocab if previous else {}
+    known = previous.tokens if previous else {}
+    ids = store.all_ids(name)
+    missing = [cid for cid in ids if cid not in known]
+    tokens = {cid: known[cid] for cid in ids if cid in known}
+    for start in range(0, len(missing), 1000):
+        for chunk in store.get(name, missing[start : start + 1000], with_embeddings=False):
             title = str(chunk.metadata.get("title", ""))
-            corpus.append(tokenize(chunk.text if chunk.text.startswith(title) else f"{title}\n{chunk.text}"))
-    if not any(corpus):
-        return Bm25Index(generation, count, ids, None)
+            words = tokenize(chunk.text if chunk.text.startswith(title) else f"{title}\n{chunk.text}")
+            tokens[chunk.id] = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int32)
+    ids = [cid for cid in ids if cid in tokens]
+    if not any(len(tokens[cid]) for cid in ids):
+        return Bm25Index(generation, count, ids, None, vocab, tokens)
     model = bm25s.BM25()
-    model.index(corpus, show_progress=False)
-    return Bm25Index(generation, count, ids, model)
+    model.index(([tokens[cid].tolist() for cid in ids], vocab), create_empty_token=False, show_progress=False)
+    return Bm25Index(generation, count, ids, model, vocab, tokens)
 
 
 def rrf(ranks: list[int | None]) -> float:

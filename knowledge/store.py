@@ -150,6 +150,16 @@ class ChromaStore:
             yield rows
             offset += len(rows)
 
+    def all_ids(self, name: str) -> list[str]:
+        """Every chunk id in the collection (read page by page, no texts)."""
+        ids: list[str] = []
+        while True:
+            with self._guard():
+                got = self._collection(name).get(limit=GET_PAGE * 10, offset=len(ids), include=[])
+            if not got["ids"]:
+                return ids
+            ids += got["ids"]
+
     def get(self, name: str, ids: list[str], with_embeddings: bool = True) -> list[StoredChunk]:
         """The chunks with these ids (missing ones are left out)."""
         if not ids:
