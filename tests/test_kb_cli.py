@@ -283,3 +283,53 @@ def test_the_embedder_setting_refuses_a_kb_built_with_another(home: Path, docs: 
     code, out, err = run(capsys, "reembed", "facts", "--embedder", "e5-small")
     assert code == 0 and "Re-embedded 'facts' with e5-small" in out, err
     assert query_json(capsys, "facts", "When did the volcano last erupt?")[0]["hits"][0]["source"] == "volcano.txt"
+
+
+@pytest.mark.slow
+def test_a_killed_ingestion_is_finished_by_running_it_again(home: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import os
+    import signal
+    import sqlite3
+
+    big = tmp_path / "orchard-log.txt"
+    big.write_text("\n\n".join(f"Entry {i}: the pear trees on row {i} were pruned and {i % 9} hives were checked."
+                               * 4 for i in range(300)), encoding="utf-8")  # fmt: skip
+    small = tmp_path / "bees.txt"
+    small.write_text("The beehives stand at the north fence of the orchard.", encoding="utf-8")
+    assert run(capsys, "ingest", "--kb", "farm", "--embedder", EMBEDDER, str(small))[0] == 0
+    command = [sys.executable, "-m", "core", "kb", "ingest", "--kb", "farm", str(big)]
+    child = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], env=os.environ.copy(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    seen_chunks = False
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.poll() is None:
+        with sqlite3.connect(home / "inkstone.db") as db:
+            row = db.execute("SELECT status FROM documents WHERE name = 'orchard-log.txt'").fetchone()
+        if row and row[0] == "ingesting":
+            time.sleep(8)  # let it store a batch or two of chunks
+            seen_chunks = True
+            break
+        time.sleep(0.2)
+    assert seen_chunks and child.poll() is None, "the ingestion ended before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+
+    code, out, _ = run(capsys, "show", "farm", "--json")
+    status = {d["name"]: d["status"] for d in json.loads(out)}
+    assert status == {"bees.txt": "ready", "orchard-log.txt": "ingesting"}
+    hits = query_json(capsys, "farm", "which pear trees were pruned on row 12", k=4)[0]["hits"]
+    assert all(h["source"] != "orchard-log.txt" for h in hits)  # half a document is never searchable
+
+    code, out, err = run(capsys, "ingest", "--kb", "farm", str(big))
+    assert code == 0 and "1 added" in out, err
+    [doc] = [d for d in json.loads(run(capsys, "show", "farm", "--json")[1]) if d["name"] == "orchard-log.txt"]
+    assert doc["status"] == "ready" and doc["chunks"] > 64
+    [kb] = json.loads(run(capsys, "list", "--json")[1])
+    assert kb["chunks"] == doc["chunks"] + 1
+    service = KnowledgeService.open(load_settings())
+    try:
+        assert service.handle.get().count(service.get("farm").collection) == kb["chunks"]  # no leftovers
+    finally:
+        service.close()
+    assert query_json(capsys, "farm", "pear trees pruned on row 12", k=1)[0]["hits"][0]["source"] == "orchard-log.txt"
