@@ -5,6 +5,7 @@ the re-embed action until the knowledge base is re-embedded."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,18 @@ def test_a_broken_new_version_keeps_the_old_one(service: KnowledgeService, tmp_p
     [doc] = service.documents("food")  # the old version and the failed attempt are both gone
     assert doc.status == "ready"
     assert "tomato" in service.query(service.resolve("food"), "soup of the day")[0].text
+
+
+def test_uploads_are_copied_under_the_data_dir_and_removed(service: KnowledgeService, home: Path,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    before = {p for p in tmp_path.rglob("*") if not p.is_relative_to(home)}
+    report = service.ingest_uploads("web", [("../../../evil\n.txt", b"Upload one talks about comets."),
+                                            ("notes.md", io.BytesIO(b"# Notes\n\nUpload two is about moons."))],
+                                    embedder=EMBEDDER)  # fmt: skip
+    assert [(r.name, r.status) for r in report.results] == [("evil .txt", "added"), ("notes.md", "added")]
+    assert {p for p in tmp_path.rglob("*") if not p.is_relative_to(home)} == before  # nothing outside the data dir
+    assert list((home / "knowledge" / "uploads").iterdir()) == []  # the temporary copies are gone
+    assert service.query(service.resolve("web"), "comets")[0].source == "evil .txt"
 
 
 def test_uploads_get_safe_names_and_progress_is_reported(service: KnowledgeService, tmp_path: Path) -> None:

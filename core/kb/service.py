@@ -235,11 +235,16 @@ class KnowledgeService:
 
     def ingest_uploads(self, name: str, uploads: list[tuple[str, BinaryIO | bytes]], *, embedder: str | None = None,
                        progress: ProgressCallback | None = None) -> IngestReport:  # fmt: skip
-        """Ingest uploaded files (browser name, content): each is copied to a private temporary folder under a
-        neutral name with its suffix (never under the given name), ingested under its sanitized name, and the
-        copies are deleted afterwards. Inkstone keeps no copy of an upload.
+        """Ingest uploaded files (browser name, content): each is copied to a temporary folder under the data dir
+        (``knowledge/uploads/``) under a neutral name with its suffix (never under the given name), ingested
+        under its sanitized name, and the copies are deleted afterwards. Inkstone keeps no copy of an upload.
         """
-        with tempfile.TemporaryDirectory(prefix="inkstone-upload-") as folder:
+        uploads_dir = self.settings.home / "knowledge" / "uploads"
+        try:
+            uploads_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KnowledgeBaseError(f"Cannot create {uploads_dir} for uploads ({exc}): check the data dir.") from exc
+        with tempfile.TemporaryDirectory(prefix="upload-", dir=uploads_dir) as folder:
             paths: list[Path] = []
             for index, (raw_name, content) in enumerate(uploads):
                 suffix = Path(sanitize_name(raw_name)).suffix.lower()
