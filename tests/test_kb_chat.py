@@ -169,3 +169,15 @@ def test_smollm2_answers_with_sources(home: Path, tmp_path: Path) -> None:
     stored = engine.store.messages(sid)[-1]
     assert stored.sources[0]["source"] == "volcano.txt" and "1822" in stored.sources[0]["text"]
     assert replace(done.stats).prompt_tokens > 60  # the context block went into the prompt
+
+
+def test_regenerate_retrieves_again_and_stores_the_new_sources(home: Path, tmp_path: Path) -> None:
+    engine = engine_with_kb(home, tmp_path, FakeBackend(["first [1]", "second [1]"]))
+    sid = engine.new_session()
+    engine.knowledge.set_session_knowledge(sid, True, ["facts"])
+    list(engine.service.send(sid, "When is the first flush of the tea garden?"))
+    events = list(engine.service.regenerate(sid))
+    [sources] = [e.items for e in events if isinstance(e, Sources)]
+    answer = engine.store.messages(sid)[-1]
+    assert answer.content == "second [1]" and answer.sources == sources
+    assert sources[0]["source"] == "tea.txt"
