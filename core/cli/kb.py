@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     reembed.add_argument("--embedder", required=True, help="bundled embedder id or a local model folder")
     query = sub.add_parser("query", parents=[common], help="search knowledge bases")
     query.add_argument("--kb", required=True, help="knowledge base name (NAME,NAME for several)")
-    query.add_argument("--k", type=int, default=4, help="hits per query (default 4)")
+    query.add_argument("--k", "-k", type=int, default=4, help="hits per query (default 4)")
     query.add_argument("--json", action="store_true", help="one JSON object per query per line")
     query.add_argument("queries", nargs="+", metavar="QUERY", help="each argument is one query; - reads stdin")
     sub.add_parser("embedders", parents=[common], help="list the bundled embedders")
