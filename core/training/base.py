@@ -72,6 +72,8 @@ def load_base(ref: BaseRef, settings: Settings, *, qlora: bool = False) -> tuple
     settings = replace(settings, quantize=None, cpu_weights="fp32")  # train on full-precision weights
     device = pick_device(settings)
     if not qlora:
+        if ref.profile.source == "bundled":
+            converted_dir(ref, settings)  # a GGUF-loaded model is flagged quantized and Trainer refuses it
         loaded = load_model(ref.profile, settings)
         return loaded.model, loaded.codec, device
     dtype = pick_dtype(settings, device)
