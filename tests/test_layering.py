@@ -49,6 +49,13 @@ def violations() -> list[str]:
                 bad.append(f"{rel} imports {name} (only core/api/ imports the web framework)")
         if "openai" in imports_of(f) and rel != "core/backends/openai_backend.py":
             bad.append(f"{rel} imports openai (only core/backends/openai_backend.py does)")
+    for f in [f for f in files("app.py", "ui") if f.is_file()]:
+        if "knowledge" in imports_of(f):
+            bad.append(f"{f.relative_to(REPO).as_posix()} imports knowledge (ui/ must go through core/)")
+    for f in [f for f in files("app.py", "core", "knowledge", "ui") if f.is_file()]:
+        rel = f.relative_to(REPO).as_posix()
+        if "chromadb" in imports_of(f) and rel != "knowledge/store.py":
+            bad.append(f"{rel} imports chromadb (only knowledge/store.py does)")
     for f in files("core", "knowledge", "bench", "tests"):
         if "ui" in imports_of(f) and f.parent.name != "tests":
             bad.append(f"{f.relative_to(REPO)} imports ui")
@@ -67,6 +74,8 @@ def test_the_walk_detects_a_wrong_way_import(tmp_path: Path) -> None:
     (fake_repo / "core" / "bad.py").write_text("import streamlit\nfrom ui import chat_page\n")
     (fake_repo / "ui").mkdir()
     (fake_repo / "ui" / "page.py").write_text("import torch\n")
+    (fake_repo / "ui" / "kb.py").write_text("from knowledge import KnowledgeLibrary\n")
+    (fake_repo / "core" / "vectors.py").write_text("def f():\n    import chromadb\n")
     (fake_repo / "core" / "web.py").write_text("from fastapi import FastAPI\nimport openai\n")
     globals()["REPO"] = fake_repo
     try:
@@ -75,6 +84,8 @@ def test_the_walk_detects_a_wrong_way_import(tmp_path: Path) -> None:
         globals()["REPO"] = Path(__file__).resolve().parents[1]
     assert "core/bad.py imports streamlit" in found and "core/bad.py imports ui" in found
     assert "ui/page.py imports torch (ui/ must go through core/)" in found
+    assert "ui/kb.py imports knowledge (ui/ must go through core/)" in found
+    assert "core/vectors.py imports chromadb (only knowledge/store.py does)" in found
     assert "core/web.py imports fastapi (only core/api/ imports the web framework)" in found
     assert "core/web.py imports openai (only core/backends/openai_backend.py does)" in found
 
