@@ -1,0 +1,134 @@
+"""Persona figures: switch latency, decode speed with an adapter vs the base, training seconds per step, and peak
+memory of QLoRA vs LoRA training. Not a test: figures only (targets: switch <= 20 ms, adapter/base tokens/s >= 0.9).
+
+- Switch latency: a loaded model with two LoRA personas (random non-zero adapters, rank 8, attention projections,
+  like ``core train``'s default); median time to make A, B or "none" active, as the backend does per answer.
+- Decode: greedy 64-token answers through the backend's ``stream`` with persona A vs none, alternating runs.
+- Training: ``python -m core train`` as a subprocess per configuration (LoRA; QLoRA on the small model), a few steps
+  of a small dataset; seconds per step from its metrics.csv (first step excluded) and the child's peak RSS.
+
+    .venv/bin/python bench/personas.py [--models smollm2-135m qwen2.5-coder-0.5b] [--steps 4] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def random_persona(engine, adapters: Path, pid: str, seed: int) -> None:  # noqa: ANN001
+    """A persona dir with a random (non-zero) LoRA for the engine's model."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from core.training.base import converted_dir, resolve_base
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(converted_dir(resolve_base(engine.profile.id), engine.settings))
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS, init_lora_weights=False))
+    model.save_pretrained(adapters / pid)
+    (adapters / pid / "persona.toml").write_text(
+        f'name = "{pid}"\nlora = true\nbase_model = "{engine.profile.id}"\n', encoding="utf-8")
+
+
+def switch_and_decode(model_id: str, home: Path, runs: int) -> dict[str, float]:
+    """Median switch ms and tokens/s with adapter vs none on one loaded model."""
+    from dataclasses import replace
+
+    from core.backends.base import AdapterSpec, TextDelta
+    from core.config import load_settings
+    from core.engine import build_engine
+
+    adapters = home / "adapters"
+    settings = load_settings({"home": str(home), "adapters": str(adapters), "model": model_id})
+    settings = replace(settings, generation=settings.generation.with_updates(
+        temperature=0, max_new_tokens=64, repetition_penalty=1.0))
+    engine = build_engine(settings)
+    for i, pid in enumerate(("bench-a", "bench-b")):
+        random_persona(engine, adapters, pid, i)
+    backend = engine.backend
+    specs = [AdapterSpec(p, adapters / p) for p in ("bench-a", "bench-b")]
+    messages = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
+    for spec in specs:  # load both once (the first use reads the files; later switches are what a chat pays)
+        list(backend.stream(messages, replace(settings.generation, max_new_tokens=1), threading.Event(), spec))
+    times = []
+    for i in range(60):
+        target = [specs[0], specs[1], None][i % 3]
+        start = time.perf_counter()
+        with backend._lock, backend._use_adapter(target):  # noqa: SLF001 - exactly what one answer does
+            times.append(time.perf_counter() - start)
+    rates: dict[str, list[float]] = {"adapter": [], "base": []}
+    for _ in range(runs):
+        for name, spec in (("adapter", specs[0]), ("base", None)):
+            start, tokens = time.perf_counter(), 0
+            for event in backend.stream(messages, settings.generation, threading.Event(), spec):
+                if not isinstance(event, TextDelta):
+                    tokens = event.completion_tokens
+            rates[name].append(tokens / (time.perf_counter() - start))
+    adapter, base = statistics.median(rates["adapter"]), statistics.median(rates["base"])
+    return {"switch_ms": statistics.median(times) * 1000, "switch_max_ms": max(times) * 1000,
+            "adapter_tok_s": adapter, "base_tok_s": base, "ratio": adapter / base}
+
+
+def train_run(model_id: str, home: Path, steps: int, qlora: bool) -> dict[str, float]:
+    """Seconds per step (after the first) and peak RSS (MiB) of one ``core train`` subprocess."""
+    data = home / "bench-data.jsonl"
+    data.write_text("\n".join(json.dumps({"instruction": f"Question number {i}: what is {i} plus {i}?",
+                                          "output": f"{i} plus {i} is {2 * i}."}) for i in range(16)) + "\n")
+    pid = f"bench-{model_id}-{'q' if qlora else 'l'}"
+    cmd = [sys.executable, "-m", "core", "train", "--base", model_id, "--data", str(data), "--persona", pid,
+           "--steps", str(steps), "--batch-size", "4", "--max-length", "128", "--overwrite",
+           "--adapters", str(home / "adapters"), "--home", str(home)] + (["--qlora"] if qlora else [])
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"training failed: {' '.join(cmd)}\n{proc.stderr.read()[-2000:]}")
+    with open(home / "adapters" / pid / "metrics.csv", encoding="utf-8") as fh:
+        elapsed = [float(r["elapsed_s"]) for r in csv.DictReader(fh)]
+    per_step = (elapsed[-1] - elapsed[0]) / max(1, len(elapsed) - 1)
+    return {"s_per_step": per_step, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def main() -> None:
+    """Print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["smollm2-135m", "qwen2.5-coder-0.5b"])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--home", type=Path, help="data dir with converted models (default: a temp dir)")
+    args = parser.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="bench-personas-"))
+    for model_id in args.models:
+        f = switch_and_decode(model_id, home, args.runs)
+        print(f"{model_id}: persona switch median {f['switch_ms']:.3f} ms (max {f['switch_max_ms']:.2f} ms; "
+              f"target <= 20) | decode adapter {f['adapter_tok_s']:.1f} tok/s vs base {f['base_tok_s']:.1f} tok/s, "
+              f"ratio {f['ratio']:.2f} (target >= 0.9)", flush=True)
+        modes = [False, True] if model_id == "smollm2-135m" else [False]
+        results = {q: train_run(model_id, home, args.steps, q) for q in modes}
+        for qlora, r in results.items():
+            print(f"{model_id}: {'QLoRA nf4' if qlora else 'LoRA fp32'} training {r['s_per_step']:.2f} s/step, "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+        if len(results) == 2:
+            print(f"{model_id}: peak memory QLoRA / LoRA = "
+                  f"{results[True]['peak_rss_mib'] / results[False]['peak_rss_mib']:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
