@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=2000)
     parser.add_argument("--total", type=int, default=20000)
     parser.add_argument("--real-vectors", action="store_true")
-    parser.add_argument("--rounds", type=int, default=2, help="ingestion rounds per pipeline (best is kept)")
+    parser.add_argument("--rounds", type=int, default=1, help="ingestion rounds per pipeline (best is kept)")
     parser.add_argument("--repeat", type=int, default=3, help="times the question set is queried")
     args = parser.parse_args()
     questions = [json.loads(x)["question"] for x in (DATA / "questions.jsonl").read_text("utf-8").splitlines() if x]
@@ -184,11 +184,17 @@ def main() -> None:
         lib = KnowledgeLibrary(tmp_path / "inkstone-chroma")
         embedder = lib.embedder(args.embedder)
         embedder.embed_documents(["warm-up"])
-        print(f"embedder {args.embedder}, chunk {DEFAULT_CHUNK_SIZE}/{DEFAULT_CHUNK_OVERLAP}, {len(files)} files")
-        lc_runs, ink_runs = [], []
+        print(
+            f"embedder {args.embedder}, chunk {DEFAULT_CHUNK_SIZE}/{DEFAULT_CHUNK_OVERLAP}, {len(files)} files, "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+            flush=True,
+        )
+        ink_runs, lc_runs = [], []
         for r in range(args.rounds):  # alternate, best of each: the machine's load changes during the run
-            lc_runs.append(ingest_langchain(tmp_path / f"langchain-{r}", files, langchain_embeddings(embedder)))
             ink_runs.append(ingest_inkstone(lib, files, args.embedder))
+            print(f"  round {r + 1}: Inkstone {ink_runs[-1][0]} chunks in {ink_runs[-1][1]:.1f} s", flush=True)
+            lc_runs.append(ingest_langchain(tmp_path / f"langchain-{r}", files, langchain_embeddings(embedder)))
+            print(f"  round {r + 1}: LangChain {lc_runs[-1][0]} chunks in {lc_runs[-1][1]:.1f} s", flush=True)
         lc_chunks, lc_s = min(lc_runs, key=lambda x: x[1])
         ink_chunks, ink_s = min(ink_runs, key=lambda x: x[1])
         lc_rate, ink_rate = lc_chunks / lc_s, ink_chunks / ink_s
@@ -197,7 +203,7 @@ def main() -> None:
         print(f"ingestion  ratio Inkstone/LangChain:  {ink_rate / lc_rate:.2f} (target >= 1.0; best of {args.rounds})")
         fill_s = fill_to(lib, args.embedder, args.total, args.real_vectors)
         kind = "real" if args.real_vectors else "noised"
-        print(f"filled to {lib.count('bench')} chunks in {fill_s:.1f} s ({kind} vectors)")
+        print(f"filled to {lib.count('bench')} chunks in {fill_s:.1f} s ({kind} vectors)", flush=True)
         first, times, cpu = latency(lib, args.embedder, questions * args.repeat)
         p50, p95 = statistics.median(times), float(np.percentile(times, 95))
         print(f"query      first call incl. BM25 index build: {first:.0f} ms")

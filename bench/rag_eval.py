@@ -7,7 +7,10 @@ results comes from the expected file and contains the expected answer (whitespac
 the right-page rate counts the hits whose containing chunk is on the expected page. Off-topic questions
 show what the relevance floor does. Prints figures only; it asserts nothing.
 
-    .venv/bin/python bench/rag_eval.py [--embedders e5-small,minilm] [--chunks 500/80,300/50,800/120]
+    .venv/bin/python bench/rag_eval.py [--embedders e5-small,minilm] [--chunks 500/80,300/50,800/120] [--data DIR]
+
+``--data`` points at another set laid out the same way (``DIR/docs/``, ``DIR/questions.jsonl`` with ``lang``,
+``question``, ``answer``, ``source`` and ``page`` per line).
 """
 
 from __future__ import annotations
@@ -44,17 +47,19 @@ def squash(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-def load_questions() -> list[dict]:
+def load_questions(data: Path = DATA) -> list[dict]:
     """The evaluation questions (one JSON object per line)."""
-    lines = (DATA / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (data / "questions.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def ingest(lib: KnowledgeLibrary, collection: str, embedder: str, size: int, overlap: int) -> tuple[int, float]:
+def ingest(
+    lib: KnowledgeLibrary, collection: str, embedder: str, size: int, overlap: int, data: Path = DATA
+) -> tuple[int, float]:
     """Add every evaluation document; returns (chunks, seconds)."""
     start = time.perf_counter()
     chunks = 0
-    for path in sorted((DATA / "docs").iterdir()):
+    for path in sorted((data / "docs").iterdir()):
         stats = lib.add_document(collection, embedder, path.name, path, path.name, size, overlap)
         chunks += stats.chunks
     return chunks, time.perf_counter() - start
@@ -93,10 +98,12 @@ def main() -> None:
     parser.add_argument("--embedders", default="e5-small,minilm")
     parser.add_argument("--chunks", default=f"{DEFAULT_CHUNK_SIZE}/{DEFAULT_CHUNK_OVERLAP}")
     parser.add_argument("--show-misses", action="store_true", help="list the missed questions of every run")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder with docs/ and questions.jsonl")
     args = parser.parse_args()
-    questions = load_questions()
+    questions = load_questions(args.data)
     counts = {lang: sum(q["lang"] == lang for q in questions) for lang in ("en", "zh")}
     print(f"{len(questions)} questions ({counts['en']} en, {counts['zh']} zh), {len(OFF_TOPIC)} off-topic")
+    print("hit@4: share of questions whose answer is in one of the first 4 hits from the expected file")
     print(f"{'embedder':10} {'chunk':>8} {'mode':7} {'en':>6} {'zh':>6} {'page':>6} {'offtopic∅':>9} {'p50 ms':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         lib = KnowledgeLibrary(Path(tmp) / "chroma")
@@ -104,7 +111,7 @@ def main() -> None:
             for spec in args.chunks.split(","):
                 size, overlap = (int(x) for x in spec.split("/"))
                 collection = f"eval-{embedder}-{size}-{overlap}"
-                chunks, seconds = ingest(lib, collection, embedder, size, overlap)
+                chunks, seconds = ingest(lib, collection, embedder, size, overlap, args.data)
                 for mode in ("vector", "bm25", "hybrid"):
                     r = evaluate(lib, collection, embedder, mode, questions)
                     print(

@@ -6,7 +6,7 @@ need to run this. Text sources are UTF-8; a line holding only ``\\f`` starts a n
 - ``qinglan_tea_gbk.txt``: GBK;  ``haifeng_museum_big5.txt``: Big5;  ``qingshi_bridge_utf16.txt``: UTF-16 + BOM
 - ``nimbus_handbook.pdf`` (English, 5 pages) and ``xinghe_handbook_zh.pdf`` (Chinese, 4 pages, CID font
   STSong-Light, which pypdf extracts correctly)
-- ``orbit_kettle_spec.docx``: paragraphs and a table
+- ``orbit_kettle_spec.docx``: paragraphs and a table;  ``wetland_park_zh.docx``: a longer Chinese report
 """
 
 from __future__ import annotations
@@ -89,6 +89,17 @@ def write_docx(target: Path) -> None:
     document.save(str(target))
 
 
+def write_text_docx(source: Path, target: Path) -> None:
+    """One DOCX paragraph per source line."""
+    import docx
+
+    document = docx.Document()
+    for line in source.read_text(encoding="utf-8").splitlines():
+        document.add_paragraph(line)
+    document.core_properties.author = "Inkstone tests"
+    document.save(str(target))
+
+
 def main() -> None:
     """Write every generated file into docs/."""
     for name, encoding in ENCODED.items():
@@ -96,6 +107,7 @@ def main() -> None:
     for name, font in PDFS.items():
         write_pdf(SOURCES / name, DOCS / name.replace(".txt", ".pdf"), font)
     write_docx(DOCS / "orbit_kettle_spec.docx")
+    write_text_docx(SOURCES / "wetland_park_zh.txt", DOCS / "wetland_park_zh.docx")
 
 
 if __name__ == "__main__":
