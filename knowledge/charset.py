@@ -27,7 +27,7 @@ _CONTROL_OK = {0x09, 0x0A, 0x0C, 0x0D, 0x1B}
 _MIN_SCORE = 0.6
 
 
-def _decode_prefix(data: bytes, encoding: str) -> str | None:
+def decode_prefix(data: bytes, encoding: str) -> str | None:
     """``data`` decoded strictly, tolerating only a multi-byte character cut off at the end; None if invalid."""
     try:
         decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
@@ -102,7 +102,7 @@ def detect_encoding(sample: bytes, name: str) -> str:
             f"{name} looks like a binary file, not text (it contains NUL or control bytes); "
             "rename it to its real type (.pdf, .docx, ...) or export it as plain text"
         )
-    if _decode_prefix(sample, "utf-8") is not None:
+    if decode_prefix(sample, "utf-8") is not None:
         return "utf-8"
     candidates = ["gb18030", "big5", "cp1252"]
     try:
@@ -115,7 +115,7 @@ def detect_encoding(sample: bytes, name: str) -> str:
         pass
     best, best_score = None, -1.0
     for encoding in candidates:
-        text = _decode_prefix(sample, encoding)
+        text = decode_prefix(sample, encoding)
         if text is None:
             continue
         score = plausibility(text)

@@ -167,9 +167,14 @@ def docx_segments(doc: Document) -> Iterator[Segment]:
 
 
 def html_encoding(sample: bytes, name: str) -> str:
-    """The HTML's charset: a BOM, else its <meta charset> if Python knows it, else detection."""
+    """The HTML's charset: a BOM; else UTF-8 if the bytes are valid UTF-8 (pages saved as UTF-8 often still
+    declare gb2312); else its <meta charset> if Python knows it and it decodes; else detection."""
     import codecs
 
+    from knowledge.charset import decode_prefix
+
+    if not sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and decode_prefix(sample, "utf-8"):
+        return "utf-8-sig" if sample.startswith(codecs.BOM_UTF8) else "utf-8"
     match = _META_CHARSET.search(sample[:4096])
     if match and not sample.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         declared = match.group(1).decode("ascii", "replace").lower()

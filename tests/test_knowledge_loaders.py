@@ -261,3 +261,10 @@ def test_pdf_page_whose_text_layer_is_garbage_is_skipped_with_a_warning(tmp_path
     make_pdf(only_garbage, [garbage])
     with pytest.raises(LoaderError, match="no readable text layer"):
         list(open_document(only_garbage).segments())
+
+
+def test_utf8_html_that_declares_gb2312_is_read_as_utf8(tmp_path: Path) -> None:
+    html = f"<html><head><meta charset='gb2312'></head><body><p>{ZH_SIMPLIFIED}</p></body></html>"
+    path = tmp_path / "mislabeled.html"
+    path.write_bytes(html.encode("utf-8"))
+    assert text_of(path) == ZH_SIMPLIFIED
