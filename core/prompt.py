@@ -94,13 +94,14 @@ CONTEXT_SHARE = 0.6
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _GUIDE = {
     "en": (
-        "Answer from the numbered passages of the user's documents below and cite each passage you use as [n]. "
-        "If they do not contain the answer, say that the documents do not contain it; do not invent an answer.",
+        "Answer using only the numbered passages from the user's documents below, and cite the passages you use "
+        "like [1]. If they do not contain the answer, say that the documents do not contain it; do not invent an "
+        "answer.",
         "The user's documents were searched for this question and no relevant passage was found. If the question "
         "needs facts from the documents, say that the documents do not contain them; do not invent an answer.",
     ),
     "zh": (
-        "请根据下面用户文档中带编号的资料回答，并用 [n] 标注所引用的资料。"
+        "请只根据下面用户文档中带编号的资料回答，并像 [1] 这样标注所引用资料的编号。"
         "如果资料中没有答案，请说明文档中没有相关内容，不要编造答案。",
         "已在用户的文档中检索这个问题，但没有找到相关内容。"
         "如果问题需要文档中的信息，请说明文档中没有相关内容，不要编造答案。",
