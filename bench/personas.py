@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["smollm2-135m", "qwen2.5-coder-0.5b"])
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-training", action="store_true", help="only switch latency and decode speed")
     parser.add_argument("--home", type=Path, help="data dir with converted models (default: a temp dir)")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="bench-personas-"))
@@ -120,7 +121,7 @@ def main() -> None:
         print(f"{model_id}: persona switch median {f['switch_ms']:.3f} ms (max {f['switch_max_ms']:.2f} ms; "
               f"target <= 20) | decode adapter {f['adapter_tok_s']:.1f} tok/s vs base {f['base_tok_s']:.1f} tok/s, "
               f"ratio {f['ratio']:.2f} (target >= 0.9)", flush=True)
-        modes = [False, True] if model_id == "smollm2-135m" else [False]
+        modes = [] if args.skip_training else [False, True] if model_id == "smollm2-135m" else [False]
         results = {q: train_run(model_id, home, args.steps, q) for q in modes}
         for qlora, r in results.items():
             print(f"{model_id}: {'QLoRA nf4' if qlora else 'LoRA fp32'} training {r['s_per_step']:.2f} s/step, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,8 +69,12 @@ class PersonaStudio:
             generation = old.generation
         data = {"name": name.strip(), "avatar": avatar.strip() or None, "language": language.strip() or None,
                 "system_prompt": system_prompt, "greeting": greeting, "generation": generation or None}
-        install_persona(self.adapters, persona_id,
-                        lambda tmp: (tmp / "persona.toml").write_text(to_toml(data), encoding="utf-8"))
+        text = to_toml(data)
+        with tempfile.TemporaryDirectory() as root:  # validate (avatar, generation, ...) before touching adapters/
+            (Path(root) / persona_id).mkdir()
+            (Path(root) / persona_id / "persona.toml").write_text(text, encoding="utf-8")
+            load_persona(Path(root), persona_id)
+        install_persona(self.adapters, persona_id, lambda tmp: (tmp / "persona.toml").write_text(text, "utf-8"))
         return load_persona(self.adapters, persona_id)
 
     def delete_persona(self, persona_id: str) -> None:
