@@ -1,16 +1,20 @@
 """A fair queue in front of one backend, shared by the UI's answers and the API's requests.
 
-Callers get the model in arrival order (first come, first served), one at a time: a plain lock lets any
-waiter win, so a busy API client could starve a browser tab. A caller whose stop event is set while it
-waits (Stop button, API client gone) leaves the queue at once with an empty ``stopped`` answer. The queue
-reports its depth and the number of active generations for monitoring.
+Callers get the model in arrival order (first come, first served): a plain lock lets any waiter win, so a busy
+API client could starve a browser tab. Where the backend supports continuous batching (``core.batching``),
+answers that can be batched are admitted together, up to the batch's capacity; an answer that cannot (a LoRA
+adapter, a seed, a repetition penalty) waits for the batch to drain and then runs alone, and those behind it wait
+for it: order is kept across both kinds. A caller whose stop event is set while it waits (Stop button, API client
+gone) leaves the queue at once with an empty ``stopped`` answer. The queue reports its depth and the number of
+active generations for monitoring.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,13 +26,19 @@ POLL_S = 0.05
 
 
 class FairQueue:
-    """First-come, first-served admission for ``capacity`` concurrent holders."""
+    """First-come, first-served admission: ``capacity`` shared holders at once, or one exclusive holder.
 
-    def __init__(self, capacity: int = 1) -> None:
+    ``on_shared(True)`` is called when the first shared holder is admitted, ``on_shared(False)`` when the last
+    one leaves (the batcher uses it to turn LoRA layers off while the batch runs on the shared weights).
+    """
+
+    def __init__(self, capacity: int = 1, on_shared: Callable[[bool], None] | None = None) -> None:
         self.capacity = capacity
+        self._on_shared = on_shared
         self._cond = threading.Condition()
-        self._waiting: deque[object] = deque()
-        self._active = 0
+        self._waiting: deque[tuple[object, bool]] = deque()
+        self._shared = 0
+        self._exclusive = 0
 
     @property
     def depth(self) -> int:
@@ -38,23 +48,39 @@ class FairQueue:
     @property
     def active(self) -> int:
         """Callers holding a turn (generating)."""
-        return self._active
+        return self._shared + self._exclusive
+
+    @property
+    def full(self) -> bool:
+        """True when a new caller would have to wait."""
+        return bool(self._waiting) or self._exclusive > 0 or self._shared >= self.capacity
+
+    def _admissible(self, shared: bool) -> bool:
+        if shared:
+            return self._exclusive == 0 and self._shared < self.capacity
+        return self._exclusive == 0 and self._shared == 0
 
     @contextmanager
-    def turn(self, stop: threading.Event) -> Iterator[bool]:
+    def turn(self, stop: threading.Event, shared: bool = False) -> Iterator[bool]:
         """Wait for this caller's turn; yields True when admitted, False when ``stop`` was set while waiting."""
         ticket = object()
         admitted = False
         with self._cond:
-            self._waiting.append(ticket)
+            self._waiting.append((ticket, shared))
             while True:
-                if self._waiting[0] is ticket and self._active < self.capacity:
+                if self._waiting[0][0] is ticket and self._admissible(shared):
                     self._waiting.popleft()
-                    self._active += 1
+                    if shared:
+                        self._shared += 1
+                        if self._shared == 1 and self._on_shared is not None:
+                            self._on_shared(True)
+                    else:
+                        self._exclusive += 1
                     admitted = True
+                    self._cond.notify_all()  # the next in line may be admitted too (another batched answer)
                     break
                 if stop.is_set():
-                    self._waiting.remove(ticket)
+                    self._waiting.remove((ticket, shared))
                     self._cond.notify_all()
                     break
                 self._cond.wait(POLL_S)
@@ -65,20 +91,35 @@ class FairQueue:
             yield True
         finally:
             with self._cond:
-                self._active -= 1
+                if shared:
+                    self._shared -= 1
+                    if self._shared == 0 and self._on_shared is not None:
+                        self._on_shared(False)
+                else:
+                    self._exclusive -= 1
                 self._cond.notify_all()
 
 
 class QueuedBackend:
-    """A backend behind a ``FairQueue``: the same protocol, with answers admitted in arrival order.
+    """A backend behind a ``FairQueue``: the same protocol, with answers admitted in arrival order, batched
+    where the backend supports it.
 
-    ``stream`` also takes an optional ``seed``: the torch generator is seeded once the answer holds the model,
-    so a seeded request samples the same answer whatever else is queued.
+    ``stream`` also takes an optional ``seed``: the torch generator is seeded once the answer holds the model
+    alone, so a seeded request samples the same answer whatever else is queued.
     """
 
-    def __init__(self, inner: Backend, queue: FairQueue | None = None) -> None:
+    def __init__(self, inner: Backend, *, batch: int = 8) -> None:
+        from core.batching import ContinuousBatcher
+
         self.inner = inner
-        self.queue = queue or FairQueue()
+        self.batcher = ContinuousBatcher(inner, capacity=batch) if batch > 1 and ContinuousBatcher.supported(inner) \
+            else None
+        self.remote = int(getattr(inner, "max_concurrent", 0) or 0)
+        """A remote server batches itself: this many answers are sent to it at once (0: not remote)."""
+        if self.batcher is not None:
+            weakref.finalize(self, self.batcher.close)  # a replaced engine's batch loop stops with it
+        capacity = self.remote or (batch if self.batcher else 1)
+        self.queue = FairQueue(capacity, on_shared=self._adapters_off if self.batcher else None)
 
     @property
     def model_id(self) -> str:  # type: ignore[override]
@@ -92,8 +133,8 @@ class QueuedBackend:
 
     @property
     def busy(self) -> bool:
-        """True while an answer is generated or waiting."""
-        return self.queue.active > 0 or self.queue.depth > 0
+        """True when a new answer would have to wait (the model is taken, or others are waiting)."""
+        return self.queue.full
 
     @property
     def loaded(self) -> Any | None:
@@ -112,6 +153,15 @@ class QueuedBackend:
         # Backend-specific extras (``codec``, ``generate_ids``) stay reachable for the debugging commands.
         return getattr(self.inner, name)
 
+    def _adapters_off(self, off: bool) -> None:
+        """While batched answers run, LoRA layers injected into the shared weights must not apply; when the last
+        one leaves, the batch loop must be idle before an answer that runs alone starts."""
+        if not off and self.batcher is not None:
+            self.batcher.wait_idle()
+        peft = getattr(self.inner, "_peft", None)
+        if peft is not None:
+            (peft.base_model.disable_adapter_layers if off else peft.base_model.enable_adapter_layers)()
+
     def stream(
         self,
         messages: ChatMessages,
@@ -120,10 +170,17 @@ class QueuedBackend:
         adapter: AdapterSpec | None = None,
         seed: int | None = None,
     ) -> Iterator[StreamEvent]:
-        """Wait for a turn (in arrival order), then stream from the wrapped backend (see ``Backend.stream``)."""
-        with self.queue.turn(stop) as admitted:
+        """Wait for a turn (in arrival order), then stream, batched or alone (see ``Backend.stream``)."""
+        batched = self.batcher is not None and adapter is None and self.batcher.fits(messages, settings, seed)
+        with self.queue.turn(stop, shared=batched or bool(self.remote)) as admitted:
             if not admitted:
                 yield Finished(self.inner.count_prompt_tokens(messages), 0, "stopped")
+                return
+            if self.remote:
+                yield from self.inner.stream(messages, settings, stop, adapter, seed=seed)  # type: ignore[call-arg]
+                return
+            if batched:
+                yield from self.batcher.stream(messages, settings, stop)  # type: ignore[union-attr]
                 return
             if seed is not None and self.inner.loaded is not None:
                 import torch

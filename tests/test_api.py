@@ -56,7 +56,8 @@ def engine(setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -
     model_dir, adapters = setup
     home = tmp_path_factory.mktemp("home")
     return build_engine(load_settings({"model": str(model_dir), "adapters": str(adapters), "home": str(home),
-                                       "temperature": 0, "max_new_tokens": 12, "repetition_penalty": 1.0},
+                                       "temperature": 0, "max_new_tokens": 12, "repetition_penalty": 1.0,
+                                       "dtype": "float32"},
                                       config_file=home / "absent.toml"))
 
 
@@ -78,7 +79,7 @@ def local_answer(engine: Engine, messages: list[dict[str, str]], max_new: int = 
                  adapter: AdapterSpec | None = None) -> tuple[str, Finished]:
     """The same generation in-process, for comparison."""
     settings = engine.settings.generation.with_updates(max_new_tokens=max_new)
-    events = list(engine.backend.stream(messages, settings, threading.Event(), adapter))
+    events = list(engine.backend.inner.stream(messages, settings, threading.Event(), adapter))  # plain generate
     return "".join(e.text for e in events if isinstance(e, TextDelta)), events[-1]
 
 
@@ -215,29 +216,46 @@ def test_disconnect_mid_stream_stops_generation_and_frees_the_model(server: ApiS
         assert response.status_code == 200
     assert any('"content"' in line for line in got)
     deadline = time.monotonic() + 30
-    while engine.backend.busy and time.monotonic() < deadline:
+    while engine.backend.queue.active and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not engine.backend.busy
+    assert engine.backend.queue.active == 0  # the model is free: its generation ended
     latest = engine.store.list_sessions(limit=1)[0]
     answer = engine.store.messages(latest.id)[-1]
     assert answer.status == "stopped" and answer.content  # the partial answer is kept
 
 
-def test_concurrent_clients_all_get_their_answer(client, engine: Engine) -> None:  # noqa: ANN001
-    prompts = [[{"role": "user", "content": f"Question number {i}?"}] for i in range(4)]
-    expected = [local_answer(engine, p, 8)[0] for p in prompts]
+def test_concurrent_clients_are_batched_and_a_persona_runs_alone(client, engine: Engine, setup) -> None:  # noqa: ANN001
+    """Five clients at once: the four base-model answers share one continuous batch, the persona's LoRA answer
+    runs alone (its adapter must not leak into the batch); every answer equals the same request run alone."""
+    prompts = [[{"role": "user", "content": f"Question number {i}?"}] for i in range(5)]
+    models = ["tiny-llama"] * 4 + ["pirate"]
+    pirate = AdapterSpec("pirate", setup[1] / "pirate")
+    expected = [local_answer(engine, p, 8)[0] for p in prompts[:4]]
+    expected.append(local_answer(engine, [{"role": "system", "content": "Arr."}, *prompts[4]], 8, pirate)[0])
     results: dict[int, str] = {}
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], engine.backend.queue.active)
+            time.sleep(0.002)
 
     def ask(i: int) -> None:
-        stream = client.chat.completions.create(model="tiny-llama", messages=prompts[i], max_tokens=8, stream=True)
+        stream = client.chat.completions.create(model=models[i], messages=prompts[i], max_tokens=8, stream=True)
         results[i] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(5)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
-    assert [results.get(i) for i in range(4)] == expected
+    done.set()
+    watcher.join()
+    assert [results.get(i) for i in range(5)] == expected
+    assert engine.backend.batcher is not None and peak[0] > 1  # answers really ran together
 
 
 def test_fair_queue_admits_in_arrival_order_and_lets_a_stopped_waiter_go() -> None:

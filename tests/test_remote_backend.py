@@ -32,7 +32,8 @@ def server_engine(setup: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
     model_dir, adapters = setup
     home = tmp_path_factory.mktemp("server-home")
     return build_engine(load_settings({"model": str(model_dir), "adapters": str(adapters), "home": str(home),
-                                       "temperature": 0, "max_new_tokens": 10, "repetition_penalty": 1.0},
+                                       "temperature": 0, "max_new_tokens": 10, "repetition_penalty": 1.0,
+                                       "dtype": "float32"},
                                       config_file=home / "absent.toml"))
 
 
@@ -99,9 +100,9 @@ def test_stop_event_ends_the_remote_answer_and_frees_the_server(home: Path, setu
     assert isinstance(events[-1], Done) and events[-1].stats.status == "stopped"
     assert 0 < len(events[-1].stats.text)
     deadline = time.monotonic() + 30
-    while server_engine.backend.busy and time.monotonic() < deadline:
+    while server_engine.backend.queue.active and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not server_engine.backend.busy
+    assert server_engine.backend.queue.active == 0
 
 
 def test_server_killed_mid_answer_gives_a_clear_error_and_keeps_the_partial_answer(

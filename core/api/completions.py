@@ -101,8 +101,10 @@ class Completions:
         client replaces the persona's system prompt."""
         engine = self.engine()
         backend = engine.backend
+        # OpenAI's format has no repetition penalty: none unless the request asks (as vLLM does); this also lets
+        # the answer join the continuous batch, which has none.
         overrides = {"temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k,
-                     "repetition_penalty": req.repetition_penalty}
+                     "repetition_penalty": 1.0 if req.repetition_penalty is None else req.repetition_penalty}
         config = self._config(engine, req.model, overrides)
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in req.messages]

@@ -61,6 +61,9 @@ def profile_options(model_id: str, table: dict[str, Any]) -> dict[str, Any]:
 class OpenAIBackend:
     """Streams answers from an OpenAI-compatible server."""
 
+    max_concurrent = 32
+    """Answers sent to the server at once (it batches them); more wait in Inkstone's fair queue."""
+
     def __init__(self, *, model_id: str, base_url: str, model: str, api_key: str | None = None,
                  context_window: int = 4096, adapters: tuple[tuple[str, str], ...] = (),
                  timeout_s: float = 600.0) -> None:

@@ -1,0 +1,151 @@
+"""API benchmark: streaming overhead of the OpenAI-compatible server, throughput under concurrent clients, and the
+same through the remote backend pointed at an Inkstone server (one extra HTTP hop).
+
+Prints figures measured in the same run; never asserts. On the shared CPU, keep it short:
+
+    python bench/api.py --model smollm2-135m --tokens 48 --levels 1,4,8
+
+1. Overhead: tokens/s of one streamed answer through the API vs the same answer as an in-process turn
+   (``ChatService.send``), alternating, median of ``--repeat`` runs each (target ratio >= 0.95).
+2. Load: 1, 4, 8 concurrent streaming clients (openai client, SSE): aggregate tokens/s relative to one client
+   (target >= 3x at 8) and time to first token p50/p95.
+3. Remote: 1 and ``max(levels)`` concurrent chat turns of a second Inkstone whose model is a remote profile
+   pointing at the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+PROMPT = "Write a long story about a lighthouse keeper and a cat. Story number {i}."
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def in_process_turn(engine, i: int) -> tuple[int, float, float]:  # noqa: ANN001
+    """One stored chat turn; (answer tokens, seconds from send to the end, seconds to the first text)."""
+    from core.chat import Done
+
+    sid = engine.new_session()
+    started = time.perf_counter()
+    events = list(engine.service.send(sid, PROMPT.format(i=i)))
+    done = events[-1]
+    assert isinstance(done, Done), done
+    return done.stats.completion_tokens, time.perf_counter() - started, (done.stats.ttft_ms or 0) / 1000
+
+
+def api_stream(client, model: str, tokens: int, i: int) -> tuple[int, float, float]:  # noqa: ANN001
+    """One streamed API answer; (answer tokens, seconds to the end, seconds to the first text)."""
+    started = time.perf_counter()
+    first = None
+    usage = 0
+    stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPT.format(i=i)}],
+                                            max_tokens=tokens, temperature=0, stream=True)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content and first is None:
+            first = time.perf_counter() - started
+        if chunk.usage is not None:
+            usage = chunk.usage.completion_tokens
+    return usage, time.perf_counter() - started, first or 0.0
+
+
+def load(run_one, clients: int) -> tuple[float, list[float]]:  # noqa: ANN001
+    """Run ``clients`` answers at once; aggregate tokens/s and each client's time to first token."""
+    results: list[tuple[int, float, float]] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        result = run_one(i)
+        with lock:
+            results.append(result)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    return sum(r[0] for r in results) / wall, [r[2] for r in results]
+
+
+def main() -> None:
+    """Run the three measurements and print their figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--levels", default="1,4,8")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--home", help="data dir (default: a temporary one; reuse one to skip the GGUF conversion)")
+    args = parser.parse_args()
+    from openai import OpenAI
+
+    from core.api.server import ApiServer, free_port
+    from core.config import load_settings
+    from core.engine import build_engine
+
+    home = Path(args.home or tempfile.mkdtemp(prefix="inkstone-bench-"))
+    gen = {"temperature": 0, "repetition_penalty": 1.0, "max_new_tokens": args.tokens, "max_turns": 1}
+    engine = build_engine(load_settings({"model": args.model, "home": str(home), **gen},
+                                        config_file=home / "absent.toml"))
+    server = ApiServer(lambda: engine, port=free_port()).start()
+    client = OpenAI(base_url=server.url, api_key="none", max_retries=0)
+    model = engine.backend.model_id
+    batching = "continuous batching" if getattr(engine.backend, "batcher", None) else "fair queue (no batching)"
+    print(f"model {model} | {args.tokens} tokens per answer | {batching} | threads {os.cpu_count()}")
+
+    api_stream(client, model, 8, 0)  # warm-up: the batch loop starts on first use
+    inproc, api = [], []
+    for r in range(args.repeat):
+        n, s, _ = in_process_turn(engine, r)
+        inproc.append(n / s)
+        n, s, _ = api_stream(client, model, args.tokens, r)
+        api.append(n / s)
+    a, b = statistics.median(api), statistics.median(inproc)
+    print(f"1. streaming overhead: API {a:.1f} tok/s vs in-process turn {b:.1f} tok/s -> ratio {a / b:.2f} "
+          f"(target >= 0.95)")
+
+    levels = [int(x) for x in args.levels.split(",")]
+    base = None
+    print("2. concurrent streaming clients through the API:")
+    for n in levels:
+        rate, ttfts = load(lambda i: api_stream(client, model, args.tokens, i), n)
+        base = base or rate
+        print(f"   {n} clients: {rate:.1f} tok/s aggregate = {rate / base:.2f}x one client; TTFT p50 "
+              f"{pct(ttfts, 0.5):.2f} s, p95 {pct(ttfts, 0.95):.2f} s")
+
+    config = home / "remote.toml"
+    config.write_text(f'[models.remote]\nbackend = "openai"\nbase_url = "{server.url}"\nmodel = "{model}"\n'
+                      f"context_window = {engine.backend.context_window}\n", encoding="utf-8")
+    os.environ["INKSTONE_CONFIG"] = str(config)
+    remote = build_engine(load_settings({"model": "remote", "home": str(home / "remote"), **gen}))
+    print("3. the same through the remote backend (a second Inkstone -> HTTP -> this server):")
+    samples = [in_process_turn(remote, r) for r in range(args.repeat)]
+    c = statistics.median(n / s for n, s, _ in samples)
+    print(f"   one turn: {c:.1f} tok/s vs {a:.1f} direct API -> ratio {c / a:.2f}")
+    remote_base = None
+    for n in (1, max(levels)):
+        rate, ttfts = load(lambda i: in_process_turn(remote, i), n)
+        remote_base = remote_base or rate
+        print(f"   {n} concurrent turns: {rate:.1f} tok/s aggregate = {rate / remote_base:.2f}x one; TTFT p50 "
+              f"{pct(ttfts, 0.5):.2f} s, p95 {pct(ttfts, 0.95):.2f} s")
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
