@@ -230,6 +230,7 @@ class KnowledgeLibrary:
         candidates: dict[tuple[str, str], _Candidate] = {}
         bm25_ranks: dict[tuple[str, str], int] = {}
         query_vectors: dict[str, np.ndarray] = {}
+        vector_found: set[tuple[str, str]] = set()
         for collection, spec in targets:
             meta = self.store.metadata(collection)
             if meta is None:
@@ -248,6 +249,7 @@ class KnowledgeLibrary:
             span = embedder.similarity_range
             for chunk, cosine in self.store.query(collection, qvec, n):
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
+                vector_found.add((collection, chunk.id))
             index = self._bm25.get(self.store, collection, str(meta.get("generation", "")), count)
             lexical = index.top(query_tokens, n)
             for rank, (cid, _score) in enumerate(lexical):
@@ -256,7 +258,10 @@ class KnowledgeLibrary:
             for chunk in self.store.get(collection, missing, with_embeddings=True):
                 cosine = float(np.dot(chunk.embedding, qvec)) if chunk.embedding is not None else 0.0
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
-        by_relevance = sorted(candidates, key=lambda key: -candidates[key].relevance)
+        # One vector list over all collections: calibrated scores are comparable across embedders. In "vector"
+        # mode only what the vector search itself found may rank (no BM25 candidates by the back door).
+        pool = candidates if mode != "vector" else {k: v for k, v in candidates.items() if k in vector_found}
+        by_relevance = sorted(pool, key=lambda key: -candidates[key].relevance)
         vector_ranks = {key: rank for rank, key in enumerate(by_relevance)}
         lists = {"hybrid": (vector_ranks, bm25_ranks), "vector": (vector_ranks,), "bm25": (bm25_ranks,)}[mode]
         fused = sorted(
