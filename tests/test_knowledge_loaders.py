@@ -268,3 +268,48 @@ def test_utf8_html_that_declares_gb2312_is_read_as_utf8(tmp_path: Path) -> None:
     path = tmp_path / "mislabeled.html"
     path.write_bytes(html.encode("utf-8"))
     assert text_of(path) == ZH_SIMPLIFIED
+
+
+STREAM_SCRIPT = r"""
+import sys
+from pathlib import Path
+from knowledge.loaders import open_document
+from knowledge.splitting import split_segments
+
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+
+path = Path(sys.argv[1])
+with open(path, "w", encoding="gb18030") as fh:
+    for i in range(int(sys.argv[2])):
+        fh.write(f"第{i}段：青岚茶园的茶农每天清晨上山采茶，一天大约能采两斤鲜叶。Line {i}.\n\n")
+before = rss("VmRSS")
+chunks = chars = 0
+for chunk in split_segments(open_document(path).segments(), 500, 80):
+    chunks += 1
+    chars = max(chars, chunk.end)
+print(path.stat().st_size, chunks, chars, rss("VmHWM") - before)
+"""
+
+
+@pytest.mark.slow
+def test_a_large_text_file_streams_in_bounded_memory(tmp_path: Path) -> None:
+    """A 64 MB GB18030 file is loaded and split while the process grows by far less than the file's size."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc to read the process's peak memory")
+    out = subprocess.run(
+        [sys.executable, "-c", STREAM_SCRIPT, str(tmp_path / "big.txt"), "850000"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout.split()
+    size, chunks, last_offset, growth = (int(x) for x in out)
+    assert size > 60_000_000
+    assert chunks > 50_000 and last_offset > 20_000_000
+    assert growth < 40_000_000, f"peak memory grew by {growth / 1e6:.0f} MB while streaming a {size / 1e6:.0f} MB file"
