@@ -147,7 +147,7 @@ def test_inkstone_session_stores_the_exchange(server: ApiServer, engine: Engine)
     assert engine.store.get_session(sid).persona == "pirate"
     again = post(server, {**body, "inkstone_session": sid}).json()
     assert again["inkstone_session"] == sid and len(engine.store.messages(sid)) == 4
-    missing = post(server, {**body, "inkstone_session": "nope"})
+    missing = post(server, {**body, "inkstone_session": "nope", "stream": True})  # refused before streaming
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "inkstone_session"
 
 

@@ -130,6 +130,12 @@ class Completions:
             settings = config.settings.with_updates(max_new_tokens=max_new)
         except ConfigError as exc:
             raise ApiError(400, str(exc), code="invalid_value", param="max_tokens") from None
+        if req.inkstone_session not in (None, "new"):
+            try:
+                engine.store.get_session(req.inkstone_session)
+            except NotFoundError as exc:
+                raise ApiError(404, f"{exc} Pass inkstone_session=\"new\" to start one.", code="session_not_found",
+                               param="inkstone_session") from None
         return Prepared(req.model, messages, settings, config.adapter, config.persona, prompt_tokens, req.stops,
                         req.seed, req.inkstone_session, users[-1])
 
