@@ -167,3 +167,26 @@ def test_streaming_events_come_as_they_arrive(setup, server: ApiServer) -> None:
 
     events = list(backend.stream(MESSAGES, GenerationSettings(max_new_tokens=10, temperature=0), threading.Event()))
     assert sum(isinstance(e, TextDelta) for e in events) > 1 and events[-1].reason == "complete"
+
+
+@pytest.mark.slow
+def test_bundled_model_answers_through_a_remote_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The small bundled model behind an Inkstone server, used by a second Inkstone as a remote profile."""
+    served = build_engine(load_settings({"model": "smollm2-135m", "home": str(tmp_path / "server"),
+                                         "temperature": 0, "max_new_tokens": 24},
+                                        config_file=tmp_path / "absent.toml"))
+    srv = ApiServer(lambda: served, port=free_port()).start()
+    try:
+        config = tmp_path / "inkstone.toml"
+        config.write_text(f'[models.smol-remote]\nbase_url = "{srv.url}"\nmodel = "smollm2-135m"\n'
+                          'context_window = 8192\n', encoding="utf-8")
+        monkeypatch.setenv("INKSTONE_CONFIG", str(config))
+        engine = build_engine(load_settings({"model": "smol-remote", "home": str(tmp_path / "client"),
+                                             "temperature": 0, "max_new_tokens": 24}))
+        sid = engine.new_session()
+        done = list(engine.service.send(sid, "What is the capital of France?"))[-1]
+        assert isinstance(done, Done), done
+        assert "Paris" in done.stats.text and done.stats.completion_tokens > 0
+        assert engine.store.get_session(sid).model == "smol-remote"
+    finally:
+        srv.stop()
