@@ -1,0 +1,184 @@
+"""Low-bit weights for CPU decoding: the ``cpu_weights`` setting, CPU support with fallback, and the cache.
+
+CPU decoding is memory-bound: every new token reads all weights once, so holding them as 4-bit codes
+instead of float32 reads about 6x less (layers in ``core.models.lowbit_layers``; the rest of the model in
+bfloat16). A quantized model is cached once as safetensors (portable integer codes, bf16 scales and the
+other weights, ``lowbit.json``, config) next to the converted model, or under ``<cache>/lowbit`` for a local
+directory, so later starts read a quarter of the float32 bytes and quantize nothing; the CPU-specific
+packing is redone at load (fast). Heavy imports happen inside functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CHOICES = ("int4", "int8", "bf16", "fp32")
+"""Values of the ``cpu_weights`` setting, fastest first (the fallback order)."""
+FORMAT = 1
+"""Version of the cache layout; a cache with another version is rebuilt."""
+GROUP_SIZE = 32
+"""int4 values per scale/zero pair (same as ``lowbit_layers.GROUP_SIZE``)."""
+BYTES_PER_WEIGHT = {"int4": 0.5 + 4 / GROUP_SIZE, "int8": 1.0, "bf16": 2.0, "fp32": 4.0}
+"""Bytes per Linear weight (int4: codes + one bf16 scale and zero per group)."""
+
+Say = Callable[[str], None]
+
+
+def resolve_kind(requested: str) -> tuple[str, str | None]:
+    """The weights to use for ``requested`` on this CPU and, when falling back, a notice saying why."""
+    from core.models.lowbit_layers import cpu_supports
+
+    start = CHOICES.index(requested)
+    for kind in CHOICES[start:]:
+        if cpu_supports(kind):
+            if kind == requested:
+                return kind, None
+            return kind, (
+                f"This CPU or torch build has no fast {requested} kernel (needs AVX2 or AVX-512 on x86): using "
+                f"{kind} weights instead. Set cpu_weights = \"{kind}\" to make that the choice."
+            )
+    return "fp32", None  # pragma: no cover - fp32 is always supported
+
+
+def cache_dir_for(model_dir: Path, cache_root: Path, kind: str) -> Path:
+    """Where the ``kind`` copy of the model in ``model_dir`` is cached.
+
+    Next to a converted model that lives in the cache; under ``<cache>/lowbit`` (keyed by path, sizes and
+    mtimes of the weight files) for a local directory, which is never written to.
+    """
+    tag = f"{kind}-g{GROUP_SIZE}" if kind == "int4" else kind
+    model_dir = model_dir.resolve()
+    if model_dir.is_relative_to(cache_root.resolve()):
+        return model_dir.with_name(f"{model_dir.name}.{tag}")
+    h = hashlib.sha256(str(model_dir).encode())
+    for p in sorted(model_dir.iterdir()):
+        if p.suffix in (".safetensors", ".bin", ".json", ".model"):
+            st = p.stat()
+            h.update(f"{p.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return cache_root / "lowbit" / f"{model_dir.name}-{h.hexdigest()[:16]}.{tag}"
+
+
+def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest: Path) -> None:
+    """Write the quantized ``model`` to ``dest`` (safetensors + lowbit.json + config), atomically."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, Any] = {}
+    for name, parts in portable.items():
+        for part, tensor in parts.items():
+            tensors[f"{name}.{part}"] = tensor.contiguous()
+    aliases: dict[str, str] = {}
+    seen: dict[tuple[int, int], str] = {}
+    for key, tensor in model.state_dict(keep_vars=False).items():
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        if ident in seen:  # tied weights (e.g. an unquantized lm_head sharing the embedding)
+            aliases[key] = seen[ident]
+            continue
+        seen[ident] = key
+        tensors[key] = tensor.contiguous()
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(tensors, str(tmp / "model.safetensors"))
+    model.config.save_pretrained(tmp)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(tmp)
+    meta = {"format": FORMAT, "kind": kind, "group_size": GROUP_SIZE, "layers": sorted(portable), "aliases": aliases}
+    (tmp / "lowbit.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
+def load_cache(src: Path, kind: str) -> Any:
+    """The quantized model cached in ``src``, or None when there is no valid cache for ``kind``."""
+    try:
+        meta = json.loads((src / "lowbit.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if meta.get("format") != FORMAT or meta.get("kind") != kind or meta.get("group_size") != GROUP_SIZE:
+        return None
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from transformers.initialization import no_init_weights
+
+    from core.models.lowbit_layers import build_layer
+
+    config = AutoConfig.from_pretrained(str(src))
+    with no_init_weights():
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    tensors = load_file(str(src / "model.safetensors"))
+    for name in meta["layers"]:
+        layer_kind = "int4" if f"{name}.scales_zeros" in tensors else "int8"
+        parts = ("codes", "scales_zeros") if layer_kind == "int4" else ("codes", "scales")
+        bias = tensors.get(f"{name}.bias")  # stays in ``tensors``: load_state_dict assigns it again
+        layer = build_layer(layer_kind, {p: tensors.pop(f"{name}.{p}") for p in parts}, bias)
+        model.set_submodule(name, layer)
+    missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
+    if unexpected or set(missing) != set(meta["aliases"]):
+        raise ValueError(f"cache does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for alias, target in meta["aliases"].items():
+        owner, _, attr = alias.rpartition(".")
+        t_owner, _, t_attr = target.rpartition(".")
+        setattr(model.get_submodule(owner), attr, getattr(model.get_submodule(t_owner), t_attr))
+    if (src / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(src))
+    return model.eval()
+
+
+def memory_gib(parameters: int, untied_head: int, config: Any) -> dict[str, float]:
+    """GiB of weights held for each ``cpu_weights`` choice (int4/int8: bf16 embeddings, an int8 output head)."""
+    embed = int(getattr(config, "vocab_size", 0) or 0) * int(getattr(config, "hidden_size", 0) or 0)
+    body = max(parameters - embed - untied_head, 0)
+    sizes = {kind: body * BYTES_PER_WEIGHT[kind] + embed * 2 + embed * 1.0 for kind in ("int4", "int8")}
+    sizes.update(bf16=parameters * 2.0, fp32=parameters * 4.0)
+    return {kind: round(sizes[kind] / 1024**3, 2) for kind in CHOICES}
+
+
+def applies(settings: Any, device: str) -> bool:
+    """Whether ``cpu_weights`` decides this load: CPU, dtype auto, no bitsandbytes quantize, no remote code."""
+    return (device == "cpu" and settings.quantize is None and settings.dtype == "auto"
+            and not settings.trust_remote_code and settings.cpu_weights != "fp32")
+
+
+def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any], say: Say | None = None) -> Any:
+    """The model in ``model_dir`` with ``settings.cpu_weights`` (or the CPU's fallback), from the cache if any.
+
+    ``load_float(dtype)`` loads the float model (only on a cache miss). The weights used are recorded on the
+    model as ``inkstone_cpu_weights``. A broken cache is rebuilt, never fatal.
+    """
+    import torch
+    from safetensors import SafetensorError
+
+    from core.models.lowbit_layers import quantize_model, to_bf16
+
+    say = say or (lambda _msg: None)
+    kind, notice = resolve_kind(settings.cpu_weights)
+    if notice:
+        say(notice)
+    model = None
+    if kind in ("fp32", "bf16"):
+        model = load_float(torch.float32 if kind == "fp32" else torch.bfloat16)
+        if kind == "bf16":
+            to_bf16(model)
+    else:
+        dest = cache_dir_for(model_dir, settings.cache_dir, kind)
+        try:
+            model = load_cache(dest, kind)
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+            say(f"The {kind} cache in {dest} is unreadable ({type(exc).__name__}: {exc}); rebuilding it.")
+            shutil.rmtree(dest, ignore_errors=True)
+    if model is None:
+        model = load_float(torch.bfloat16)
+        say(f"Packing the weights as {kind} for fast CPU answers (first start only)…")
+        portable = quantize_model(model, kind)
+        try:
+            save_cache(model, kind, portable, dest)
+        except OSError as exc:
+            say(f"Could not cache the {kind} weights in {dest} ({exc}); the next start packs them again.")
+    model.inkstone_cpu_weights = kind
+    return model.eval()
