@@ -19,7 +19,7 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import ModelError
-from core.models import bundled
+from core.models import bundled, lowbit
 from core.models.checkpoint import check_remote_code, check_tokenizer_files, context_window_of, read_config
 from core.models.codec import ChatCodec, ChatGLM3Codec, HFChatCodec
 from core.models.modelinfo import check_fits, inspect_directory
@@ -41,6 +41,8 @@ class LoadedModel:
     quantize: str | None
     load_seconds: float
     from_cache: bool
+    cpu_weights: str | None = None
+    """int4/int8/bf16/fp32 when ``cpu_weights`` chose the weights held on the CPU (core.models.lowbit)."""
 
 
 def pick_device(settings: Settings) -> str:
@@ -121,7 +123,9 @@ def _convert_gguf(source: bundled.GGUFSource, dest: Path, cache_root: Path, prog
     return model, tokenizer
 
 
-def _load_hf_dir(path: Path, settings: Settings, device: str, dtype: Any) -> tuple[Any, Any]:
+def _load_hf_dir(
+    path: Path, settings: Settings, device: str, dtype: Any, say: Progress | None = None
+) -> tuple[Any, Any]:
     """Tokenizer and model of a Hugging Face directory; ModelError names the file that failed and the fix."""
     from huggingface_hub.errors import StrictDataclassError
     from safetensors import SafetensorError
@@ -141,7 +145,11 @@ def _load_hf_dir(path: Path, settings: Settings, device: str, dtype: Any) -> tup
             "tokenizer.json / tokenizer_config.json are complete, or re-download the model."
         ) from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+        if lowbit.applies(settings, device):  # int4/int8/bf16 weights on the CPU, cached once packed
+            model = lowbit.load_for_cpu(path, settings, lambda dt: AutoModelForCausalLM.from_pretrained(
+                str(path), **{**kwargs, "dtype": dt}), say)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError, StrictDataclassError) as exc:
         raise ModelError(
             f"Could not load the model weights in {path} ({type(exc).__name__}: {_first_line(exc)}): check that "
@@ -171,10 +179,12 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
         cached = settings.cache_dir / "models" / f"{profile.id}-{source.fingerprint()}"
         if (cached / "config.json").is_file() and (cached / "inkstone-source.json").is_file():
             say(f"Loading {profile.title} from the converted cache…")
-            model, tokenizer = _load_hf_dir(cached, settings, device, dtype)
+            model, tokenizer = _load_hf_dir(cached, settings, device, dtype, say)
             from_cache = True
         else:
             model, tokenizer = _convert_gguf(source, cached, settings.cache_dir, say)
+            if lowbit.applies(settings, device):
+                model = lowbit.load_for_cpu(cached, settings, lambda _dt: model, say)
             if device != "cpu" or settings.quantize or str(dtype) != "torch.float32":
                 del model
                 model, tokenizer = _load_hf_dir(cached, settings, device, dtype)
@@ -196,6 +206,7 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
         quantize=settings.quantize,
         load_seconds=time.perf_counter() - started,
         from_cache=from_cache,
+        cpu_weights=getattr(model, "inkstone_cpu_weights", None),
     )
 
 
@@ -207,13 +218,14 @@ def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Pr
         check_remote_code(path, settings.trust_remote_code, raw)
         check_tokenizer_files(path)
     if not settings.trust_remote_code:  # building a config with remote code would run that code
-        check_fits(inspect_directory(path), device, str(dtype).removeprefix("torch."), settings.quantize)
+        fit_dtype = "bfloat16" if lowbit.applies(settings, device) else str(dtype).removeprefix("torch.")
+        check_fits(inspect_directory(path), device, fit_dtype, settings.quantize)
     if settings.quantize and device == "cpu":
         say(f"Quantizing to {settings.quantize} on the CPU: it saves memory but answers more slowly than float32.")
     if chatglm3:
         return _load_chatglm3(path, settings, device, dtype, say)
     say(f"Loading {path.name}…")
-    model, tokenizer = _load_hf_dir(path, settings, device, dtype)
+    model, tokenizer = _load_hf_dir(path, settings, device, dtype, say)
     return model, HFChatCodec(tokenizer, model.generation_config, str(path))
 
 
@@ -223,11 +235,14 @@ def _load_chatglm3(path: Path, settings: Settings, device: str, dtype: Any, say:
 
     say(f"Loading ChatGLM3 checkpoint {path.name} (converted once into the cache)…")
     tokenizer = ChatGLM3Tokenizer(path)
-    model = load_chatglm3_model(
-        path,
-        dtype=dtype,
-        device_map="auto" if device == "cuda" else None,
-        quantization_config=quantization_config(settings, device, dtype),
-        cache_dir=settings.cache_dir / "chatglm3",
-    )
+    def load(dt: Any) -> Any:
+        return load_chatglm3_model(
+            path,
+            dtype=dt,
+            device_map="auto" if device == "cuda" else None,
+            quantization_config=quantization_config(settings, device, dt),
+            cache_dir=settings.cache_dir / "chatglm3",
+        )
+
+    model = lowbit.load_for_cpu(path, settings, load, say) if lowbit.applies(settings, device) else load(dtype)
     return model, ChatGLM3Codec(tokenizer)
