@@ -9,11 +9,12 @@ model on the meta device to count parameters, and never loads weights. Free memo
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import ModelError
+from core.models import lowbit
 from core.models.checkpoint import check_remote_code, context_window_of, read_config
 
 GIB = 1024**3
@@ -36,6 +37,8 @@ class ModelInfo:
     dtype_on_disk: str
     memory_gib: dict[str, float]
     """Estimated memory (weights + overhead) for bf16, 8bit and 4bit."""
+    cpu_weights_gib: dict[str, float] = field(default_factory=dict)
+    """Weights held on a CPU for each ``cpu_weights`` choice (int4, int8, bf16, fp32), GiB."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -54,6 +57,8 @@ def parameter_counts(model: Any) -> tuple[int, int]:
     """(all parameters, untied lm_head parameters) of a model (real or on the meta device)."""
     total = sum(p.numel() for p in model.parameters())
     head = model.get_output_embeddings()
+    total += sum(m.in_features * m.out_features for m in model.modules()  # int4/int8 layers hold buffers
+                 if hasattr(m, "lowbit_kind") and not (m is head and model.config.tie_word_embeddings))
     head_params = head.weight.numel() if head is not None and not model.config.tie_word_embeddings else 0
     return total, head_params
 
@@ -138,6 +143,7 @@ def inspect_directory(path: Path, *, trust_remote_code: bool = False) -> ModelIn
         context_window=context_window_of(config),
         dtype_on_disk=_dtype_on_disk(path, declared),
         memory_gib=memory_estimate(total, head),
+        cpu_weights_gib=lowbit.memory_gib(total, head, config),
     )
 
 
@@ -207,4 +213,5 @@ def inspect_loaded(loaded: Any) -> ModelInfo:
         context_window=context_window_of(model.config),
         dtype_on_disk="gguf (dequantized to float32)",
         memory_gib=memory_estimate(total, head_params),
+        cpu_weights_gib=lowbit.memory_gib(total, head_params, model.config),
     )
