@@ -57,7 +57,9 @@ def _pdf_reader(path: Path, name: str, sample: bytes):  # -> pypdf.PdfReader
 
 def pdf_segments(doc: Document) -> Iterator[Segment]:
     """One segment per page with text; pages without a text layer become warnings, all of them a LoaderError."""
-    reader = _pdf_reader(doc.path, doc.name, open(doc.path, "rb").read(1024))
+    with open(doc.path, "rb") as fh:
+        head = fh.read(1024)
+    reader = _pdf_reader(doc.path, doc.name, head)
     empty: list[int] = []
     garbled = 0
     for number, page in enumerate(reader.pages, start=1):
