@@ -25,7 +25,7 @@ def test_greedy_turn_streams_reference_answer(home: Path) -> None:
     assert single_user, "reference.json needs a case with one user message"
     case = single_user[0]
     settings = load_settings({"model": str(FIXTURE), "temperature": 0, "repetition_penalty": 1.0,
-                              "max_new_tokens": len(case["greedy_new_ids"])})
+                              "max_new_tokens": len(case["greedy_new_ids"]), "cpu_weights": "fp32"})  # the reference
     engine = build_engine(settings)
     sid = engine.new_session()
     events = list(engine.service.send(sid, case["messages"][0]["content"]))
@@ -47,7 +47,7 @@ def test_model_prompt_and_generate_print_reference_ids(index: int, home: Path, t
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ids"] == case["prompt_ids"]
     n = len(case["greedy_new_ids"])
     assert main(["model", "generate", str(FIXTURE), "--messages", str(messages), "--greedy",
-                 "--max-new-tokens", str(n), "--json"]) == 0
+                 "--max-new-tokens", str(n), "--dtype", "float32", "--json"]) == 0  # the reference is float32
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["ids"] == case["greedy_new_ids"]
     assert main(["model", "inspect", str(FIXTURE), "--json"]) == 0
