@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -48,6 +49,14 @@ def engine_slot(key: tuple[str, ...]) -> EngineSlot:
     return EngineSlot()
 
 
+@st.cache_resource(show_spinner=False)
+def in_app_api(host: str, port: int) -> Any:
+    """The API server started once per process (setting ``api_in_app``); it serves the engine it is given."""
+    from core.api.inapp import InAppApi
+
+    return InAppApi(load_settings())
+
+
 def current_settings() -> Settings:
     """The configured settings (environment, inkstone.toml), with the model picked in the UI if any."""
     choice = state.model_choice()
@@ -81,11 +90,17 @@ except InkstoneError as exc:
     st.stop()
 engine = slot.engine
 state.set_engine(engine, slot.queue)
+if engine.settings.api_in_app:  # the OpenAI-compatible API beside the UI, on this engine (core/api/inapp.py)
+    try:
+        in_app_api(engine.settings.api_host, engine.settings.api_port).serve(engine)
+    except InkstoneError as exc:
+        st.sidebar.warning(f"The API server did not start: {exc}")
 
 pages = [
     st.Page("ui/chat_page.py", title="Chat", icon=":material/chat:", default=True),
     st.Page("ui/settings_page.py", title="Model & settings", icon=":material/tune:"),
     st.Page("ui/knowledge_page.py", title="Knowledge", icon=":material/library_books:"),
+    st.Page("ui/stats_page.py", title="Stats", icon=":material/monitoring:"),
 ]
 page = st.navigation(pages)
 sidebar.render(engine)
