@@ -190,3 +190,22 @@ def test_bundled_model_answers_through_a_remote_profile(tmp_path: Path, monkeypa
         assert engine.store.get_session(sid).model == "smol-remote"
     finally:
         srv.stop()
+
+
+def test_remote_profiles_from_inkstone_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.models.registry import profiles, resolve
+
+    config = tmp_path / "inkstone.toml"
+    config.write_text('[models.bad]\nbase_url = "gpu-box"\n\n[models.vllm]\nbase_url = "http://gpu:8000/v1"\n'
+                      'model = "Qwen/Qwen2.5-7B-Instruct"\ncontext_window = 32768\nadapters = { quill = "quill-v2" }\n',
+                      encoding="utf-8")
+    monkeypatch.setenv("INKSTONE_CONFIG", str(config))
+    assert [p.id for p in profiles() if p.source == "remote"] == ["vllm"]  # a broken table breaks no list
+    profile = resolve("vllm")
+    assert profile.backend == "openai" and dict(profile.backend_options)["context_window"] == 32768
+    with pytest.raises(ConfigError, match=r"\[models.bad\].*base_url"):
+        resolve("bad")
+    backend = OpenAIBackend(model_id="vllm", **dict(profile.backend_options))
+    assert backend.server_model(AdapterSpec("quill", tmp_path)) == "quill-v2"
+    assert backend.server_model(AdapterSpec("concise", tmp_path)) == "concise"
+    assert backend.server_model(None) == "Qwen/Qwen2.5-7B-Instruct"

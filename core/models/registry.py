@@ -60,15 +60,24 @@ FAKE_SLOW = ModelProfile(
 )
 
 
-def configured() -> dict[str, ModelProfile]:
-    """Remote profiles from inkstone.toml's ``[models.<id>]`` tables (ConfigError names a bad table)."""
+def configured(strict: str | None = None) -> dict[str, ModelProfile]:
+    """Remote profiles from inkstone.toml's ``[models.<id>]`` tables; a bad table is left out, except the one
+    named ``strict``, which raises ConfigError naming its problems."""
     from core.backends.openai_backend import profile_options
     from core.config import load_settings
+    from core.errors import ConfigError
 
-    return {pid: ModelProfile(id=pid, title=str(t.get("title") or pid), source="remote", backend="openai",
-                              description=str(t.get("description") or t.get("base_url")),
-                              backend_options=tuple(profile_options(pid, t).items()))
-            for pid, t in load_settings().models.items()}
+    found = {}
+    for pid, t in load_settings().models.items():
+        try:
+            options = tuple(profile_options(pid, t).items())
+        except ConfigError:
+            if pid == strict:
+                raise
+            continue
+        found[pid] = ModelProfile(id=pid, title=str(t.get("title") or pid), source="remote", backend="openai",
+                                  description=str(t.get("description") or t.get("base_url")), backend_options=options)
+    return found
 
 
 def profiles() -> list[ModelProfile]:
@@ -88,7 +97,7 @@ def resolve(spec: str) -> ModelProfile:
     for fake in (FAKE, FAKE_SLOW):
         if spec == fake.id:
             return fake
-    if spec in (remote := configured()):
+    if spec in (remote := configured(strict=spec)):
         return remote[spec]
     path = Path(spec).expanduser()
     try:
