@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--levels", default="1,4,8")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cpu-weights", help="int4 / int8 / bf16 / fp32 (default: the setting's)")
     parser.add_argument("--home", help="data dir (default: a temporary one; reuse one to skip the GGUF conversion)")
     args = parser.parse_args()
     from openai import OpenAI
@@ -101,13 +102,16 @@ def main() -> None:
 
     home = Path(args.home or tempfile.mkdtemp(prefix="inkstone-bench-"))
     gen = {"temperature": 0, "repetition_penalty": 1.0, "max_new_tokens": args.tokens, "max_turns": 1}
-    engine = build_engine(load_settings({"model": args.model, "home": str(home), **gen},
+    weights = {"cpu_weights": args.cpu_weights} if args.cpu_weights else {}
+    engine = build_engine(load_settings({"model": args.model, "home": str(home), **gen, **weights},
                                         config_file=home / "absent.toml"))
     server = ApiServer(lambda: engine, port=free_port()).start()
     client = OpenAI(base_url=server.url, api_key="none", max_retries=0)
     model = engine.backend.model_id
     batching = "continuous batching" if getattr(engine.backend, "batcher", None) else "fair queue (no batching)"
-    print(f"model {model} | {args.tokens} tokens per answer | {batching} | threads {os.cpu_count()}")
+    loaded = engine.backend.loaded
+    print(f"model {model} ({loaded.dtype if loaded else '?'} weights) | {args.tokens} tokens per answer | {batching} | "
+          f"threads {os.cpu_count()}")
 
     api_stream(client, model, 8, 0)  # warm-up: the batch loop starts on first use
     inproc, api = [], []

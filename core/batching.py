@@ -42,11 +42,15 @@ class ContinuousBatcher:
 
     @staticmethod
     def supported(backend: Any) -> bool:
-        """True for an unquantized in-process model whose class offers continuous batching."""
+        """True for an in-process model with plain float weights whose class offers continuous batching."""
         loaded = getattr(backend, "loaded", None)
         model = getattr(loaded, "model", None)
-        return (model is not None and hasattr(model, "init_continuous_batching") and loaded.quantize is None
-                and getattr(model.config, "_attn_implementation", "") in ("sdpa", "eager"))
+        if model is None or not hasattr(model, "init_continuous_batching") or loaded.quantize is not None:
+            return False
+        if getattr(model.config, "_attn_implementation", "") not in ("sdpa", "eager"):
+            return False
+        # torch's int4pack CPU kernel (core.models.lowbit_layers) crashes the process on multi-request batches
+        return not any(hasattr(module, "lowbit_kind") for module in model.modules())
 
     def fits(self, messages: ChatMessages, settings: GenerationSettings, seed: int | None) -> bool:
         """Whether this answer can join the batch (see the module docstring)."""

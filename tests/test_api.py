@@ -313,3 +313,16 @@ def test_health(server: ApiServer, engine: Engine) -> None:
     health = httpx.get(f"{server.url.removesuffix('/v1')}/health").json()
     assert health == {"status": "ok", "model": engine.backend.model_id, "busy": False}
     assert json.loads(httpx.get(f"{server.url}/nope").text)["error"]["code"] == "not_found"
+
+
+def test_batching_only_for_plain_float_weights(engine: Engine) -> None:
+    from core.batching import ContinuousBatcher
+
+    inner = engine.backend.inner
+    assert ContinuousBatcher.supported(inner)
+    layer = inner.model.model.layers[0].mlp.down_proj
+    layer.lowbit_kind = "int4"  # as core.models.lowbit_layers marks its int4/int8 layers
+    try:
+        assert not ContinuousBatcher.supported(inner)  # their CPU kernel crashes on multi-request batches
+    finally:
+        del layer.lowbit_kind
