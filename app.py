@@ -100,6 +100,7 @@ pages = [
     st.Page("ui/chat_page.py", title="Chat", icon=":material/chat:", default=True),
     st.Page("ui/settings_page.py", title="Model & settings", icon=":material/tune:"),
     st.Page("ui/knowledge_page.py", title="Knowledge", icon=":material/library_books:"),
+    st.Page("ui/personas_page.py", title="Personas", icon=":material/face:"),
     st.Page("ui/stats_page.py", title="Stats", icon=":material/monitoring:"),
 ]
 page = st.navigation(pages)
