@@ -71,9 +71,8 @@ def check_destination(options: TrainOptions, settings: Settings) -> Path | None:
     return None
 
 
-def prepare_data(options: TrainOptions, codec: Any, say: Say) -> tuple[DataReport, list[Encoded]]:
-    """Load, validate and encode the data; InputError under --strict or when nothing is usable."""
-    report = load_data(options.data, options.system)
+def prepare_data(options: TrainOptions, report: DataReport, codec: Any, say: Say) -> list[Encoded]:
+    """Encode the loaded data; InputError under --strict with any bad record, or when nothing is usable."""
     encoded = encode_report(codec, report, options.max_length)
     if report.problems:
         say(report.summary())
@@ -82,7 +81,7 @@ def prepare_data(options: TrainOptions, codec: Any, say: Say) -> tuple[DataRepor
                              f"{report.summary()}\nFix them, or drop --strict to skip them.")
     if not encoded:
         raise InputError(f"No usable training examples in {options.data}:\n{report.summary()}")
-    return report, encoded
+    return encoded
 
 
 class Collator:
@@ -169,9 +168,10 @@ def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print
     checkpoint = check_destination(options, settings)
     _check_reporter(options.report_to)
     ref = resolve_base(options.base)
+    report = load_data(options.data, options.system)  # a missing or unreadable file fails before the model loads
     say(f"Loading {ref.persona_id}{' in 4-bit (QLoRA)' if options.qlora else ''}…")
     model, codec, device = load_base(ref, settings, qlora=options.qlora)
-    report, encoded = prepare_data(options, codec, say)
+    encoded = prepare_data(options, report, codec, say)
     work = work_dir(settings, options.persona)
     if checkpoint is None:
         shutil.rmtree(work, ignore_errors=True)
