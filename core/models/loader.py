@@ -214,6 +214,7 @@ def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Pr
     """A local directory: config checked, remote code refused, memory checked, then ChatGLM3 or Hugging Face."""
     raw = read_config(path)
     chatglm3 = raw.get("model_type") == "chatglm"  # loads natively; its auto_map is never used
+    chatglm3 = chatglm3 or _merged_chatglm3(path)  # ``core merge`` output: native GLM weights + tokenizer.model
     if not chatglm3:
         check_remote_code(path, settings.trust_remote_code, raw)
         check_tokenizer_files(path)
@@ -236,6 +237,11 @@ def _load_chatglm3(path: Path, settings: Settings, device: str, dtype: Any, say:
     say(f"Loading ChatGLM3 checkpoint {path.name} (converted once into the cache)…")
     tokenizer = ChatGLM3Tokenizer(path)
     def load(dt: Any) -> Any:
+        if _merged_chatglm3(path):  # already GlmForCausalLM weights: nothing to convert
+            from transformers import GlmForCausalLM
+
+            return GlmForCausalLM.from_pretrained(path, dtype=dt, device_map="auto" if device == "cuda" else None,
+                                                  quantization_config=quantization_config(settings, device, dt))
         return load_chatglm3_model(
             path,
             dtype=dt,
@@ -246,3 +252,8 @@ def _load_chatglm3(path: Path, settings: Settings, device: str, dtype: Any, say:
 
     model = lowbit.load_for_cpu(path, settings, load, say) if lowbit.applies(settings, device) else load(dtype)
     return model, ChatGLM3Codec(tokenizer)
+
+
+def _merged_chatglm3(path: Path) -> bool:
+    """A ChatGLM3 persona merged by ``core merge``: native GLM config, ChatGLM3's tokenizer.model, converter marker."""
+    return (path / "tokenizer.model").is_file() and (path / "inkstone-chatglm3.json").is_file()
