@@ -129,3 +129,15 @@ def test_chatglm3_trains_through_its_own_prompt_format(home: Path, tmp_path: Pat
                                          "max_new_tokens": 6}))
     events = list(engine.service.send(engine.new_session(persona="glm"), "What is LoRA?"))
     assert type(events[-1]).__name__ == "Done"
+
+
+def test_resume_after_a_kill_redoes_the_steps_past_the_checkpoint(tmp_path: Path) -> None:
+    from core.training.callbacks import ProgressRecorder
+    from core.training.trainer import trim_metrics
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("step,epoch,loss,learning_rate,grad_norm,elapsed_s\n" + "".join(
+        f"{i},0.1,{1 / i},0.001,1.0,{i}\n" for i in range(1, 8)))
+    trim_metrics(metrics, 6)  # killed at step 7, last checkpoint at 6
+    assert steps_in(metrics) == [1, 2, 3, 4, 5, 6]
+    assert ProgressRecorder(metrics, print, resumed=True).last_loss == pytest.approx(1 / 6)

@@ -50,7 +50,7 @@ class ProgressRecorder:
         self.say = say
         self.listener = listener
         self.resumed = resumed
-        self.last_loss = float("nan")
+        self.last_loss = _last_logged_loss(csv_path) if resumed else float("nan")
         self._t0: float | None = None
         self._first_step = 0
 
@@ -94,3 +94,13 @@ class ProgressRecorder:
         self.say(progress_line(progress))
         if self.listener is not None:
             self.listener(progress)
+
+
+def _last_logged_loss(csv_path: Path) -> float:
+    """The loss of the last row of an existing metrics.csv (a resumed run that has no step left keeps it)."""
+    try:
+        with open(csv_path, encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        return float(rows[-1]["loss"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return float("nan")

@@ -84,6 +84,19 @@ def prepare_data(options: TrainOptions, report: DataReport, codec: Any, say: Say
     return encoded
 
 
+def trim_metrics(csv_path: Path, step: int) -> None:
+    """Drop metrics rows after ``step`` (steps a killed run logged past its last checkpoint are redone)."""
+    import csv
+
+    if not csv_path.is_file():
+        return
+    with open(csv_path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+    with open(csv_path, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(kept)
+
+
 class Collator:
     """Pads a batch to its longest example (pad id, attention mask 0, labels -100)."""
 
@@ -175,6 +188,8 @@ def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print
     work = work_dir(settings, options.persona)
     if checkpoint is None:
         shutil.rmtree(work, ignore_errors=True)
+    else:
+        trim_metrics(work / "metrics.csv", int(checkpoint.name.split("-")[-1]))
     work.mkdir(parents=True, exist_ok=True)
     used = report.records - len(report.skipped_lines)
     say(f"Training on {len(encoded)} examples from {used} records ({device}{', QLoRA nf4' if options.qlora else ''}).")
