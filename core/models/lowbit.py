@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -80,7 +81,7 @@ def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest:
             continue
         seen[ident] = key
         tensors[key] = tensor.contiguous()
-    tmp = dest.with_name(dest.name + ".partial")
+    tmp = dest.with_name(f"{dest.name}.partial{os.getpid()}")  # two processes may pack the same model at once
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(tensors, str(tmp / "model.safetensors"))
@@ -89,8 +90,11 @@ def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest:
         model.generation_config.save_pretrained(tmp)
     meta = {"format": FORMAT, "kind": kind, "group_size": GROUP_SIZE, "layers": sorted(portable), "aliases": aliases}
     (tmp / "lowbit.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    shutil.rmtree(dest, ignore_errors=True)  # an older layout
+    try:
+        tmp.rename(dest)
+    except OSError:  # another process finished first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_cache(src: Path, kind: str) -> Any:
