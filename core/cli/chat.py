@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="longest answer in tokens")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"])
     p.add_argument("--quantize", choices=["4bit", "8bit", "none"])
+    p.add_argument("--cpu-weights", choices=["int4", "int8", "bf16", "fp32"], help="weights held on a CPU")
     p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a checkpoint's own code")
     p.add_argument("--json", action="store_true", help="print one JSON object with the reply and figures last")
     p.add_argument("--kb", help="turn RAG on for this chat with these knowledge bases (NAME[,NAME...])")
@@ -150,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``chat`` with parsed arguments."""
     try:
         settings = settings_from_args(
-            args, model=args.model, device=args.device, quantize=args.quantize, trust_remote_code=args.trust_remote_code
+            args, model=args.model, device=args.device, quantize=args.quantize, cpu_weights=args.cpu_weights,
+            trust_remote_code=args.trust_remote_code
         )
         progress = (lambda msg: print(msg, file=sys.stderr)) if sys.stderr.isatty() else None
         engine = build_engine(settings, progress, recover=False)

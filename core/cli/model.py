@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", choices=["auto", "cuda", "cpu"])
         q.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
         q.add_argument("--quantize", choices=["4bit", "8bit", "none"])
+        q.add_argument("--cpu-weights", choices=["int4", "int8", "bf16", "fp32"], help="weights held on a CPU")
         if name != "inspect":
             q.add_argument("--messages", required=True, type=Path, help='JSON file: [{"role": ..., "content": ...}]')
         if name == "generate":
@@ -71,7 +72,7 @@ def _load(args: argparse.Namespace) -> tuple[TransformersBackend, Settings]:
 
     settings = settings_from_args(
         args, model=args.model, device=args.device, dtype=args.dtype, quantize=args.quantize,
-        trust_remote_code=args.trust_remote_code,
+        cpu_weights=args.cpu_weights, trust_remote_code=args.trust_remote_code,
     )
     profile = resolve(settings.model)
     if profile.backend != "transformers":
