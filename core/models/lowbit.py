@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -163,6 +164,7 @@ def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any
     say = say or (lambda _msg: None)
     kind, notice = resolve_kind(settings.cpu_weights)
     if notice:
+        logging.getLogger(__name__).warning(notice)  # stays in the log after the loading message is gone
         say(notice)
     model = None
     if kind in ("fp32", "bf16"):
