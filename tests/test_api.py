@@ -220,8 +220,11 @@ def test_disconnect_mid_stream_stops_generation_and_frees_the_model(server: ApiS
         time.sleep(0.05)
     assert engine.backend.queue.active == 0  # the model is free: its generation ended
     latest = engine.store.list_sessions(limit=1)[0]
+    while engine.store.messages(latest.id)[-1].status == "streaming" and time.monotonic() < deadline:
+        time.sleep(0.05)  # the row is settled just after the model is freed
     answer = engine.store.messages(latest.id)[-1]
     assert answer.status == "stopped" and answer.content  # the partial answer is kept
+    assert 0 < answer.completion_tokens < 400
 
 
 def test_concurrent_clients_are_batched_and_a_persona_runs_alone(client, engine: Engine, setup) -> None:  # noqa: ANN001
