@@ -1,7 +1,9 @@
-"""Decode speed of a full Inkstone turn vs a bare ``model.generate`` on the same loaded model.
+"""CPU decode speed: float32 weights vs the default ``cpu_weights`` setting, and a full Inkstone turn vs a bare
+``model.generate`` on the default setting; plus time to first token of a 500-token prompt. Figures only.
 
-Same prompt, greedy, up to 128 new tokens, same stop ids (so both produce the same tokens). Prints tokens/s
-and time to first token of both and their ratio (target: Inkstone / bare >= 0.95). Not a test: figures only.
+Both models are loaded in one process and timed alternately (same prompt, greedy, 128 new tokens, same stop
+ids), so the ratios come from the same run. Targets: default / fp32 >= 4 on qwen2.5-coder-0.5b; Inkstone turn /
+bare generate >= 0.95; prefill of the default setting not slower than fp32.
 
     .venv/bin/python bench/decode.py [--models smollm2-135m qwen2.5-coder-0.5b] [--runs 3]
 """
@@ -21,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a map. Use many paragraphs."
 NEW_TOKENS = 128
+LONG_PROMPT_TOKENS = 500
 
 
-def bare_generate(backend, messages) -> tuple[int, float, float]:  # noqa: ANN001
+def bare_generate(backend, messages, new_tokens: int = NEW_TOKENS, ids=None) -> tuple[int, float, float]:  # noqa: ANN001
     """(new tokens, seconds, ttft seconds) of model.generate with a streamer that only timestamps."""
     import torch
     from transformers.generation.streamers import BaseStreamer
@@ -40,12 +43,14 @@ def bare_generate(backend, messages) -> tuple[int, float, float]:  # noqa: ANN00
         def end(self) -> None:
             pass
 
-    codec, model = backend.codec, backend.model
-    ids = torch.tensor([codec.prompt_ids(messages)])
+    loaded = getattr(backend, "loaded", None) or backend
+    codec, model = loaded.codec, loaded.model
+    if ids is None:
+        ids = torch.tensor([codec.prompt_ids(messages)])
     streamer = FirstToken()
     start = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
                              do_sample=False, eos_token_id=codec.stop_ids, pad_token_id=codec.stop_ids[0],
                              streamer=streamer)
     elapsed = time.perf_counter() - start
@@ -73,30 +78,60 @@ def inkstone_turn(engine) -> tuple[int, float, float]:  # noqa: ANN001
     return tokens, time.perf_counter() - start, (first or start) - start
 
 
+def long_prompt_ids(loaded) -> object:  # noqa: ANN001
+    """Exactly LONG_PROMPT_TOKENS ids of English + Chinese prose in the model's chat format."""
+    import torch
+
+    text = (Path(__file__).with_name("quality_data") / "cpu_quality_heldout.txt").read_text(encoding="utf-8")
+    ids = loaded.codec.prompt_ids([{"role": "user", "content": "Summarize:\n" + text}])
+    return torch.tensor([ids[:LONG_PROMPT_TOKENS]])
+
+
 def bench_model(model_id: str, runs: int) -> None:
-    """Load ``model_id`` once and time both paths ``runs`` times, alternating."""
-    from core.config import load_settings
+    """Load ``model_id`` with fp32 and with the default cpu_weights; time decode, turns and prefill."""
+    from core.config import Settings, load_settings
     from core.engine import build_engine
 
     home = Path(os.environ.get("INKSTONE_BENCH_HOME", Path(tempfile.gettempdir()) / "inkstone-bench"))
-    settings = load_settings({"home": str(home), "model": model_id, "device": "cpu"})
-    engine = build_engine(settings)
+    default = Settings().cpu_weights
+    engines = {}
+    for weights in ("fp32", default):
+        settings = load_settings({"home": str(home), "model": model_id, "device": "cpu", "cpu_weights": weights})
+        engines[weights] = build_engine(settings)
     messages = [{"role": "user", "content": PROMPT}]
-    inkstone_turn(engine)  # warm-up
-    bare_generate(engine.backend, messages)
-    ours, bare = [], []
+    low = engines[default]
+    used = low.backend.loaded.cpu_weights or "fp32"
+    long_ids = long_prompt_ids(low.backend.loaded)
+    for engine in engines.values():  # warm-up
+        bare_generate(engine.backend, messages, 8)
+    inkstone_turn(low)
+    bare: dict[str, list[tuple[int, float, float]]] = {"fp32": [], default: []}
+    prefill: dict[str, list[float]] = {"fp32": [], default: []}
+    ours = []
     for _ in range(runs):
-        ours.append(inkstone_turn(engine))
-        bare.append(bare_generate(engine.backend, messages))
-    o_tps = statistics.median(n / s for n, s, _ in ours)
-    b_tps = statistics.median(n / s for n, s, _ in bare)
-    o_ttft = statistics.median(t for _, _, t in ours) * 1000
-    b_ttft = statistics.median(t for _, _, t in bare) * 1000
-    print(f"{model_id}: {ours[-1][0]} new tokens (bare: {bare[-1][0]}), median of {runs}")
-    print(f"  tokens/s   Inkstone turn {o_tps:7.2f} | bare generate {b_tps:7.2f} | "
-          f"ratio {o_tps / b_tps:.3f} (target >= 0.95)")
-    print(f"  TTFT ms    Inkstone turn {o_ttft:7.1f} | bare generate {b_ttft:7.1f}")
-    engine.store.close()
+        for weights, engine in engines.items():
+            bare[weights].append(bare_generate(engine.backend, messages))
+            prefill[weights].append(bare_generate(engine.backend, messages, 1, long_ids)[1])
+        ours.append(inkstone_turn(low))
+
+    def tps(rows: list[tuple[int, float, float]]) -> float:
+        return statistics.median(n / s for n, s, _ in rows)
+
+    f_tps, d_tps, o_tps = tps(bare["fp32"]), tps(bare[default]), tps(ours)
+    f_pre, d_pre = (statistics.median(prefill[w]) * 1000 for w in ("fp32", default))
+    print(f"{model_id}: default cpu_weights={default} (this CPU: {used}), {bare[default][-1][0]} new tokens "
+          f"(fp32: {bare['fp32'][-1][0]}), median of {runs}, {os.cpu_count()} CPUs, torch threads "
+          f"{__import__('torch').get_num_threads()}")
+    print(f"  bare generate tokens/s   fp32 {f_tps:7.2f} | {used} {d_tps:7.2f} | ratio {d_tps / f_tps:.2f} "
+          "(target >= 4 on qwen2.5-coder-0.5b)")
+    print(f"  {used} tokens/s          Inkstone turn {o_tps:7.2f} | bare generate {d_tps:7.2f} | "
+          f"ratio {o_tps / d_tps:.3f} (target >= 0.95)")
+    print(f"  TTFT {LONG_PROMPT_TOKENS}-token prompt ms fp32 {f_pre:7.1f} | {used} {d_pre:7.1f} | "
+          f"ratio {f_pre / d_pre:.2f} (>= 1: prefill not slower than fp32)")
+    print(f"  TTFT short prompt ms     Inkstone turn {statistics.median(t for *_, t in ours) * 1000:7.1f} | "
+          f"bare generate {statistics.median(t for *_, t in bare[default]) * 1000:7.1f}")
+    for engine in engines.values():
+        engine.store.close()
 
 
 def main() -> None:
