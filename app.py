@@ -19,7 +19,6 @@ from core.config import Settings, load_settings
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError
 from core.models.loader import Progress
-from core.turn_queue import GenerationQueue
 from ui import sidebar, state
 
 ICON = Path(__file__).parent / "ui" / "inkstone.svg"
@@ -28,11 +27,10 @@ st.logo(str(ICON.with_name("inkstone-logo.svg")), icon_image=str(ICON))
 
 
 class EngineSlot:
-    """The engine of one model choice, built on first use, and the line of tabs waiting to generate with it."""
+    """The engine of one model choice, built on first use (its scheduler is the line tabs wait in)."""
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self.queue = GenerationQueue(busy=lambda: self.engine is not None and self.engine.backend.busy)
         self._lock = threading.Lock()
 
     def load(self, settings: Settings, progress: Progress) -> Engine:
@@ -89,7 +87,7 @@ except InkstoneError as exc:
         st.button("Use the configured model instead", on_click=state.forget_model_choice)
     st.stop()
 engine = slot.engine
-state.set_engine(engine, slot.queue)
+state.set_engine(engine)
 if engine.settings.api_in_app:  # the OpenAI-compatible API beside the UI, on this engine (core/api/inapp.py)
     try:
         in_app_api(engine.settings.api_host, engine.settings.api_port).serve(engine)

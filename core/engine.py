@@ -1,7 +1,7 @@
 """The engine: settings, history store, loaded backend and chat service, built once per process.
 
 The UI builds it behind one ``st.cache_resource``; the CLI builds it per command. All browser tabs share
-one engine; the backend's lock serializes generation.
+one engine; its scheduler (``core.scheduler``) is the one line tabs and API requests wait in for the model.
 """
 
 from __future__ import annotations

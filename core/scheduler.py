@@ -1,17 +1,24 @@
-"""A fair queue in front of one backend, shared by the UI's answers and the API's requests.
+"""The one line in front of a backend, shared by the UI's answers and the API's requests.
 
 Callers get the model in arrival order (first come, first served): a plain lock lets any waiter win, so a busy
 API client could starve a browser tab. Where the backend supports continuous batching (``core.batching``),
 answers that can be batched are admitted together, up to the batch's capacity; an answer that cannot (a LoRA
 adapter, a seed, a repetition penalty) waits for the batch to drain and then runs alone, and those behind it wait
-for it: order is kept across both kinds. A caller whose stop event is set while it waits (Stop button, API client
-gone) leaves the queue at once with an empty ``stopped`` answer. The queue reports its depth and the number of
-active generations for monitoring.
+for it: order is kept across both kinds. A caller whose stop event is set while it waits (Stop or Cancel button,
+API client gone) leaves the line at once with an empty ``stopped`` answer.
+
+A waiter can be told its place: ``on_wait(ahead)`` is called from the waiting thread with the number of answers
+ahead of it (those waiting before it plus those generating), and ``position(stop)`` answers the same from any
+thread. A browser tab ``reserve``s its place before the chat service creates the answer row: it waits (showing
+its place, with Cancel) until it is at the head of the line and the model has room, and the answer's
+``stream`` then takes that reserved place instead of queueing again. The queue reports its depth and the
+number of active generations for monitoring.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -23,6 +30,17 @@ from core.config import GenerationSettings
 
 POLL_S = 0.05
 """How often a waiting caller checks its stop event."""
+TELL_S = 0.2
+"""How often ``on_wait`` is called while the place stays the same (a UI redraw; a closed tab raises there)."""
+
+
+class _Ticket:
+    """A place in line: ``shared`` (batched) or not, None while reserved and its kind is not yet known."""
+
+    __slots__ = ("shared",)
+
+    def __init__(self, shared: bool | None) -> None:
+        self.shared = shared
 
 
 class FairQueue:
@@ -36,13 +54,15 @@ class FairQueue:
         self.capacity = capacity
         self._on_shared = on_shared
         self._cond = threading.Condition()
-        self._waiting: deque[tuple[object, bool]] = deque()
+        self._waiting: deque[_Ticket] = deque()
+        self._by_stop: dict[threading.Event, _Ticket] = {}
+        self._reserved: dict[threading.Event, _Ticket] = {}
         self._shared = 0
         self._exclusive = 0
 
     @property
     def depth(self) -> int:
-        """Callers waiting for their turn."""
+        """Callers waiting for their turn (a reserved place not yet generating included)."""
         return len(self._waiting)
 
     @property
@@ -55,36 +75,111 @@ class FairQueue:
         """True when a new caller would have to wait."""
         return bool(self._waiting) or self._exclusive > 0 or self._shared >= self.capacity
 
+    def position(self, stop: threading.Event) -> int | None:
+        """Answers ahead of the waiter whose stop event is ``stop`` (waiting before it, plus generating); None
+        when it is not waiting (admitted, gone, or never queued)."""
+        with self._cond:
+            ticket = self._by_stop.get(stop)
+            return None if ticket is None or ticket not in self._waiting else self._ahead(ticket)
+
+    def _ahead(self, ticket: _Ticket) -> int:
+        return self._waiting.index(ticket) + self.active
+
     def _admissible(self, shared: bool) -> bool:
         if shared:
             return self._exclusive == 0 and self._shared < self.capacity
         return self._exclusive == 0 and self._shared == 0
 
-    @contextmanager
-    def turn(self, stop: threading.Event, shared: bool = False) -> Iterator[bool]:
-        """Wait for this caller's turn; yields True when admitted, False when ``stop`` was set while waiting."""
-        ticket = object()
-        admitted = False
-        with self._cond:
-            self._waiting.append((ticket, shared))
+    def _leave(self, stop: threading.Event, ticket: _Ticket) -> None:
+        """Drop ``ticket`` from the line (lock held)."""
+        if ticket in self._waiting:
+            self._waiting.remove(ticket)
+        if self._by_stop.get(stop) is ticket:
+            del self._by_stop[stop]
+        self._cond.notify_all()
+
+    def _wait(
+        self, ticket: _Ticket, stop: threading.Event, on_wait: Callable[[int], None] | None, admit: bool
+    ) -> bool:
+        """Wait until ``ticket`` heads the line and the model has room (True; admitted if ``admit``), or until
+        ``stop`` is set (False). The ticket leaves the line on False or on an exception from ``on_wait``."""
+        told, told_at = -1, 0.0
+        try:
             while True:
-                if self._waiting[0][0] is ticket and self._admissible(shared):
-                    self._waiting.popleft()
-                    if shared:
-                        self._shared += 1
-                        if self._shared == 1 and self._on_shared is not None:
-                            self._on_shared(True)
-                    else:
-                        self._exclusive += 1
-                    admitted = True
-                    self._cond.notify_all()  # the next in line may be admitted too (another batched answer)
-                    break
-                if stop.is_set():
-                    self._waiting.remove((ticket, shared))
-                    self._cond.notify_all()
-                    break
-                self._cond.wait(POLL_S)
-        if not admitted:
+                with self._cond:
+                    shared = True if ticket.shared is None else ticket.shared
+                    if self._waiting[0] is ticket and self._admissible(shared):
+                        if admit:
+                            self._admit(stop, ticket)
+                        return True
+                    if stop.is_set():
+                        self._leave(stop, ticket)
+                        return False
+                    ahead = self._ahead(ticket)
+                    if on_wait is None or (ahead == told and time.monotonic() - told_at < TELL_S):
+                        self._cond.wait(POLL_S)
+                        continue
+                told, told_at = ahead, time.monotonic()
+                on_wait(ahead)  # outside the lock: it draws the UI, and may raise (a closed tab)
+        except BaseException:
+            with self._cond:
+                self._leave(stop, ticket)
+            raise
+
+    def _admit(self, stop: threading.Event, ticket: _Ticket) -> None:
+        """Move the head ticket from the line to the holders (lock held)."""
+        self._waiting.popleft()
+        if self._by_stop.get(stop) is ticket:
+            del self._by_stop[stop]
+        if ticket.shared:
+            self._shared += 1
+            if self._shared == 1 and self._on_shared is not None:
+                self._on_shared(True)
+        else:
+            self._exclusive += 1
+        self._cond.notify_all()  # the next in line may be admitted too (another batched answer)
+
+    @contextmanager
+    def reserve(self, stop: threading.Event, on_wait: Callable[[int], None] | None = None) -> Iterator[bool]:
+        """Take a place in line before the answer is prepared; yields True once it heads the line and the model
+        has room, False when ``stop`` was set while waiting (``on_wait(ahead)`` is told the place meanwhile).
+
+        Inside the block, a ``turn`` with the same ``stop`` takes this place instead of queueing again; a place
+        never taken is given up when the block ends, however it ends.
+        """
+        ticket = _Ticket(None)
+        with self._cond:
+            self._waiting.append(ticket)
+            self._by_stop[stop] = ticket
+        ready = self._wait(ticket, stop, on_wait, admit=False)
+        if ready:
+            with self._cond:
+                self._reserved[stop] = ticket
+        try:
+            yield ready
+        finally:
+            with self._cond:
+                if self._reserved.get(stop) is ticket:  # the answer never got as far as generating
+                    del self._reserved[stop]
+                    self._leave(stop, ticket)
+
+    @contextmanager
+    def turn(
+        self, stop: threading.Event, shared: bool = False, on_wait: Callable[[int], None] | None = None
+    ) -> Iterator[bool]:
+        """Wait for this caller's turn; yields True when admitted, False when ``stop`` was set while waiting.
+
+        A place reserved with the same ``stop`` is taken (the caller keeps it); otherwise the caller joins the
+        end of the line. ``on_wait(ahead)`` is told the place while waiting.
+        """
+        with self._cond:
+            ticket = self._reserved.pop(stop, None)
+            if ticket is None:
+                ticket = _Ticket(shared)
+                self._waiting.append(ticket)
+            ticket.shared = shared
+            self._by_stop[stop] = ticket
+        if not self._wait(ticket, stop, on_wait, admit=True):
             yield False
             return
         try:
@@ -187,6 +282,11 @@ class QueuedBackend:
 
                 torch.manual_seed(seed)
             yield from self.inner.stream(messages, settings, stop, adapter)
+
+
+def line(backend: Backend) -> FairQueue:
+    """The line in front of ``backend`` (a backend that is not queued gets a line of its own, for tests)."""
+    return backend.queue if isinstance(backend, QueuedBackend) else FairQueue()
 
 
 def queued(backend: Backend) -> QueuedBackend:

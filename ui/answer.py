@@ -1,9 +1,11 @@
 """One answer as the chat page shows it while it is produced: its place in line, Cancel, Stop and the text.
 
-All tabs share one model, so a turn first joins the engine's ``GenerationQueue``. While other answers are
+All tabs and API clients share one model and one line, the engine's scheduler (``core.scheduler``), so a turn
+first reserves its place there. While other answers (other tabs' or API requests', waiting or generating) are
 ahead it shows how many, with a Cancel button: a click reruns the page, whose ``ActiveTurn.settle`` sets the
 turn's stop event, and the wait ends at once (the user's message stays stored; Regenerate answers it later).
-Once the turn is at the head of the line, Stop replaces Cancel and the answer streams.
+Once the turn heads the line and the model has room, Stop replaces Cancel and the answer streams (batched
+with others where the backend batches).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from threading import Event
 import streamlit as st
 
 from core.chat import ChatEvent
-from core.turn_queue import GenerationQueue
+from core.scheduler import FairQueue
 from ui.turn import ActiveTurn, TurnOutcome, stream_turn
 
 CANCELLED = "inkstone_wait_cancelled"
@@ -27,7 +29,7 @@ def waiting_text(ahead: int) -> str:
 
 
 def stream_answer(
-    queue: GenerationQueue, turn: ActiveTurn, session_id: str, start: Callable[[Event], Iterator[ChatEvent]]
+    line: FairQueue, turn: ActiveTurn, session_id: str, start: Callable[[Event], Iterator[ChatEvent]]
 ) -> TurnOutcome | None:
     """Wait for the model (with place and Cancel), then stream the answer; None if the wait was cancelled.
 
@@ -46,9 +48,9 @@ def stream_answer(
                 "Cancel", icon=":material/cancel:", key="cancel-wait", help="Stop waiting; your message is kept",
                 on_click=st.session_state.__setitem__, args=(CANCELLED, session_id),
             )  # fmt: skip
-        status.caption(waiting_text(ahead))  # redrawn on every poll: a closed tab ends the wait here
+        status.caption(waiting_text(ahead))  # redrawn while waiting: a closed tab ends the wait here
 
-    with queue.turn(turn.stop, on_wait=show_place) as granted:
+    with line.reserve(turn.stop, on_wait=show_place) as granted:
         if not granted:
             getattr(events, "close", lambda: None)()
             st.session_state[CANCELLED] = session_id

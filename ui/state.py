@@ -13,10 +13,9 @@ import streamlit as st
 
 from core.engine import Engine
 from core.errors import NotFoundError
-from core.turn_queue import GenerationQueue
+from core.scheduler import FairQueue, line
 
 _ENGINE = "inkstone_engine"
-_QUEUE = "inkstone_queue"
 _SESSION = "inkstone_session"
 _PARAM = "session"
 
@@ -50,10 +49,9 @@ def forget_model_choice() -> None:
     _shared_choice().pop("choice", None)
 
 
-def set_engine(engine: Engine, queue: GenerationQueue) -> None:
-    """Called by ``app.py`` on every run with the cached engine and the line of tabs waiting to use its model."""
+def set_engine(engine: Engine) -> None:
+    """Called by ``app.py`` on every run with the cached engine."""
     st.session_state[_ENGINE] = engine
-    st.session_state[_QUEUE] = queue
 
 
 def engine() -> Engine:
@@ -61,9 +59,9 @@ def engine() -> Engine:
     return st.session_state[_ENGINE]
 
 
-def queue() -> GenerationQueue:
-    """The line every tab joins before generating with the shared model."""
-    return st.session_state[_QUEUE]
+def queue() -> FairQueue:
+    """The one line every tab and API request joins before generating with the shared model."""
+    return line(engine().backend)
 
 
 def current_session_id() -> str | None:
