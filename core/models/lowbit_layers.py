@@ -96,13 +96,15 @@ def quantize_int8(weight: torch.Tensor) -> dict[str, torch.Tensor]:
 def build_layer(kind: str, tensors: dict[str, torch.Tensor], bias: torch.Tensor | None,
                 group_size: int = GROUP_SIZE) -> nn.Linear:
     """A runtime layer from portable codes (int4 codes are repacked for this CPU here)."""
+    # fresh copies: tensors read from a safetensors file may sit at unaligned offsets, which the kernels'
+    # vector loads do not accept (a segfault on long inputs)
     if kind == "int8":
-        return Int8Linear(tensors["codes"], tensors["scales"], bias)
+        return Int8Linear(tensors["codes"].clone(), tensors["scales"].clone(), bias)
     byte = tensors["codes"]
     codes = torch.stack([byte & 15, byte >> 4], dim=-1).reshape(byte.shape[0], -1).to(torch.int32)
     packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
     out_features, in_features = codes.shape
-    return Int4Linear(packed, tensors["scales_zeros"], bias, in_features, out_features, group_size)
+    return Int4Linear(packed, tensors["scales_zeros"].clone(), bias, in_features, out_features, group_size)
 
 
 def _eligible(kind: str, module: nn.Module) -> bool:
