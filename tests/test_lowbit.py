@@ -286,3 +286,18 @@ def test_smollm2_lora_on_int4_matches_fp32_with_lora(smollm2_home: Path, tmp_pat
         with p4.disable_adapter():
             bare4 = p4(ids).logits[0, -4:].float()
     assert (lora4 - bare4).abs().max() > 0.1
+
+
+def test_inspect_shows_memory_of_each_choice(tiny_llama: Path, tmp_path: Path) -> None:
+    """model inspect lists the weights' memory per cpu_weights choice, smallest for int4, and counts the
+    parameters of a loaded int4 model like those of the float32 one."""
+    from core.models.modelinfo import inspect_directory, inspect_loaded
+
+    info = inspect_directory(tiny_llama)
+    mem = info.cpu_weights_gib
+    assert list(mem) == list(lowbit.CHOICES)
+    assert mem["fp32"] == round(info.parameters * 4 / 1024**3, 2)
+    assert mem["int4"] <= mem["int8"] <= mem["bf16"] <= mem["fp32"]
+    big = lowbit.memory_gib(7_000_000_000, 0, type("C", (), {"vocab_size": 150_000, "hidden_size": 4096}))
+    assert big["int4"] < big["int8"] < big["bf16"] < big["fp32"] and big["int4"] < big["fp32"] / 4
+    assert inspect_loaded(_load(tiny_llama, tmp_path, "int4")).parameters == info.parameters
