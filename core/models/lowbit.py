@@ -21,7 +21,7 @@ from typing import Any
 
 CHOICES = ("int4", "int8", "bf16", "fp32")
 """Values of the ``cpu_weights`` setting, fastest first (the fallback order)."""
-FORMAT = 1
+FORMAT = 2
 """Version of the cache layout; a cache with another version is rebuilt."""
 GROUP_SIZE = 32
 """int4 values per scale/zero pair (same as ``lowbit_layers.GROUP_SIZE``)."""

@@ -167,17 +167,27 @@ def quantize_model(model: nn.Module, kind: str) -> dict[str, dict[str, torch.Ten
         return portable
     if kind in ("int4", "int8"):
         head = model.get_output_embeddings()
-        for name, module in list(model.named_modules()):
-            # the output head stays 8-bit: its error lands directly on the logits (int4 there cost smollm2
-            # +7% perplexity, int8 +0.3%)
-            layer_kind = "int8" if module is head else kind
-            if not _eligible(layer_kind, module):
-                continue
+        names = [n for n, m in model.named_modules() if _eligible("int8" if m is head else kind, m)]
+        on_grid = {n: kind == "int4" and _on_4bit_grid(model.get_submodule(n).weight) for n in names}
+        from_4bit = sum(on_grid.values()) > len(names) / 2  # e.g. a Q4_K_M GGUF: most layers were 4-bit
+        for name in names:
+            module = model.get_submodule(name)
+            # int8 for the output head (its error lands directly on the logits: int4 there cost smollm2 +7%
+            # perplexity) and, in a model that came from 4-bit, for the layers it stored more precisely (Q6_K)
+            layer_kind = "int8" if module is head or (from_4bit and not on_grid[name]) else kind
             t = quantize_int4(module.weight) if layer_kind == "int4" else quantize_int8(module.weight)
             model.set_submodule(name, build_layer(layer_kind, t, module.bias, GROUP_SIZE))
             portable[name] = t
     to_bf16(model)
     return portable
+
+
+def _on_4bit_grid(weight: torch.Tensor, group_size: int = GROUP_SIZE) -> bool:
+    """Whether (nearly) every group of ``weight`` sits on 16 evenly spaced levels (it came from a 4-bit block)."""
+    w = weight.detach().float().reshape(weight.shape[0], -1, group_size)
+    lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+    r = (w - lo) / ((hi - lo) / 15).clamp(min=1e-12)
+    return bool(((r - r.round()).abs() < 0.02).float().mean() > 0.99)
 
 
 def to_bf16(model: nn.Module) -> None:
