@@ -105,8 +105,8 @@ class Settings:
     """auto (bf16 on CUDA where supported, else fp16; fp32 on CPU), float32, bfloat16 or float16."""
     quantize: str | None = None
     """None, "4bit" or "8bit" (bitsandbytes, CUDA only)."""
-    cpu_weights: str = "int4"
-    """Weights held on a CPU (with dtype auto, no quantize): int4 (fastest), int8, bf16 or fp32 (core.models.lowbit)."""
+    cpu_weights: str = "int8"
+    """Weights held on a CPU (dtype auto, no quantize): int8 (default: fp32 quality), int4 (fastest), bf16, fp32."""
     trust_remote_code: bool = False
     """Allow a checkpoint's own Python files to run. Off; only for checkpoints you have read."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
