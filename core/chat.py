@@ -234,7 +234,9 @@ class ChatService:
             max_new_tokens=config.settings.max_new_tokens,
         )
         plan = self._plan(history, config, sources, max_turns=config.settings.max_turns)
-        return _Turn(session, "", plan, config.settings, stop, config.adapter, replaces, sources, notice)
+        persona = config.persona
+        signed = (persona.id, persona.name, persona.avatar) if persona is not None else None
+        return _Turn(session, "", plan, config.settings, stop, config.adapter, replaces, sources, notice, signed)
 
     def _retrieve(self, session: Session, question: str) -> tuple[list[dict[str, Any]] | None, str | None]:
         """The retriever's sources (None: RAG off), or None and the reason when it cannot search."""
@@ -251,7 +253,7 @@ class ChatService:
         store = self.store
         if turn.session.model != self.backend.model_id:
             store.update_session(turn.session.id, model=self.backend.model_id)
-        answer = store.add_message(turn.session.id, "assistant", "", status="streaming")
+        answer = store.add_message(turn.session.id, "assistant", "", status="streaming", persona=turn.persona)
         rec = _Record(answer.id, time.perf_counter())
         end: _End | None = None
         backend_events = None
@@ -343,6 +345,8 @@ class _Turn:
     """Retrieved sources (None: RAG off): in the prompt's context block, sent as ``Sources``, stored with the answer."""
     notice: str | None = None
     """Why RAG could not search for this answer."""
+    persona: tuple[str, str, str | None] | None = None
+    """The (id, name, avatar) of the persona that writes the answer, stored with it (None: no persona)."""
 
 
 @dataclass(frozen=True)

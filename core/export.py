@@ -3,12 +3,15 @@
 The JSON is ``{"id", "title", "model", "persona", "settings", "created_at", "messages": [{"role",
 "content"}, ...]}``; a message carries ``"status"``, ``"error"`` or ``"sources"`` only where it has
 them (an answer that was stopped or failed, or that cited documents), so a plain chat exports as plain
-OpenAI messages. Import creates a new session (new ids and timestamps) from such a document.
+OpenAI messages; an answer written by a persona carries OpenAI's ``"name"`` (the persona id) and ``"persona"``
+(``{"id", "name", "avatar"}`` as it was when it answered). Import creates a new session (new ids and
+timestamps) from such a document.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 from core.errors import InkstoneError, InputError
@@ -34,7 +37,10 @@ def session_to_markdown(session: Session, messages: list[Message]) -> str:
         meta += f" · Persona: {session.persona}"
     lines += [f"{meta} · Created: {session.created_at}", ""]
     for message in messages:
-        lines += [_ROLE_HEADINGS.get(message.role, f"**{message.role}**"), "", message.content or "", ""]
+        heading = _ROLE_HEADINGS.get(message.role, f"**{message.role}**")
+        if message.role == "assistant" and message.persona_name:
+            heading = f"**Assistant ({message.persona_name})**"
+        lines += [heading, "", message.content or "", ""]
         if message.status == "stopped":
             lines += ["_(answer stopped before it was finished)_", ""]
         elif message.status == "streaming":
@@ -59,6 +65,10 @@ def session_to_json(session: Session, messages: list[Message]) -> dict[str, Any]
             item["error"] = message.error
         if message.sources:
             item["sources"] = message.sources
+        if message.role == "assistant" and message.persona_id:
+            item["name"] = re.sub(r"[^A-Za-z0-9_-]", "_", message.persona_id)  # OpenAI's participant name
+            item["persona"] = {"id": message.persona_id, "name": message.persona_name,
+                               "avatar": message.persona_avatar}
         out.append(item)
     return {
         "id": session.id,
@@ -96,10 +106,21 @@ def _problems(data: Any) -> list[str]:
             problems.append(f"{where}.status is {item.get('status')!r}, not one of {', '.join(STATUSES)}")
         if item.get("error") is not None and not isinstance(item["error"], str):
             problems.append(f"{where}.error is not a string")
+        signed = item.get("persona")
+        if signed is not None and not (
+            isinstance(signed, dict) and isinstance(signed.get("id"), str) and isinstance(signed.get("name"), str)
+            and isinstance(signed.get("avatar"), str | None)
+        ):
+            problems.append(f'{where}.persona is not an object with "id" and "name" strings')
         sources = item.get("sources", [])
         if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
             problems.append(f"{where}.sources is not a list of objects")
     return problems
+
+
+def _signed(persona: dict[str, Any] | None) -> tuple[str, str, str | None] | None:
+    """The (id, name, avatar) an imported answer was written by (None: no persona)."""
+    return (persona["id"], persona["name"], persona.get("avatar")) if persona else None
 
 
 def session_from_json(store: HistoryStore, data: Any) -> Session:
@@ -125,6 +146,7 @@ def session_from_json(store: HistoryStore, data: Any) -> Session:
                 item["role"],
                 item["content"],
                 status="stopped" if status == "streaming" else status,
+                persona=_signed(item.get("persona")),
             )
             if item.get("sources") or item.get("error"):
                 store.update_message(message.id, sources=item.get("sources"), error=item.get("error"))

@@ -65,6 +65,10 @@ class Message:
     tokens_per_s: float | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    persona_id: str | None = None
+    """The persona that wrote an answer (None: no persona); with its name and avatar at the time of answering."""
+    persona_name: str | None = None
+    persona_avatar: str | None = None
 
 
 @dataclass
@@ -388,16 +392,27 @@ class HistoryStore:
 
     # Messages
 
-    def add_message(self, session_id: str, role: str, content: str, *, status: str = "complete") -> Message:
+    def add_message(
+        self,
+        session_id: str,
+        role: str,
+        content: str,
+        *,
+        status: str = "complete",
+        persona: tuple[str, str, str | None] | None = None,
+    ) -> Message:
         """Store a message at the end of a session and bump its ``updated_at``.
 
-        The first user message of a session whose title is still automatic also names the session.
+        ``persona`` is the (id, name, avatar) of the persona that wrote an answer. The first user message of a
+        session whose title is still automatic also names the session.
         """
         if role not in ROLES:
             raise InputError(f"Message role {role!r} is not allowed: use one of {', '.join(ROLES)}.")
         _check_status(status)
         stamp = now()
         message = Message(new_id(), session_id, role, content, status, stamp)
+        if persona is not None:
+            message.persona_id, message.persona_name, message.persona_avatar = persona
         with self._write() as db:
             rows = list(db.query("SELECT title_auto FROM sessions WHERE id = ?", [session_id]))
             if not rows:

@@ -269,3 +269,11 @@ def m005_training_jobs(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX training_jobs_created ON training_jobs (created_at)")
+
+
+@migration
+def m006_message_persona(db: Database) -> None:
+    """The persona that wrote each answer: its id, and its name and avatar at the time of answering, so history
+    and exports show who answered even after the persona is renamed or deleted (NULL: no persona, or older rows)."""
+    for column in ("persona_id", "persona_name", "persona_avatar"):
+        db.execute(f"ALTER TABLE messages ADD COLUMN {column} TEXT")

@@ -16,8 +16,10 @@ from threading import Event
 import streamlit as st
 
 from core.chat import ChatEvent
+from core.history import Message
 from core.scheduler import FairQueue
-from ui.turn import ActiveTurn, TurnOutcome, stream_turn
+from ui import rag
+from ui.turn import CAPTION_HELP, ActiveTurn, TurnOutcome, answer_avatar, answer_caption, stream_turn
 
 CANCELLED = "inkstone_wait_cancelled"
 """session_state key: the session whose wait the user cancelled (read once by the chat page)."""
@@ -58,3 +60,18 @@ def stream_answer(
         status.empty()
         controls.button("Stop", icon=":material/stop_circle:", key="stop", help="Stop and keep the answer so far")
         return stream_turn(events, st.write_stream)
+
+
+def show_message(message: Message) -> None:
+    """One stored message; an answer with the avatar and name of the persona that wrote it and its figures line."""
+    avatar = answer_avatar(message) if message.role == "assistant" else None
+    with st.chat_message(message.role, avatar=avatar):
+        if message.role == "assistant" and message.persona_name:
+            st.caption(f"**{message.persona_name}**")
+        if message.content:
+            st.markdown(message.content)
+        if message.status == "error":
+            st.error(message.error or "Generation failed.")
+        rag.show_sources(message.sources)  # file, page, snippet: stored with the answer
+        if message.role == "assistant" and (caption := answer_caption(message)):
+            st.caption(caption, help=CAPTION_HELP)

@@ -14,13 +14,15 @@ from threading import Event
 import streamlit as st
 
 from core.chat import ChatEvent
-from core.chat_defaults import create_chat, draft_config
+from core.chat_defaults import create_chat
 from core.errors import InkstoneError
 from core.export import session_to_json, session_to_markdown
 from core.history import Message
+from core.personas import Persona
 from ui import rag, state
-from ui.answer import CANCELLED, stream_answer
-from ui.turn import CAPTION_HELP, ActiveTurn, answer_caption, omitted_notice
+from ui.answer import CANCELLED, show_message, stream_answer
+from ui.sidebar import draft_chat, pick_persona
+from ui.turn import ActiveTurn, omitted_notice, switch_notice
 
 _REGENERATE = "inkstone_regenerate"
 _NOTICE = "inkstone_notice"
@@ -40,22 +42,12 @@ if regenerating and history and history[-1].role == "assistant":
     history = history[:-1]  # the answer being replaced
 
 
-def show_message(message: Message) -> None:
-    """One stored message, with the figures line under an answer."""
-    with st.chat_message(message.role):
-        if message.content:
-            st.markdown(message.content)
-        if message.status == "error":
-            st.error(message.error or "Generation failed.")
-        rag.show_sources(message.sources)  # file, page, snippet: stored with the answer
-        if message.role == "assistant" and (caption := answer_caption(message)):
-            st.caption(caption, help=CAPTION_HELP)
-
-
 def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
     """Wait for the model (place in line, Cancel), stream one answer with Stop, then rerun to show it stored."""
     turn = st.session_state[_ACTIVE] = ActiveTurn()
-    with st.chat_message("assistant"):
+    with st.chat_message("assistant", avatar=persona.avatar if persona else None):
+        if persona is not None:
+            st.caption(f"**{persona.name}**")
         try:
             outcome = stream_answer(state.queue(), turn, session_id, start)
         except InkstoneError as exc:
@@ -69,20 +61,29 @@ def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
     st.rerun()
 
 
+persona: Persona | None = None
+try:  # a draft's chat is created with its first message, from the persona picked here or the new-chat defaults
+    persona = pick_persona(engine, session_id)
+    persona_ok = True
+except InkstoneError as exc:
+    st.error(str(exc))
+    persona_ok = False
 if not history:
     st.caption("Start a conversation: type a message below. Everything stays on this machine.")
-    try:
-        if session_id is not None:
-            persona = service.persona_of(store.get_session(session_id))
-        else:  # a draft: the chat is created with its first message, from the new-chat defaults
-            persona = draft_config(engine).persona
-    except InkstoneError as exc:
-        st.error(str(exc))
-    else:
-        if persona is not None and persona.greeting:
-            st.chat_message("assistant", avatar=persona.avatar).markdown(persona.greeting)
+    if persona is not None and persona.greeting:
+        st.chat_message("assistant", avatar=persona.avatar).markdown(persona.greeting)
+previous: Message | None = None
 for message in history:
+    if message.role == "assistant":
+        if previous is not None and (text := switch_notice(previous.persona_id, message.persona_id,
+                                                           message.persona_name)):  # fmt: skip
+            st.caption(text)
+        previous = message
     show_message(message)
+if previous is not None and persona_ok and (
+    text := switch_notice(previous.persona_id, persona.id if persona else None, persona.name if persona else None)
+):
+    st.caption(f"{text}; it writes the next answer.")
 
 rag.render_controls(engine, session_id)  # the RAG switch and knowledge-base picker above the message box
 if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
@@ -91,9 +92,9 @@ if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
     else:
         try:
             if session_id is None:
-                draft = draft_config(engine)
-                service.check_message(None, prompt, config=draft)
-                session_id = create_chat(engine, draft)
+                new = draft_chat(engine)
+                service.check_message(None, prompt, config=new)
+                session_id = create_chat(engine, new)
                 rag.apply_draft(engine, session_id)
                 state.open_session(session_id)
             else:

@@ -2,19 +2,25 @@
 
 "New chat" opens a draft, not a session: the session is created with its first message, so the list holds
 only chats that have messages (an empty one shows only while it is the open chat, e.g. from its URL).
+The chat page adds the persona picker (``pick_persona``): the open chat's persona, or the draft's.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from core.chat_config import ChatConfig
+from core.chat_defaults import draft_config, load_chat_defaults
 from core.engine import Engine
 from core.errors import InkstoneError, NotFoundError
 from core.history import HistoryStore, Session
+from core.personas import Persona
 from ui import state
 
 LIST_LIMIT = 200
 _CONFIRM = "inkstone_confirm_delete"
+_DRAFT_PERSONA = "inkstone_draft_persona"
+"""session_state key: the persona picked for the draft (None: the saved new-chat defaults)."""
 
 
 def render(engine: Engine) -> None:
@@ -91,3 +97,36 @@ def _delete(store: HistoryStore, session_id: str) -> None:
     except NotFoundError:
         pass  # already deleted (for example in another tab)
     state.close_session()
+
+
+def draft_chat(engine: Engine) -> ChatConfig:
+    """What the new chat starts with: the persona picked before its first message, else the saved defaults."""
+    picked = st.session_state.get(_DRAFT_PERSONA)
+    if picked is None:
+        return draft_config(engine)
+    return engine.service.config(None, persona=picked, defaults=load_chat_defaults(engine.settings).generation)
+
+
+def pick_persona(engine: Engine, session_id: str | None) -> Persona | None:
+    """The sidebar's persona picker (avatar + name): sets the open chat's persona, checked like the settings page
+    does (it writes from the next answer), or the draft's. Returns the persona now in effect."""
+    if session_id is not None:
+        st.session_state.pop(_DRAFT_PERSONA, None)  # the draft became this chat: the next one starts afresh
+        current = engine.store.get_session(session_id).persona or ""
+    else:
+        current = st.session_state.get(_DRAFT_PERSONA)
+        current = load_chat_defaults(engine.settings).persona or "" if current is None else current
+    labels = {"": "No persona", **{p.id: p.label for p in engine.personas()[0]}}  # broken: on the Personas page
+    labels.setdefault(current, f"{current} (unavailable)")
+    picked = st.sidebar.selectbox(
+        "Persona", list(labels), index=list(labels).index(current), format_func=labels.__getitem__,
+        key=f"chat-persona-{session_id}-{current}", help="Who answers: applies from the next answer",
+    )  # fmt: skip
+    if session_id is None:
+        if picked != current:
+            st.session_state[_DRAFT_PERSONA] = picked
+        return draft_chat(engine).persona
+    if picked != current:
+        config = engine.service.config(session_id, persona=picked)
+        engine.store.update_session(session_id, persona=config.persona_id or "")
+    return engine.service.persona_of(engine.store.get_session(session_id))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.chat import ChatEvent, Done, Failed, Sources, Started, Token
@@ -110,3 +111,19 @@ def omitted_notice(omitted_turns: int) -> str | None:
         return None
     turns = "turn was" if omitted_turns == 1 else "turns were"
     return f"{omitted_turns} earlier {turns} left out of the prompt; they stay in the history."
+
+
+def answer_avatar(message: Message) -> str | None:
+    """The avatar an answer is shown with: its persona's, as stored with it (None: the default assistant icon,
+    also when the persona's image file is gone)."""
+    avatar = message.persona_avatar
+    if avatar and Path(avatar).is_absolute() and not Path(avatar).is_file():
+        return None
+    return avatar or None
+
+
+def switch_notice(before: str | None, after: str | None, name: str | None) -> str | None:
+    """The line shown where the persona changes between answers (None when it does not change)."""
+    if before == after:
+        return None
+    return f"Persona switched to {name}" if after else "Persona switched off"
