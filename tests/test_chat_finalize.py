@@ -1,6 +1,6 @@
 """ChatService's one finalize step: every way a stream ends (finished, stopped, failed, consumer gone, a backend
-that never says ``Finished``, a store that cannot be written until later) leaves a settled answer row with the right text,
-status, error, decode speed and sources; and the backend protocol carries what callers need."""
+that never says ``Finished``, a store that cannot be written until later) leaves a settled answer row with the
+right text, status, error, decode speed and sources; and the backend protocol carries what callers need."""
 
 from __future__ import annotations
 
