@@ -144,3 +144,30 @@ def test_adapter_for_another_model_is_refused_before_storing(home: Path, lora_se
     with pytest.raises(ConfigError, match="trained for 'some-other-model'"):
         engine.service.send(sid, "Hello")
     assert engine.store.messages(sid) == []
+
+
+def test_a_persona_retrained_in_place_answers_with_its_new_adapter(
+    home: Path, lora_setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`train --overwrite` replaces a persona's adapter files under the same id while the app runs: the next answer
+    uses the new adapter (as a freshly started app would), not the one loaded before."""
+    import shutil
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model_dir, shared = lora_setup
+    adapters = tmp_path / "adapters"
+    shutil.copytree(shared / "pirate", adapters / "pirate")
+    settings = load_settings({"model": str(model_dir), "adapters": str(adapters), "temperature": 0,
+                              "max_new_tokens": 8, "repetition_penalty": 1.0, "max_turns": 1})
+    engine = build_engine(settings)
+    old = answer(engine, engine.new_session(persona="pirate"))
+    torch.manual_seed(7)
+    retrained = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(
+        r=8, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False))
+    retrained.save_pretrained(adapters / "pirate")
+    fresh = answer(build_engine(settings), engine.new_session(persona="pirate"))
+    assert fresh != old  # the retrained adapter really answers differently
+    assert answer(engine, engine.new_session(persona="pirate")) == fresh

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from core.backends.base import AdapterSpec, ChatMessages, Finished, ModelInfo, StreamEvent, TextDelta
@@ -38,6 +39,8 @@ class TransformersBackend:
         self._lock = threading.Lock()
         self._peft: Any = None
         """The PeftModel wrapping ``model`` once the first adapter is loaded; adapters are then switched in place."""
+        self._adapter_files: dict[str, tuple[int, int] | None] = {}
+        """Per loaded adapter, the (mtime, size) of its weights file, to notice a persona retrained in place."""
 
     def _use_adapter(self, adapter: AdapterSpec | None) -> AbstractContextManager[Any]:
         """Make ``adapter`` (or the bare base model) active for one answer; call with the lock held.
@@ -49,6 +52,7 @@ class TransformersBackend:
             return self._peft.disable_adapter() if self._peft is not None else nullcontext()
         from safetensors import SafetensorError
 
+        version = _weights_file(adapter.path)
         try:
             if self._peft is None:
                 from peft import PeftModel
@@ -57,6 +61,10 @@ class TransformersBackend:
                 self._peft.eval()
             elif adapter.name not in self._peft.peft_config:
                 self._peft.load_adapter(str(adapter.path), adapter_name=adapter.name)
+            elif self._adapter_files.get(adapter.name) != version:  # retrained under the same id: load the new one
+                self._peft.delete_adapter(adapter.name)
+                self._peft.load_adapter(str(adapter.path), adapter_name=adapter.name)
+            self._adapter_files[adapter.name] = version
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
             raise ModelError(
                 f"The LoRA adapter of persona {adapter.name!r} ({adapter.path}) does not fit the loaded model "
@@ -161,3 +169,12 @@ def _as_generation_error(exc: BaseException) -> GenerationError:
             "programs, or use a smaller model."
         )
     return GenerationError(f"Generation failed: {type(exc).__name__}: {exc}")
+
+
+def _weights_file(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of an adapter directory's weights file; None when it cannot be read."""
+    try:
+        stat = (path / "adapter_model.safetensors").stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
