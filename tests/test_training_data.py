@@ -105,3 +105,21 @@ def test_too_long_examples_are_reported(codec: HFChatCodec, tmp_path: Path) -> N
     assert [e.line for e in encoded] == [1]
     assert [p.line for p in report.problems] == [2, 3]
     assert all("longer than --max-length 150" in p.message for p in report.problems)
+
+
+def test_records_of_a_one_line_json_array_are_reported_and_dropped_one_by_one(codec: HFChatCodec,
+                                                                              tmp_path: Path) -> None:
+    """`json.dump` without indent writes a whole Alpaca array on line 1: problems name the record, each bad
+    record counts once, and one too-long example does not drop its good neighbours on the same line."""
+    path = tmp_path / "one-line.json"
+    path.write_text(json.dumps(["a", 1, {"instruction": "hi"}, {"instruction": "q", "output": "ok"},
+                                {"instruction": "long", "output": "word " * 400}]), encoding="utf-8")
+    report = load_data(path)
+    assert report.records == 5 and report.skipped == 3
+    assert "record 1 (line 1): a record must be a JSON object, got str" in report.summary()
+    assert "record 3 (line 1): missing `output`" in report.summary()
+    fits = len(encode_example(codec, report.examples[0]).input_ids)  # the short record's length
+    encoded = encode_report(codec, report, max_length=fits)
+    assert len(encoded) == 1 and report.skipped == 4
+    assert "record 5 (line 1): example is" in report.summary()
+    assert "5 records, 1 examples usable, 4 records skipped" in report.summary()

@@ -26,6 +26,8 @@ class Example:
     """Line of the record in the data file (1-based)."""
     context: Messages
     answer: str
+    record: int | None = None
+    """Position of the record in a JSON array (1-based; several may share a line); None in JSONL."""
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,12 @@ class Problem:
 
     line: int
     message: str
+    record: int | None = None
+    """Position of the record in a JSON array (1-based); None in JSONL, where the line names it."""
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
+        where = f"line {self.line}" if self.record is None else f"record {self.record} (line {self.line})"
+        return f"{where}: {self.message}"
 
 
 @dataclass
@@ -49,14 +54,14 @@ class DataReport:
     problems: list[Problem] = field(default_factory=list)
 
     @property
-    def skipped_lines(self) -> list[int]:
-        """Sorted line numbers that had a problem (each counted once)."""
-        return sorted({p.line for p in self.problems})
+    def skipped(self) -> int:
+        """Records that had a problem, each counted once (records of a JSON array may share a line)."""
+        return len({(p.line, p.record) for p in self.problems})
 
     def summary(self, limit: int = 20) -> str:
         """Human report: counts, then up to ``limit`` problems with line numbers."""
         head = (f"{self.path.name}: {self.records} records, {len(self.examples)} examples usable, "
-                f"{len(self.skipped_lines)} records skipped")
+                f"{self.skipped} records skipped")
         lines = [head] + [f"  {p}" for p in self.problems[:limit]]
         if len(self.problems) > limit:
             lines.append(f"  ... and {len(self.problems) - limit} more problems")
@@ -72,8 +77,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _records(text: str) -> tuple[list[tuple[int, Any]], list[Problem]]:
-    """(line, value) pairs of a JSON array file or a JSONL file, and the lines that are not valid JSON."""
+def _records(text: str) -> tuple[list[tuple[int, int | None, Any]], list[Problem]]:
+    """(line, array position or None, value) of a JSON array file or a JSONL file, and what is not valid JSON."""
     stripped = text.lstrip()
     if stripped.startswith("["):
         return _array_records(text)
@@ -82,16 +87,16 @@ def _records(text: str) -> tuple[list[tuple[int, Any]], list[Problem]]:
         if not raw.strip():
             continue
         try:
-            records.append((number, json.loads(raw)))
+            records.append((number, None, json.loads(raw)))
         except json.JSONDecodeError as exc:
             problems.append(Problem(number, f"invalid JSON ({exc.msg} at column {exc.colno})"))
     return records, problems
 
 
-def _array_records(text: str) -> tuple[list[tuple[int, Any]], list[Problem]]:
+def _array_records(text: str) -> tuple[list[tuple[int, int | None, Any]], list[Problem]]:
     """Elements of a top-level JSON array with the line each starts on; stops at the first syntax error."""
     decoder = json.JSONDecoder()
-    records: list[tuple[int, Any]] = []
+    records: list[tuple[int, int | None, Any]] = []
     pos = text.index("[") + 1
     n = len(text)
 
@@ -110,7 +115,7 @@ def _array_records(text: str) -> tuple[list[tuple[int, Any]], list[Problem]]:
         except json.JSONDecodeError as exc:
             bad = text.count("\n", 0, exc.pos) + 1
             return records, [Problem(bad, f"invalid JSON ({exc.msg}); the rest of the file was not read")]
-        records.append((line, value))
+        records.append((line, len(records) + 1, value))
         pos = skip(pos)
         if pos < n and text[pos] == ",":
             pos = skip(pos + 1)
@@ -189,12 +194,12 @@ def _chat(record: dict[str, Any], default_system: str | None) -> tuple[Messages,
     return messages, []
 
 
-def _examples(line: int, messages: Messages) -> list[Example]:
+def _examples(line: int, record: int | None, messages: Messages) -> list[Example]:
     """One example per assistant message, with everything before it as context."""
     out = []
     for i, m in enumerate(messages):
         if m["role"] == "assistant" and i > 0 and messages[i - 1]["role"] == "user":
-            out.append(Example(line, [dict(x) for x in messages[:i]], m["content"]))
+            out.append(Example(line, [dict(x) for x in messages[:i]], m["content"], record))
     return out
 
 
@@ -215,9 +220,10 @@ def load_data(path: Path, system: str | None = None) -> DataReport:
     report = DataReport(path)
     records, report.problems = _records(text)
     report.records = len(records) + len(report.problems)
-    for line, record in records:
+    for line, position, record in records:
         if not isinstance(record, dict):
-            report.problems.append(Problem(line, f"a record must be a JSON object, got {type(record).__name__}"))
+            report.problems.append(Problem(line, f"a record must be a JSON object, got {type(record).__name__}",
+                                           position))
             continue
         if "messages" in record:
             messages, problems = _chat(record, system)
@@ -227,8 +233,8 @@ def load_data(path: Path, system: str | None = None) -> DataReport:
             keys = ", ".join(sorted(record)) or "none"
             messages, problems = [], [f"missing fields: need `instruction` + `output` (Alpaca) or `messages` "
                                       f"(chat); found {keys}"]
-        report.problems += [Problem(line, p) for p in problems]
+        report.problems += [Problem(line, p, position) for p in problems]
         if not problems:
-            report.examples += _examples(line, messages)
-    report.problems.sort(key=lambda p: p.line)
+            report.examples += _examples(line, position, messages)
+    report.problems.sort(key=lambda p: (p.line, p.record or 0))
     return report

@@ -28,6 +28,8 @@ class Encoded:
     line: int
     input_ids: list[int]
     labels: list[int]
+    record: int | None = None
+    """The example's record position in a JSON array (see ``Example.record``)."""
 
 
 def answer_ids(codec: Any, context: list[dict[str, str]], prompt: list[int], answer: str) -> list[int]:
@@ -55,7 +57,7 @@ def encode_example(codec: Any, example: Example) -> Encoded:
     """Prompt ids (as chat builds them) + answer ids, with labels only on the answer."""
     prompt = list(codec.prompt_ids(example.context))
     answer = answer_ids(codec, example.context, prompt, example.answer)
-    return Encoded(example.line, prompt + answer, [IGNORE] * len(prompt) + answer)
+    return Encoded(example.line, prompt + answer, [IGNORE] * len(prompt) + answer, example.record)
 
 
 def encode_report(codec: Any, report: DataReport, max_length: int) -> list[Encoded]:
@@ -64,17 +66,18 @@ def encode_report(codec: Any, report: DataReport, max_length: int) -> list[Encod
     Every example of a record must fit for the record to be used (a record is skipped as a whole).
     """
     encoded: list[Encoded] = []
-    too_long: dict[int, int] = {}
+    too_long: dict[tuple[int, int | None], int] = {}
     for example in report.examples:
         item = encode_example(codec, example)
         if len(item.input_ids) > max_length:
-            too_long[example.line] = max(too_long.get(example.line, 0), len(item.input_ids))
+            key = (example.line, example.record)
+            too_long[key] = max(too_long.get(key, 0), len(item.input_ids))
         else:
             encoded.append(item)
     if too_long:
-        report.problems += [Problem(line, f"example is {n} tokens, longer than --max-length {max_length}")
-                            for line, n in too_long.items()]
-        report.problems.sort(key=lambda p: p.line)
-        report.examples = [e for e in report.examples if e.line not in too_long]
-        encoded = [e for e in encoded if e.line not in too_long]
+        report.problems += [Problem(line, f"example is {n} tokens, longer than --max-length {max_length}", record)
+                            for (line, record), n in too_long.items()]
+        report.problems.sort(key=lambda p: (p.line, p.record or 0))
+        report.examples = [e for e in report.examples if (e.line, e.record) not in too_long]
+        encoded = [e for e in encoded if (e.line, e.record) not in too_long]
     return encoded

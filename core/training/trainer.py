@@ -77,7 +77,7 @@ def prepare_data(options: TrainOptions, report: DataReport, codec: Any, say: Say
     if report.problems:
         say(report.summary())
         if options.strict:
-            raise InputError(f"--strict: {len(report.skipped_lines)} bad records in {options.data}:\n"
+            raise InputError(f"--strict: {report.skipped} bad records in {options.data}:\n"
                              f"{report.summary()}\nFix them, or drop --strict to skip them.")
     if not encoded:
         raise InputError(f"No usable training examples in {options.data}:\n{report.summary()}")
@@ -191,7 +191,7 @@ def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print
     else:
         trim_metrics(work / "metrics.csv", int(checkpoint.name.split("-")[-1]))
     work.mkdir(parents=True, exist_ok=True)
-    used = report.records - len(report.skipped_lines)
+    used = report.records - report.skipped
     say(f"Training on {len(encoded)} examples from {used} records ({device}{', QLoRA nf4' if options.qlora else ''}).")
     peft_model = wrap_lora(model, options, device)
     started = time.perf_counter()
@@ -209,7 +209,7 @@ def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print
     steps, loss = trainer.state.global_step, callback.last_loss
     seconds = time.perf_counter() - started
     dest = _install(peft_model, options, settings, ref, report, work, steps, loss, seconds)
-    return TrainResult(dest, steps, loss, seconds, len(encoded), len(report.skipped_lines))
+    return TrainResult(dest, steps, loss, seconds, len(encoded), report.skipped)
 
 
 def _trainer(model: Any, options: TrainOptions, work: Path, device: str, encoded: list[Encoded], codec: Any,
@@ -233,7 +233,7 @@ def _install(peft_model: Any, options: TrainOptions, settings: Settings, ref: Ba
         "steps": steps,
         "final_loss": round(loss, 6),
         "examples": len(report.examples),
-        "skipped_records": len(report.skipped_lines),
+        "skipped_records": report.skipped,
         "seconds": round(seconds, 1),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": options.record(),
