@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,13 @@ def live_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "INKSTONE_CONFIG": str(tmp_path / "absent.toml"),
         "HF_HUB_OFFLINE": "1",
     }
+    with running_app(env, port) as url:
+        yield url, home / "inkstone.db"
+
+
+@contextmanager
+def running_app(env: dict[str, str], port: int) -> Iterator[str]:
+    """``streamlit run app.py`` on 127.0.0.1:``port`` with ``env``; yields its URL once healthy, stops it after."""
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true",
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]  # fmt: skip
@@ -73,7 +81,7 @@ def live_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, server)
-        yield url, home / "inkstone.db"
+        yield url
     finally:
         server.terminate()
         try:
@@ -82,8 +90,9 @@ def live_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             server.kill()
 
 
-@pytest.fixture
-def page(live_app: tuple[str, Path]) -> Iterator[sync_api.Page]:
+@contextmanager
+def browser_tab() -> Iterator[sync_api.Page]:
+    """A new page in headless Debian Chromium, with the suite's timeouts."""
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -94,6 +103,12 @@ def page(live_app: tuple[str, Path]) -> Iterator[sync_api.Page]:
         sync_api.expect.set_options(timeout=TIMEOUT_MS)  # a loaded CI machine can be slow to draw a rerun
         yield tab
         browser.close()
+
+
+@pytest.fixture
+def page(live_app: tuple[str, Path]) -> Iterator[sync_api.Page]:
+    with browser_tab() as tab:
+        yield tab
 
 
 def send(page: sync_api.Page, text: str) -> None:

@@ -6,14 +6,12 @@ the source listed under the answer, also after a reload. Skipped without playwri
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, ROOT, TIMEOUT_MS, free_port, send, sync_api, wait_healthy
+from tests.test_browser import CHROMIUM, TIMEOUT_MS, browser_tab, free_port, running_app, send, sync_api
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs a chromium binary (apt-get install chromium)")
 
@@ -29,32 +27,14 @@ def rag_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     env = {**os.environ, "INKSTONE_HOME": str(home), "INKSTONE_MODEL": "fake", "INKSTONE_CONFIG": str(config),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
     env.pop("INKSTONE_CHROMA_URL", None)
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", "true",
-               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, server)
+    with running_app(env, port) as url:
         yield url, home / "inkstone.db"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.fixture
 def tab(rag_app: tuple[str, Path]) -> Iterator[sync_api.Page]:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        page = browser.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
+    with browser_tab() as page:
         yield page
-        browser.close()
 
 
 def test_upload_then_ask_with_rag_shows_the_source(rag_app: tuple[str, Path], tab: sync_api.Page,
