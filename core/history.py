@@ -1,38 +1,37 @@
 """Chat history in SQLite (sqlite-utils): sessions, messages with status and stats, full-text search.
 
-``HistoryStore`` is handed its connection (or opens one at a path), applies the numbered migrations
-of ``core.migrations`` and maps rows to the small dataclasses ``Session``, ``Message`` and
-``SearchHit``. The UI and the chat service call it from several threads, so the connection is opened
-with ``check_same_thread=False`` and every call holds one lock; each write commits at once. Timestamps
-are ISO-8601 UTC strings with microseconds, so they sort as text; ids sort by creation time.
+``HistoryStore`` (a ``core.sqlite_store.SqliteStore``: handed its connection or opening one at a path,
+migrations applied, one lock per call, each write committed at once) maps rows to the small dataclasses
+``Session``, ``Message`` and ``SearchHit``. The UI and the chat service call it from several threads.
+Timestamps are ISO-8601 UTC strings with microseconds, so they sort as text; ids sort by creation time.
+Search SQL and snippets live in ``core.history_search``; ids and timestamps in ``core.sqlite_store``
+(re-exported here).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import sqlite3
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
 from core.errors import InputError, NotFoundError, StorageError
-from core.migrations import database_path, migrate, storage_error
+from core.history_search import SearchHit, search_sql, snippet
+from core.sqlite_store import BUSY_TIMEOUT_S, SqliteStore, new_id, now
 from core.writers import INTERRUPTED, new_writer, writer_closed, writer_gone
+
+__all__ = [
+    "BUSY_TIMEOUT_S", "DEFAULT_TITLE", "ROLES", "STATUSES", "HistoryStore", "Message", "SearchHit", "Session",
+    "auto_title", "new_id", "now",
+]  # fmt: skip
 
 ROLES = ("system", "user", "assistant")
 STATUSES = ("complete", "streaming", "stopped", "error")
 DEFAULT_TITLE = "New chat"
 TITLE_CHARS = 40
-BUSY_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -71,45 +70,6 @@ class Message:
     persona_avatar: str | None = None
 
 
-@dataclass
-class SearchHit:
-    """A message that matched a search, with a short excerpt around the match."""
-
-    session_id: str
-    message_id: str
-    role: str
-    snippet: str
-    session_title: str
-
-
-_clock_lock = threading.Lock()
-_last_id = (0, 0)
-_last_stamp = datetime.min.replace(tzinfo=UTC)
-
-
-def new_id() -> str:
-    """A 25-hex-digit id: 13 digits of ms timestamp, 12 random; strictly increasing within the process."""
-    global _last_id
-    with _clock_lock:
-        ms, rand = time.time_ns() // 1_000_000, int.from_bytes(os.urandom(6), "big")
-        last_ms, last_rand = _last_id
-        if ms <= last_ms:  # same millisecond, or the clock went back: count up from the last id
-            ms, rand = last_ms, last_rand + 1
-        _last_id = (ms, rand)
-    return f"{ms:013x}{rand:012x}"
-
-
-def now() -> str:
-    """The current UTC time as ISO-8601 with microseconds; strictly increasing within the process."""
-    global _last_stamp
-    with _clock_lock:
-        stamp = datetime.now(UTC)
-        if stamp <= _last_stamp:
-            stamp = _last_stamp + timedelta(microseconds=1)
-        _last_stamp = stamp
-    return stamp.isoformat(timespec="microseconds")
-
-
 def auto_title(text: str) -> str:
     """A session title from a first message: its first non-empty line, whitespace collapsed, ~40 chars."""
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
@@ -140,37 +100,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-_CJK = re.compile(r"[\u2e80-\u9fff\u3040-\u30ff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
-
-
-def _search_sql(text: str, table: str) -> tuple[str, list[str]] | None:
-    """A WHERE clause on ``table`` (messages or sessions, aliased m / s) and its parameters; None if empty.
-
-    Every word must occur. FTS5 (each word quoted, so its syntax characters are literal, and
-    prefix-matched) where it can tokenize the words; LIKE for text it cannot: unicode61 makes a whole run
-    of CJK characters one token, so 巴黎 inside 首都是巴黎 is found only by a substring match.
-    """
-    terms = text.split()
-    if not terms:
-        return None
-    alias, column = ("m", "content") if table == "messages" else ("s", "title")
-    if all(re.search(r"\w", t) for t in terms) and not _CJK.search(text):
-        query = " ".join('"' + t.replace('"', '""') + '"*' for t in terms)
-        return f"{alias}.rowid IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)", [query]
-    escaped = [t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for t in terms]
-    sql = " AND ".join(f"{alias}.{column} LIKE ? ESCAPE '\\'" for _ in terms)
-    return f"({sql})", [f"%{t}%" for t in escaped]
-
-
-def _snippet(content: str, text: str, width: int = 60) -> str:
-    lower = content.lower()
-    found = [i for i in (lower.find(t.lower()) for t in text.split()) if i >= 0]
-    start = max(min(found, default=0) - width // 2, 0)
-    excerpt = " ".join(content[start : start + width * 2].split())
-    return ("…" if start else "") + excerpt + ("…" if start + width * 2 < len(content) else "")
-
-
-class HistoryStore:
+class HistoryStore(SqliteStore):
     """Sessions and messages in one SQLite database; safe to share between threads."""
 
     def __init__(self, db: Database) -> None:
@@ -179,55 +109,13 @@ class HistoryStore:
         Prefer ``HistoryStore.open(path)``; a connection shared between threads must have been made with
         ``check_same_thread=False``.
         """
-        self.db = db
-        self.path = database_path(db)
-        self._lock = threading.RLock()
         self.writer = new_writer()
         """Marks the ``streaming`` answers this store writes (see ``writer_gone``)."""
         self._later: dict[str, dict[str, Any]] = {}
         """Final answer updates that could not be written yet (see ``settle_later``)."""
-        try:
-            db.execute("PRAGMA foreign_keys = ON")
-            db.enable_wal()
-            db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a commit no longer waits on fsync
-            migrate(db)
-        except sqlite3.Error as exc:
-            raise storage_error(exc, self.path) from exc
+        super().__init__(db)
         with suppress(StorageError):  # locked right now: the next open settles them
             self.recover_interrupted()
-
-    @classmethod
-    def open(cls, path: Path, *, timeout: float = BUSY_TIMEOUT_S) -> HistoryStore:
-        """Open (creating it and its folder if missing) the history database at ``path``.
-
-        Waits up to ``timeout`` seconds for a lock held by another process. Raises StorageError naming
-        the path and the fix when the file is read-only, locked, corrupt or from a newer Inkstone; an
-        existing file that fails to open is left exactly as it was.
-        """
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(
-                f"Cannot create the folder {path.parent} for the history database ({exc}): check "
-                "permissions, or point INKSTONE_HOME at a writable folder."
-            ) from exc
-        if path.exists() and not path.is_file():
-            raise StorageError(
-                f"History database {path} is not a file: move it aside or choose another home."
-            )
-        conn = None
-        try:
-            conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
-            return cls(Database(conn, execute_plugins=False))
-        except sqlite3.Error as exc:
-            if conn is not None:
-                conn.close()
-            raise storage_error(exc, str(path)) from exc
-        except StorageError:
-            if conn is not None:
-                conn.close()
-            raise
 
     def close(self) -> None:
         """Close the connection (also when it was handed in); answers it left ``streaming`` count as interrupted."""
@@ -235,8 +123,7 @@ class HistoryStore:
             with suppress(StorageError), self._write():
                 pass  # one more try at the final updates still waiting
         writer_closed(self.writer)
-        with self._lock:
-            self.db.close()
+        super().close()
 
     def settle_later(self, message_id: str, **changes: Any) -> None:
         """Keep a streaming answer's final update that could not be written (database locked, disk full): it is
@@ -246,25 +133,10 @@ class HistoryStore:
                                        if v is not None}
 
     @contextmanager
-    def _read(self) -> Iterator[Database]:
-        with self._lock:
-            try:
-                yield self.db
-            except sqlite3.Error as exc:
-                raise storage_error(exc, self.path) from exc
-            except UnicodeEncodeError as exc:  # a lone surrogate (undecodable input bytes) cannot be stored
-                raise InputError(
-                    f"Text with bytes that are not valid UTF-8 ({exc.object[exc.start:exc.end]!a}) cannot be stored or "
-                    "searched: send it again as UTF-8 text."
-                ) from None
-
-    @contextmanager
     def _write(self) -> Iterator[Database]:
-        # BEGIN IMMEDIATE takes the write lock up front, so the busy timeout applies to it (a deferred
-        # transaction that reads first could fail at once when it upgrades to writing).
-        with self._read() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+        # Every write first retries the final answer updates still waiting (``settle_later``).
+        with self._lock:
+            with super()._write() as db:
                 later = dict(self._later)
                 for message_id, changes in later.items():
                     assignments = ", ".join(f"{column} = ?" for column in [*changes, "updated_at"])
@@ -273,12 +145,8 @@ class HistoryStore:
                         [*changes.values(), now(), message_id],
                     )
                 yield db
-                db.execute("COMMIT")
-                for message_id in later:
-                    self._later.pop(message_id, None)
-            except BaseException:
-                db.rollback()
-                raise
+            for message_id in later:
+                self._later.pop(message_id, None)
 
     # Sessions
 
@@ -364,7 +232,7 @@ class HistoryStore:
 
     def search_sessions(self, text: str, limit: int = 50) -> list[Session]:
         """Sessions whose title or any one message contains every word of ``text``, newest first."""
-        titles, messages = _search_sql(text, "sessions"), _search_sql(text, "messages")
+        titles, messages = search_sql(text, "sessions"), search_sql(text, "messages")
         if titles is None or messages is None:
             return []
         sql = (
@@ -376,7 +244,7 @@ class HistoryStore:
 
     def search_messages(self, text: str, limit: int = 50) -> list[SearchHit]:
         """Messages containing every word of ``text``, newest first, each with a snippet around the match."""
-        where = _search_sql(text, "messages")
+        where = search_sql(text, "messages")
         if where is None:
             return []
         sql = (
@@ -386,7 +254,7 @@ class HistoryStore:
         with self._read() as db:
             rows = list(db.query(sql, [*where[1], limit]))
         return [
-            SearchHit(r["session_id"], r["id"], r["role"], _snippet(r["content"], text), r["title"])
+            SearchHit(r["session_id"], r["id"], r["role"], snippet(r["content"], text), r["title"])
             for r in rows
         ]
 

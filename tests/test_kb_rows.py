@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from core.errors import NotFoundError
+from core.errors import InputError, NotFoundError
 from core.history import HistoryStore
 from core.kb.files import collect, sanitize_name
 from core.kb.rows import KnowledgeRows, SessionKnowledge
@@ -118,3 +118,20 @@ def test_collect_walks_folders_and_reports_what_it_skips(tmp_path: Path) -> None
 def test_rag_choice_of_an_unknown_session_is_refused(rows: KnowledgeRows) -> None:
     with pytest.raises(NotFoundError, match="No session with id 'nope'"):
         rows.set_session_knowledge("nope", SessionKnowledge(True, ()))
+
+
+def test_a_name_with_undecodable_bytes_is_an_input_error_not_a_crash(rows: KnowledgeRows) -> None:
+    # argv bytes that are not UTF-8 reach Python as lone surrogates; SQLite cannot store or compare them.
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        rows.kb_by_name("手册\udcff")
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        rows.add_kb("手册\udcff", "c-1", "minilm", 384, 500, 50)
+    assert rows.kbs() == []
+
+
+def test_kb_cli_reports_a_name_with_undecodable_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import main
+
+    code = main(["kb", "show", "--home", str(tmp_path / "data"), "手册\udcff"])
+    assert code == 1
+    assert "error: Text with bytes that are not valid UTF-8 ('\\udcff')" in capsys.readouterr().err

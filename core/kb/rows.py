@@ -1,27 +1,19 @@
 """Knowledge-base, document and per-session RAG rows in the history database (migration ``m004_knowledge``).
 
-``KnowledgeRows`` is handed its connection (or opens its own to the history file, next to the
-``HistoryStore``'s) and maps rows to the small dataclasses ``KnowledgeBase`` and ``Document``. It holds
-no Chroma or model code: ``core.kb.service`` decides what to write, this module only writes it. Every
-call holds one lock and every write commits at once, as in ``core.history``.
+``KnowledgeRows`` (a ``core.sqlite_store.SqliteStore``, like ``core.history.HistoryStore``) is handed its
+connection (or opens its own to the history file, next to the ``HistoryStore``'s) and maps rows to the small
+dataclasses ``KnowledgeBase`` and ``Document``. It holds no Chroma or model code: ``core.kb.service`` decides
+what to write, this module only writes it. Every call holds one lock and every write commits at once.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
-from core.errors import NotFoundError, StorageError
-from core.history import BUSY_TIMEOUT_S, new_id, now
-from core.migrations import database_path, migrate, storage_error
+from core.errors import NotFoundError
+from core.sqlite_store import SqliteStore, new_id, now
 
 DOC_STATUSES = ("ingesting", "ready", "error")
 
@@ -78,59 +70,8 @@ def _document(row: tuple) -> Document:
     return doc
 
 
-class KnowledgeRows:
+class KnowledgeRows(SqliteStore):
     """The knowledge tables of one history database; safe to share between threads."""
-
-    def __init__(self, db: Database) -> None:
-        """Use ``db`` (applying pragmas and any missing migrations); StorageError if that fails."""
-        self.db = db
-        self.path = database_path(db)
-        self._lock = threading.RLock()
-        try:
-            db.execute("PRAGMA foreign_keys = ON")
-            db.enable_wal()
-            migrate(db)
-        except sqlite3.Error as exc:
-            raise storage_error(exc, self.path) from exc
-
-    @classmethod
-    def open(cls, path: Path) -> KnowledgeRows:
-        """Open the history database at ``path`` (a connection of its own, shareable between threads)."""
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"Cannot open the history database {path} ({exc}): check its folder.") from exc
-        try:
-            return cls(Database(conn, execute_plugins=False))
-        except StorageError:
-            conn.close()
-            raise
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self.db.close()
-
-    @contextmanager
-    def _read(self) -> Iterator[Database]:
-        with self._lock:
-            try:
-                yield self.db
-            except sqlite3.Error as exc:
-                raise storage_error(exc, self.path) from exc
-
-    @contextmanager
-    def _write(self) -> Iterator[Database]:
-        with self._read() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                db.rollback()
-                raise
 
     # Knowledge bases
 
