@@ -15,8 +15,9 @@ from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from core.backends.transformers_backend import TransformersBackend
-    from core.config import Settings
+    from core.backends.base import Backend
+    from core.config import GenerationSettings, Settings
+    from core.models.loader import LoadedModel
 
 ROLES = {"system", "user", "assistant", "observation"}
 
@@ -64,10 +65,10 @@ def read_messages(path: Path) -> list[dict[str, str]]:
     return data
 
 
-def _load(args: argparse.Namespace) -> tuple[TransformersBackend, Settings]:
-    """The in-process backend of ``args.model`` (the debugging commands need its tokenizer and weights)."""
+def _load(args: argparse.Namespace) -> tuple[Backend, Settings]:
+    """The in-process backend of ``args.model``: the debugging commands work on its ``loaded`` model (the
+    protocol's member for tokenizer and weights)."""
     from core.backends import create_backend
-    from core.backends.transformers_backend import TransformersBackend
     from core.models.registry import resolve
 
     settings = settings_from_args(
@@ -81,9 +82,32 @@ def _load(args: argparse.Namespace) -> tuple[TransformersBackend, Settings]:
             "pick a model that loads in-process (a bundled profile or a model directory)."
         )
     backend = create_backend(profile, settings)
-    if not isinstance(backend, TransformersBackend):  # the factory table maps "transformers" to this class
+    if backend.loaded is None:
         raise InputError(f"Profile {profile.id!r} did not load in-process: pick a bundled profile or a directory.")
     return backend, settings
+
+
+def generate_ids(loaded: LoadedModel, messages: list[dict[str, str]], settings: GenerationSettings) -> list[int]:
+    """New token ids (a final stop id included) of the loaded base model for ``messages``, without streaming.
+
+    Works on ``Backend.loaded`` directly: this command process has loaded no adapter and runs nothing else.
+    """
+    import torch
+
+    from core.backends.transformers_backend import sampling_kwargs
+
+    codec = loaded.codec
+    prompt = codec.prompt_ids(messages)
+    input_ids = torch.tensor([prompt], dtype=torch.long, device=loaded.model.device)
+    with torch.inference_mode():
+        out = loaded.model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            eos_token_id=codec.stop_ids,
+            pad_token_id=getattr(codec, "pad_id", None) or codec.stop_ids[0],
+            **sampling_kwargs(settings),
+        )
+    return [int(i) for i in out[0, len(prompt) :].tolist()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 gen = settings.generation.with_updates(max_new_tokens=args.max_new_tokens)
                 if args.greedy:
                     gen = gen.with_updates(temperature=0, repetition_penalty=1.0)
-                ids = backend.generate_ids(messages, gen)
+                ids = generate_ids(backend.loaded, messages, gen)
                 result = {"ids": ids, "text": codec.decode(ids)}
     except InkstoneError as exc:
         return fail(exc)
