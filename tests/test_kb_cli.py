@@ -92,6 +92,19 @@ def test_ingest_summary_dedup_and_query(home: Path, docs: Path, capsys: pytest.C
     assert code == 0 and "1. [" in out and "volcano.txt" in out
 
 
+def test_kb_query_in_a_fresh_process_keeps_stderr_clean(home: Path, docs: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    # Loading the sentence-transformers embedder imports torch, torchao and bitsandbytes, which warn about
+    # kernels an embedder never uses, and transformers draws a "Loading weights" bar: none of it is for the user.
+    assert run(capsys, "ingest", "--kb", "facts", "--embedder", EMBEDDER, str(docs))[0] == 0
+    done = subprocess.run([sys.executable, "-m", "core", "kb", "query", "--home", str(home), "--kb", "facts",
+                           "volcano eruption"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "volcano.txt" in done.stdout
+    for noise in ("Failed to load", "register_constant", "Loading weights", "kernels-community"):
+        assert noise not in done.stderr, done.stderr
+
+
 def test_query_reads_one_query_per_line_from_stdin(home: Path, docs: Path, capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     assert run(capsys, "ingest", "--kb", "facts", "--embedder", EMBEDDER, str(docs))[0] == 0
