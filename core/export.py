@@ -1,17 +1,19 @@
 """Export a stored session as Markdown or as JSON in the OpenAI ``messages`` shape, and import the JSON.
 
 The JSON is ``{"id", "title", "model", "persona", "settings", "created_at", "messages": [{"role",
-"content"}, ...]}``; a message carries ``"status"``, ``"error"`` or ``"sources"`` only where it has
-them (an answer that was stopped or failed, or that cited documents), so a plain chat exports as plain
-OpenAI messages; an answer written by a persona carries OpenAI's ``"name"`` (the persona id) and ``"persona"``
-(``{"id", "name", "avatar"}`` as it was when it answered). Import creates a new session (new ids and
-timestamps) from such a document.
+"content"}, ...]}``, plus ``"rag"`` (the chat's RAG switch) and ``"knowledge_bases"`` (the names of the
+knowledge bases it searches) when the caller knows them; a message carries ``"status"``, ``"error"`` or
+``"sources"`` only where it has them (an answer that was stopped or failed, or that cited documents), so a
+plain chat exports as plain OpenAI messages; an answer written by a persona carries OpenAI's ``"name"`` (the
+persona id) and ``"persona"`` (``{"id", "name", "avatar"}`` as it was when it answered). Import creates a new
+session (new ids and timestamps) from such a document.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from core.errors import InkstoneError, InputError
@@ -29,12 +31,20 @@ def source_label(source: dict[str, Any], number: int) -> str:
     return f"[{number}] {name}" + (f", p. {page}" if page not in (None, "") else "")
 
 
-def session_to_markdown(session: Session, messages: list[Message]) -> str:
-    """A readable Markdown document: title, model/persona line, then each message under its role."""
+def session_to_markdown(
+    session: Session, messages: list[Message], *, rag: bool | None = None, knowledge_bases: Sequence[str] = ()
+) -> str:
+    """A readable Markdown document: title, model/persona line, then each message under its role.
+
+    ``rag`` (None: not known, left out) and ``knowledge_bases`` add the chat's RAG switch and knowledge bases.
+    """
     lines = [f"# {session.title}", ""]
     meta = f"Model: `{session.model}`"
     if session.persona:
         meta += f" · Persona: {session.persona}"
+    if rag is not None:
+        meta += " · RAG: " + ("on" if rag else "off")
+        meta += f" ({', '.join(knowledge_bases)})" if knowledge_bases else ""
     lines += [f"{meta} · Created: {session.created_at}", ""]
     for message in messages:
         heading = _ROLE_HEADINGS.get(message.role, f"**{message.role}**")
@@ -54,8 +64,11 @@ def session_to_markdown(session: Session, messages: list[Message]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def session_to_json(session: Session, messages: list[Message]) -> dict[str, Any]:
-    """The session as a JSON-ready dict in the OpenAI ``messages`` shape (see the module docstring)."""
+def session_to_json(
+    session: Session, messages: list[Message], *, rag: bool | None = None, knowledge_bases: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The session as a JSON-ready dict in the OpenAI ``messages`` shape (see the module docstring); ``rag``
+    None leaves the RAG keys out."""
     out: list[dict[str, Any]] = []
     for message in messages:
         item: dict[str, Any] = {"role": message.role, "content": message.content}
@@ -70,15 +83,17 @@ def session_to_json(session: Session, messages: list[Message]) -> dict[str, Any]
             item["persona"] = {"id": message.persona_id, "name": message.persona_name,
                                "avatar": message.persona_avatar}
         out.append(item)
-    return {
+    data = {
         "id": session.id,
         "title": session.title,
         "model": session.model,
         "persona": session.persona,
         "settings": session.settings,
         "created_at": session.created_at,
-        "messages": out,
     }
+    if rag is not None:
+        data.update(rag=rag, knowledge_bases=list(knowledge_bases))
+    return {**data, "messages": out}
 
 
 def _problems(data: Any) -> list[str]:

@@ -151,3 +151,27 @@ def test_list_limit_must_be_positive(home: Path, chat: Session, capsys: pytest.C
     assert exit_.value.code == 2 and "'0' is not a whole number >= 1" in capsys.readouterr().err
     code, out, _ = run_cli(capsys, "list", "--limit", "1", "--home", str(home))
     assert code == 0 and len(out.strip().splitlines()) == 1
+
+
+def test_export_carries_the_rag_switch_and_knowledge_bases(home: Path, chat: Session, capsys) -> None:
+    from core.kb.rows import KnowledgeRows, SessionKnowledge
+
+    rows = KnowledgeRows.open(home / "inkstone.db")
+    kept = rows.add_kb("产品手册", "c-1", "minilm", 384, 500, 50)
+    dropped = rows.add_kb("Old notes", "c-2", "minilm", 384, 500, 50)
+    rows.set_session_knowledge(chat.id, SessionKnowledge(True, (kept.id, dropped.id)))
+    rows.delete_kb(dropped.id)
+    rows.close()
+    code, out, _ = run_cli(capsys, "export", chat.id, "--format", "json", "--home", str(home))
+    data = json.loads(out)
+    assert code == 0 and (data["rag"], data["knowledge_bases"]) == (True, ["产品手册"])
+    code, out, _ = run_cli(capsys, "export", chat.id, "--format", "md", "--home", str(home))
+    assert code == 0 and "· RAG: on (产品手册)" in out.splitlines()[2]
+
+    store = HistoryStore.open(home / "inkstone.db")
+    other = next(s for s in store.list_sessions() if s.id != chat.id)
+    store.close()
+    code, out, _ = run_cli(capsys, "export", other.id, "--format", "json", "--home", str(home))
+    assert (json.loads(out)["rag"], json.loads(out)["knowledge_bases"]) == (False, [])  # never set: off
+    code, out, _ = run_cli(capsys, "export", other.id, "--home", str(home))
+    assert "· RAG: off" in out

@@ -16,6 +16,7 @@ from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError
 from core.export import session_to_json, session_to_markdown, source_label
 from core.history import HistoryStore, Message, Session
+from core.kb.rows import KnowledgeRows
 from core.outputs import write_text_file
 
 
@@ -96,13 +97,25 @@ def _cmd_show(store: HistoryStore, args: argparse.Namespace) -> None:
         _print_message(message)
 
 
+def _knowledge(store: HistoryStore, session_id: str) -> dict:
+    """The session's RAG switch and the names of its knowledge bases (ones dropped since left out)."""
+    rows = KnowledgeRows.open(Path(store.path))
+    try:
+        choice = rows.session_knowledge(session_id)
+        names = [kb.name for kb in (rows.kb_by_id(kb_id) for kb_id in choice.kb_ids) if kb is not None]
+    finally:
+        rows.close()
+    return {"rag": choice.rag, "knowledge_bases": names}
+
+
 def _cmd_export(store: HistoryStore, args: argparse.Namespace) -> None:
     session = store.get_session(args.id)
     messages = store.messages(session.id)
+    knowledge = _knowledge(store, session.id)
     if args.format == "json":
-        text = json.dumps(session_to_json(session, messages), ensure_ascii=False, indent=2) + "\n"
+        text = json.dumps(session_to_json(session, messages, **knowledge), ensure_ascii=False, indent=2) + "\n"
     else:
-        text = session_to_markdown(session, messages)
+        text = session_to_markdown(session, messages, **knowledge)
     if args.output is None:
         sys.stdout.write(text)
         return
