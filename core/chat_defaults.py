@@ -99,14 +99,16 @@ def save_chat_defaults(
     return ChatDefaults(checked, persona)
 
 
-
-def draft_config(engine: Engine) -> ChatConfig:
+def draft_config(engine: Engine, persona: str | None = None, overrides: dict[str, Any] | None = None) -> ChatConfig:
     """What a new chat would get now: the saved defaults, with its persona's own defaults on top.
 
-    ConfigError/NotFoundError if the defaults file or its persona is broken.
+    The UI's new chat and ``python -m core chat`` both start from this. ``persona`` None takes the saved
+    default persona (``""``/``none``: no persona, an id: that one); ``overrides`` are explicit generation
+    settings (None values ignored). ConfigError/NotFoundError if the defaults file or its persona is broken.
     """
     defaults = load_chat_defaults(engine.settings)
-    return engine.service.config(None, persona=defaults.persona or "", defaults=defaults.generation)
+    chosen = (defaults.persona or "") if persona is None else persona
+    return engine.service.config(None, persona=chosen, overrides=overrides, defaults=defaults.generation)
 
 
 def create_chat(engine: Engine, config: ChatConfig) -> str:

@@ -67,3 +67,35 @@ def test_a_broken_file_names_itself(settings, text: str) -> None:
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(ConfigError, match="new-chat.toml"):
         load_chat_defaults(settings)
+
+
+def test_a_new_cli_chat_starts_from_the_saved_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import json
+
+    from core.cli import main
+    from core.history import HistoryStore
+
+    home, adapters = tmp_path / "data", tmp_path / "adapters"
+    monkeypatch.setenv("INKSTONE_HOME", str(home))
+    monkeypatch.setenv("INKSTONE_ADAPTERS", str(adapters))
+    monkeypatch.setenv("INKSTONE_CONFIG", str(tmp_path / "absent.toml"))
+    (adapters / "poet").mkdir(parents=True)
+    (adapters / "poet" / "persona.toml").write_text('name = "Poet"\nsystem_prompt = "Answer in verse."\n',
+                                                   encoding="utf-8")  # fmt: skip
+    settings = load_settings({}, config_file=tmp_path / "absent.toml")
+    save_chat_defaults(settings, {"temperature": 0.2, "max_new_tokens": 48}, "poet")
+
+    def new_chat(*flags: str):  # -> Session
+        assert main(["chat", "--model", "fake", "--json", *flags, "hello"]) == 0
+        sid = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["session_id"]
+        store = HistoryStore.open(home / "inkstone.db")
+        try:
+            return store.get_session(sid)
+        finally:
+            store.close()
+
+    plain = new_chat()
+    assert (plain.persona, plain.settings["temperature"], plain.settings["max_new_tokens"]) == ("poet", 0.2, 48)
+    flagged = new_chat("--persona", "none", "--temperature", "0.7")  # flags still win over the defaults
+    assert (flagged.persona, flagged.settings["temperature"], flagged.settings["max_new_tokens"]) == (None, 0.7, 48)

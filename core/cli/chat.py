@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from core.chat import Done, Failed, Sources, Started, Token
+from core.chat_defaults import draft_config
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError
@@ -49,9 +50,12 @@ class Target:
         self.engine = engine
         self.session_id: str | None = args.session
         self.persona = args.persona
-        """None keeps the session's persona (a new session: none); ``none`` clears it."""
+        """None keeps the session's persona (a new session: the saved new-chat default); ``none`` clears it."""
         self.overrides = {"temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
-        self.config = engine.chat_config(self.session_id, persona=self.persona, overrides=self.overrides)
+        if self.session_id is None:  # a new chat starts from the new-chat defaults, as in the app
+            self.config = draft_config(engine, persona=self.persona, overrides=self.overrides)
+        else:
+            self.config = engine.chat_config(self.session_id, persona=self.persona, overrides=self.overrides)
         self.kbs = [kb.name for kb in engine.knowledge.resolve(args.kb)] if args.kb and engine.knowledge else None
         self._pending = self.session_id is None or self.persona is not None or any(
             v is not None for v in self.overrides.values()
