@@ -90,3 +90,32 @@ def test_chatglm3_merges_into_the_native_glm_checkpoint(home: Path, tmp_path: Pa
     assert type(engine.backend.codec).__name__ == "ChatGLM3Codec"  # Inkstone loads it with the ChatGLM3 format
     events = list(engine.service.send(engine.new_session(), "What is LoRA?"))
     assert type(events[-1]).__name__ == "Done"
+
+
+def test_merge_and_train_never_replace_the_data_dir_or_the_personas(home: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    base_dir = make_native_checkpoint("qwen2", tmp_path / "tiny-qwen")
+    adapters = tmp_path / "adapters"
+    train(home, adapters, base_dir, "fox", dataset(tmp_path / "d.jsonl"))
+    from core.history import HistoryStore
+
+    store = HistoryStore.open(home / "inkstone.db")
+    kept = store.create_session(model="fake", title="Kept")
+    store.close()
+    chroma = home / "chroma" / "keep.bin"
+    chroma.parent.mkdir(parents=True)
+    chroma.write_bytes(b"vectors")
+    persona = (adapters / "fox" / "adapter_model.safetensors").read_bytes()
+    for out, named in ((home, "data dir"), (home / "chroma", "data dir"), (tmp_path, "data dir"),
+                       (adapters / "fox", "personas folder"), (adapters, "personas folder")):  # fmt: skip
+        code = main(["merge", "--home", str(home), "--adapters", str(adapters), "--persona", "fox", "--out", str(out),
+                     "--overwrite"])  # fmt: skip
+        assert code == 1 and named in capsys.readouterr().err, out
+    # train --overwrite replaces the persona folder whole: --adapters pointing at the data dir cannot reach its folders
+    code = main(["train", "--home", str(home), "--adapters", str(home), "--base", str(base_dir), "--data",
+                 str(dataset(tmp_path / "d.jsonl")), "--persona", "chroma", "--steps", "1", "--overwrite"])
+    assert code == 1 and "The persona folder" in capsys.readouterr().err
+    store = HistoryStore.open(home / "inkstone.db")
+    assert store.get_session(kept.id).title == "Kept" and chroma.read_bytes() == b"vectors"
+    store.close()
+    assert (adapters / "fox" / "adapter_model.safetensors").read_bytes() == persona

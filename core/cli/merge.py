@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.cli.common import add_home_flag, fail, settings_from_args
 from core.errors import InkstoneError
+from core.outputs import check_output_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = settings_from_args(args, adapters=args.adapters)
+        # --overwrite replaces --out whole: never the data dir or the personas, whatever path was typed
+        check_output_folder(args.out, settings.home, flag="--out", keep=[(settings.adapters, "the personas folder")])
         out = merge_persona(args.persona, args.out, settings, base=args.base, dtype=args.dtype,
                             overwrite=args.overwrite)
     except InkstoneError as exc:

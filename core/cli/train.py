@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.cli.common import add_home_flag, fail, settings_from_args
 from core.errors import InkstoneError
+from core.outputs import check_output_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = settings_from_args(args, device=args.device, adapters=args.adapters)
-        options = options_from_args(args)
+        options = options_from_args(args).checked()
+        # --overwrite replaces the persona folder whole: never one that is, holds or sits directly in the data dir
+        check_output_folder(settings.adapters / options.persona, settings.home, flag="The persona folder",
+                            top_level_only=True)  # fmt: skip
         if args.job:
             from core.training.jobs import run_as_job
 
