@@ -89,9 +89,27 @@ class Failed:
 ChatEvent = Started | Token | Sources | Done | Failed
 
 Retriever = Callable[[Session, str], list[dict[str, Any]] | None]
-"""Given a chat and the question, the sources (dicts with ``n``, ``source``, ``page``, ``text``...) for its
-answer: None when the chat has RAG off, ``[]`` when nothing relevant was found. An InkstoneError it raises
-makes the answer go without sources (``Sources.notice`` says why)."""
+"""Given a chat and what to search for (``retrieval_query``: the question after the user turn before it), the
+sources (dicts with ``n``, ``source``, ``page``, ``text``...) for its answer: None when the chat has RAG off, ``[]``
+when nothing relevant was found. An InkstoneError it raises makes the answer go without sources
+(``Sources.notice`` says why)."""
+
+RETRIEVAL_TURNS = 2
+"""User messages the knowledge bases are searched with: the question and the one before it."""
+RETRIEVAL_CHARS = 1000
+"""At most this much earlier text goes into the search (the question itself always goes in whole)."""
+
+
+def retrieval_query(history: list[tuple[str, str]]) -> str:
+    """The text the knowledge bases are searched with: the last user message after the user turn(s) before it,
+    so a follow-up ("and what about its price?") still finds what the conversation is about. Earlier turns are
+    cut to ``RETRIEVAL_CHARS`` (their ends kept: closest to the question)."""
+    asked = [" ".join(text.split()) for role, text in history if role == "user"][-RETRIEVAL_TURNS:]
+    if not asked:
+        return ""
+    earlier = " ".join(asked[:-1])[-RETRIEVAL_CHARS:]
+    return f"{earlier}\n{asked[-1]}" if earlier.strip() else asked[-1]
+
 
 NO_FINISH = (
     "The model backend ended this answer without saying it was finished (a backend bug); the text so far is "
@@ -223,8 +241,7 @@ class ChatService:
         history = [(m.role, m.content) for m in self.store.messages(session_id) if _usable(m) and m.id != replaces]
         if new_text is not None:
             history.append(("user", new_text))
-        question = next((text for role, text in reversed(history) if role == "user"), "")
-        sources, notice = self._retrieve(session, question)
+        sources, notice = self._retrieve(session, retrieval_query(history))
         sources = fit_sources(
             history,
             sources,

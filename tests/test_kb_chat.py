@@ -181,3 +181,28 @@ def test_regenerate_retrieves_again_and_stores_the_new_sources(home: Path, tmp_p
     answer = engine.store.messages(sid)[-1]
     assert answer.content == "second [1]" and answer.sources == sources
     assert sources[0]["source"] == "tea.txt"
+
+
+def test_a_follow_up_question_finds_the_subject_of_the_previous_turn(home: Path, tmp_path: Path) -> None:
+    docs = {
+        "kettle.txt": "The Aurora X2 kettle boils a litre of water in two minutes and costs 49 euros.",
+        "prices.txt": "Price list policy: every price in our shop is shown in euros and includes VAT.",
+        "tea.txt": "The Lunwick tea garden harvests its first flush in April.",
+    }
+    for name, text in docs.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    backend = FakeBackend(["It is a fast kettle [1].", "49 euros [1]."])
+    engine = build_engine(load_settings({"model": "fake", "rag_top_k": 1}), backend=backend)
+    assert engine.knowledge.ingest("shop", [tmp_path / n for n in docs], embedder=EMBEDDER).count("added") == 3
+    sid = engine.new_session()
+    engine.knowledge.set_session_knowledge(sid, True, ["shop"])
+    list(engine.service.send(sid, "Tell me about the Aurora X2 kettle."))
+    assert engine.store.messages(sid)[-1].sources[0]["source"] == "kettle.txt"
+    # Alone, "its price" is about the price list; the conversation is about the kettle.
+    assert engine.knowledge.retrieve(engine.store.get_session(sid), "And what about its price?")[0]["source"] == (
+        "prices.txt")  # fmt: skip
+    events = list(engine.service.send(sid, "And what about its price?"))
+    [sources] = [e.items for e in events if isinstance(e, Sources)]
+    assert [s["source"] for s in sources] == ["kettle.txt"]
+    assert "costs 49 euros" in backend.prompts[-1][0]["content"]
+    assert engine.store.messages(sid)[-1].sources == sources
