@@ -346,3 +346,19 @@ def test_a_killed_ingestion_is_finished_by_running_it_again(home: Path, tmp_path
     finally:
         service.close()
     assert query_json(capsys, "farm", "pear trees pruned on row 12", k=1)[0]["hits"][0]["source"] == "orchard-log.txt"
+
+
+def test_quiet_embedder_load_still_shows_errors_and_restores_the_levels(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from knowledge.embedders import quiet_load
+
+    torchao = logging.getLogger("torchao")
+    before, bar = torchao.level, hf_logging.is_progress_bar_enabled()
+    with caplog.at_level(logging.WARNING), quiet_load():
+        torchao.warning("Failed to load an optional kernel")
+        torchao.error("a real problem")
+    assert "a real problem" in caplog.text and "optional kernel" not in caplog.text
+    assert torchao.level == before and hf_logging.is_progress_bar_enabled() == bar
