@@ -115,6 +115,8 @@ elif session_id is not None and history:
     if st.session_state.pop(CANCELLED, None) == session_id:
         st.info("You stopped waiting: your message is kept. Regenerate answers it when the model is free.")
     session = store.get_session(session_id)
+    rag_on, kbs = engine.knowledge.session_knowledge(session_id)  # the exports carry the chat's RAG choice
+    knowledge = {"rag": rag_on, "knowledge_bases": [kb.name for kb in kbs]}
     with st.container(horizontal=True):
         st.button(
             "Regenerate",
@@ -125,12 +127,12 @@ elif session_id is not None and history:
         )
         st.download_button(
             "Export Markdown",
-            session_to_markdown(session, history),
+            session_to_markdown(session, history, **knowledge),
             on_click="ignore",
             file_name=f"inkstone-{session_id}.md",
             mime="text/markdown",
         )
-        exported = json.dumps(session_to_json(session, history), ensure_ascii=False, indent=2)
+        exported = json.dumps(session_to_json(session, history, **knowledge), ensure_ascii=False, indent=2)
         st.download_button(
             "Export JSON",
             exported,
