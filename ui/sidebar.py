@@ -101,10 +101,7 @@ def _delete(store: HistoryStore, session_id: str) -> None:
 
 def draft_chat(engine: Engine) -> ChatConfig:
     """What the new chat starts with: the persona picked before its first message, else the saved defaults."""
-    picked = st.session_state.get(_DRAFT_PERSONA)
-    if picked is None:
-        return draft_config(engine)
-    return engine.service.config(None, persona=picked, defaults=load_chat_defaults(engine.settings).generation)
+    return draft_config(engine, persona=st.session_state.get(_DRAFT_PERSONA))
 
 
 def pick_persona(engine: Engine, session_id: str | None) -> Persona | None:
