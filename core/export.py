@@ -6,7 +6,8 @@ knowledge bases it searches) when the caller knows them; a message carries ``"st
 ``"sources"`` only where it has them (an answer that was stopped or failed, or that cited documents), so a
 plain chat exports as plain OpenAI messages; an answer written by a persona carries OpenAI's ``"name"`` (the
 persona id) and ``"persona"`` (``{"id", "name", "avatar"}`` as it was when it answered). Import creates a new
-session (new ids and timestamps) from such a document.
+session (new ids and timestamps) from such a document; ``import_session`` also restores its RAG switch and the
+knowledge bases it names that exist here.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import InkstoneError, InputError
 from core.history import ROLES, STATUSES, HistoryStore, Message, Session
+from core.kb.rows import KnowledgeRows, SessionKnowledge
 
 _ROLE_HEADINGS = {"system": "**System**", "user": "**User**", "assistant": "**Assistant**"}
 
@@ -105,6 +108,11 @@ def _problems(data: Any) -> list[str]:
     for key, kind in (("title", str), ("persona", str), ("settings", dict)):
         if data.get(key) is not None and not isinstance(data[key], kind):
             problems.append(f'"{key}" is not a {kind.__name__}')
+    if data.get("rag") is not None and not isinstance(data["rag"], bool):
+        problems.append('"rag" is not true or false')
+    names = data.get("knowledge_bases")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        problems.append('"knowledge_bases" is not a list of names')
     messages = data.get("messages")
     if not isinstance(messages, list):
         return [*problems, '"messages" is missing or not a list']
@@ -133,6 +141,13 @@ def _problems(data: Any) -> list[str]:
     return problems
 
 
+def _check(data: Any) -> None:
+    """InputError listing every problem of an import document (nothing stored yet)."""
+    problems = _problems(data)
+    if problems:
+        raise InputError("Cannot import this session: " + "; ".join(problems) + ".")
+
+
 def _signed(persona: dict[str, Any] | None) -> tuple[str, str, str | None] | None:
     """The (id, name, avatar) an imported answer was written by (None: no persona)."""
     return (persona["id"], persona["name"], persona.get("avatar")) if persona else None
@@ -144,9 +159,7 @@ def session_from_json(store: HistoryStore, data: Any) -> Session:
     Checks the whole document first and raises one InputError listing every problem; nothing is
     stored then. An answer exported while ``streaming`` is imported as ``stopped``.
     """
-    problems = _problems(data)
-    if problems:
-        raise InputError("Cannot import this session: " + "; ".join(problems) + ".")
+    _check(data)
     session = store.create_session(
         model=data["model"],
         persona=data.get("persona"),
@@ -171,3 +184,54 @@ def session_from_json(store: HistoryStore, data: Any) -> Session:
             store.delete_session(session.id)
         raise
     return store.get_session(session.id)
+
+
+@dataclass(frozen=True)
+class ImportedSession:
+    """What ``import_session`` stored: the new session, its RAG switch and knowledge bases, and the notice
+    naming the knowledge bases the document asks for that do not exist here (None: nothing left out)."""
+
+    session: Session
+    rag: bool = False
+    knowledge_bases: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    notice: str | None = None
+
+
+def _missing_notice(missing: list[str], found: list[str], rag: bool) -> str | None:
+    """The notice naming the knowledge bases an import left out (None when none was)."""
+    if not missing:
+        return None
+    names = ", ".join(repr(n) for n in missing)
+    plural = "s" if len(missing) > 1 else ""
+    text = f"Knowledge base{plural} {names} of the imported chat do{'' if plural else 'es'} not exist here: left out"
+    if found:
+        return text + f"; it searches {', '.join(repr(n) for n in found)}."
+    if rag:
+        return text + ", so RAG is off for it: create or pick a knowledge base, then turn RAG on."
+    return text + "."
+
+
+def import_session(store: HistoryStore, rows: KnowledgeRows, data: Any) -> ImportedSession:
+    """``session_from_json`` plus the chat's RAG switch and knowledge bases (``rag``, ``knowledge_bases``).
+
+    ``rows`` are the knowledge tables of ``store``'s database. Named knowledge bases that exist here are
+    restored; missing ones are left out and named in the notice; RAG stays off when none is left. An
+    InputError (nothing stored) for a bad document; an error while storing removes the new session.
+    """
+    _check(data)
+    wanted = list(dict.fromkeys(data.get("knowledge_bases") or []))
+    kbs = {name: rows.kb_by_name(name) for name in wanted}
+    found = [kb for kb in kbs.values() if kb is not None]
+    missing = [name for name, kb in kbs.items() if kb is None]
+    rag = bool(data.get("rag")) and bool(found)
+    session = session_from_json(store, data)
+    if found:
+        try:
+            rows.set_session_knowledge(session.id, SessionKnowledge(rag, tuple(kb.id for kb in found)))
+        except InkstoneError:
+            with contextlib.suppress(InkstoneError):
+                store.delete_session(session.id)
+            raise
+    names = [kb.name for kb in found]
+    return ImportedSession(session, rag, names, missing, _missing_notice(missing, names, bool(data.get("rag"))))

@@ -1,4 +1,4 @@
-"""Stored chat sessions from the command line: ``python -m core sessions list|show|export|delete|search``.
+"""Stored chat sessions from the command line: ``python -m core sessions list|show|export|import|delete|search``.
 
 Every subcommand takes ``--home DIR`` (data dir) and ``--json`` (one JSON value on stdout, for
 scripts). Inkstone errors are printed to stderr with exit status 1.
@@ -13,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
-from core.errors import InkstoneError
-from core.export import session_to_json, session_to_markdown, source_label
+from core.errors import InkstoneError, InputError
+from core.export import import_session, session_to_json, session_to_markdown, source_label
 from core.history import HistoryStore, Message, Session
 from core.kb.rows import KnowledgeRows
 from core.outputs import write_text_file
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("md", "json"), default="md", help="output format (default md)")
     export.add_argument("--output", "-o", type=Path, help="write to this file, not stdout (never in the data dir)")
     export.add_argument("--force", action="store_true", help="replace the --output file if it exists")
+    import_ = sub.add_parser("import", parents=[common], help="import a session exported as JSON (a new copy)")
+    import_.add_argument("file", type=Path, help="a JSON file written by `sessions export --format json`")
     delete = sub.add_parser("delete", parents=[common], help="delete a session and its messages")
     delete.add_argument("id", help="session id")
     search = sub.add_parser("search", parents=[common], help="search message text and session titles")
@@ -126,6 +128,33 @@ def _cmd_export(store: HistoryStore, args: argparse.Namespace) -> None:
         print(f"Exported session {session.id} ({len(messages)} messages) to {args.output}")
 
 
+def _read_json(path: Path) -> object:
+    """The JSON document in ``path``; InputError naming the file when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"Cannot import {str(path)!r}: {exc}. Give a JSON file from `sessions export`.") from None
+
+
+def _cmd_import(store: HistoryStore, args: argparse.Namespace) -> None:
+    data = _read_json(args.file)
+    rows = KnowledgeRows.open(Path(store.path))
+    try:
+        result = import_session(store, rows, data)
+    finally:
+        rows.close()
+    session, count = result.session, store.message_count(result.session.id)
+    if result.notice:
+        print(result.notice, file=sys.stderr)
+    if args.json:
+        print_json({"imported": session.id, "title": session.title, "messages": count, "rag": result.rag,
+                    "knowledge_bases": result.knowledge_bases, "missing_knowledge_bases": result.missing})  # fmt: skip
+        return
+    kbs = ", ".join(result.knowledge_bases)
+    rag = f"; RAG {'on' if result.rag else 'off'} ({kbs})" if kbs else ""
+    print(f"Imported “{session.title}” as session {session.id} ({count} message{'' if count == 1 else 's'}{rag}).")
+
+
 def _cmd_delete(store: HistoryStore, args: argparse.Namespace) -> None:
     session = store.get_session(args.id)
     count = store.message_count(session.id)
@@ -159,6 +188,7 @@ COMMANDS = {
     "list": _cmd_list,
     "show": _cmd_show,
     "export": _cmd_export,
+    "import": _cmd_import,
     "delete": _cmd_delete,
     "search": _cmd_search,
 }
