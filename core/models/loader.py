@@ -168,7 +168,11 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
     """Load ``profile`` for generation; ModelError says what is wrong and how to fix it."""
     from transformers.utils import logging as hf_logging
 
+    from knowledge.embedders import quiet_load
+
     hf_logging.disable_progress_bar()  # progress goes through ``progress``; keep stderr clean
+    with quiet_load():  # transformers' model code imports torchao, which warns about CUDA kernels we never use
+        import transformers.modeling_utils  # noqa: F401
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     device = pick_device(settings)
