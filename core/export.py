@@ -13,6 +13,7 @@ knowledge bases it names that exist here.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -139,6 +140,15 @@ def _problems(data: Any) -> list[str]:
         if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
             problems.append(f"{where}.sources is not a list of objects")
     return problems
+
+
+def load_export(raw: bytes, source: str) -> Any:
+    """The JSON document in ``raw`` (UTF-8, a BOM allowed); InputError naming ``source`` when it is not JSON."""
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"Cannot import {source!r}: {exc}. Give a JSON file from `sessions export` or the "
+                         "chat's Export JSON button.") from None  # fmt: skip
 
 
 def _check(data: Any) -> None:

@@ -1,5 +1,7 @@
-"""The chat page's export buttons (AppTest, ``fake`` model): the Markdown and JSON a user downloads carry the
-chat's RAG switch and the names of its knowledge bases, as ``python -m core sessions export`` does.
+"""The chat page's export buttons and the sidebar's import (AppTest, ``fake`` model): the Markdown and JSON a
+user downloads carry the chat's RAG switch and the names of its knowledge bases, as ``python -m core sessions
+export`` does; importing that JSON opens a new chat with the same choice (a missing knowledge base is named and
+left out; a file that is not an export is refused with nothing stored).
 
 What a download button offers is read where Streamlit keeps it (its in-memory media store), matched by the
 button's URL.
@@ -76,3 +78,42 @@ def test_exports_carry_the_rag_switch_and_knowledge_bases(
     at.multiselect[0].set_value(["旅行笔记"]).run()  # narrowed to one
     data = json.loads(downloads(at, offered)["Export JSON"])
     assert data["rag"] is True and data["knowledge_bases"] == ["旅行笔记"]
+
+
+def import_file(at: AppTest, name: str, content: bytes) -> AppTest:
+    """Upload ``content`` in the sidebar's "Import a chat" box and press Import."""
+    at.sidebar.get("file_uploader")[0].set_value((name, content, "application/json")).run()
+    next(b for b in at.sidebar.button if b.key == "import-chat").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_import_opens_the_chat_with_its_rag_choice(
+    app_store: HistoryStore, rows: KnowledgeRows, offered: dict[str, bytes]
+) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    at.chat_input[0].set_value("what did I note about Kyoto?").run()
+    at.toggle[0].set_value(True).run()
+    exported = json.loads(downloads(at, offered)["Export JSON"])
+    [original] = app_store.list_sessions()
+
+    at = AppTest.from_file(str(APP), default_timeout=30).run()  # another tab
+    document = {**exported, "knowledge_bases": ["旅行笔记", "Old notes"]}
+    import_file(at, "kyoto.json", json.dumps(document, ensure_ascii=False).encode("utf-8"))
+    copy = next(s for s in app_store.list_sessions() if s.id != original.id)
+    assert at.query_params["session"] == copy.id  # the imported chat is open
+    assert [m.value for m in at.chat_message[0].markdown] == ["what did I note about Kyoto?"]
+    assert at.toggle[0].value is True and at.multiselect[0].value == ["旅行笔记"]
+    assert "'Old notes'" in at.sidebar.warning[0].value and "does not exist here" in at.sidebar.warning[0].value
+    assert not at.get("file_uploader")[0].value  # a fresh uploader: nothing is imported twice
+    at.run()
+    assert not at.sidebar.warning  # the notice is shown once
+
+
+def test_import_of_a_bad_file_is_refused(app_store: HistoryStore) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    import_file(at, "notes.json", b"{not json")
+    assert at.sidebar.error[0].value.startswith("Cannot import 'notes.json'")
+    import_file(at, "chat.json", json.dumps({"model": "m", "messages": [], "rag": "on"}).encode())
+    assert '"rag" is not true or false' in at.sidebar.error[0].value
+    assert app_store.list_sessions() == []

@@ -1,4 +1,5 @@
-"""The sidebar session list: new chat, search, open, rename and delete (with a confirmation step).
+"""The sidebar session list: new chat, search, open, rename and delete (with a confirmation step), and import
+of a chat exported as JSON.
 
 "New chat" opens a draft, not a session: the session is created with its first message, so the list holds
 only chats that have messages (an empty one shows only while it is the open chat, e.g. from its URL).
@@ -15,7 +16,7 @@ from core.engine import Engine
 from core.errors import InkstoneError, NotFoundError
 from core.history import HistoryStore, Session
 from core.personas import Persona
-from ui import state
+from ui import chat_import, state
 
 LIST_LIMIT = 200
 _CONFIRM = "inkstone_confirm_delete"
@@ -52,6 +53,7 @@ def render(engine: Engine) -> None:
             )
         if current is not None:
             _manage(store, store.get_session(current))
+        chat_import.render(engine)
 
 
 def _manage(store: HistoryStore, session: Session) -> None:

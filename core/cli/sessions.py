@@ -14,7 +14,7 @@ from pathlib import Path
 
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError, InputError
-from core.export import import_session, session_to_json, session_to_markdown, source_label
+from core.export import import_session, load_export, session_to_json, session_to_markdown, source_label
 from core.history import HistoryStore, Message, Session
 from core.kb.rows import KnowledgeRows
 from core.outputs import write_text_file
@@ -128,16 +128,13 @@ def _cmd_export(store: HistoryStore, args: argparse.Namespace) -> None:
         print(f"Exported session {session.id} ({len(messages)} messages) to {args.output}")
 
 
-def _read_json(path: Path) -> object:
-    """The JSON document in ``path``; InputError naming the file when it cannot be read or parsed."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"Cannot import {str(path)!r}: {exc}. Give a JSON file from `sessions export`.") from None
-
-
 def _cmd_import(store: HistoryStore, args: argparse.Namespace) -> None:
-    data = _read_json(args.file)
+    try:
+        raw = args.file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"Cannot import {str(args.file)!r}: {exc.strerror or exc}. Give a JSON file from "
+                         "`sessions export`.") from None  # fmt: skip
+    data = load_export(raw, str(args.file))
     rows = KnowledgeRows.open(Path(store.path))
     try:
         result = import_session(store, rows, data)
