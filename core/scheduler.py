@@ -244,6 +244,10 @@ class QueuedBackend:
         """Prompt tokens as the wrapped backend counts them."""
         return self.inner.count_prompt_tokens(messages)
 
+    def set_adapters_enabled(self, enabled: bool) -> None:
+        """The wrapped backend's switch (the queue itself turns adapters off while a batch runs)."""
+        self.inner.set_adapters_enabled(enabled)
+
     def __getattr__(self, name: str) -> Any:
         # Backend-specific extras (``codec``, ``generate_ids``) stay reachable for the debugging commands.
         return getattr(self.inner, name)
@@ -253,9 +257,7 @@ class QueuedBackend:
         one leaves, the batch loop must be idle before an answer that runs alone starts."""
         if not off and self.batcher is not None:
             self.batcher.wait_idle()
-        peft = getattr(self.inner, "_peft", None)
-        if peft is not None:
-            (peft.base_model.disable_adapter_layers if off else peft.base_model.enable_adapter_layers)()
+        self.inner.set_adapters_enabled(not off)
 
     def stream(
         self,

@@ -318,14 +318,9 @@ def test_health(server: ApiServer, engine: Engine) -> None:
     assert json.loads(httpx.get(f"{server.url}/nope").text)["error"]["code"] == "not_found"
 
 
-def test_batching_only_for_plain_float_weights(engine: Engine) -> None:
+def test_batching_for_in_process_models_only(engine: Engine) -> None:
+    from core.backends.fake import FakeBackend
     from core.batching import ContinuousBatcher
 
-    inner = engine.backend.inner
-    assert ContinuousBatcher.supported(inner)
-    layer = inner.model.model.layers[0].mlp.down_proj
-    layer.lowbit_kind = "int4"  # as core.models.lowbit_layers marks its int4/int8 layers
-    try:
-        assert not ContinuousBatcher.supported(inner)  # their CPU kernel crashes on multi-request batches
-    finally:
-        del layer.lowbit_kind
+    assert ContinuousBatcher.supported(engine.backend.inner)
+    assert not ContinuousBatcher.supported(FakeBackend())  # no model to batch: the fair queue alone

@@ -86,6 +86,12 @@ class Backend(Protocol):
         """Tokens of the full prompt these messages render to, generation prompt included."""
         ...
 
+    def set_adapters_enabled(self, enabled: bool) -> None:
+        """Turn LoRA layers injected into the shared weights on (the default) or off, for answers that run on
+        the bare base model while others may be waiting (batched decoding); a no-op for a backend without
+        in-process adapters. ``stream`` with an adapter needs them on."""
+        ...
+
     def stream(
         self,
         messages: ChatMessages,

@@ -41,6 +41,8 @@ class FakeBackend:
         """Every prompt this backend was asked to answer (tests read it)."""
         self.adapters: list[str | None] = []
         """The adapter name used for each answer (None: base model)."""
+        self.adapter_switches: list[bool] = []
+        """Each ``set_adapters_enabled`` call, in order."""
 
     @property
     def busy(self) -> bool:
@@ -59,6 +61,10 @@ class FakeBackend:
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Words of every message plus 4 per message for its role markers, plus 2 for the answer prefix."""
         return sum(len(m["content"].split()) + 4 for m in messages) + 2
+
+    def set_adapters_enabled(self, enabled: bool) -> None:
+        """Recorded in ``adapter_switches`` (a scripted backend has no adapter layers)."""
+        self.adapter_switches.append(enabled)
 
     def _next_reply(self, messages: ChatMessages) -> str:
         if callable(self._replies):

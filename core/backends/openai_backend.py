@@ -96,6 +96,9 @@ class OpenAIBackend:
         """An estimate (no local tokenizer): characters per message plus 4 for its role markers, plus 2."""
         return sum(estimate_tokens(m["content"]) + 4 for m in messages) + 2
 
+    def set_adapters_enabled(self, enabled: bool) -> None:
+        """A no-op: the server picks the adapter per request by model name."""
+
     def server_model(self, adapter: AdapterSpec | None) -> str:
         """The server's model name for this answer: the adapter's LoRA name, or the base model."""
         if adapter is None:
