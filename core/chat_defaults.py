@@ -42,6 +42,8 @@ def _checked(values: dict[str, Any], base: GenerationSettings, source: str) -> G
     for key, value in values.items():
         if key not in _FIELDS:
             raise ConfigError(f"Unknown generation setting {key!r} in {source}: remove it or check its spelling.")
+        if _FIELDS[key] in ("str", str):  # a choice such as prompt_lookup: GenerationSettings checks the value
+            continue
         wants_int = _FIELDS[key] in ("int", int)
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not number or (wants_int and not isinstance(value, int)):

@@ -97,18 +97,25 @@ class TransformersBackend:
         """Exact prompt length in the model's chat format."""
         return len(self.codec.prompt_ids(messages))
 
-    def _generate_kwargs(self, prompt: list[int], settings: GenerationSettings) -> dict[str, Any]:
-        """``generate`` arguments shared by streaming and non-streaming calls."""
+    def _generate_kwargs(
+        self, prompt: list[int], settings: GenerationSettings, messages: ChatMessages
+    ) -> dict[str, Any]:
+        """``generate`` arguments shared by streaming and non-streaming calls (prompt lookup decided per prompt)."""
         import torch
 
+        from core.chat_config import prompt_lookup_tokens
+
         input_ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
-        return dict(
+        kwargs = dict(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
             eos_token_id=self.codec.stop_ids,
             pad_token_id=getattr(self.codec, "pad_id", None) or self.codec.stop_ids[0],
             **sampling_kwargs(settings),
         )
+        if lookup := prompt_lookup_tokens(settings, messages, self.loaded.device):
+            kwargs["prompt_lookup_num_tokens"] = lookup  # eos/length crop drafts; stop strings are cut on text
+        return kwargs
 
     def generate_ids(self, messages: ChatMessages, settings: GenerationSettings) -> list[int]:
         """New token ids for ``messages`` without streaming (a final stop id included), for debugging."""
@@ -116,7 +123,7 @@ class TransformersBackend:
 
         prompt = self.codec.prompt_ids(messages)
         with self._lock, self._use_adapter(None), torch.inference_mode():
-            out = self._runner.generate(**self._generate_kwargs(prompt, settings))
+            out = self._runner.generate(**self._generate_kwargs(prompt, settings, messages))
         return [int(i) for i in out[0, len(prompt) :].tolist()]
 
     def stream(
@@ -132,7 +139,7 @@ class TransformersBackend:
         prompt = self.codec.prompt_ids(messages)
         with self._lock, self._use_adapter(adapter):
             streamer = IdStreamer(self.codec)
-            kwargs = self._generate_kwargs(prompt, settings)
+            kwargs = self._generate_kwargs(prompt, settings, messages)
             kwargs.update(streamer=streamer, stopping_criteria=[StopOnEvent(stop)])
 
             def work() -> None:
