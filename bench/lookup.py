@@ -10,7 +10,7 @@ is on/off in the same run. Where the greedy texts differ, the top-2 logit gap of
 differing token is printed (0: an exact tie, which prompt lookup's multi-token forward may break the other way).
 
     .venv/bin/python bench/lookup.py [--models qwen2.5-coder-0.5b smollm2-135m] [--runs 1] [--new-tokens 128]
-                                     [--tokens 10] [--sampled]
+                                     [--tokens 10] [--sampled] [--cpu-weights fp32]
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def tie_gap(engine, text: str, sources: list[dict] | None, settings: dict) -> st
            f"{float(logits[ids['off'][first]].abs()) * 2 ** -8:.4f})"
 
 
-def bench_model(model_id: str, runs: int, new_tokens: int, tokens: int, sampled: bool) -> None:
+def bench_model(model_id: str, runs: int, new_tokens: int, tokens: int, sampled: bool, weights: str | None) -> None:
     """Answer every prompt with prompt lookup off and on, interleaved; print tokens/s, ratios, identity."""
     from core.chat_config import prompt_lookup_tokens
     from core.config import GenerationSettings, load_settings
@@ -153,7 +153,8 @@ def bench_model(model_id: str, runs: int, new_tokens: int, tokens: int, sampled:
     from core.prompt import with_context
 
     home = Path(os.environ.get("INKSTONE_BENCH_HOME", Path(tempfile.gettempdir()) / "inkstone-bench"))
-    engine = build_engine(load_settings({"home": str(home), "model": model_id, "device": "cpu"}))
+    choice = {"home": str(home), "model": model_id, "device": "cpu", "cpu_weights": weights}
+    engine = build_engine(load_settings(choice))
     if getattr(engine.backend, "batcher", None) is not None:  # one answer at a time runs through generate alone
         engine.backend.batcher = None
     current: dict[str, list[dict] | None] = {"sources": None}
@@ -186,7 +187,8 @@ def bench_model(model_id: str, runs: int, new_tokens: int, tokens: int, sampled:
         for text, sources in prompts:
             system = with_context(None, sources, text)
             messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
-            auto.append("on" if prompt_lookup_tokens(GenerationSettings(), messages) else "off")
+            greedy_auto = GenerationSettings.from_dict({**greedy, "prompt_lookup": "auto"})
+            auto.append("on" if prompt_lookup_tokens(greedy_auto, messages) else "off")
         same = sum(texts[(category, i, "off")] == texts[(category, i, "on")] for i in range(len(prompts)))
         line = (f"  {category:14s} greedy tokens/s  off {off:6.2f} | on {on:6.2f} | ratio {on / off:5.2f} | "
                 f"greedy text identical {same}/{len(prompts)} | auto: {', '.join(auto)}")
@@ -209,9 +211,10 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--tokens", type=int, default=10, help="prompt_lookup_tokens (drafted per step)")
     p.add_argument("--sampled", action="store_true", help="also time Inkstone's default sampling, on vs off")
+    p.add_argument("--cpu-weights", help="int8 (default), int4, bf16 or fp32 (exact greedy: same text expected)")
     args = p.parse_args()
     for model_id in args.models:
-        bench_model(model_id, args.runs, args.new_tokens, args.tokens, args.sampled)
+        bench_model(model_id, args.runs, args.new_tokens, args.tokens, args.sampled, args.cpu_weights)
 
 
 if __name__ == "__main__":

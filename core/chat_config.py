@@ -109,12 +109,15 @@ def prompt_lookup_tokens(
 ) -> int | None:
     """Tokens prompt-lookup decoding drafts per step for this prompt, or None for plain decoding.
 
-    ``on`` and ``off`` decide alone. ``auto`` turns it on only where ``bench/lookup.py`` measured it faster: on
-    a CPU (not measured on CUDA), for a prompt with text the answer may copy: code anywhere in the prompt (an
-    edit of a function quoted now or in an earlier answer) or a system or last user message of at least
-    ``LOOKUP_QUOTE_CHARS`` characters (retrieved sources, a quoted document). A short open question stays plain.
+    ``on`` and ``off`` decide alone. ``auto`` turns it on only where ``bench/lookup.py`` measured it faster:
+    greedy answers (temperature 0; sampled ones were not faster) on a CPU (not measured on CUDA), for a prompt
+    with text the answer may copy: code anywhere in the prompt (an edit of a function quoted now or in an
+    earlier answer) or a system or last user message of at least ``LOOKUP_QUOTE_CHARS`` characters (retrieved
+    sources, a quoted document). Open questions stay plain (prompt lookup made them ~25% slower).
     """
-    if settings.prompt_lookup == "off" or (settings.prompt_lookup == "auto" and device != "cpu"):
+    if settings.prompt_lookup == "off":
+        return None
+    if settings.prompt_lookup == "auto" and (device != "cpu" or settings.temperature > 0):
         return None
     if settings.prompt_lookup == "auto" and not _has_text_to_copy(messages):
         return None

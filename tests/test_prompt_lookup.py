@@ -1,6 +1,7 @@
 """Prompt-lookup decoding: the ``prompt_lookup`` setting validates with clear messages, ``auto`` decides per prompt
-as documented, and on a real (tiny, float32) checkpoint an answer with prompt lookup on streams the same greedy
-text as with it off, in fewer forward passes, with and without a LoRA adapter, and still stops on request."""
+(greedy, CPU, text to copy) as documented, and on a real (tiny, float32) checkpoint an answer with prompt lookup on
+streams the same greedy text as with it off, in fewer forward passes, with and without a LoRA adapter, and still
+stops on request."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def test_new_chat_defaults_keep_the_setting(tmp_path: Path) -> None:
 
 
 def test_auto_is_on_for_prompts_with_text_to_copy_and_off_for_open_questions() -> None:
-    auto = GenerationSettings(prompt_lookup_tokens=7)
+    auto = GenerationSettings(temperature=0, prompt_lookup_tokens=7)
     rag = [{"role": "system", "content": with_context("Be brief.", SOURCES, "How long?")}, *user("How long?")]
     indented = user("Make it faster:\n\n    for x in xs:\n        total += x\n")
     quote = user("Translate this letter: " + "Dear Sir, thank you for your letter. " * 15)
@@ -80,6 +81,9 @@ def test_auto_is_on_for_prompts_with_text_to_copy_and_off_for_open_questions() -
     for messages in (user(OPEN), user("Why is the sky blue? " * 3), long_history, []):
         assert prompt_lookup_tokens(auto, messages) is None
     assert prompt_lookup_tokens(auto, rag, device="cuda") is None  # not measured on CUDA: auto stays off there
+    sampled = auto.with_updates(temperature=0.7)
+    assert prompt_lookup_tokens(sampled, rag) is None  # sampled answers measured no faster: auto stays off
+    assert prompt_lookup_tokens(sampled.with_updates(prompt_lookup="on"), rag) == 7
 
 
 def test_on_and_off_decide_alone() -> None:
