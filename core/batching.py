@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,8 @@ class ContinuousBatcher:
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self._stop_ids = set(backend.codec.stop_ids)
         # the batch (decode thread only)
+        self.stats = {"steps": 0, "rows": 0, "step_s": 0.0, "prefill_s": 0.0}
+        """Decoding steps, rows decoded over all steps, seconds in steps and in prefills (for benchmarks)."""
         self.prefixes = PrefixCache()
         """Keys and values of recent prompts (decode thread only)."""
         self._rows: list[_Answer] = []
@@ -174,10 +177,14 @@ class ContinuousBatcher:
                 self._admit(wait=not self._rows)
                 if not self._rows:
                     continue
+                started = time.perf_counter()
+                self.stats["steps"] += 1
+                self.stats["rows"] += len(self._rows)
                 try:
                     self._step()
                 except Exception as exc:  # noqa: BLE001 - handed to every caller, which raises GenerationError
                     self._fail_all(exc)
+                self.stats["step_s"] += time.perf_counter() - started
             self._fail_all(GenerationError("The model was unloaded during this answer: try again."))
             self._idle.set()
 
@@ -192,11 +199,13 @@ class ContinuousBatcher:
             if answer.gone:
                 answer.out.put(_END)
                 continue
+            started = time.perf_counter()
             try:
                 self._prefill(answer)
             except Exception as exc:  # noqa: BLE001 - this answer fails, the batch goes on
                 answer.out.put(exc)
                 answer.out.put(_END)
+            self.stats["prefill_s"] += time.perf_counter() - started
 
     def _forward(self, ids: Any, cache: Any, **kwargs: Any) -> Any:
         return self.backend.model(input_ids=ids, use_cache=True, **{self._cache_arg: cache}, **kwargs).logits[:, -1]
@@ -388,21 +397,29 @@ ROWS_ATTENTION = "inkstone_rows"
 
 
 def _rows_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, row_starts: Any = None,
-                    **kwargs: Any) -> tuple[Any, None]:
-    """``sdpa`` one row at a time over that row's own keys (its left padding cut off), without a mask.
+                    scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
+    """Attention of one new token per row, each row over its own keys only (its left padding cut off).
 
-    This is the very call a lone answer's decoding step makes, so an answer's rounding, and with it its greedy
-    tokens, do not depend on the other answers in the batch (a padded, masked batch rounds its softmax sums
-    differently). Without ``row_starts`` it is plain masked ``sdpa``.
+    An answer's rounding, and with it its greedy tokens, then do not depend on the other answers in the batch
+    (a padded, masked batch rounds its softmax sums differently). The few small float32 matmuls per row cost
+    less than an ``sdpa`` call each. Without ``row_starts`` (a prompt) it is plain masked ``sdpa``.
     """
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if row_starts is None or query.shape[2] != 1:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    rows = [sdpa_attention_forward(module, query[b:b + 1], key[b:b + 1, :, start:], value[b:b + 1, :, start:], None,
-                                   **kwargs)[0] for b, start in enumerate(row_starts)]
-    return torch.cat(rows), None
+    if row_starts is None or query.shape[2] != 1 or kwargs.get("softcap") is not None or \
+            getattr(module, "sinks", None) is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    batch, heads, _, dim = query.shape
+    groups = heads // key.shape[1]  # query heads per key/value head (grouped-query attention)
+    scale = scaling if scaling is not None else dim ** -0.5
+    rows = []
+    for b, start in enumerate(row_starts):
+        q = query[b].reshape(key.shape[1], groups, dim).float()  # head h uses key/value head h // groups
+        weights = (q @ key[b, :, start:].float().transpose(-1, -2) * scale).softmax(-1)
+        rows.append(weights @ value[b, :, start:].float())
+    out = torch.stack(rows).reshape(batch, heads, 1, dim).transpose(1, 2)
+    return out.to(query.dtype), None
 
 
 def _register_rows_attention() -> None:
