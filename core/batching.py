@@ -355,8 +355,9 @@ class PrefixCache:
     Stored tensors are never written to: the cache layers concatenate into new ones.
     """
 
-    def __init__(self, entries: int = 8, block: int = BLOCK) -> None:
+    def __init__(self, entries: int = 8, max_tokens: int = 8192, block: int = BLOCK) -> None:
         self.entries = entries
+        self.max_tokens = max_tokens
         self.block = block
         self._items: list[tuple[list[int], list[tuple[Any, Any]]]] = []
         self.reused_tokens = 0
@@ -376,10 +377,13 @@ class PrefixCache:
         return [(k[:, :, :best], v[:, :, :best]) for k, v in found]
 
     def store(self, prompt: list[int], kv: list[tuple[Any, Any]]) -> None:
-        """Remember ``prompt``'s keys and values (dropping a stored prompt it extends, and the oldest)."""
+        """Remember ``prompt``'s keys and values (dropping a stored prompt it extends, and the oldest ones beyond
+        ``entries`` prompts or ``max_tokens`` tokens in all)."""
         self._items = [item for item in self._items if _common(item[0], prompt, len(item[0])) < len(item[0])]
         self._items.append((list(prompt), kv))
         del self._items[: -self.entries]
+        while len(self._items) > 1 and sum(len(ids) for ids, _ in self._items) > self.max_tokens:
+            del self._items[0]
 
 
 def _common(a: list[int], b: list[int], limit: int) -> int:
