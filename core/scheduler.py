@@ -140,14 +140,18 @@ class FairQueue:
         self._cond.notify_all()  # the next in line may be admitted too (another batched answer)
 
     @contextmanager
-    def reserve(self, stop: threading.Event, on_wait: Callable[[int], None] | None = None) -> Iterator[bool]:
+    def reserve(
+        self, stop: threading.Event, on_wait: Callable[[int], None] | None = None, shared: bool | None = None
+    ) -> Iterator[bool]:
         """Take a place in line before the answer is prepared; yields True once it heads the line and the model
         has room, False when ``stop`` was set while waiting (``on_wait(ahead)`` is told the place meanwhile).
 
+        ``shared``: whether the answer will be batched, when the caller knows (an answer with a LoRA adapter will
+        not: it then waits here, told its place, while a batch runs); None counts as batched.
         Inside the block, a ``turn`` with the same ``stop`` takes this place instead of queueing again; a place
         never taken is given up when the block ends, however it ends.
         """
-        ticket = _Ticket(None)
+        ticket = _Ticket(shared)
         with self._cond:
             self._waiting.append(ticket)
             self._by_stop[stop] = ticket

@@ -169,6 +169,38 @@ def test_a_tab_joins_a_running_batch_instead_of_waiting() -> None:
                 assert granted and queue.active == 2
 
 
+def test_a_tab_that_cannot_batch_is_told_its_place_while_a_batch_runs() -> None:
+    """A tab whose answer will run alone (a LoRA persona) arrives while a batched answer generates with room to
+    spare: it is told one answer is ahead and gets the model when that answer ends."""
+    queue = FairQueue(capacity=4)
+    seen: list[int] = []
+    result: list = []
+    batch_done = threading.Event()
+
+    def batched() -> None:
+        with queue.turn(threading.Event(), shared=True):
+            batch_done.wait(10)
+
+    running = threading.Thread(target=batched)
+    running.start()
+    wait_for(lambda: queue.active == 1)
+    stop = threading.Event()
+
+    def tab() -> None:
+        with queue.reserve(stop, on_wait=seen.append, shared=False) as ready:
+            with queue.turn(stop) as granted:
+                result.append((ready, granted, queue.active))
+
+    thread = threading.Thread(target=tab)
+    thread.start()
+    wait_for(lambda: seen)
+    assert seen[-1] == 1 and result == []
+    batch_done.set()
+    for t in (running, thread):
+        t.join(10)
+    assert result == [(True, True, 1)] and queue.active == 0
+
+
 def test_a_queued_backend_streams_a_waiting_tab_after_the_running_answer_and_stops_a_cancelled_one() -> None:
     backend = QueuedBackend(FakeBackend())
     queue = line(backend)
