@@ -124,7 +124,8 @@ def main() -> None:
     batching = "continuous batching" if getattr(engine.backend, "batcher", None) else "fair queue (no batching)"
     loaded = engine.backend.loaded
     print(f"model {model} ({loaded.dtype if loaded else '?'} weights) | {args.tokens} tokens per answer | {batching} | "
-          f"threads {os.cpu_count()}")
+          f"threads {os.cpu_count()} | OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')} "
+          f"MKL_NUM_THREADS={os.environ.get('MKL_NUM_THREADS', '-')}")
 
     api_stream(client, model, 8, 0)  # warm-up: the batch loop starts on first use
     inproc, api = [], []
