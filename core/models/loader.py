@@ -96,8 +96,10 @@ def quantization_config(settings: Settings, device: str, compute_dtype: Any) -> 
     )
 
 
-def _convert_gguf(source: bundled.GGUFSource, dest: Path, cache_root: Path, progress: Progress) -> tuple[Any, Any]:
-    """Load a bundled GGUF (dequantized to fp32) and save it as safetensors at ``dest``; return model, tokenizer."""
+def _convert_gguf(source: bundled.GGUFSource, dest: Path | None, cache_root: Path, progress: Progress
+                  ) -> tuple[Any, Any]:
+    """Load a bundled GGUF (dequantized to fp32) and save it as safetensors at ``dest`` (None: keep it in memory
+    only); return model, tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -109,18 +111,24 @@ def _convert_gguf(source: bundled.GGUFSource, dest: Path, cache_root: Path, prog
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    if dest is None:  # the caller caches another form of it
+        if gguf.is_relative_to(cache_root):
+            gguf.unlink(missing_ok=True)
+        return model, tokenizer
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "inkstone-source.json").write_text(
-        json.dumps({"profile": source.profile_id, "gguf": source.gguf_name, "sha256": source.sha256}), encoding="utf-8"
-    )
+    (tmp / "inkstone-source.json").write_text(_source_json(source), encoding="utf-8")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     if gguf.is_relative_to(cache_root):
         gguf.unlink(missing_ok=True)  # the safetensors copy replaces it; the packages still hold the original
     return model, tokenizer
+
+
+def _source_json(source: bundled.GGUFSource) -> str:
+    return json.dumps({"profile": source.profile_id, "gguf": source.gguf_name, "sha256": source.sha256})
 
 
 def _load_hf_dir(
@@ -181,7 +189,14 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
     if profile.source == "bundled":
         source = bundled.source_for(profile.id)
         cached = settings.cache_dir / "models" / f"{profile.id}-{source.fingerprint()}"
-        if (cached / "config.json").is_file() and (cached / "inkstone-source.json").is_file():
+        packed = None
+        if lowbit.applies(settings, device):  # int4/int8: only the packed copy is cached
+            packed = lowbit.bundled_for_cpu(
+                cached, settings, lambda: _convert_gguf(source, None, settings.cache_dir, say),
+                {"inkstone-source.json": _source_json(source)}, say)
+        if packed is not None:
+            model, tokenizer, from_cache = packed
+        elif (cached / "config.json").is_file() and (cached / "inkstone-source.json").is_file():
             say(f"Loading {profile.title} from the converted cache…")
             model, tokenizer = _load_hf_dir(cached, settings, device, dtype, say)
             from_cache = True

@@ -65,8 +65,10 @@ def cache_dir_for(model_dir: Path, cache_root: Path, kind: str) -> Path:
     return cache_root / "lowbit" / f"{model_dir.name}-{h.hexdigest()[:16]}.{tag}"
 
 
-def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest: Path) -> None:
-    """Write the quantized ``model`` to ``dest`` (safetensors + lowbit.json + config), atomically."""
+def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest: Path, tokenizer: Any = None,
+               extra: dict[str, str] | None = None) -> None:
+    """Write the quantized ``model`` to ``dest`` (safetensors + lowbit.json + config), atomically; with a
+    ``tokenizer`` and ``extra`` text files when the cache is the model's only copy on disk (a bundled model)."""
     from safetensors.torch import save_file
 
     tensors: dict[str, Any] = {}
@@ -89,6 +91,10 @@ def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest:
     model.config.save_pretrained(tmp)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    for name, text in (extra or {}).items():
+        (tmp / name).write_text(text, encoding="utf-8")
     meta = {"format": FORMAT, "kind": kind, "group_size": GROUP_SIZE, "layers": sorted(portable), "aliases": aliases}
     (tmp / "lowbit.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     shutil.rmtree(dest, ignore_errors=True)  # an older layout
@@ -157,15 +163,11 @@ def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any
     model as ``inkstone_cpu_weights``. A broken cache is rebuilt, never fatal.
     """
     import torch
-    from safetensors import SafetensorError
 
-    from core.models.lowbit_layers import quantize_model, to_bf16
+    from core.models.lowbit_layers import to_bf16
 
     say = say or (lambda _msg: None)
-    kind, notice = resolve_kind(settings.cpu_weights)
-    if notice:
-        logging.getLogger(__name__).warning(notice)  # stays in the log after the loading message is gone
-        say(notice)
+    kind = _resolve(settings, say)
     model = None
     if kind in ("fp32", "bf16"):
         model = load_float(torch.float32 if kind == "fp32" else torch.bfloat16)
@@ -173,18 +175,73 @@ def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any
             to_bf16(model)
     else:
         dest = cache_dir_for(model_dir, settings.cache_dir, kind)
-        try:
-            model = load_cache(dest, kind)
-        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
-            say(f"The {kind} cache in {dest} is unreadable ({type(exc).__name__}: {exc}); rebuilding it.")
-            shutil.rmtree(dest, ignore_errors=True)
-    if model is None:
-        model = load_float(torch.bfloat16)
-        say(f"Packing the weights as {kind} for fast CPU answers (first start only)…")
-        portable = quantize_model(model, kind)
-        try:
-            save_cache(model, kind, portable, dest)
-        except OSError as exc:
-            say(f"Could not cache the {kind} weights in {dest} ({exc}); the next start packs them again.")
+        model = _read_cache(dest, kind, say)
+        if model is None:
+            model = _pack(load_float(torch.bfloat16), kind, dest, say)
     model.inkstone_cpu_weights = kind
     return model.eval()
+
+
+def bundled_for_cpu(converted: Path, settings: Any, convert: Callable[[], tuple[Any, Any]],
+                    extra: dict[str, str], say: Say | None = None) -> tuple[Any, Any, bool] | None:
+    """Model, tokenizer and whether they came from the cache, for a bundled model with int4/int8 CPU weights.
+
+    Packed straight from the GGUF: the first start quantizes the model ``convert()`` dequantized in memory
+    and caches only the packed copy (with the tokenizer and ``extra`` files), never the float32 one it would
+    not use: that skips writing ~4 bytes per weight. None when the setting resolves to float weights or a
+    converted float copy already exists in ``converted``; ``load_for_cpu`` on that copy applies then.
+    """
+    from transformers import AutoTokenizer
+
+    say = say or (lambda _msg: None)
+    kind, _notice = resolve_kind(settings.cpu_weights)
+    if kind not in ("int4", "int8") or (converted / "config.json").is_file():
+        return None
+    kind = _resolve(settings, say)
+    dest = cache_dir_for(converted, settings.cache_dir, kind)
+    if (dest / "tokenizer_config.json").is_file() and (model := _read_cache(dest, kind, say)) is not None:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(dest))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            say(f"The tokenizer cached in {dest} is unreadable ({type(exc).__name__}); converting again.")
+        else:
+            model.inkstone_cpu_weights = kind
+            return model.eval(), tokenizer, True
+    model, tokenizer = convert()
+    model = _pack(model, kind, dest, say, tokenizer, extra)
+    model.inkstone_cpu_weights = kind
+    return model.eval(), tokenizer, False
+
+
+def _resolve(settings: Any, say: Say) -> str:
+    kind, notice = resolve_kind(settings.cpu_weights)
+    if notice:
+        logging.getLogger(__name__).warning(notice)  # stays in the log after the loading message is gone
+        say(notice)
+    return kind
+
+
+def _read_cache(dest: Path, kind: str, say: Say) -> Any:
+    """The cached ``kind`` model in ``dest``, or None (a broken cache is removed, to be rebuilt)."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_cache(dest, kind)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+        say(f"The {kind} cache in {dest} is unreadable ({type(exc).__name__}: {exc}); rebuilding it.")
+        shutil.rmtree(dest, ignore_errors=True)
+        return None
+
+
+def _pack(model: Any, kind: str, dest: Path, say: Say, tokenizer: Any = None,
+          extra: dict[str, str] | None = None) -> Any:
+    """Quantize the float ``model`` to ``kind`` in place and cache it in ``dest`` (a failed write is a notice)."""
+    from core.models.lowbit_layers import quantize_model
+
+    say(f"Packing the weights as {kind} for fast CPU answers (first start only)…")
+    portable = quantize_model(model, kind)
+    try:
+        save_cache(model, kind, portable, dest, tokenizer, extra)
+    except OSError as exc:
+        say(f"Could not cache the {kind} weights in {dest} ({exc}); the next start packs them again.")
+    return model

@@ -71,18 +71,51 @@ class Int8Linear(nn.Linear):
 def quantize_int4(weight: torch.Tensor, group_size: int = GROUP_SIZE) -> dict[str, torch.Tensor]:
     """Codes (two per byte, low nibble first) and bf16 [groups, out, 2] scale/zero of an [out, in] weight.
 
-    Per group the range min..max is cut into 15 steps (the exact grid of weights that came from a 4-bit GGUF
-    block of the same size); the zero is then refitted to the codes, so bf16 rounding shifts no group.
-    The kernel reconstructs ``(code - 8) * scale + zero``.
+    Per group of ``group_size`` input columns the 16 levels are fitted for the least squared error, not just
+    spread over min..max: starting from the full range and from 90% of it (clipping a lone outlier often costs
+    less than coarsening every other value), codes and the line ``scale * code + offset`` are refitted in
+    turn (least squares), and the better start is kept. On the bundled Qwen2.5 model this halves the
+    perplexity cost of min..max rounding. Values on an exact 16-level grid come back exactly. The zero is
+    refitted after the scale's bf16 rounding. The kernel reconstructs ``(code - 8) * scale + zero``.
     """
     w = weight.detach().to(torch.float32, copy=True).reshape(weight.shape[0], -1, group_size)
     lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
-    scale = ((hi - lo) / 15).clamp_(min=1e-8).to(torch.bfloat16).float()
-    codes = (w - lo).div_(scale).round_().clamp_(0, 15)
-    zero = (w - (codes - 8) * scale).mean(-1, keepdim=True).to(torch.bfloat16)
-    codes = codes.to(torch.uint8).reshape(weight.shape)
-    scales_zeros = torch.stack([scale.squeeze(-1).t().to(torch.bfloat16), zero.squeeze(-1).t()], dim=-1)
+    best_err = best_codes = best_scale = best_zero = None
+    for shrink in (1.0, 0.9):
+        half = (hi - lo) * (shrink / 2)
+        offset, scale = (lo + hi) / 2 - half, (half * (2 / 15)).clamp_(min=1e-8)
+        for _ in range(3):
+            codes = (w - offset).div_(scale).round_().clamp_(0, 15)
+            scale, offset = _refit_line(w, codes, scale, offset)
+        scale = scale.to(torch.bfloat16).float()
+        codes = (w - offset).div_(scale).round_().clamp_(0, 15)
+        zero = (w - (codes - 8) * scale).mean(-1, keepdim=True).to(torch.bfloat16).float()
+        err = (w - (codes - 8) * scale - zero).square_().sum(-1, keepdim=True)
+        if best_err is None:
+            best_err, best_codes, best_scale, best_zero = err, codes, scale, zero
+        else:
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_codes = torch.where(better, codes, best_codes)
+            best_scale = torch.where(better, scale, best_scale)
+            best_zero = torch.where(better, zero, best_zero)
+    assert best_codes is not None and best_scale is not None and best_zero is not None
+    codes = best_codes.to(torch.uint8).reshape(weight.shape)
+    scales_zeros = torch.stack([best_scale.squeeze(-1).t(), best_zero.squeeze(-1).t()], dim=-1).to(torch.bfloat16)
     return {"codes": codes[:, 0::2] | (codes[:, 1::2] << 4), "scales_zeros": scales_zeros.contiguous()}
+
+
+def _refit_line(w: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares ``scale, offset`` of ``w ~ scale * codes + offset`` per group (kept where codes are flat)."""
+    n = w.shape[-1]
+    sum_c, sum_cc = codes.sum(-1, keepdim=True), codes.square().sum(-1, keepdim=True)
+    sum_w, sum_cw = w.sum(-1, keepdim=True), (codes * w).sum(-1, keepdim=True)
+    det = n * sum_cc - sum_c * sum_c
+    ok = det > 0.5  # at least two distinct codes (det is an integer here)
+    fitted = (n * sum_cw - sum_c * sum_w) / torch.where(ok, det, torch.ones_like(det))
+    scale = torch.where(ok & (fitted > 1e-8), fitted, scale)
+    return scale, torch.where(ok, (sum_w - scale * sum_c) / n, offset)
 
 
 def quantize_int8(weight: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -168,26 +201,16 @@ def quantize_model(model: nn.Module, kind: str) -> dict[str, dict[str, torch.Ten
     if kind in ("int4", "int8"):
         head = model.get_output_embeddings()
         names = [n for n, m in model.named_modules() if _eligible("int8" if m is head else kind, m)]
-        on_grid = {n: kind == "int4" and _on_4bit_grid(model.get_submodule(n).weight) for n in names}
-        from_4bit = sum(on_grid.values()) > len(names) / 2  # e.g. a Q4_K_M GGUF: most layers were 4-bit
         for name in names:
             module = model.get_submodule(name)
-            # int8 for the output head (its error lands directly on the logits: int4 there cost smollm2 +7%
-            # perplexity) and, in a model that came from 4-bit, for the layers it stored more precisely (Q6_K)
-            layer_kind = "int8" if module is head or (from_4bit and not on_grid[name]) else kind
+            # int8 for the output head: its error lands directly on the logits (int4 there cost smollm2 +7%
+            # perplexity)
+            layer_kind = "int8" if module is head else kind
             t = quantize_int4(module.weight) if layer_kind == "int4" else quantize_int8(module.weight)
             model.set_submodule(name, build_layer(layer_kind, t, module.bias, GROUP_SIZE))
             portable[name] = t
     to_bf16(model)
     return portable
-
-
-def _on_4bit_grid(weight: torch.Tensor, group_size: int = GROUP_SIZE) -> bool:
-    """Whether (nearly) every group of ``weight`` sits on 16 evenly spaced levels (it came from a 4-bit block)."""
-    w = weight.detach().float().reshape(weight.shape[0], -1, group_size)
-    lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
-    r = (w - lo) / ((hi - lo) / 15).clamp(min=1e-12)
-    return bool(((r - r.round()).abs() < 0.02).float().mean() > 0.99)
 
 
 def to_bf16(model: nn.Module) -> None:
