@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.backends.base import ChatMessages, Finished, StreamEvent, TextDelta
+from core.backends.transformers_backend import as_generation_error
 from core.config import GenerationSettings
 from core.errors import GenerationError
 
@@ -141,7 +142,7 @@ class ContinuousBatcher:
                     finished = True
                     break
                 if isinstance(item, BaseException):
-                    raise GenerationError(f"Generation failed in the batch: {type(item).__name__}: {item}") from item
+                    raise as_generation_error(item) from item
                 streamer.put(torch.tensor(item))
                 yield from _drain(streamer)
         finally:

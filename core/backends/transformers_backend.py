@@ -156,7 +156,7 @@ class TransformersBackend:
             try:
                 for item in streamer.items():
                     if isinstance(item, BaseException):
-                        raise _as_generation_error(item) from item
+                        raise as_generation_error(item) from item
                     yield TextDelta(item)
                 drained = True
             finally:
@@ -167,7 +167,8 @@ class TransformersBackend:
             yield Finished(len(prompt), len(streamer.ids), reason)
 
 
-def _as_generation_error(exc: BaseException) -> GenerationError:
+def as_generation_error(exc: BaseException) -> GenerationError:
+    """The error a user sees for ``exc`` raised while generating (out of memory names the fix)."""
     import torch
 
     if isinstance(exc, torch.cuda.OutOfMemoryError):
