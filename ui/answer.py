@@ -31,9 +31,13 @@ def waiting_text(ahead: int) -> str:
 
 
 def stream_answer(
-    line: FairQueue, turn: ActiveTurn, session_id: str, start: Callable[[Event], Iterator[ChatEvent]]
+    line: FairQueue, turn: ActiveTurn, session_id: str, start: Callable[[Event], Iterator[ChatEvent]],
+    alone: bool = False,
 ) -> TurnOutcome | None:
     """Wait for the model (with place and Cancel), then stream the answer; None if the wait was cancelled.
+
+    ``alone``: the answer cannot join a batch (a persona with a LoRA adapter), so it waits, told its place,
+    while batched answers run.
 
     ``start`` stores what must be stored (the user's message) and returns the turn's events; their first step
     (creating the answer row) runs only once the turn is at the head of the line. Raises InkstoneError from
@@ -52,7 +56,7 @@ def stream_answer(
             )  # fmt: skip
         status.caption(waiting_text(ahead))  # redrawn while waiting: a closed tab ends the wait here
 
-    with line.reserve(turn.stop, on_wait=show_place) as granted:
+    with line.reserve(turn.stop, on_wait=show_place, shared=False if alone else None) as granted:
         if not granted:
             getattr(events, "close", lambda: None)()
             st.session_state[CANCELLED] = session_id

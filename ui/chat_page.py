@@ -49,7 +49,7 @@ def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
         if persona is not None:
             st.caption(f"**{persona.name}**")
         try:
-            outcome = stream_answer(state.queue(), turn, session_id, start)
+            outcome = stream_answer(state.queue(), turn, session_id, start, alone=bool(persona and persona.lora))
         except InkstoneError as exc:
             st.error(str(exc))
             return
