@@ -17,8 +17,9 @@ client on qwen2.5-coder int8, where this loop reaches over 3x); its packed varle
 kernels shapes they crashed on before the layers copied their inputs.
 
 Not batched (``fits`` says no): an answer with a LoRA adapter (adapters are switched on the shared weights), a
-seeded one (its sampling must not depend on what else runs) or one longer than the batch's token budget; it goes
-through the backend's own ``generate``, and ``core.scheduler`` keeps the two kinds from running at once.
+seeded one (its sampling must not depend on what else runs), one longer than the batch's token budget, or one that
+prompt-lookup decoding would speed up (``core.chat_config.prompt_lookup_tokens``) arriving while the batch is
+empty; it goes through the backend's own ``generate``, and ``core.scheduler`` keeps the two kinds from running at once.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 from core.backends.base import ChatMessages, Finished, StreamEvent, TextDelta
 from core.backends.transformers_backend import as_generation_error
+from core.chat_config import prompt_lookup_tokens
 from core.config import GenerationSettings
 from core.errors import GenerationError
 
@@ -111,6 +113,9 @@ class ContinuousBatcher:
         """Whether this answer can join the batch (see the module docstring)."""
         if seed is not None:
             return False
+        if self._idle.is_set() and self._inbox.empty() and prompt_lookup_tokens(
+                settings, messages, self.backend.loaded.device):
+            return False  # alone anyway: the backend's generate can draft from the prompt (faster where it copies)
         return self.backend.count_prompt_tokens(messages) + settings.max_new_tokens <= self.cache_tokens // 2
 
     def _start(self) -> None:

@@ -115,17 +115,19 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     backend = getattr(engine.backend, "inner", engine.backend)  # the backend's own generate (never batched)
     calls: list[int] = []
     backend.loaded.model.register_forward_hook(lambda *_: calls.append(1))
-    return {"backend": backend, "calls": calls, "adapter": AdapterSpec("pirate", root / "adapters" / "pirate")}
+    return {"backend": backend, "calls": calls, "adapter": AdapterSpec("pirate", root / "adapters" / "pirate"),
+            "line": engine.backend}
 
 
 def answer(tiny: dict[str, Any], text: str, mode: str,
-           adapter: AdapterSpec | None = None) -> tuple[str, Finished, int]:
-    """(streamed text, Finished, forward passes) of one greedy answer."""
+           adapter: AdapterSpec | None = None, via: str = "backend") -> tuple[str, Finished, int]:
+    """(streamed text, Finished, forward passes) of one greedy answer (``via="line"``: through the scheduler,
+    which batches what it can, as the app and the API do)."""
     settings = GenerationSettings().with_updates(temperature=0, max_new_tokens=40, repetition_penalty=1.0,
                                                  prompt_lookup=mode)
     tiny["calls"].clear()
     pieces, finished = [], None
-    for event in tiny["backend"].stream(user(text), settings, threading.Event(), adapter):
+    for event in tiny[via].stream(user(text), settings, threading.Event(), adapter):
         if isinstance(event, TextDelta):
             pieces.append(event.text)
         else:
@@ -174,3 +176,14 @@ def test_stop_ends_an_answer_with_lookup_on(tiny: dict[str, Any]) -> None:
     finished = events[-1]
     assert isinstance(finished, Finished) and finished.reason == "stopped"
     assert finished.completion_tokens < 40
+
+
+@pytest.mark.slow
+def test_the_app_path_runs_a_lookup_answer_alone_when_the_batch_is_empty(tiny: dict[str, Any]) -> None:
+    """Through the scheduler (batching on), a code edit with prompt lookup is not batched while nothing else
+    runs: the backend's generate drafts from the prompt (fewer forward passes than tokens), same text."""
+    assert getattr(tiny["line"], "batcher", None) is not None  # this backend batches
+    looked, looked_end, looked_passes = answer(tiny, CODE_EDIT, "on", via="line")
+    plain, plain_end, plain_passes = answer(tiny, CODE_EDIT, "off", via="line")
+    assert looked == plain and looked_end.completion_tokens == plain_end.completion_tokens
+    assert looked_passes < looked_end.completion_tokens
