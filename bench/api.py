@@ -32,6 +32,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from core.config import prefer_passive_threads  # noqa: E402 - before torch: the thread policy `serve` uses
+
+prefer_passive_threads()
 
 PROMPT = "Write a long story about a lighthouse keeper and a cat. Story number {i}."
 
