@@ -5,7 +5,7 @@ Both models are loaded in one process and timed alternately (same prompt, greedy
 ids), so the ratios come from the same run. Targets: default / fp32 >= 4 on qwen2.5-coder-0.5b; Inkstone turn /
 bare generate >= 0.95; prefill of the default setting not slower than fp32.
 
-    .venv/bin/python bench/decode.py [--models smollm2-135m qwen2.5-coder-0.5b] [--runs 3]
+    .venv/bin/python bench/decode.py [--models smollm2-135m qwen2.5-coder-0.5b] [--runs 3] [--weights int4]
 """
 
 from __future__ import annotations
@@ -87,13 +87,14 @@ def long_prompt_ids(loaded) -> object:  # noqa: ANN001
     return torch.tensor([ids[:LONG_PROMPT_TOKENS]])
 
 
-def bench_model(model_id: str, runs: int) -> None:
-    """Load ``model_id`` with fp32 and with the default cpu_weights; time decode, turns and prefill."""
+def bench_model(model_id: str, runs: int, weights: str | None = None) -> None:
+    """Load ``model_id`` with fp32 and with ``weights`` (default: the cpu_weights default); time decode, turns
+    and prefill."""
     from core.config import Settings, load_settings
     from core.engine import build_engine
 
     home = Path(os.environ.get("INKSTONE_BENCH_HOME", Path(tempfile.gettempdir()) / "inkstone-bench"))
-    default = Settings().cpu_weights
+    default = weights or Settings().cpu_weights
     engines = {}
     for weights in ("fp32", default):
         settings = load_settings({"home": str(home), "model": model_id, "device": "cpu", "cpu_weights": weights})
@@ -119,7 +120,7 @@ def bench_model(model_id: str, runs: int) -> None:
 
     f_tps, d_tps, o_tps = tps(bare["fp32"]), tps(bare[default]), tps(ours)
     f_pre, d_pre = (statistics.median(prefill[w]) * 1000 for w in ("fp32", default))
-    print(f"{model_id}: default cpu_weights={default} (this CPU: {used}), {bare[default][-1][0]} new tokens "
+    print(f"{model_id}: cpu_weights={default} (this CPU: {used}), {bare[default][-1][0]} new tokens "
           f"(fp32: {bare['fp32'][-1][0]}), median of {runs}, {os.cpu_count()} CPUs, torch threads "
           f"{__import__('torch').get_num_threads()}")
     print(f"  bare generate tokens/s   fp32 {f_tps:7.2f} | {used} {d_tps:7.2f} | ratio {d_tps / f_tps:.2f} "
@@ -139,9 +140,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["smollm2-135m", "qwen2.5-coder-0.5b"])
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--weights", choices=("int4", "int8", "bf16"), help="the setting set against fp32 (default: the "
+                   "cpu_weights default)")
     args = p.parse_args()
     for model_id in args.models:
-        bench_model(model_id, args.runs)
+        bench_model(model_id, args.runs, args.weights)
 
 
 if __name__ == "__main__":
