@@ -49,7 +49,7 @@ def test_upload_then_ask_with_rag_shows_the_source(rag_app: tuple[str, Path], ta
     main.get_by_role("button", name="Create").click()
     sync_api.expect(main.get_by_text("Created 火山 notes (minilm).")).to_be_visible(timeout=2 * TIMEOUT_MS)
 
-    tab.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(doc))
+    main.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(doc))
     main.get_by_role("button", name="Ingest").click()
     sync_api.expect(main.get_by_text("1 files, 1 added")).to_be_visible(timeout=2 * TIMEOUT_MS)
     sync_api.expect(main.get_by_test_id("stDataFrame")).to_be_visible(timeout=TIMEOUT_MS)
