@@ -146,6 +146,9 @@ def load_export(raw: bytes, source: str) -> Any:
     """The JSON document in ``raw`` (UTF-8, a BOM allowed); InputError naming ``source`` when it is not JSON."""
     try:
         return json.loads(raw.decode("utf-8-sig"))
+    except RecursionError:
+        raise InputError(f"Cannot import {source!r}: its JSON is nested too deeply to be a chat export. Give a JSON "
+                         "file from `sessions export` or the chat's Export JSON button.") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"Cannot import {source!r}: {exc}. Give a JSON file from `sessions export` or the "
                          "chat's Export JSON button.") from None  # fmt: skip

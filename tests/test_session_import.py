@@ -104,7 +104,9 @@ def test_cli_roundtrip_keeps_the_choice(home: Path, store, rows, tmp_path: Path,
 
 
 def test_cli_import_of_a_bad_file_fails_naming_it(home: Path, store, tmp_path: Path, capsys) -> None:
-    for name, content in (("absent.json", None), ("broken.json", b"{not json"), ("latin1.json", b"\xe9t\xe9")):
+    deep = b"[" * 100_000 + b"]" * 100_000  # nested past Python's recursion limit
+    for name, content in (("absent.json", None), ("broken.json", b"{not json"), ("latin1.json", b"\xe9t\xe9"),
+                          ("deep.json", deep)):
         path = tmp_path / name
         if content is not None:
             path.write_bytes(content)
