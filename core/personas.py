@@ -96,6 +96,8 @@ def _adapter_problems(path: Path) -> list[str]:
             cfg = json.loads(config.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             problems.append(f"adapter_config.json cannot be read ({exc})")
+        except RecursionError:
+            problems.append("adapter_config.json is nested too deeply to be a LoRA config: save the adapter again")
         else:
             problems += _adapter_config_problems(cfg)
     weights = path / "adapter_model.safetensors"

@@ -249,3 +249,9 @@ def test_model_generate_takes_the_dtype_the_fit_check_suggests(qwen: Path, home:
                  "--max-new-tokens", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 1 <= len(out["ids"]) <= 3
+
+
+def test_deeply_nested_config_is_a_model_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match="nested too deeply"):
+        read_config(tmp_path)

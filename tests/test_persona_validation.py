@@ -45,6 +45,15 @@ def test_adapter_config_array_breaks_only_its_own_persona(tmp_path: Path) -> Non
     assert len(broken) == 1 and "'weird'" in broken[0] and "must be a JSON object" in broken[0]
 
 
+def test_deeply_nested_adapter_config_breaks_only_its_own_persona(tmp_path: Path) -> None:
+    lora_persona(tmp_path, "ok")
+    deep = lora_persona(tmp_path, "deep")
+    (deep / "adapter_config.json").write_text("[" * 100_000 + "]" * 100_000)
+    personas, broken = list_personas(tmp_path)
+    assert [p.id for p in personas] == ["ok"]
+    assert len(broken) == 1 and "'deep'" in broken[0] and "nested too deeply" in broken[0]
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "no-lora"])
 def test_damaged_adapter_weights_are_named_at_load(tmp_path: Path, damage: str) -> None:
     path = lora_persona(tmp_path, "pirate")

@@ -67,6 +67,22 @@ def test_broken_json_array_names_the_line(tmp_path: Path) -> None:
     assert len(report.examples) == 1 and report.problems[0].line == 3
 
 
+def test_deeply_nested_records_are_reported_not_a_crash(tmp_path: Path) -> None:
+    """A record nested past Python's recursion limit is a problem on its line, in JSONL and in a JSON array."""
+    deep = "[" * 100_000 + "]" * 100_000
+    ok = json.dumps({"instruction": "ok", "output": "fine"})
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text(f"{ok}\n{deep}\n{ok}\n", encoding="utf-8")
+    report = load_data(lines)
+    assert [e.line for e in report.examples] == [1, 3]
+    assert [(p.line, "nested too deeply" in p.message) for p in report.problems] == [(2, True)]
+    array = tmp_path / "deep.json"
+    array.write_text(f"[\n{ok},\n{deep}\n]\n", encoding="utf-8")
+    report = load_data(array)
+    assert len(report.examples) == 1 and report.problems[0].line == 3
+    assert "nested too deeply" in report.problems[0].message
+
+
 @pytest.fixture(scope="module")
 def codec(tmp_path_factory: pytest.TempPathFactory) -> HFChatCodec:
     from transformers import AutoTokenizer

@@ -35,6 +35,8 @@ def read_config(path: Path) -> dict[str, Any]:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ModelError(f"{file} is not text (not UTF-8): the file is corrupt; re-download the model.") from None
+    except RecursionError:
+        raise ModelError(f"{file} is nested too deeply to be a model config: re-download the model.") from None
     except json.JSONDecodeError as exc:
         raise ModelError(
             f"{file} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); the download may be "

@@ -90,6 +90,8 @@ def _records(text: str) -> tuple[list[tuple[int, int | None, Any]], list[Problem
             records.append((number, None, json.loads(raw)))
         except json.JSONDecodeError as exc:
             problems.append(Problem(number, f"invalid JSON ({exc.msg} at column {exc.colno})"))
+        except RecursionError:
+            problems.append(Problem(number, "invalid JSON (nested too deeply to be a training example)"))
     return records, problems
 
 
@@ -115,6 +117,9 @@ def _array_records(text: str) -> tuple[list[tuple[int, int | None, Any]], list[P
         except json.JSONDecodeError as exc:
             bad = text.count("\n", 0, exc.pos) + 1
             return records, [Problem(bad, f"invalid JSON ({exc.msg}); the rest of the file was not read")]
+        except RecursionError:
+            return records, [Problem(line, "invalid JSON (nested too deeply to be a training example); the rest of "
+                                           "the file was not read")]
         records.append((line, len(records) + 1, value))
         pos = skip(pos)
         if pos < n and text[pos] == ",":
