@@ -153,6 +153,7 @@ def test_inkstone_session_stores_the_exchange(server: ApiServer, engine: Engine)
 
 @pytest.mark.parametrize(("body", "status", "code", "param"), [
     (b"{not json", 400, "invalid_json", None),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json", None),  # nested past Python's recursion limit
     ({"model": "tiny-llama"}, 400, "invalid_value", "messages"),
     ({"model": "tiny-llama", "messages": MESSAGES, "temperature": 9}, 400, "invalid_value", "temperature"),
     ({"model": "ghost", "messages": MESSAGES}, 404, "model_not_found", "model"),

@@ -87,6 +87,9 @@ def create_app(engine: EngineGetter, *, api_key: str | None = None, cors_origins
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # e.g. JSON nested too deeply
+            return await api_error(request, ApiError(400, "The request body could not be parsed as JSON (nested "
+                                                     "too deeply?): send a JSON object.", code="invalid_json"))
         code = "not_found" if exc.status_code == 404 else "http_error"
         return await api_error(request, ApiError(exc.status_code, f"{request.method} {request.url.path}: "
                                                  f"{exc.detail}.", code=code))
