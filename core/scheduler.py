@@ -253,7 +253,8 @@ class QueuedBackend:
         self.inner.set_adapters_enabled(enabled)
 
     def __getattr__(self, name: str) -> Any:
-        # Backend-specific extras (``codec``, ``generate_ids``) stay reachable for the debugging commands.
+        # Backend-specific extras (the transformers backend's ``codec``, ``model``) stay reachable for tests and
+        # benchmarks; the app, the API and the CLI use only the protocol.
         return getattr(self.inner, name)
 
     def _adapters_off(self, off: bool) -> None:
