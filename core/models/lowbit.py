@@ -167,7 +167,8 @@ def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any
     from core.models.lowbit_layers import to_bf16
 
     say = say or (lambda _msg: None)
-    kind = _resolve(settings, say)
+    kind, notice = resolve_kind(settings.cpu_weights)
+    _tell(notice, say)
     model = None
     if kind in ("fp32", "bf16"):
         model = load_float(torch.float32 if kind == "fp32" else torch.bfloat16)
@@ -194,10 +195,10 @@ def bundled_for_cpu(converted: Path, settings: Any, convert: Callable[[], tuple[
     from transformers import AutoTokenizer
 
     say = say or (lambda _msg: None)
-    kind, _notice = resolve_kind(settings.cpu_weights)
+    kind, notice = resolve_kind(settings.cpu_weights)
     if kind not in ("int4", "int8") or (converted / "config.json").is_file():
-        return None
-    kind = _resolve(settings, say)
+        return None  # load_for_cpu gives the notice then
+    _tell(notice, say)
     dest = cache_dir_for(converted, settings.cache_dir, kind)
     if (dest / "tokenizer_config.json").is_file() and (model := _read_cache(dest, kind, say)) is not None:
         try:
@@ -213,12 +214,10 @@ def bundled_for_cpu(converted: Path, settings: Any, convert: Callable[[], tuple[
     return model.eval(), tokenizer, False
 
 
-def _resolve(settings: Any, say: Say) -> str:
-    kind, notice = resolve_kind(settings.cpu_weights)
+def _tell(notice: str | None, say: Say) -> None:
     if notice:
         logging.getLogger(__name__).warning(notice)  # stays in the log after the loading message is gone
         say(notice)
-    return kind
 
 
 def _read_cache(dest: Path, kind: str, say: Say) -> Any:
