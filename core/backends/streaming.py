@@ -34,11 +34,11 @@ class IdStreamer(BaseStreamer):
         self._stop = set(codec.stop_ids)
 
     def put(self, value: Any) -> None:
-        """Called by ``generate`` with the prompt, then with each new token."""
+        """Called by ``generate`` with the prompt, then with each new token (a tensor, or a list of ids)."""
         if not self._prompt_seen:
             self._prompt_seen = True
             return
-        new = [int(i) for i in value.reshape(-1).tolist()]
+        new = [int(i) for i in (value if isinstance(value, list) else value.reshape(-1).tolist())]
         self.ids.extend(i for i in new if i not in self._stop)
         self._emit(final=False)
 
