@@ -147,11 +147,11 @@ def load_export(raw: bytes, source: str) -> Any:
     try:
         return json.loads(raw.decode("utf-8-sig"))
     except RecursionError:
-        raise InputError(f"Cannot import {source!r}: its JSON is nested too deeply to be a chat export. Give a JSON "
-                         "file from `sessions export` or the chat's Export JSON button.") from None
+        problem = "its JSON is nested too deeply to be a chat export"
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"Cannot import {source!r}: {exc}. Give a JSON file from `sessions export` or the "
-                         "chat's Export JSON button.") from None  # fmt: skip
+        problem = str(exc)
+    raise InputError(f"Cannot import {source!r}: {problem}. Give a JSON file from `sessions export` or the chat's "
+                     "Export JSON button.")
 
 
 def _check(data: Any) -> None:
