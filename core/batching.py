@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.backends.base import ChatMessages, Finished, StreamEvent, TextDelta
+from core.backends.threads import release_idle_workers
 from core.backends.transformers_backend import as_generation_error
 from core.chat_config import prompt_lookup_tokens
 from core.config import GenerationSettings
@@ -139,6 +140,7 @@ class ContinuousBatcher:
         streamer = IdStreamer(codec)
         answer = _Answer(codec.prompt_ids(messages), settings, stop, streamer)
         streamer.put(answer.prompt)  # the streamer skips the prompt
+        release_idle_workers()  # this thread only waits from here on (see core.backends.threads)
         self._idle.clear()
         self._inbox.put(answer)
         finished = False
@@ -179,7 +181,8 @@ class ContinuousBatcher:
         with torch.inference_mode():
             while not self._closing.is_set():
                 self._drop_gone()
-                if not self._rows and self._inbox.empty():
+                if not self._rows and self._inbox.empty() and not self._idle.is_set():
+                    release_idle_workers()  # an answer that runs alone next gets the cores' workers
                     self._idle.set()
                 self._admit(wait=not self._rows)
                 if not self._rows:
