@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.backends.base import ChatMessages, Finished, StreamEvent, TextDelta
-from core.backends.threads import release_idle_workers
 from core.backends.transformers_backend import as_generation_error
 from core.chat_config import prompt_lookup_tokens
 from core.config import GenerationSettings
 from core.errors import GenerationError
+from core.threads import release_idle_workers
 
 _END = object()
 _TEXT = object()
@@ -140,7 +140,7 @@ class ContinuousBatcher:
         streamer = IdStreamer(codec)
         answer = _Answer(codec.prompt_ids(messages), settings, stop, streamer)
         streamer.put(answer.prompt)  # the streamer skips the prompt
-        release_idle_workers()  # this thread only waits from here on (see core.backends.threads)
+        release_idle_workers()  # this thread only waits from here on (see core.threads)
         self._idle.clear()
         self._inbox.put(answer)
         finished = False

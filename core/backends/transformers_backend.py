@@ -10,10 +10,10 @@ from typing import Any
 
 from core.backends.base import AdapterSpec, ChatMessages, Finished, ModelInfo, StreamEvent, TextDelta
 from core.backends.streaming import IdStreamer, StopOnEvent
-from core.backends.threads import release_idle_workers
 from core.config import GenerationSettings
 from core.errors import GenerationError, ModelError
 from core.models.loader import LoadedModel
+from core.threads import release_idle_workers
 
 
 def sampling_kwargs(settings: GenerationSettings) -> dict[str, Any]:
@@ -152,7 +152,7 @@ class TransformersBackend:
                     streamer.finish_with_error(exc)
 
             thread = threading.Thread(target=work, name="inkstone-generate", daemon=True)
-            release_idle_workers()  # this thread only waits from here on (see core.backends.threads)
+            release_idle_workers()  # this thread only waits from here on (see core.threads)
             thread.start()
             drained = False
             try:

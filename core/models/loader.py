@@ -24,6 +24,7 @@ from core.models.checkpoint import check_remote_code, check_tokenizer_files, con
 from core.models.codec import ChatCodec, ChatGLM3Codec, HFChatCodec
 from core.models.modelinfo import check_fits, inspect_directory
 from core.models.registry import ModelProfile
+from core.threads import release_idle_workers
 
 Progress = Callable[[str], None]
 
@@ -215,6 +216,7 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
     model.eval()
     if device == "cpu" and settings.quantize is None:
         model.to("cpu")
+    release_idle_workers()  # this thread's loading is done; answers decode on others (see core.threads)
     return LoadedModel(
         model_id=profile.id,
         model=model,
