@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
-import sys
 import tomllib
-from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -275,19 +273,6 @@ def env_layer(environ: dict[str, str] | None = None) -> dict[str, Any]:
         if env.get(var):
             layer[key] = env[var]
     return layer
-
-
-def prefer_passive_threads(environ: MutableMapping[str, str] | None = None) -> bool:
-    """For a server of many clients: torch's OpenMP worker threads sleep instead of spinning while they wait
-    (``OMP_WAIT_POLICY=PASSIVE``), unless the environment already chooses. Measured on a 2-core CPU: 8 API clients
-    got 3.1x one client's tokens/s with it and 2.4x without (spinning threads of the batch and the HTTP server
-    fight for the cores), while one answer alone decodes ~6% slower, so the app and the chat CLI keep the default.
-    It only works before torch is imported; True when it was set here."""
-    env = os.environ if environ is None else environ
-    if "OMP_WAIT_POLICY" in env or "torch" in sys.modules:
-        return False
-    env["OMP_WAIT_POLICY"] = "PASSIVE"
-    return True
 
 
 def config_file_path(environ: dict[str, str] | None = None) -> Path:

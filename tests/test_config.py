@@ -61,23 +61,3 @@ def test_generation_typos_and_wrong_types_in_the_config_file_are_named(tmp_path:
         load_settings(config_file=path, environ={})
     path.write_text("[generation]\nmax_new_tokens = 64.0\n", encoding="utf-8")
     assert load_settings(config_file=path, environ={}).generation.max_new_tokens == 64
-
-
-def test_server_thread_policy_is_passive_unless_chosen_and_only_before_torch() -> None:
-    """``prefer_passive_threads`` (used by ``serve``) sets OMP_WAIT_POLICY=PASSIVE in a fresh process, keeps a value
-    the user set, and does nothing once torch is loaded (the policy would no longer apply)."""
-    import os
-    import subprocess
-    import sys
-
-    from core.config import prefer_passive_threads
-
-    env: dict[str, str] = {"OMP_WAIT_POLICY": "ACTIVE"}
-    assert prefer_passive_threads(env) is False and env == {"OMP_WAIT_POLICY": "ACTIVE"}
-    code = ("import os, sys; from core.config import prefer_passive_threads as p; {before}r = p(); "
-            "print(r, os.environ.get('OMP_WAIT_POLICY'))")
-    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    for before, expected in (("", "True PASSIVE"), ("import torch; ", "False None")):
-        out = subprocess.run([sys.executable, "-c", code.format(before=before)], capture_output=True, text=True,
-                             env=clean, cwd=Path(__file__).resolve().parents[1], check=True).stdout.split("\n")[0]
-        assert out == expected

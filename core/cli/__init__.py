@@ -34,10 +34,6 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    if name == "serve":  # many clients at once: worker threads that sleep, not spin (before torch loads)
-        from core.config import prefer_passive_threads
-
-        prefer_passive_threads()
     module = importlib.import_module(COMMANDS[name][0])
     try:
         code = int(module.main(rest))
