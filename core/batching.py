@@ -80,6 +80,7 @@ class ContinuousBatcher:
         self._inbox: queue.Queue[_Answer] = queue.Queue()
         self._idle = threading.Event()
         self._idle.set()
+        self._idle_lock = threading.Lock()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -141,8 +142,9 @@ class ContinuousBatcher:
         answer = _Answer(codec.prompt_ids(messages), settings, stop, streamer)
         streamer.put(answer.prompt)  # the streamer skips the prompt
         release_idle_workers()  # this thread only waits from here on (see core.threads)
-        self._idle.clear()
-        self._inbox.put(answer)
+        with self._idle_lock:  # not idle from here: the loop cannot see an empty inbox in between
+            self._idle.clear()
+            self._inbox.put(answer)
         finished = False
         try:
             while True:
@@ -181,9 +183,11 @@ class ContinuousBatcher:
         with torch.inference_mode():
             while not self._closing.is_set():
                 self._drop_gone()
-                if not self._rows and self._inbox.empty() and not self._idle.is_set():
+                if not self._rows and not self._idle.is_set() and self._inbox.empty():
                     release_idle_workers()  # an answer that runs alone next gets the cores' workers
-                    self._idle.set()
+                    with self._idle_lock:
+                        if self._inbox.empty():
+                            self._idle.set()
                 self._admit(wait=not self._rows)
                 if not self._rows:
                     continue

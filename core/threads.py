@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import sys
 from typing import Any
 
 OMP_PAUSE_SOFT = 1
@@ -24,11 +25,13 @@ def _pause_function() -> Any:
     """``omp_pause_resource_all`` of the OpenMP runtime torch loaded, or None (no OpenMP, or one without it)."""
     import torch
 
-    if "OpenMP" not in torch.__config__.parallel_info():
+    # Linux only: there torch ships GNU OpenMP, whose pause frees just the calling thread's team (other
+    # runtimes pause every thread's, and do not throttle like this)
+    if not sys.platform.startswith("linux") or "OpenMP" not in torch.__config__.parallel_info():
         return None
     try:
         function = ctypes.CDLL(None).omp_pause_resource_all
-    except (AttributeError, OSError):  # not in the process's global symbols (e.g. another platform's loader)
+    except (AttributeError, OSError, TypeError):  # not among the process's global symbols
         return None
     function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
     return function
