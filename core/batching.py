@@ -35,6 +35,7 @@ from typing import Any
 
 from core.backends.base import ChatMessages, Finished, StreamEvent, TextDelta
 from core.backends.transformers_backend import as_generation_error
+from core.batch_parts import BLOCK, ROWS_ATTENTION, PrefixCache, left_pad, register_rows_attention, sample_token
 from core.chat_config import prompt_lookup_tokens
 from core.config import GenerationSettings
 from core.errors import GenerationError
@@ -44,8 +45,6 @@ _END = object()
 _TEXT = object()
 WAIT_S = 0.1
 """How long the idle decode thread waits for a new answer before checking whether it should stop."""
-BLOCK = 32
-"""Prompt tokens prefilled per forward pass, and the unit in which prompt prefixes are reused."""
 
 
 @dataclass(eq=False)
@@ -179,7 +178,7 @@ class ContinuousBatcher:
     def _run(self) -> None:
         import torch
 
-        _register_rows_attention()
+        register_rows_attention()
         with torch.inference_mode():
             while not self._closing.is_set():
                 self._drop_gone()
@@ -257,10 +256,10 @@ class ContinuousBatcher:
         else:
             width = max(self._mask.shape[1], n)
             for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
-                mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
-                mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
+                mine.keys = torch.cat([left_pad(mine.keys, width), left_pad(theirs.keys, width)])
+                mine.values = torch.cat([left_pad(mine.values, width), left_pad(theirs.values, width)])
             row_mask = torch.ones(1, n, dtype=torch.long, device=model.device)
-            self._mask = torch.cat([_left_pad(self._mask, width, dim=1), _left_pad(row_mask, width, dim=1)])
+            self._mask = torch.cat([left_pad(self._mask, width, dim=1), left_pad(row_mask, width, dim=1)])
             self._positions = torch.cat([self._positions, self._positions.new_tensor([n])])
             self._last = torch.cat([self._last, self._last.new_tensor([token])])
         self._rows.append(answer)
@@ -361,121 +360,8 @@ class ContinuousBatcher:
         for i, answer in enumerate(rows):
             s = answer.settings
             if s.temperature > 0:
-                tokens[i] = _sample(logits[i] / s.temperature, s.top_k, s.top_p)
+                tokens[i] = sample_token(logits[i] / s.temperature, s.top_k, s.top_p)
         return tokens
-
-
-class PrefixCache:
-    """Keys and values of the last few prompts, so that a new prompt sharing a long prefix with one of them (the
-    same system prompt, the earlier turns of the same chat) prefills only what follows.
-
-    Stored tensors are never written to: the cache layers concatenate into new ones.
-    """
-
-    def __init__(self, entries: int = 8, max_tokens: int = 8192, block: int = BLOCK) -> None:
-        self.entries = entries
-        self.max_tokens = max_tokens
-        self.block = block
-        self._items: list[tuple[list[int], list[tuple[Any, Any]]]] = []
-        self.reused_tokens = 0
-        """Prompt tokens taken from the cache so far (for benchmarks)."""
-
-    def lookup(self, prompt: list[int]) -> list[tuple[Any, Any]]:
-        """Per layer (keys, values) of the longest stored prefix of ``prompt`` in whole blocks, short of the
-        prompt's last token (it must run to give the next token's logits); empty when there is none."""
-        best, found = 0, None
-        for ids, kv in self._items:
-            n = _common(ids, prompt, len(prompt) - 1) // self.block * self.block
-            if n > best:
-                best, found = n, kv
-        if found is None:
-            return []
-        self.reused_tokens += best
-        return [(k[:, :, :best], v[:, :, :best]) for k, v in found]
-
-    def store(self, prompt: list[int], kv: list[tuple[Any, Any]]) -> None:
-        """Remember ``prompt``'s keys and values (dropping a stored prompt it extends, and the oldest ones beyond
-        ``entries`` prompts or ``max_tokens`` tokens in all)."""
-        self._items = [item for item in self._items if _common(item[0], prompt, len(item[0])) < len(item[0])]
-        self._items.append((list(prompt), kv))
-        del self._items[: -self.entries]
-        while len(self._items) > 1 and sum(len(ids) for ids, _ in self._items) > self.max_tokens:
-            del self._items[0]
-
-
-def _common(a: list[int], b: list[int], limit: int) -> int:
-    """Length of the common prefix of ``a`` and ``b``, at most ``limit``."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y or n >= limit:
-            break
-        n += 1
-    return n
-
-
-ROWS_ATTENTION = "inkstone_rows"
-"""The attention used for batched decoding steps of an ``sdpa`` model (see ``_rows_attention``)."""
-
-
-def _rows_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, row_starts: Any = None,
-                    scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
-    """Attention of one new token per row, each row over its own keys only (its left padding cut off).
-
-    An answer's rounding, and with it its greedy tokens, then do not depend on the other answers in the batch
-    (a padded, masked batch rounds its softmax sums differently). The few small float32 matmuls per row cost
-    less than an ``sdpa`` call each. Without ``row_starts`` (a prompt) it is plain masked ``sdpa``.
-    """
-    import torch
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    if row_starts is None or query.shape[2] != 1 or kwargs.get("softcap") is not None or \
-            getattr(module, "sinks", None) is not None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
-    batch, heads, _, dim = query.shape
-    groups = heads // key.shape[1]  # query heads per key/value head (grouped-query attention)
-    scale = scaling if scaling is not None else dim ** -0.5
-    rows = []
-    for b, start in enumerate(row_starts):
-        q = query[b].reshape(key.shape[1], groups, dim).float()  # head h uses key/value head h // groups
-        weights = (q @ key[b, :, start:].float().transpose(-1, -2) * scale).softmax(-1)
-        rows.append(weights @ value[b, :, start:].float())
-    out = torch.stack(rows).reshape(batch, heads, 1, dim).transpose(1, 2)
-    return out.to(query.dtype), None
-
-
-def _register_rows_attention() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(ROWS_ATTENTION, _rows_attention)
-    AttentionMaskInterface.register(ROWS_ATTENTION, sdpa_mask)
-
-
-def _sample(scores: Any, top_k: int, top_p: float) -> int:
-    """One token from ``scores`` (already divided by the temperature), keeping the top-k, then the top-p mass."""
-    import torch
-
-    if 0 < top_k < scores.shape[-1]:
-        values, ids = scores.topk(top_k)
-    else:
-        values, ids = scores.sort(descending=True)
-    probs = values.softmax(-1)
-    if top_p < 1.0:
-        before = probs.cumsum(-1) - probs  # mass of the more likely tokens; the most likely is always kept
-        probs = probs.masked_fill(before >= top_p, 0.0)
-    return int(ids[torch.multinomial(probs, 1)])
-
-
-def _left_pad(tensor: Any, width: int, dim: int = -2) -> Any:
-    """``tensor`` padded with zeros on the left of ``dim`` to ``width``."""
-    import torch
-
-    missing = width - tensor.shape[dim]
-    if missing == 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = missing
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
 def _drain(streamer: Any) -> Iterator[TextDelta]:
