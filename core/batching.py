@@ -2,10 +2,11 @@
 
 One decode thread owns a left-padded batch over the shared model and a transformers ``DynamicCache``. Each step
 feeds every running answer's last token at once: on a CPU, where a decoding step reads all the weights once,
-eight answers cost little more than one. A new answer joins between steps: its prompt is prefilled alone (its
-first token is sampled at once) and its cache is merged into the batch's, left-padded to a common length, with
-per-row positions and attention mask. A finished or cancelled answer leaves before the next step, and padding
-columns that no remaining row needs are cut off.
+eight answers cost little more than one. A new answer joins between steps: its prompt is prefilled alone, in
+blocks (at most ``PREFILL_PER_STEP`` tokens between two steps while other answers decode, so a long prompt does
+not stall them), its first token is sampled and its cache is merged into the batch's, left-padded to a common
+length, with per-row positions and attention mask. A finished or cancelled answer leaves before the next step,
+and padding columns that no remaining row needs are cut off.
 
 Sampling is per answer: temperature, top-k, top-p and repetition penalty as ``generate`` applies them, greedy at
 temperature 0; each answer stops at the model's stop ids or its own ``max_new_tokens``, and its stop event ends
@@ -45,6 +46,9 @@ _END = object()
 _TEXT = object()
 WAIT_S = 0.1
 """How long the idle decode thread waits for a new answer before checking whether it should stop."""
+PREFILL_PER_STEP = 4 * BLOCK
+"""Prompt tokens prefilled between two decoding steps while answers are decoding (a 2,000-token prompt then
+costs each running answer ~16 slower steps instead of one pause of several seconds on a CPU)."""
 
 
 @dataclass(eq=False)
@@ -63,6 +67,9 @@ class _Answer:
     seen: set[int] = field(default_factory=set)
     """Ids in the context (prompt and answer), for the repetition penalty."""
     seen_ids: Any = None
+    cache: Any = None
+    """While the prompt is being prefilled: its own ``DynamicCache`` (the prompt's ids in ``ids``)."""
+    ids: Any = None
 
     @property
     def gone(self) -> bool:
@@ -72,9 +79,11 @@ class _Answer:
 class ContinuousBatcher:
     """A batched decode loop over a ``TransformersBackend``'s model, started on first use."""
 
-    def __init__(self, backend: Any, capacity: int = 8, tokens_per_answer: int = 1024) -> None:
+    def __init__(self, backend: Any, capacity: int = 8, tokens_per_answer: int = 1024,
+                 prefill_per_step: int = PREFILL_PER_STEP) -> None:
         self.backend = backend
         self.capacity = capacity
+        self.prefill_per_step = prefill_per_step
         self.cache_tokens = capacity * tokens_per_answer
         self._inbox: queue.Queue[_Answer] = queue.Queue()
         self._idle = threading.Event()
@@ -92,6 +101,7 @@ class ContinuousBatcher:
         self.prefixes = PrefixCache()
         """Keys and values of recent prompts (decode thread only)."""
         self._rows: list[_Answer] = []
+        self._waiting: list[_Answer] = []  # taken in, prompt not fully prefilled yet (arrival order)
         self._cache: Any = None
         self._mask: Any = None  # [rows, columns] 1 for real tokens, 0 for left padding
         self._positions: Any = None  # [rows] position of each row's next token
@@ -182,12 +192,14 @@ class ContinuousBatcher:
         with torch.inference_mode():
             while not self._closing.is_set():
                 self._drop_gone()
-                if not self._rows and not self._idle.is_set() and self._inbox.empty():
+                if not self._rows and not self._waiting and not self._idle.is_set() and self._inbox.empty():
                     release_idle_workers()  # an answer that runs alone next gets the cores' workers
                     with self._idle_lock:
                         if self._inbox.empty():
                             self._idle.set()
-                self._admit(wait=not self._rows)
+                self._admit(wait=not self._rows and not self._waiting)
+                if self._waiting:
+                    self._prefill()
                 if not self._rows:
                     continue
                 started = time.perf_counter()
@@ -202,8 +214,8 @@ class ContinuousBatcher:
             self._idle.set()
 
     def _admit(self, wait: bool) -> None:
-        """Prefill every answer that arrived (waiting a little for one when the batch is empty)."""
-        while len(self._rows) < self.capacity:
+        """Take in the answers that arrived (waiting a little for one when nothing runs)."""
+        while len(self._rows) + len(self._waiting) < self.capacity:
             try:
                 answer = self._inbox.get(timeout=WAIT_S) if wait else self._inbox.get_nowait()
             except queue.Empty:
@@ -212,39 +224,63 @@ class ContinuousBatcher:
             if answer.gone:
                 answer.out.put(_END)
                 continue
-            started = time.perf_counter()
-            try:
-                self._prefill(answer)
-            except Exception as exc:  # noqa: BLE001 - this answer fails, the batch goes on
-                answer.out.put(exc)
-                answer.out.put(_END)
-            self.stats["prefill_s"] += time.perf_counter() - started
+            self._waiting.append(answer)
 
     def _forward(self, ids: Any, cache: Any, **kwargs: Any) -> Any:
         return self.backend.model(input_ids=ids, use_cache=True, **{self._cache_arg: cache}, **kwargs).logits[:, -1]
 
-    def _prefill(self, answer: _Answer) -> None:
-        """Run ``answer``'s prompt alone, sample its first token and merge its cache into the batch's.
+    def _prefill(self) -> None:
+        """Prefill waiting prompts in arrival order: all of them while nothing decodes, else about
+        ``prefill_per_step`` tokens."""
+        spent = 0
+        while self._waiting and (not self._rows or spent < self.prefill_per_step):
+            answer = self._waiting[0]
+            started = time.perf_counter()
+            try:
+                spent += self._prefill_block(answer)
+            except Exception as exc:  # noqa: BLE001 - this answer fails, the batch goes on
+                if answer in self._waiting:
+                    self._waiting.remove(answer)
+                answer.cache = answer.ids = None
+                answer.out.put(exc)
+                answer.out.put(_END)
+            self.stats["prefill_s"] += time.perf_counter() - started
+
+    def _prefill_block(self, answer: _Answer) -> int:
+        """Run the next block of ``answer``'s prompt (its last block: sample the first token and join the batch);
+        the number of prompt tokens run.
 
         The prompt runs in blocks of ``BLOCK`` tokens from its start, and the leading blocks it shares with a
         recent prompt are taken from ``prefixes`` instead: a block's keys and values are then the same bits
         whether computed now or reused (attention kernels round differently for other splits), so an answer
-        does not depend on what was asked before it.
+        does not depend on what was asked before it, nor on how its blocks were spread between steps.
         """
         import torch
         from transformers import DynamicCache
 
         model = self.backend.model
-        cache = DynamicCache()
-        for i, (keys, values) in enumerate(self.prefixes.lookup(answer.prompt)):
-            cache.update(keys, values, i)
+        if answer.cache is None:
+            answer.cache = DynamicCache()
+            for i, (keys, values) in enumerate(self.prefixes.lookup(answer.prompt)):
+                answer.cache.update(keys, values, i)
+            answer.ids = torch.tensor([answer.prompt], dtype=torch.long, device=model.device)
+        n, begin = len(answer.prompt), answer.cache.get_seq_length()
+        if begin + BLOCK < n:  # keys and values only: no head for the logits
+            model.base_model(input_ids=answer.ids[:, begin:begin + BLOCK], use_cache=True,
+                             **{self._cache_arg: answer.cache})
+            return BLOCK
+        logits = self._forward(answer.ids[:, begin:], answer.cache, logits_to_keep=1)
+        self._waiting.remove(answer)
+        cache, answer.cache, answer.ids = answer.cache, None, None
+        self._join(answer, cache, logits)
+        return n - begin
+
+    def _join(self, answer: _Answer, cache: Any, logits: Any) -> None:
+        """Sample ``answer``'s first token from its prompt's ``logits`` and merge its ``cache`` into the batch."""
+        import torch
+
+        model = self.backend.model
         n = len(answer.prompt)
-        ids = torch.tensor([answer.prompt], dtype=torch.long, device=model.device)
-        for begin in range(cache.get_seq_length(), n, BLOCK):
-            if begin + BLOCK < n:  # keys and values only: no head for the logits
-                model.base_model(input_ids=ids[:, begin:begin + BLOCK], use_cache=True, **{self._cache_arg: cache})
-            else:
-                logits = self._forward(ids[:, begin:], cache, logits_to_keep=1)
         self.prefixes.store(answer.prompt, [(layer.keys, layer.values) for layer in cache.layers])
         answer.seen.update(answer.prompt)
         token = self._pick(logits, [answer])[0]
@@ -305,6 +341,10 @@ class ContinuousBatcher:
         return False
 
     def _drop_gone(self) -> None:
+        for answer in [answer for answer in self._waiting if answer.gone]:
+            self._waiting.remove(answer)
+            answer.cache = answer.ids = None
+            answer.out.put(_END)
         gone = [i for i, answer in enumerate(self._rows) if answer.gone]
         for i in gone:
             self._rows[i].out.put(_END)
@@ -331,10 +371,10 @@ class ContinuousBatcher:
             layer.values = layer.values.index_select(0, index)[:, :, start:]
 
     def _fail_all(self, exc: BaseException) -> None:
-        for answer in self._rows:
+        for answer in self._rows + self._waiting:
             answer.out.put(exc)
             answer.out.put(_END)
-        self._rows = []
+        self._rows, self._waiting = [], []
         self._cache = self._mask = self._positions = self._last = None
         while True:
             try:

@@ -127,6 +127,34 @@ def test_a_client_that_goes_away_frees_its_place_at_once(tiny: TransformersBacke
     queued.batcher.close()
 
 
+def test_a_long_prompt_is_read_between_the_steps_of_running_answers(tiny: TransformersBackend) -> None:
+    """A long prompt arriving while another answer streams is prefilled a block at a time between that answer's
+    steps (it keeps streaming instead of pausing for the whole prompt), and is still answered as alone."""
+    words = 40
+    while tiny.count_prompt_tokens([{"role": "user", "content": "lighthouse " * words}]) < 12 * BLOCK:
+        words += 10
+    long = [{"role": "user", "content": "lighthouse " * words}]
+    assert tiny.count_prompt_tokens(long) < 450  # the tiny model has 512 positions
+    alone = answer(list(tiny.stream(long, GREEDY, threading.Event())))
+    batcher = ContinuousBatcher(tiny, capacity=4, prefill_per_step=BLOCK)
+    stop = threading.Event()
+    try:
+        running = batcher.stream([{"role": "user", "content": "Go on forever."}],
+                                 GREEDY.with_updates(max_new_tokens=400), stop)
+        assert isinstance(next(running), TextDelta) and batcher.running == 1
+        steps = batcher.stats["steps"]
+        got = answer(list(batcher.stream(long, GREEDY, threading.Event())))
+        steps = batcher.stats["steps"] - steps
+        assert batcher.running == 1  # the first answer is still streaming
+    finally:
+        stop.set()
+        list(running)
+        batcher.close()
+    assert got == alone
+    # one decoding step per prompt block, besides the long answer's own steps (all at once: at most one)
+    assert steps - got[1].completion_tokens >= 8
+
+
 def test_sampled_answers_keep_their_own_limits(tiny: TransformersBackend) -> None:
     """Sampling rows (temperature, top-p, top-k) beside a greedy one: each stops at its own max tokens, and the
     greedy one is unchanged by its neighbours."""
