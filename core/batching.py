@@ -235,6 +235,9 @@ class ContinuousBatcher:
         spent = 0
         while self._waiting and (not self._rows or spent < self.prefill_per_step):
             answer = self._waiting[0]
+            if answer.gone:  # stopped while its prompt was being read
+                self._drop_gone()
+                continue
             started = time.perf_counter()
             try:
                 spent += self._prefill_block(answer)
