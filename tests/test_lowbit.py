@@ -7,6 +7,8 @@ quantized base, and on the bundled SmolLM2 the low-bit settings agree with float
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -131,6 +133,21 @@ def test_cache_is_written_then_reused(tiny_llama: Path, tmp_path: Path, monkeypa
     ids = torch.tensor([[1, 5, 9, 42, 7, 100]])
     torch.testing.assert_close(_logits(second, ids), _logits(first, ids), rtol=0, atol=0)
     assert second.codec.prompt_ids(HELLO) == first.codec.prompt_ids(HELLO)
+
+
+def test_a_pack_killed_while_writing_leaves_no_folder_behind(tiny_llama: Path, tmp_path: Path) -> None:
+    """A half-written copy left by a process that was killed while packing is deleted by the next pack; one of a
+    process still running (it may be packing right now) is kept."""
+    _load(tiny_llama, tmp_path, "int8")
+    cache = next((tmp_path / "cache" / "lowbit").iterdir())
+    dead, alive = 4194305, os.getppid()  # above Linux's largest pid; the process that started this test
+    for pid in (dead, alive):
+        half = cache.with_name(f"{cache.name}.partial{pid}")
+        half.mkdir()
+        (half / "model.safetensors").write_bytes(b"x" * 1000)
+    shutil.rmtree(cache)  # the next start packs again
+    _load(tiny_llama, tmp_path, "int8")
+    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name, f"{cache.name}.partial{alive}"]
 
 
 def test_broken_cache_is_rebuilt_with_a_notice(tiny_llama: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ packing is redone at load (fast). Heavy imports happen inside functions.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -84,6 +85,7 @@ def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest:
             continue
         seen[ident] = key
         tensors[key] = tensor.contiguous()
+    _remove_stale_partials(dest)
     tmp = dest.with_name(f"{dest.name}.partial{os.getpid()}")  # two processes may pack the same model at once
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -102,6 +104,18 @@ def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest:
         tmp.rename(dest)
     except OSError:  # another process finished first: keep its copy
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_partials(dest: Path) -> None:
+    """Delete the half-written copies (``<dest>.partial<pid>``) of packs whose process no longer runs (killed
+    while writing); another process's pack in progress is left alone."""
+    import psutil
+
+    prefix = f"{dest.name}.partial"
+    for path in dest.parent.glob(glob.escape(prefix) + "*") if dest.parent.is_dir() else ():
+        pid = path.name[len(prefix):]
+        if pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def load_cache(src: Path, kind: str) -> Any:
