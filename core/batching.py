@@ -75,6 +75,13 @@ class _Answer:
     def gone(self) -> bool:
         return self.cancelled or self.stop.is_set()
 
+    def end(self, error: BaseException | None = None) -> None:
+        """Tell the caller this answer is over (after ``error``, when it failed); its prefill state is dropped."""
+        self.cache = self.ids = None
+        if error is not None:
+            self.out.put(error)
+        self.out.put(_END)
+
 
 class ContinuousBatcher:
     """A batched decode loop over a ``TransformersBackend``'s model, started on first use."""
@@ -222,7 +229,7 @@ class ContinuousBatcher:
                 return
             wait = False
             if answer.gone:
-                answer.out.put(_END)
+                answer.end()
                 continue
             self._waiting.append(answer)
 
@@ -236,7 +243,8 @@ class ContinuousBatcher:
         while self._waiting and (not self._rows or spent < self.prefill_per_step):
             answer = self._waiting[0]
             if answer.gone:  # stopped while its prompt was being read
-                self._drop_gone()
+                self._waiting.remove(answer)
+                answer.end()
                 continue
             started = time.perf_counter()
             try:
@@ -244,9 +252,7 @@ class ContinuousBatcher:
             except Exception as exc:  # noqa: BLE001 - this answer fails, the batch goes on
                 if answer in self._waiting:
                     self._waiting.remove(answer)
-                answer.cache = answer.ids = None
-                answer.out.put(exc)
-                answer.out.put(_END)
+                answer.end(exc)
             self.stats["prefill_s"] += time.perf_counter() - started
 
     def _prefill_block(self, answer: _Answer) -> int:
@@ -336,7 +342,7 @@ class ContinuousBatcher:
         answer.streamer.put([token])
         answer.out.put(_TEXT)
         if token in self._stop_ids or answer.produced >= answer.settings.max_new_tokens:
-            answer.out.put(_END)
+            answer.end()
             return True
         if token not in answer.seen:
             answer.seen.add(token)
@@ -346,11 +352,10 @@ class ContinuousBatcher:
     def _drop_gone(self) -> None:
         for answer in [answer for answer in self._waiting if answer.gone]:
             self._waiting.remove(answer)
-            answer.cache = answer.ids = None
-            answer.out.put(_END)
+            answer.end()
         gone = [i for i, answer in enumerate(self._rows) if answer.gone]
         for i in gone:
-            self._rows[i].out.put(_END)
+            self._rows[i].end()
         self._remove(gone)
 
     def _remove(self, indices: list[int]) -> None:
@@ -375,8 +380,7 @@ class ContinuousBatcher:
 
     def _fail_all(self, exc: BaseException) -> None:
         for answer in self._rows + self._waiting:
-            answer.out.put(exc)
-            answer.out.put(_END)
+            answer.end(exc)
         self._rows, self._waiting = [], []
         self._cache = self._mask = self._positions = self._last = None
         while True:
@@ -384,8 +388,7 @@ class ContinuousBatcher:
                 answer = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            answer.out.put(exc)
-            answer.out.put(_END)
+            answer.end(exc)
 
     def _pick(self, logits: Any, rows: list[_Answer]) -> list[int]:
         """The next token of each row: repetition penalty, then greedy or temperature/top-k/top-p sampling."""
