@@ -80,7 +80,7 @@ def quantize_int4(weight: torch.Tensor, group_size: int = GROUP_SIZE) -> dict[st
     """
     w = weight.detach().to(torch.float32, copy=True).reshape(weight.shape[0], -1, group_size)
     lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
-    best_err = best_codes = best_scale = best_zero = None
+    best: tuple[torch.Tensor, ...] = ()  # per group, the (error, codes, scale, zero) of the better start
     for shrink in (1.0, 0.9):
         half = (hi - lo) * (shrink / 2)
         offset, scale = (lo + hi) / 2 - half, (half * (2 / 15)).clamp_(min=1e-8)
@@ -91,15 +91,12 @@ def quantize_int4(weight: torch.Tensor, group_size: int = GROUP_SIZE) -> dict[st
         codes = (w - offset).div_(scale).round_().clamp_(0, 15)
         zero = (w - (codes - 8) * scale).mean(-1, keepdim=True).to(torch.bfloat16).float()
         err = (w - (codes - 8) * scale - zero).square_().sum(-1, keepdim=True)
-        if best_err is None:
-            best_err, best_codes, best_scale, best_zero = err, codes, scale, zero
-        else:
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_codes = torch.where(better, codes, best_codes)
-            best_scale = torch.where(better, scale, best_scale)
-            best_zero = torch.where(better, zero, best_zero)
-    assert best_codes is not None and best_scale is not None and best_zero is not None
+        found = (err, codes, scale, zero)
+        if best:
+            better = err < best[0]
+            found = tuple(torch.where(better, new, old) for new, old in zip(found, best, strict=True))
+        best = found
+    _, best_codes, best_scale, best_zero = best
     codes = best_codes.to(torch.uint8).reshape(weight.shape)
     scales_zeros = torch.stack([best_scale.squeeze(-1).t(), best_zero.squeeze(-1).t()], dim=-1).to(torch.bfloat16)
     return {"codes": codes[:, 0::2] | (codes[:, 1::2] << 4), "scales_zeros": scales_zeros.contiguous()}
