@@ -117,9 +117,8 @@ def prompt_lookup_tokens(
     """
     if settings.prompt_lookup == "off":
         return None
-    if settings.prompt_lookup == "auto" and (device != "cpu" or settings.temperature > 0):
-        return None
-    if settings.prompt_lookup == "auto" and not _has_text_to_copy(messages):
+    if settings.prompt_lookup == "auto" and (
+            device != "cpu" or settings.temperature > 0 or not _has_text_to_copy(messages)):
         return None
     return settings.prompt_lookup_tokens
 
