@@ -96,9 +96,9 @@ def bench_model(model_id: str, runs: int, weights: str | None = None) -> None:
     home = Path(os.environ.get("INKSTONE_BENCH_HOME", Path(tempfile.gettempdir()) / "inkstone-bench"))
     default = weights or Settings().cpu_weights
     engines = {}
-    for weights in ("fp32", default):
-        settings = load_settings({"home": str(home), "model": model_id, "device": "cpu", "cpu_weights": weights})
-        engines[weights] = build_engine(settings)
+    for kind in ("fp32", default):
+        settings = load_settings({"home": str(home), "model": model_id, "device": "cpu", "cpu_weights": kind})
+        engines[kind] = build_engine(settings)
     messages = [{"role": "user", "content": PROMPT}]
     low = engines[default]
     used = low.backend.loaded.cpu_weights or "fp32"
@@ -110,9 +110,9 @@ def bench_model(model_id: str, runs: int, weights: str | None = None) -> None:
     prefill: dict[str, list[float]] = {"fp32": [], default: []}
     ours = []
     for _ in range(runs):
-        for weights, engine in engines.items():
-            bare[weights].append(bare_generate(engine.backend, messages))
-            prefill[weights].append(bare_generate(engine.backend, messages, 1, long_ids)[1])
+        for kind, engine in engines.items():
+            bare[kind].append(bare_generate(engine.backend, messages))
+            prefill[kind].append(bare_generate(engine.backend, messages, 1, long_ids)[1])
         ours.append(inkstone_turn(low))
 
     def tps(rows: list[tuple[int, float, float]]) -> float:
