@@ -1,7 +1,8 @@
 """Typed settings, defaulted in one place and layered: CLI flags > inkstone.toml > environment > defaults.
 
 This is the only module that reads the environment (``INKSTONE_HOME``, ``INKSTONE_MODEL``,
-``INKSTONE_ADAPTERS``, ``INKSTONE_CHROMA_URL``, ``INKSTONE_API_KEY``, ``INKSTONE_CONFIG``).
+``INKSTONE_ADAPTERS``, ``INKSTONE_CHROMA_URL``, ``INKSTONE_API_KEY``, ``INKSTONE_CONFIG``, and the process-wide
+switches ``INKSTONE_ONLINE`` and ``INKSTONE_VERBOSE`` that ``core.offline`` applies before any model library loads).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -273,6 +275,25 @@ def env_layer(environ: dict[str, str] | None = None) -> dict[str, Any]:
         if env.get(var):
             layer[key] = env[var]
     return layer
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def online_opt_in(environ: Mapping[str, str] | None = None) -> bool:
+    """``INKSTONE_ONLINE=1``: the user lets the Hugging Face libraries reach the hub (download a model by id).
+
+    Off by default: Inkstone then runs with the Hugging Face offline switches set. Telemetry and hub kernels stay
+    off either way (``core.offline``)."""
+    env = os.environ if environ is None else environ
+    return _truthy(env.get("INKSTONE_ONLINE"))
+
+
+def verbose_opt_in(environ: Mapping[str, str] | None = None, argv: Sequence[str] = ()) -> bool:
+    """``--verbose`` on the command line or ``INKSTONE_VERBOSE=1``: let third-party warnings and progress bars show."""
+    env = os.environ if environ is None else environ
+    return "--verbose" in argv or _truthy(env.get("INKSTONE_VERBOSE"))
 
 
 def config_file_path(environ: dict[str, str] | None = None) -> Path:

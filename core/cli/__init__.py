@@ -19,14 +19,16 @@ COMMANDS = {
 
 def usage() -> str:
     """The top-level help text."""
-    lines = ["usage: python -m core <command> [options]", "", "commands:"]
+    lines = ["usage: python -m core <command> [options] [--verbose]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "--verbose shows the model libraries' own warnings and progress bars (hidden by default)."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command named by the first argument; return its exit status."""
     args = sys.argv[1:] if argv is None else argv
+    args = [a for a in args if a != "--verbose"]  # read by core.offline when core was imported
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2
