@@ -1,10 +1,9 @@
 # Inkstone: `make run` sets up and starts the app; `make test` sets up and runs the whole test suite.
+# Both install from the hash-checked locks in locks/ (`make lock` refreshes them from requirements*.txt).
+# No offline variables here: every Inkstone process sets them itself (core/offline.py).
 VENV := .venv
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
-export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup setup-dev run test lint bench
+.PHONY: setup setup-dev run test lint bench lock test-latest
 
 setup:
 	scripts/setup.sh
@@ -24,3 +23,11 @@ lint: setup-dev
 bench: setup
 	$(VENV)/bin/python bench/decode.py
 	$(VENV)/bin/python bench/history.py
+
+# Re-resolve every dependency to its newest release allowed by requirements*.txt, with hashes (uv).
+lock: setup-dev
+	scripts/lock.sh
+
+# The whole suite against the newest releases, in a throwaway venv; says what would break.
+test-latest:
+	scripts/test-latest.sh
