@@ -19,6 +19,7 @@ from typing import Any
 
 from core.avatars import avatar_problem, avatar_value
 from core.config import GenerationSettings
+from core.dirswap import is_leftover
 from core.errors import ConfigError, NotFoundError
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -186,7 +187,8 @@ def list_personas(adapters_dir: Path) -> tuple[list[Persona], list[str]]:
     if not adapters_dir.is_dir():
         return [], []
     try:
-        paths = sorted(p for p in adapters_dir.iterdir() if (p / "persona.toml").is_file())
+        # a persona being rebuilt (or one whose rebuild was killed) shows as its complete copy, never twice
+        paths = sorted(p for p in adapters_dir.iterdir() if (p / "persona.toml").is_file() and not is_leftover(p))
     except OSError as exc:
         return [], [f"The personas folder {adapters_dir} cannot be read ({exc.strerror or exc}): check permissions."]
     for path in paths:

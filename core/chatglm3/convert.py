@@ -5,21 +5,20 @@ The converted directory holds ``config.json`` (``model_type: glm``, no ``auto_ma
 GLM names and a marker file. Loading it with ``GlmForCausalLM.from_pretrained`` gives every standard
 feature (dtype, ``device_map``, bitsandbytes ``quantization_config``, PEFT) and never runs code from the
 checkpoint directory. Cache entries are keyed by a hash of the source config and weight file
-sizes/mtimes and written atomically (temporary directory, then rename).
+sizes/mtimes and written beside their final name, then swapped in (``core.dirswap``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core.dirswap import is_leftover, recover, replace_dir
 from core.errors import ModelError
 
 from .config import glm_config_from_chatglm3
@@ -135,10 +134,10 @@ def _write_converted(src: Path, out: Path) -> None:
 def convert_chatglm3_checkpoint(src: Path, dst: Path) -> Path:
     """Convert ChatGLM3 checkpoint ``src`` into a native GLM directory ``dst`` and return ``dst``.
 
-    Writes into a temporary sibling directory and renames it to ``dst`` at the end, so ``dst`` is
-    either absent or complete. Nothing is done if ``dst`` already holds a conversion of ``src`` in its
-    current state (same fingerprint); a conversion of an older state is replaced. If another process
-    finishes the same ``dst`` first, that one is kept.
+    Writes into a sibling directory and swaps it in as ``dst`` at the end (``core.dirswap.replace_dir``), so
+    ``dst`` is the old conversion or the complete new one. Nothing is done if ``dst`` already holds a
+    conversion of ``src`` in its current state (same fingerprint); a conversion of an older state is
+    replaced. If another process finishes the same ``dst`` first, that one is kept.
 
     Raises:
         ModelError: ``src`` is not a loadable ChatGLM3 checkpoint, or ``dst`` exists and is not a
@@ -146,29 +145,15 @@ def convert_chatglm3_checkpoint(src: Path, dst: Path) -> Path:
     """
     src, dst = Path(src).resolve(), Path(dst)
     fingerprint = source_fingerprint(src)
+    recover(dst)  # a conversion killed while swapping left the previous one aside
     if dst.exists():
         if not (dst / MARKER).is_file():
             raise ModelError(f"{dst} already exists and is not a converted ChatGLM3 checkpoint; "
                              "remove it or choose another destination")
         if _read_marker(dst).get("fingerprint") == fingerprint:
             return dst
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp, old = dst.parent / f".{dst.name}.tmp-{tag}", dst.parent / f".{dst.name}.old-{tag}"
-    tmp.mkdir()
-    try:
+    with replace_dir(dst) as tmp:
         _write_converted(src, tmp)
-        if dst.exists():
-            os.rename(dst, old)  # an older conversion: set aside, deleted below
-        try:
-            os.rename(tmp, dst)
-        except OSError:
-            if not (dst / MARKER).is_file():
-                raise
-    finally:
-        for leftover in (tmp, old):
-            if leftover.exists():
-                shutil.rmtree(leftover, ignore_errors=True)
     return dst
 
 
@@ -184,7 +169,7 @@ def _prune_stale(keep: Path, src: Path) -> None:
     """Remove older cache entries converted from the same source directory."""
     for entry in keep.parent.glob(f"{src.name}-*"):
         marker = entry / MARKER
-        if entry == keep or not marker.is_file():
+        if entry == keep or not marker.is_file() or is_leftover(entry):  # leftovers belong to ``recover``
             continue
         if _read_marker(entry).get("source") == str(src):
             shutil.rmtree(entry, ignore_errors=True)

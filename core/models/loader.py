@@ -10,7 +10,6 @@ natively (ChatGLM3 through ``core.chatglm3`` without remote code). ``quantize`` 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
+from core.dirswap import recover, replace_dir
 from core.errors import ModelError
 from core.models import bundled, lowbit
 from core.models.checkpoint import check_remote_code, check_tokenizer_files, context_window_of, read_config
@@ -116,13 +116,10 @@ def _convert_gguf(source: bundled.GGUFSource, dest: Path | None, cache_root: Pat
         if gguf.is_relative_to(cache_root):
             gguf.unlink(missing_ok=True)
         return model, tokenizer
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "inkstone-source.json").write_text(_source_json(source), encoding="utf-8")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    with replace_dir(dest) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "inkstone-source.json").write_text(_source_json(source), encoding="utf-8")
     if gguf.is_relative_to(cache_root):
         gguf.unlink(missing_ok=True)  # the safetensors copy replaces it; the packages still hold the original
     return model, tokenizer
@@ -190,6 +187,7 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
     if profile.source == "bundled":
         source = bundled.source_for(profile.id)
         cached = settings.cache_dir / "models" / f"{profile.id}-{source.fingerprint()}"
+        recover(cached)  # a conversion killed while swapping left the previous copy aside
         packed = None
         if lowbit.applies(settings, device):  # int4/int8: only the packed copy is cached
             packed = lowbit.bundled_for_cpu(

@@ -10,15 +10,15 @@ packing is redone at load (fast). Heavy imports happen inside functions.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from core.dirswap import recover, replace_dir
 
 CHOICES = ("int4", "int8", "bf16", "fp32")
 """Values of the ``cpu_weights`` setting, fastest first (the fallback order)."""
@@ -85,37 +85,17 @@ def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest:
             continue
         seen[ident] = key
         tensors[key] = tensor.contiguous()
-    _remove_stale_partials(dest)
-    tmp = dest.with_name(f"{dest.name}.partial{os.getpid()}")  # two processes may pack the same model at once
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, str(tmp / "model.safetensors"))
-    model.config.save_pretrained(tmp)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(tmp)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    for name, text in (extra or {}).items():
-        (tmp / name).write_text(text, encoding="utf-8")
     meta = {"format": FORMAT, "kind": kind, "group_size": GROUP_SIZE, "layers": sorted(portable), "aliases": aliases}
-    (tmp / "lowbit.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    shutil.rmtree(dest, ignore_errors=True)  # an older layout
-    try:
-        tmp.rename(dest)
-    except OSError:  # another process finished first: keep its copy
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _remove_stale_partials(dest: Path) -> None:
-    """Delete the half-written copies (``<dest>.partial<pid>``) of packs whose process no longer runs (killed
-    while writing); another process's pack in progress is left alone."""
-    import psutil
-
-    prefix = f"{dest.name}.partial"
-    for path in dest.parent.glob(glob.escape(prefix) + "*") if dest.parent.is_dir() else ():
-        pid = path.name[len(prefix):]
-        if pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+    with replace_dir(dest) as tmp:  # two processes may pack the same model at once: the first copy in stays
+        save_file(tensors, str(tmp / "model.safetensors"))
+        model.config.save_pretrained(tmp)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        (tmp / "lowbit.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
 def load_cache(src: Path, kind: str) -> Any:
@@ -238,6 +218,7 @@ def _read_cache(dest: Path, kind: str, say: Say) -> Any:
     """The cached ``kind`` model in ``dest``, or None (a broken cache is removed, to be rebuilt)."""
     from safetensors import SafetensorError
 
+    recover(dest)  # a pack killed while swapping left the previous cache aside
     try:
         return load_cache(dest, kind)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
+from core.dirswap import recover, replace_dir
 from core.errors import ConfigError, ModelError
 from core.personas import Persona, load_persona
 from core.training.base import BaseRef, converted_dir, resolve_base
@@ -51,6 +52,7 @@ def merge_persona(persona_id: str, out: Path, settings: Settings, *, base: str |
     if not persona.lora:
         raise ConfigError(f"Persona {persona_id!r} is prompt-only (no LoRA adapter): there is nothing to merge.")
     out = Path(out)
+    recover(out)  # a merge killed while swapping left the previous output aside
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} exists and is not empty: choose another --out or pass --overwrite.")
     ref = base_of(persona, base)
@@ -60,15 +62,11 @@ def merge_persona(persona_id: str, out: Path, settings: Settings, *, base: str |
         merged = PeftModel.from_pretrained(model, str(persona.path)).merge_and_unload()
     except (ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"The adapter of persona {persona_id!r} does not fit {ref.persona_id} ({exc}).") from None
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(str(tmp), safe_serialization=True)
-    save_tokenizer(tmp)
-    (tmp / "inkstone-merge.json").write_text(json.dumps(
-        {"persona": persona_id, "base_model": ref.persona_id, "dtype": dtype}, indent=2), encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with replace_dir(out) as tmp:
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        save_tokenizer(tmp)
+        (tmp / "inkstone-merge.json").write_text(json.dumps(
+            {"persona": persona_id, "base_model": ref.persona_id, "dtype": dtype}, indent=2), encoding="utf-8")
     return out
 
 

@@ -1,16 +1,16 @@
 """Writing a persona directory: ``persona.toml`` (with the ``[training]`` record) next to the PEFT files.
 
-The directory is assembled under a temporary name and renamed into place, so a persona is either the old one or
-the complete new one, never half written.
+The directory is assembled beside its final name and swapped in (``core.dirswap``), so a persona is either the old
+one or the complete new one, never half written.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
+
+from core.dirswap import replace_dir
 
 
 def toml_value(value: Any) -> str:
@@ -36,18 +36,7 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
 
 def install_persona(adapters: Path, persona_id: str, build: Any) -> Path:
     """Call ``build(tmp_dir)`` to fill a fresh directory, then swap it in as ``adapters/persona_id``."""
-    adapters.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp, old = adapters / f".{persona_id}.tmp-{tag}", adapters / f".{persona_id}.old-{tag}"
     dest = adapters / persona_id
-    tmp.mkdir()
-    try:
+    with replace_dir(dest) as tmp:
         build(tmp)
-        if dest.exists():
-            dest.rename(old)
-        tmp.rename(dest)
-    finally:
-        for leftover in (tmp, old):
-            if leftover.exists():
-                shutil.rmtree(leftover, ignore_errors=True)
     return dest
