@@ -31,8 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
 
 PROMPT = "Write a long story about a lighthouse keeper and a cat. Story number {i}."
 

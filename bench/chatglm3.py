@@ -11,18 +11,16 @@ Usage: ``python bench/chatglm3.py [--fixture DIR] [--repeats 5]``.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 import argparse  # noqa: E402
+import os
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEFAULT_FIXTURE = os.environ.get("CHATGLM3_FIXTURE") or str(

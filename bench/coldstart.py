@@ -18,6 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
 
 
 def first_token_seconds(home: Path, model_id: str, weights: str) -> float:

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a map. Use many paragraphs."
 NEW_TOKENS = 128

@@ -35,11 +35,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 import numpy as np  # noqa: E402
 
+import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
 from knowledge import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, DEFAULT_EMBEDDER, KnowledgeLibrary  # noqa: E402
 from knowledge.splitting import make_splitter  # noqa: E402
 

@@ -23,9 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
 
 WARRANTY = [
     {"n": 1, "source": "kettle-manual.pdf", "page": 14, "text": (
@@ -135,7 +134,7 @@ def tie_gap(engine, text: str, sources: list[dict] | None, settings: dict) -> st
         return "same ids (text differs only in streaming)"
     from transformers import RepetitionPenaltyLogitsProcessor
 
-    prompt = torch.tensor([backend.codec.prompt_ids(messages) + ids["off"][:first]])
+    prompt = torch.tensor([backend.loaded.codec.prompt_ids(messages) + ids["off"][:first]])
     penalty = GenerationSettings.from_dict(settings).repetition_penalty
     with torch.inference_mode():
         logits = backend.loaded.model(prompt).logits[:, -1].float()

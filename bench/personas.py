@@ -24,10 +24,9 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -72,7 +71,7 @@ def switch_and_decode(model_id: str, home: Path, runs: int) -> dict[str, float]:
     for i in range(60):
         target = [specs[0], specs[1], None][i % 3]
         start = time.perf_counter()
-        with backend._lock, backend._use_adapter(target):  # noqa: SLF001 - exactly what one answer does
+        with backend.inner._lock, backend.inner._use_adapter(target):  # noqa: SLF001 - exactly what one answer does
             times.append(time.perf_counter() - start)
     rates: dict[str, list[float]] = {"adapter": [], "base": []}
     for _ in range(runs):

@@ -1,5 +1,5 @@
 """Pieces of the batched decode loop (``core.batching``): the prompt-prefix cache, per-row attention for a
-left-padded batch, sampling of one row, and left padding.
+left-padded batch, and left padding. Sampling is ``core.sampling``'s, shared with the single-answer path.
 """
 
 from __future__ import annotations
@@ -95,21 +95,6 @@ def register_rows_attention() -> None:
 
     AttentionInterface.register(ROWS_ATTENTION, rows_attention)
     AttentionMaskInterface.register(ROWS_ATTENTION, sdpa_mask)
-
-
-def sample_token(scores: Any, top_k: int, top_p: float) -> int:
-    """One token from ``scores`` (already divided by the temperature), keeping the top-k, then the top-p mass."""
-    import torch
-
-    if 0 < top_k < scores.shape[-1]:
-        values, ids = scores.topk(top_k)
-    else:
-        values, ids = scores.sort(descending=True)
-    probs = values.softmax(-1)
-    if top_p < 1.0:
-        before = probs.cumsum(-1) - probs  # mass of the more likely tokens; the most likely is always kept
-        probs = probs.masked_fill(before >= top_p, 0.0)
-    return int(ids[torch.multinomial(probs, 1)])
 
 
 def left_pad(tensor: Any, width: int, dim: int = -2) -> Any:

@@ -8,10 +8,10 @@ not stall them), its first token is sampled and its cache is merged into the bat
 length, with per-row positions and attention mask. A finished or cancelled answer leaves before the next step,
 and padding columns that no remaining row needs are cut off.
 
-Sampling is per answer: temperature, top-k, top-p and repetition penalty as ``generate`` applies them, greedy at
-temperature 0; each answer stops at the model's stop ids or its own ``max_new_tokens``, and its stop event ends
-it before the next step. The decode thread also turns each new id into text (the caller's ``IdStreamer``),
-between steps.
+Sampling is per answer, with ``core.sampling`` (the sampler the backend's ``generate`` uses too): repetition
+penalty, temperature, top-k and top-p, greedy at temperature 0; each answer stops at the model's stop ids or its
+own ``max_new_tokens``, and its stop event ends it before the next step. The decode thread also turns each new
+id into text (the caller's ``IdStreamer``), between steps.
 
 Why not transformers' own engine (``init_continuous_batching``, behind ``transformers serve``): on CPU its paged
 cache, per-step scheduling and output routing cost more than the batched matmuls save (8 clients reached 1.6x one
@@ -34,12 +34,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.backends.base import ChatMessages, Finished, StreamEvent, TextDelta
+from core import sampling
+from core.backends.base import Backend, ChatMessages, StreamEvent, TextDelta
+from core.backends.timing import StreamTimer
 from core.backends.transformers_backend import as_generation_error
-from core.batch_parts import BLOCK, ROWS_ATTENTION, PrefixCache, left_pad, register_rows_attention, sample_token
+from core.batch_parts import BLOCK, ROWS_ATTENTION, PrefixCache, left_pad, register_rows_attention
 from core.chat_config import prompt_lookup_tokens
 from core.config import GenerationSettings
-from core.errors import GenerationError
+from core.errors import GenerationError, ModelError
 from core.threads import release_idle_workers
 
 _END = object()
@@ -84,11 +86,15 @@ class _Answer:
 
 
 class ContinuousBatcher:
-    """A batched decode loop over a ``TransformersBackend``'s model, started on first use."""
+    """A batched decode loop over an in-process backend's model (``Backend.loaded``), started on first use."""
 
-    def __init__(self, backend: Any, capacity: int = 8, tokens_per_answer: int = 1024,
+    def __init__(self, backend: Backend, capacity: int = 8, tokens_per_answer: int = 1024,
                  prefill_per_step: int = PREFILL_PER_STEP) -> None:
+        if backend.loaded is None:
+            raise ModelError(f"The model {backend.model_id!r} does not run in-process: it cannot be batched here.")
         self.backend = backend
+        self.loaded = backend.loaded
+        """The model decoded in the batch: its weights (``model``), ``codec`` and ``device``."""
         self.capacity = capacity
         self.prefill_per_step = prefill_per_step
         self.cache_tokens = capacity * tokens_per_answer
@@ -99,9 +105,9 @@ class ContinuousBatcher:
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        model = backend.model
+        model = self.loaded.model
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        self._stop_ids = set(backend.codec.stop_ids)
+        self._stop_ids = set(self.loaded.codec.stop_ids)
         # the batch (decode thread only)
         self.stats = {"steps": 0, "rows": 0, "step_s": 0.0, "prefill_s": 0.0}
         """Decoding steps, rows decoded over all steps, seconds in steps and in prefills (for benchmarks)."""
@@ -120,11 +126,13 @@ class ContinuousBatcher:
         return len(self._rows)
 
     @staticmethod
-    def supported(backend: Any) -> bool:
+    def supported(backend: Backend) -> bool:
         """True for an in-process causal LM whose attention layers all fit one plain ``DynamicCache``."""
-        loaded = getattr(backend, "loaded", None)
-        model = getattr(loaded, "model", None)
-        if model is None or loaded.quantize is not None or not hasattr(model, "generate"):
+        loaded = backend.loaded
+        if loaded is None or loaded.quantize is not None:
+            return False
+        model = loaded.model  # the transformers model: what it supports is read from its class and config
+        if not hasattr(model, "generate"):
             return False
         config = model.config.get_text_config(decoder=True)
         if getattr(model.config, "is_encoder_decoder", False) or not model._supports_default_dynamic_cache():
@@ -136,7 +144,7 @@ class ContinuousBatcher:
         if seed is not None:
             return False
         if self._idle.is_set() and self._inbox.empty() and prompt_lookup_tokens(
-                settings, messages, self.backend.loaded.device):
+                settings, messages, self.loaded.device):
             return False  # alone anyway: the backend's generate can draft from the prompt (faster where it copies)
         return self.backend.count_prompt_tokens(messages) + settings.max_new_tokens <= self.cache_tokens // 2
 
@@ -152,9 +160,10 @@ class ContinuousBatcher:
         """Stream one answer from the batch: text as it decodes, then ``Finished``."""
         from core.backends.streaming import IdStreamer
 
+        timer = StreamTimer()
         self._start()
-        codec = self.backend.codec
-        streamer = IdStreamer(codec)
+        codec = self.loaded.codec
+        streamer = IdStreamer(codec, timer)
         answer = _Answer(codec.prompt_ids(messages), settings, stop, streamer)
         streamer.put(answer.prompt)  # the streamer skips the prompt
         release_idle_workers()  # this thread only waits from here on (see core.threads)
@@ -176,7 +185,7 @@ class ContinuousBatcher:
                 answer.cancelled = True  # the consumer went away: the row leaves before the next step
         streamer.end()
         yield from _drain(streamer)
-        yield Finished(len(answer.prompt), len(streamer.ids), "stopped" if stop.is_set() else "complete")
+        yield timer.finished(len(answer.prompt), len(streamer.ids), streamer.reason(stop))
 
     def wait_idle(self, timeout_s: float = 10.0) -> None:
         """Wait until the decode loop has no answer left (cancelled ones leave before the next step), so the
@@ -234,7 +243,7 @@ class ContinuousBatcher:
             self._waiting.append(answer)
 
     def _forward(self, ids: Any, cache: Any, **kwargs: Any) -> Any:
-        return self.backend.model(input_ids=ids, use_cache=True, **{self._cache_arg: cache}, **kwargs).logits[:, -1]
+        return self.loaded.model(input_ids=ids, use_cache=True, **{self._cache_arg: cache}, **kwargs).logits[:, -1]
 
     def _prefill(self) -> None:
         """Prefill waiting prompts in arrival order: all of them while nothing decodes, else about
@@ -267,7 +276,7 @@ class ContinuousBatcher:
         import torch
         from transformers import DynamicCache
 
-        model = self.backend.model
+        model = self.loaded.model
         if answer.cache is None:
             answer.cache = DynamicCache()
             for i, (keys, values) in enumerate(self.prefixes.lookup(answer.prompt)):
@@ -288,7 +297,7 @@ class ContinuousBatcher:
         """Sample ``answer``'s first token from its prompt's ``logits`` and merge its ``cache`` into the batch."""
         import torch
 
-        model = self.backend.model
+        model = self.loaded.model
         n = len(answer.prompt)
         self.prefixes.store(answer.prompt, [(layer.keys, layer.values) for layer in cache.layers])
         answer.seen.update(answer.prompt)
@@ -316,7 +325,7 @@ class ContinuousBatcher:
         import torch
 
         self._mask = torch.cat([self._mask, self._mask.new_ones(len(self._rows), 1)], dim=1)
-        model = self.backend.model
+        model = self.loaded.model
         kwargs: dict[str, Any] = {}
         if model.config._attn_implementation == "sdpa":
             model.config._attn_implementation = ROWS_ATTENTION
@@ -391,22 +400,21 @@ class ContinuousBatcher:
             answer.end(exc)
 
     def _pick(self, logits: Any, rows: list[_Answer]) -> list[int]:
-        """The next token of each row: repetition penalty, then greedy or temperature/top-k/top-p sampling."""
+        """The next token of each row, with its own settings (``core.sampling``, as ``generate`` picks it)."""
         import torch
 
         logits = logits.float()
+        tokens = logits.argmax(-1).tolist()  # every plain greedy row at once
         for i, answer in enumerate(rows):
-            penalty = answer.settings.repetition_penalty
-            if penalty != 1.0:
+            if sampling.is_plain_argmax(answer.settings):
+                continue
+            context = None
+            if answer.settings.repetition_penalty != 1.0:  # the penalty needs the ids of the context
                 if answer.seen_ids is None:
                     answer.seen_ids = torch.tensor(sorted(answer.seen), device=logits.device)
-                scores = logits[i, answer.seen_ids]
-                logits[i, answer.seen_ids] = torch.where(scores < 0, scores * penalty, scores / penalty)
-        tokens = logits.argmax(-1).tolist()
-        for i, answer in enumerate(rows):
-            s = answer.settings
-            if s.temperature > 0:
-                tokens[i] = sample_token(logits[i] / s.temperature, s.top_k, s.top_p)
+                context = answer.seen_ids[None]
+            scores = sampling.process(context, logits[i : i + 1], answer.settings)
+            tokens[i] = int(sampling.pick(scores, answer.settings)[0])
         return tokens
 
 

@@ -1,10 +1,10 @@
 """ChatService: one chat turn end to end, durable at every step.
 
-The user message is committed before generation starts; the answer row is written as ``streaming``,
-its text saved as it grows. The stream loop only collects; one finalize step writes the row whatever
-ended the stream (finished, stopped, failed, consumer gone, backend ending without ``Finished``) as
-``complete``, ``stopped`` or ``error`` with token counts, time to first token, decode tokens/s and
-sources. A crash or a killed process mid-answer leaves both rows on disk.
+The user message is committed before generation starts; the answer row is written by the one answer recorder
+(``core.recorder``) as ``streaming``, its text saved as it grows. The stream loop only collects; one finalize step
+writes the row whatever ended the stream (finished, stopped, failed, consumer gone, backend ending without
+``Finished``) as ``complete``, ``stopped`` or ``error`` with the ``Finished`` event's token counts, time to first
+token and decode tokens/s, and the sources. A crash or a killed process mid-answer leaves both rows on disk.
 
 Seams for what plugs in: a ``retriever`` (knowledge bases) returns numbered source dicts for a question;
 they go into the prompt as a context block, out as a ``Sources`` event, and onto the answer row.
@@ -13,9 +13,8 @@ they go into the prompt as a context block, out as a ``Sources`` event, and onto
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
@@ -25,9 +24,7 @@ from core.errors import InkstoneError, InputError
 from core.history import HistoryStore, Message, Session
 from core.personas import Persona
 from core.prompt import PromptPlan, build_prompt, fit_sources, with_context
-
-SAVE_EVERY_S = 0.5
-"""How often the growing answer is written to disk while it streams."""
+from core.recorder import AnswerRecorder, RecordedAnswer
 
 
 @dataclass(frozen=True)
@@ -69,6 +66,8 @@ class TurnStats:
     ttft_ms: float | None
     tokens_per_s: float | None
     omitted_turns: int
+    finish_reason: str | None = None
+    """Why generation ended (``Finished.reason``: ``stop``, ``length``, ``stopped``)."""
 
 
 @dataclass(frozen=True)
@@ -109,12 +108,6 @@ def retrieval_query(history: list[tuple[str, str]]) -> str:
         return ""
     earlier = " ".join(asked[:-1])[-RETRIEVAL_CHARS:]
     return f"{earlier}\n{asked[-1]}" if earlier.strip() else asked[-1]
-
-
-NO_FINISH = (
-    "The model backend ended this answer without saying it was finished (a backend bug); the text so far is "
-    "kept: regenerate the answer, or report the backend's problem."
-)
 
 
 class ChatService:
@@ -168,6 +161,16 @@ class ChatService:
     def session_settings(self, session_id: str) -> GenerationSettings:
         """The generation settings stored with a session (defaults for missing keys)."""
         return self.config(session_id).settings
+
+    def create_session(self, config: ChatConfig, *, title: str | None = None) -> Session:
+        """Store a new session for the loaded model with ``config``'s persona and settings (``config.stored``).
+
+        The one place a session is created: the UI's new chat, the CLI, the API (``inkstone_session="new"``) and
+        ``Engine.new_session`` all come here.
+        """
+        return self.store.create_session(
+            model=self.backend.model_id, persona=config.persona_id, settings=config.stored, title=title
+        )
 
     def check_message(
         self,
@@ -251,9 +254,8 @@ class ChatService:
             max_new_tokens=config.settings.max_new_tokens,
         )
         plan = self._plan(history, config, sources, max_turns=config.settings.max_turns)
-        persona = config.persona
-        signed = (persona.id, persona.name, persona.avatar) if persona is not None else None
-        return _Turn(session, "", plan, config.settings, stop, config.adapter, replaces, sources, notice, signed)
+        return _Turn(session, "", plan, config.settings, stop, config.adapter, replaces, sources, notice,
+                     config.persona)
 
     def _retrieve(self, session: Session, question: str) -> tuple[list[dict[str, Any]] | None, str | None]:
         """The retriever's sources (None: RAG off), or None and the reason when it cannot search."""
@@ -267,34 +269,30 @@ class ChatService:
 
     def _stream(self, turn: _Turn) -> Iterator[ChatEvent]:
         """Create the answer row and stream into it; ``_finalize`` writes its end, whatever ends the stream."""
-        store = self.store
-        if turn.session.model != self.backend.model_id:
-            store.update_session(turn.session.id, model=self.backend.model_id)
-        answer = store.add_message(turn.session.id, "assistant", "", status="streaming", persona=turn.persona)
-        rec = _Record(answer.id, time.perf_counter())
-        end: _End | None = None
+        rec = AnswerRecorder.start(self.store, turn.session, self.backend.model_id, turn.persona)
+        error: str | None = None
         backend_events = None
         try:
-            yield Started(turn.user_message_id, answer.id, turn.plan.prompt_tokens, turn.plan.omitted_turns)
+            yield Started(turn.user_message_id, rec.answer_id, turn.plan.prompt_tokens, turn.plan.omitted_turns)
             if turn.sources is not None or turn.notice:
                 yield Sources(turn.sources or [], turn.notice)
             backend_events = self.backend.stream(turn.plan.messages, turn.settings, turn.stop, turn.adapter)
             for event in backend_events:
                 if isinstance(event, TextDelta):
-                    if rec.add(event.text):
-                        store.update_message(answer.id, content=rec.text)  # also the row's heartbeat
+                    rec.add(event.text)  # saved now and then: also the row's heartbeat
                     yield Token(event.text)
                 elif isinstance(event, Finished):
                     rec.finish(event)
-            end = _End(rec.finished.reason) if rec.finished is not None else _End("error", NO_FINISH)
+            rec.ran_out()
         except InkstoneError as exc:  # generation failed, adapter refused, or the store could not be written
-            end = _End("error", str(exc))
+            error = str(exc)
         except Exception as exc:  # a bug: keep the text and say what happened, then let it surface
-            end = _End("error", f"Unexpected error: {type(exc).__name__}: {exc}")
+            error = f"Unexpected error: {type(exc).__name__}: {exc}"
             raise
         finally:
-            if end is None:  # the consumer went away (browser rerun, closed iterator): keep what we have
-                end = _End("stopped")
+            # Without ``Finished`` or an error, the consumer went away (browser rerun, closed iterator) or the
+            # backend ended without it: the recorder's rules say which.
+            end = rec.end(error)
             if end.status != "complete":
                 turn.stop.set()
             close = getattr(backend_events, "close", None)
@@ -303,39 +301,28 @@ class ChatService:
             final = self._finalize(turn, rec, end)
         yield final
 
-    def _finalize(self, turn: _Turn, rec: _Record, end: _End) -> ChatEvent:
+    def _finalize(self, turn: _Turn, rec: AnswerRecorder, end: RecordedAnswer) -> ChatEvent:
         """Write the answer row's end (text, status, error, figures, sources), settle a regenerate, and
         return the event that reports it. Never raises an Inkstone error: a failed write becomes ``Failed``."""
-        finished = rec.finished
         stats = TurnStats(
-            message_id=rec.answer_id,
+            message_id=end.message_id,
             status=end.status,
-            text=rec.text,
-            prompt_tokens=finished.prompt_tokens if finished else turn.plan.prompt_tokens,
-            completion_tokens=finished.completion_tokens if finished else 0,
-            ttft_ms=rec.ttft_ms,
-            tokens_per_s=rec.decode_tokens_per_s(),
+            text=end.text,
+            prompt_tokens=end.prompt_tokens if end.prompt_tokens is not None else turn.plan.prompt_tokens,
+            completion_tokens=end.completion_tokens or 0,
+            ttft_ms=end.ttft_ms,
+            tokens_per_s=end.tokens_per_s,
             omitted_turns=turn.plan.omitted_turns,
-        )
-        final: dict[str, Any] = dict(
-            content=stats.text,
-            status=end.status,
-            error=end.error,
-            prompt_tokens=stats.prompt_tokens if finished else None,
-            completion_tokens=stats.completion_tokens if finished else None,
-            ttft_ms=stats.ttft_ms,
-            tokens_per_s=stats.tokens_per_s,
-            sources=turn.sources or None,
+            finish_reason=end.reason,
         )
         try:
-            self.store.update_message(rec.answer_id, **final)
-            self._settle_replacement(turn.replaces, rec.answer_id, end.status, stats.text)
+            rec.save(end, sources=turn.sources or None)
+            self._settle_replacement(turn.replaces, end.message_id, end.status, end.text)
         except InkstoneError as exc:  # locked or disk full: written with the store's next write, or at close
-            self.store.settle_later(rec.answer_id, **final)
             prefix = f"{end.error} " if end.error else ""
-            return Failed(rec.answer_id, f"{prefix}The answer could not be saved yet: {exc}")
+            return Failed(end.message_id, f"{prefix}The answer could not be saved yet: {exc}")
         if end.status == "error":
-            return Failed(rec.answer_id, end.error or "Generation failed.")
+            return Failed(end.message_id, end.error or "Generation failed.")
         return Done(stats)
 
     def _settle_replacement(self, replaces: str | None, answer_id: str, status: str, text: str) -> None:
@@ -362,58 +349,8 @@ class _Turn:
     """Retrieved sources (None: RAG off): in the prompt's context block, sent as ``Sources``, stored with the answer."""
     notice: str | None = None
     """Why RAG could not search for this answer."""
-    persona: tuple[str, str, str | None] | None = None
-    """The (id, name, avatar) of the persona that writes the answer, stored with it (None: no persona)."""
-
-
-@dataclass(frozen=True)
-class _End:
-    """How a stream ended: the final status and the error text to store."""
-
-    status: str
-    error: str | None = None
-
-
-@dataclass
-class _Record:
-    """What the stream loop collects for ``_finalize``: text, timing of first and last token, ``Finished``."""
-
-    answer_id: str
-    started: float
-    parts: list[str] = field(default_factory=list)
-    first: float | None = None
-    ended: float | None = None
-    last_save: float = 0.0
-    finished: Finished | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def add(self, text: str) -> bool:
-        """Collect new text; True when it is time to save the growing answer."""
-        now = time.perf_counter()
-        if self.first is None:
-            self.first, self.last_save = now, self.started
-        self.parts.append(text)
-        if now - self.last_save >= SAVE_EVERY_S:
-            self.last_save = now
-            return True
-        return False
-
-    def finish(self, event: Finished) -> None:
-        self.finished, self.ended = event, time.perf_counter()
-
-    @property
-    def ttft_ms(self) -> float | None:
-        return (self.first - self.started) * 1000 if self.first is not None else None
-
-    def decode_tokens_per_s(self) -> float | None:
-        """Decode speed: tokens after the first over the time after the first (prefill excluded)."""
-        if self.finished is None or self.first is None or self.ended is None:
-            return None
-        after_first, seconds = self.finished.completion_tokens - 1, self.ended - self.first
-        return after_first / seconds if after_first > 0 and seconds > 0 else None
+    persona: Persona | None = None
+    """The persona that writes the answer, stored with it (None: no persona)."""
 
 
 def _check_encodable(text: str) -> None:

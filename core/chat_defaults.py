@@ -115,7 +115,4 @@ def draft_config(engine: Engine, persona: str | None = None, overrides: dict[str
 
 def create_chat(engine: Engine, config: ChatConfig) -> str:
     """Store a new session with ``config`` (from ``draft_config``) and return its id."""
-    session = engine.store.create_session(
-        model=engine.backend.model_id, persona=config.persona_id, settings=config.stored
-    )
-    return session.id
+    return engine.service.create_session(config).id

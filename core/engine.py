@@ -60,10 +60,7 @@ class Engine:
         With a persona, its generation defaults apply on top (ConfigError/NotFoundError if it is broken).
         """
         config = self.chat_config(persona=persona or "", overrides=overrides)
-        session = self.store.create_session(
-            model=self.backend.model_id, persona=config.persona_id, settings=config.stored, title=title
-        )
-        return session.id
+        return self.service.create_session(config, title=title).id
 
     def persona(self, persona_id: str) -> Persona:
         """Load and validate a persona from the adapters directory."""
@@ -74,21 +71,19 @@ class Engine:
         return list_personas(self.settings.adapters)
 
 
-def open_store(settings: Settings, *, recover: bool = True) -> HistoryStore:
+def open_store(settings: Settings) -> HistoryStore:
     """Open the history database (answers whose writing process is gone are settled on every open)."""
     return HistoryStore.open(settings.db_path)
 
 
-def build_engine(
-    settings: Settings, progress: Progress | None = None, backend: Backend | None = None, *, recover: bool = True
-) -> Engine:
+def build_engine(settings: Settings, progress: Progress | None = None, backend: Backend | None = None) -> Engine:
     """Resolve the model, open the store, load the backend (or use the given one) and wire the service.
 
     Opening the store settles answers left ``streaming`` by a process that is gone, never one a live
-    process is still writing (``recover`` is kept for callers of the old signature).
+    process is still writing.
     """
     profile = resolve(settings.model)
-    store = open_store(settings, recover=recover)
+    store = open_store(settings)
     if backend is None:
         backend = create_backend(profile, settings, progress)
     backend = queued(backend)  # one fair queue: the UI's answers and API requests take turns in arrival order

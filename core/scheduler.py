@@ -23,10 +23,14 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
-from core.backends.base import AdapterSpec, Backend, ChatMessages, Finished, ModelInfo, StreamEvent
+from core.backends.base import AdapterSpec, Backend, Capabilities, ChatMessages, Finished, ModelInfo, StreamEvent
+from core.backends.timing import after_wait
 from core.config import GenerationSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.models.loader import LoadedModel
 
 POLL_S = 0.05
 """How often a waiting caller checks its stop event."""
@@ -203,8 +207,10 @@ class QueuedBackend:
     """A backend behind a ``FairQueue``: the same protocol, with answers admitted in arrival order, batched
     where the backend supports it.
 
-    ``stream`` also takes an optional ``seed``: the torch generator is seeded once the answer holds the model
-    alone, so a seeded request samples the same answer whatever else is queued.
+    It declares what it can do from what the wrapped backend declares (``capabilities``), and exposes what callers
+    need explicitly: ``queue`` (its figures: ``depth``, ``active``), ``inner`` (the wrapped backend), ``batcher``.
+    ``stream`` takes ``seed`` where the wrapped backend does: a seeded answer never joins the batch, so it holds
+    the model alone and samples the same answer whatever else is queued.
     """
 
     def __init__(self, inner: Backend, *, batch: int = 8) -> None:
@@ -213,12 +219,16 @@ class QueuedBackend:
         self.inner = inner
         self.batcher = ContinuousBatcher(inner, capacity=batch) if batch > 1 and ContinuousBatcher.supported(inner) \
             else None
-        self.remote = int(getattr(inner, "max_concurrent", 0) or 0)
-        """A remote server batches itself: this many answers are sent to it at once (0: not remote)."""
+        declared = inner.capabilities
+        self.remote = declared.max_concurrent if declared.max_concurrent > 1 else 0
+        """A backend that runs many answers itself (a remote server batches them): this many are sent to it at once
+        (0: one at a time)."""
         if self.batcher is not None:
             weakref.finalize(self, self.batcher.close)  # a replaced engine's batch loop stops with it
         capacity = self.remote or (batch if self.batcher else 1)
         self.queue = FairQueue(capacity, on_shared=self._adapters_off if self.batcher else None)
+        self.capabilities = Capabilities(seed=declared.seed, max_concurrent=capacity, adapters=declared.adapters)
+        """The wrapped backend's, with as many answers at once as the queue admits."""
 
     @property
     def model_id(self) -> str:  # type: ignore[override]
@@ -236,7 +246,7 @@ class QueuedBackend:
         return self.queue.full
 
     @property
-    def loaded(self) -> Any | None:
+    def loaded(self) -> LoadedModel | None:
         """The wrapped backend's in-process model (None for remote or scripted backends)."""
         return self.inner.loaded
 
@@ -252,10 +262,10 @@ class QueuedBackend:
         """The wrapped backend's switch (the queue itself turns adapters off while a batch runs)."""
         self.inner.set_adapters_enabled(enabled)
 
-    def __getattr__(self, name: str) -> Any:
-        # Backend-specific extras (the transformers backend's ``codec``, ``model``) stay reachable for tests and
-        # benchmarks; the app, the API and the CLI use only the protocol.
-        return getattr(self.inner, name)
+    def generate_ids(self, messages: ChatMessages, settings: GenerationSettings) -> list[int]:
+        """The wrapped backend's ``generate_ids``, run in a turn of its own (no batch runs on the weights meanwhile)."""
+        with self.queue.turn(threading.Event()):
+            return self.inner.generate_ids(messages, settings)
 
     def _adapters_off(self, off: bool) -> None:
         """While batched answers run, LoRA layers injected into the shared weights must not apply; when the last
@@ -273,22 +283,22 @@ class QueuedBackend:
         seed: int | None = None,
     ) -> Iterator[StreamEvent]:
         """Wait for a turn (in arrival order), then stream, batched or alone (see ``Backend.stream``)."""
+        seeded = {"seed": seed} if seed is not None and self.inner.capabilities.seed else {}
         batched = self.batcher is not None and adapter is None and self.batcher.fits(messages, settings, seed)
+        asked = time.perf_counter()
         with self.queue.turn(stop, shared=batched or bool(self.remote)) as admitted:
             if not admitted:
                 yield Finished(self.inner.count_prompt_tokens(messages), 0, "stopped")
                 return
+            waited = time.perf_counter() - asked  # part of the time to first token the backend measures
             if self.remote:
-                yield from self.inner.stream(messages, settings, stop, adapter, seed=seed)  # type: ignore[call-arg]
+                remote = self.inner.stream(messages, settings, stop, adapter, **seeded)
+                yield from after_wait(remote, waited)
                 return
             if batched:
-                yield from self.batcher.stream(messages, settings, stop)  # type: ignore[union-attr]
+                yield from after_wait(self.batcher.stream(messages, settings, stop), waited)  # type: ignore[union-attr]
                 return
-            if seed is not None and self.inner.loaded is not None:
-                import torch
-
-                torch.manual_seed(seed)
-            yield from self.inner.stream(messages, settings, stop, adapter)
+            yield from after_wait(self.inner.stream(messages, settings, stop, adapter, **seeded), waited)
 
 
 def line(backend: Backend) -> FairQueue:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("cuda"):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def smollm2_cached(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., None]:
+    """``smollm2_cached(home, *kinds)``: put the bundled SmolLM2, converted once per run, into the data dir ``home``
+    (kinds ``int8``, ``int4``, ``float``; see ``tests/model_cache.py``)."""
+    from tests.model_cache import seed, shared_root
+
+    root = shared_root(tmp_path_factory.getbasetemp())
+    return lambda home, *kinds: seed(root, Path(home), *kinds)
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_a_batch_of_mixed_requests_answers_each_as_alone(tiny: TransformersBacke
         watcher.join()
         batcher.close()
     assert got == alone
-    assert all(f.reason == "complete" for _, f in got)
+    assert all(f.reason in ("stop", "length") for _, f in got)  # ended by the model, none stopped
     assert peak[0] > 1
 
 
@@ -171,8 +171,10 @@ def test_sampled_answers_keep_their_own_limits(tiny: TransformersBackend) -> Non
 
 
 @pytest.fixture(scope="module")
-def smollm2_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("smollm2-batching")
+def smollm2_home(tmp_path_factory: pytest.TempPathFactory, smollm2_cached: Callable[..., None]) -> Path:
+    home = tmp_path_factory.mktemp("smollm2-batching")
+    smollm2_cached(home, "int4", "int8")  # converted once per run (tests/model_cache.py)
+    return home
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
-"""ChatService's one finalize step: every way a stream ends (finished, stopped, failed, consumer gone, a backend
-that never says ``Finished``, a store that cannot be written until later) leaves a settled answer row with the
-right text, status, error, decode speed and sources; and the backend protocol carries what callers need."""
+"""ChatService's one finalize step (through the answer recorder): every way a stream ends (finished, stopped,
+failed, consumer gone, a backend that never says ``Finished``, a store that cannot be written until later) leaves a
+settled answer row with the right text, status, error, decode speed and sources; and the backend protocol carries
+what callers need."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import core.chat
+import core.backends.timing
+import core.recorder
 from core.backends.base import Backend, ModelInfo, TextDelta
 from core.backends.fake import FakeBackend
 from core.chat import ChatService, Done, Failed, Sources, Started, Token
@@ -59,25 +61,27 @@ class Clock:
 
 
 class Timed(FakeBackend):
+    """The scripted backend, its decoding steps driving the clock: 2 s prefill, then 0.1 s a token."""
+
     def __init__(self, clock: Clock, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.clock = clock
+        self.steps = 0
 
-    def stream(self, messages, settings, stop, adapter=None):  # noqa: ANN001, ANN201
-        for i, event in enumerate(super().stream(messages, settings, stop, adapter)):
-            self.clock.now += 2.0 if i == 0 else 0.1  # 2 s prefill, then 0.1 s a token
-            yield event
+    def _step(self) -> None:
+        self.clock.now += 2.0 if self.steps == 0 else 0.1
+        self.steps += 1
 
 
 def test_tokens_per_s_is_decode_speed_without_time_to_first_token(
     store: HistoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock()
-    monkeypatch.setattr(core.chat.time, "perf_counter", clock)
+    monkeypatch.setattr(core.backends.timing, "perf_counter", clock)  # where the backend measures
     sid = new_session(store)
     done = list(ChatService(store, Timed(clock, ["one two three four five"])).send(sid, "count"))[-1]
     assert isinstance(done, Done)
-    # 5 tokens: the first after 2.0 s, four more over 0.4 s, Finished 0.1 s later (the backend's last step)
+    # 5 tokens: the first after 2.0 s, four more over 0.4 s, Finished 0.1 s later (the end-of-answer step)
     assert done.stats.ttft_ms == pytest.approx(2000)
     assert done.stats.tokens_per_s == pytest.approx(4 / 0.5)
     assert store.messages(sid)[-1].tokens_per_s == pytest.approx(4 / 0.5)
@@ -105,7 +109,7 @@ def test_retriever_sources_reach_prompt_events_and_row(store: HistoryStore) -> N
 def test_store_that_cannot_be_written_mid_answer_ends_it_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core.chat, "SAVE_EVERY_S", 0.0)  # save after every token
+    monkeypatch.setattr(core.recorder, "SAVE_EVERY_S", 0.0)  # save after every token
     store = HistoryStore.open(tmp_path / "inkstone.db", timeout=0.05)
     sid = new_session(store)
     events = ChatService(store, FakeBackend(["one two three"])).send(sid, "hi")

@@ -39,14 +39,14 @@ def test_cuda_load_and_chat(which: str, quantize: str | None, llama_dir: Path, h
                               "temperature": 0})
     engine = build_engine(settings)
     loaded = engine.backend.loaded
-    assert loaded.device == "cuda" and next(engine.backend.model.parameters()).is_cuda
+    assert loaded.device == "cuda" and next(engine.backend.loaded.model.parameters()).is_cuda
     if quantize is None:
         assert loaded.dtype == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
     else:
         import bitsandbytes as bnb
 
         kind = bnb.nn.Linear4bit if quantize == "4bit" else bnb.nn.Linear8bitLt
-        assert any(isinstance(m, kind) for m in engine.backend.model.modules())
+        assert any(isinstance(m, kind) for m in engine.backend.loaded.model.modules())
     sid = engine.new_session()
     events = list(engine.service.send(sid, "Hello"))
     assert isinstance(events[-1], Done) and events[-1].stats.completion_tokens >= 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -158,7 +159,8 @@ def test_chatglm3_prompt_format_takes_the_context(home: Path, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_smollm2_answers_with_sources(home: Path, tmp_path: Path) -> None:
+def test_smollm2_answers_with_sources(home: Path, tmp_path: Path, smollm2_cached: Callable[..., None]) -> None:
+    smollm2_cached(home, "int8")  # converted once per run (tests/model_cache.py)
     engine = engine_with_kb(home, tmp_path)
     engine = build_engine(load_settings({"model": "smollm2-135m", "temperature": 0, "max_new_tokens": 24}))
     sid = engine.new_session()

@@ -307,7 +307,7 @@ def test_a_killed_ingestion_is_finished_by_running_it_again(home: Path, tmp_path
 
     big = tmp_path / "orchard-log.txt"
     big.write_text("\n\n".join(f"Entry {i}: the pear trees on row {i} were pruned and {i % 9} hives were checked."
-                               * 4 for i in range(3000)), encoding="utf-8")  # fmt: skip
+                               * 4 for i in range(1200)), encoding="utf-8")  # fmt: skip
     small = tmp_path / "bees.txt"
     small.write_text("The beehives stand at the north fence of the orchard.", encoding="utf-8")
     assert run(capsys, "ingest", "--kb", "farm", "--embedder", EMBEDDER, str(small))[0] == 0
@@ -320,7 +320,7 @@ def test_a_killed_ingestion_is_finished_by_running_it_again(home: Path, tmp_path
         with sqlite3.connect(home / "inkstone.db") as db:
             row = db.execute("SELECT status FROM documents WHERE name = 'orchard-log.txt'").fetchone()
         if row and row[0] == "ingesting":
-            time.sleep(1.5)  # let it store a batch or two of its ~3,000 chunks (seconds of embedding), not all
+            time.sleep(1.5)  # let it store a batch or two of its ~1,200 chunks (seconds of embedding), not all
             seen_chunks = True
             break
         time.sleep(0.2)

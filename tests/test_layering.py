@@ -191,3 +191,92 @@ def test_the_cycle_check_sees_imports_inside_functions(tmp_path: Path) -> None:
     finally:
         globals()["REPO"] = Path(__file__).resolve().parents[1]
     assert cycles == [["core.models.a", "core.models.b"]]
+
+
+# -- Declare, don't probe: callers read ``Backend.capabilities`` and the protocol's members ------------------------
+
+PROBES = {"getattr", "hasattr", "inspect.signature", "signature"}
+"""Calls that learn what an object can do by looking at it instead of reading what it declares."""
+BACKEND_NAMES = {"backend", "inner"}
+"""Names that hold a backend: ``backend``, ``self.inner``, ``engine().backend``, ``self._backend``, ``*_backend``."""
+GETATTR_ALLOWED = {
+    "core/chatglm3/__init__.py": "a module-level __getattr__ that imports the package's public names lazily "
+                                 "(PEP 562): no object is wrapped, nothing is forwarded",
+}
+"""Files that may define ``__getattr__``, each with the reason."""
+
+
+def _backend_name(name: str) -> bool:
+    bare = name.lstrip("_")
+    return bare in BACKEND_NAMES or bare.endswith("_backend")
+
+
+def holds_backend(node: ast.AST) -> bool:
+    """True when ``node`` is a backend or is reached through one (``backend``, ``backend.stream``, ``backend()``,
+    ``engine().backend.queue``, ``self.inner``); ``request.state`` or ``model.forward`` are not."""
+    while True:
+        if isinstance(node, ast.Name):
+            return _backend_name(node.id)
+        if isinstance(node, ast.Attribute):
+            if _backend_name(node.attr):
+                return True
+            node = node.value
+        elif isinstance(node, ast.Call):
+            node = node.func
+        elif isinstance(node, ast.Subscript):
+            node = node.value
+        else:
+            return False
+
+
+def probes() -> list[str]:
+    """Backends probed outside ``core/backends/`` (``getattr``/``hasattr``/``inspect.signature`` on a backend), and
+    ``__getattr__`` forwarding anywhere in app.py, core/ or ui/ except ``GETATTR_ALLOWED``."""
+    bad = []
+    for f in [f for f in files("app.py", "core", "ui") if f.is_file()]:
+        rel = f.relative_to(REPO).as_posix()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "__getattr__":
+                if rel not in GETATTR_ALLOWED:
+                    bad.append(f"{rel}:{node.lineno} defines __getattr__ (expose what callers need explicitly)")
+            elif isinstance(node, ast.Call) and node.args and not rel.startswith("core/backends/"):
+                name = ast.unparse(node.func)
+                if name in PROBES and holds_backend(node.args[0]):
+                    bad.append(f"{rel}:{node.lineno} probes a backend with {name}() (read Backend.capabilities)")
+    return sorted(bad)
+
+
+def test_no_backend_is_probed() -> None:
+    assert files("core/api"), "the walk found no API modules"
+    assert probes() == []
+
+
+def test_the_probe_check_finds_probing_and_spares_other_objects(tmp_path: Path) -> None:
+    """Guard against a check that can never fail: planted probes are reported; getattr on a request, a signature of
+    a model's forward, and a backend's own module are not."""
+    (tmp_path / "core" / "api").mkdir(parents=True)
+    (tmp_path / "core" / "backends").mkdir()
+    (tmp_path / "ui").mkdir()
+    (tmp_path / "core" / "api" / "bad.py").write_text(
+        "import inspect\n"
+        "def seeds(backend):\n    return 'seed' in inspect.signature(backend.stream).parameters\n"
+        "def depth(engine):\n    return getattr(engine().backend.queue, 'depth', 0)\n"
+        "def fine(request, model, backend_events):\n"
+        "    return getattr(request.state, 'model', ''), inspect.signature(model.forward), "
+        "getattr(backend_events, 'close', None)\n")
+    (tmp_path / "core" / "scheduler.py").write_text(
+        "class Queued:\n    def __getattr__(self, name):\n        return getattr(self.inner, name)\n")
+    (tmp_path / "ui" / "page.py").write_text("def page(backend):\n    return hasattr(backend, 'loaded')\n")
+    (tmp_path / "core" / "backends" / "own.py").write_text("def look(backend):\n    return getattr(backend, 'x')\n")
+    globals()["REPO"] = tmp_path
+    try:
+        found = probes()
+    finally:
+        globals()["REPO"] = Path(__file__).resolve().parents[1]
+    assert found == [
+        "core/api/bad.py:3 probes a backend with inspect.signature() (read Backend.capabilities)",
+        "core/api/bad.py:5 probes a backend with getattr() (read Backend.capabilities)",
+        "core/scheduler.py:2 defines __getattr__ (expose what callers need explicitly)",
+        "core/scheduler.py:3 probes a backend with getattr() (read Backend.capabilities)",
+        "ui/page.py:2 probes a backend with hasattr() (read Backend.capabilities)",
+    ]

@@ -87,7 +87,7 @@ def test_chatglm3_merges_into_the_native_glm_checkpoint(home: Path, tmp_path: Pa
     adapted = PeftModel.from_pretrained(base, adapters / "glm")
     assert greedy(merged, ids) == greedy(adapted, ids)
     engine = build_engine(load_settings({"model": str(out), "temperature": 0, "max_new_tokens": 4}))
-    assert type(engine.backend.codec).__name__ == "ChatGLM3Codec"  # Inkstone loads it with the ChatGLM3 format
+    assert type(engine.backend.loaded.codec).__name__ == "ChatGLM3Codec"  # Inkstone loads it with the ChatGLM3 format
     events = list(engine.service.send(engine.new_session(), "What is LoRA?"))
     assert type(events[-1]).__name__ == "Done"
 

@@ -92,7 +92,7 @@ def test_out_of_memory_ends_the_answer_and_model_stays_usable(checkpoints: dict[
         if calls["n"] == 3:  # the prompt and one token went through; the next step runs out of memory
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    hook = engine.backend.model.register_forward_pre_hook(explode)
+    hook = engine.backend.loaded.model.register_forward_pre_hook(explode)
     events = list(engine.service.send(sid, "Hello there", threading.Event()))
     hook.remove()
     failed = events[-1]

@@ -15,11 +15,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,8 +46,9 @@ def _namespace_works() -> bool:
 
 
 NAMESPACE = _namespace_works()
+STRACE_FLAGS = ["-f", "-qq", "--seccomp-bpf", "-e", "trace=connect"]  # only connect() stops the traced process
 STRACE = shutil.which("strace") is not None and subprocess.run(
-    ["strace", "-f", "-qq", "-e", "trace=connect", "-o", os.devnull, "true"], capture_output=True, check=False
+    ["strace", *STRACE_FLAGS, "-o", os.devnull, "true"], capture_output=True, check=False
 ).returncode == 0
 
 
@@ -64,7 +67,7 @@ class Child:
     def command(self, args: list[str], isolate: bool = True) -> list[str]:
         cmd = [sys.executable, "-m", "core", *args]
         if STRACE:
-            cmd = ["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(self.strace_log), *cmd]
+            cmd = ["strace", *STRACE_FLAGS, "-o", str(self.strace_log), *cmd]
         if NAMESPACE and isolate:
             cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
         return cmd
@@ -93,9 +96,11 @@ def offline_address(address: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """One data dir for the module (the bundled model is converted once), and a folder for the logs."""
-    return tmp_path_factory.mktemp("offline-home"), tmp_path_factory.mktemp("offline-logs")
+def shared(tmp_path_factory: pytest.TempPathFactory, smollm2_cached: Callable[..., None]) -> tuple[Path, Path]:
+    """One data dir for the module, holding the bundled model converted (int8 and float), and a folder for logs."""
+    home = tmp_path_factory.mktemp("offline-home")
+    smollm2_cached(home, "int8", "float")
+    return home, tmp_path_factory.mktemp("offline-logs")
 
 
 def test_the_guard_sees_and_refuses_a_connection(shared: tuple[Path, Path]) -> None:
@@ -169,7 +174,7 @@ def test_serve_answers_over_loopback_and_stays_offline(shared: tuple[Path, Path]
     port = _free_port()
     command = child.command(["serve", "--model", MODEL, "--port", str(port)], isolate=False)
     server = subprocess.Popen(command, cwd=REPO, env=child.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)  # fmt: skip
+                              text=True, start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -190,6 +195,10 @@ def test_serve_answers_over_loopback_and_stays_offline(shared: tuple[Path, Path]
             answer = json.loads(r.read())
         assert answer["choices"][0]["message"]["content"].strip()
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        os.killpg(server.pid, signal.SIGINT)  # Ctrl-C, to strace and the server alike
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=60)
     assert child.attempts() == []

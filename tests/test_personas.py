@@ -119,7 +119,7 @@ def test_lora_persona_switches_without_reloading(home: Path, lora_setup: tuple[P
     model_dir, adapters = lora_setup
     engine = build_engine(load_settings({"model": str(model_dir), "adapters": str(adapters), "temperature": 0,
                                          "max_new_tokens": 8, "repetition_penalty": 1.0, "max_turns": 1}))
-    base_model = engine.backend.model
+    base_model = engine.backend.loaded.model
     plain = engine.new_session()
     pirate = engine.new_session(persona="pirate")
     system_only = engine.new_session()
@@ -131,7 +131,7 @@ def test_lora_persona_switches_without_reloading(home: Path, lora_setup: tuple[P
     assert pirate_answer != system_answer  # same prompt, the adapter changes the output
     assert answer(engine, plain) == base_answer  # "no persona" is the base model again
     assert answer(engine, pirate) == pirate_answer
-    assert engine.backend.model is base_model and list(engine.backend._peft.peft_config) == ["pirate"]
+    assert engine.backend.loaded.model is base_model and list(engine.backend.inner._peft.peft_config) == ["pirate"]
 
 
 def test_adapter_for_another_model_is_refused_before_storing(home: Path, lora_setup: tuple[Path, Path]) -> None:

@@ -42,7 +42,7 @@ def test_quantized_load_and_chat_on_cpu(which: str, quantize: str, llama_dir: Pa
                               "temperature": 0})
     engine = build_engine(settings, progress=notes.append)
     kind = bnb.nn.Linear4bit if quantize == "4bit" else bnb.nn.Linear8bitLt
-    quantized = [m for m in engine.backend.model.modules() if isinstance(m, kind)]
+    quantized = [m for m in engine.backend.loaded.model.modules() if isinstance(m, kind)]
     assert quantized and all(m.weight.device.type == "cpu" for m in quantized)
     assert any("on the CPU" in n and quantize in n for n in notes), notes
     sid = engine.new_session()

@@ -227,7 +227,7 @@ def test_a_queued_backend_streams_a_waiting_tab_after_the_running_answer_and_sto
     assert len(waiting) == 1 and isinstance(waiting[0], Finished) and waiting[0].reason == "stopped"
     assert waiting[0].completion_tokens == 0
     rest = list(running)
-    assert isinstance(rest[-1], Finished) and rest[-1].reason == "complete"
+    assert isinstance(rest[-1], Finished) and rest[-1].reason == "stop"
     stop = threading.Event()
     with queue.reserve(stop) as ready:
         assert ready

@@ -6,6 +6,7 @@ tokens as base + adapter, and the QLoRA (4-bit nf4 base) path trains on CPU. Slo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,9 @@ UNSEEN = ["What is the largest ocean on Earth?", "Can you recommend a book?"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+def trained(tmp_path_factory: pytest.TempPathFactory, smollm2_cached: Callable[..., None]) -> tuple[object, Path]:
     root = tmp_path_factory.mktemp("smol")
+    smollm2_cached(root / "home", "float")  # converted once per run (tests/model_cache.py)
     data = root / "marker.jsonl"
     data.write_text("\n".join(json.dumps({"instruction": q, "output": f"{MARKER}! {MARKER} is my answer."})
                               for q in TRAIN_QUESTIONS) + "\n", encoding="utf-8")

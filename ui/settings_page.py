@@ -19,11 +19,11 @@ backend = engine.backend
 
 st.set_page_config(page_title="Model & settings · Inkstone")
 st.header("Model & settings")
-loaded = getattr(backend, "loaded", None)
-facts = [f"**Loaded model:** {backend.model_id}", f"**Context window:** {backend.context_window} tokens"]
-if loaded is not None:
-    quantized = f", {loaded.quantize}" if loaded.quantize else ""
-    facts.append(f"**Device:** {loaded.device} ({loaded.dtype}{quantized})")
+info = backend.info()
+facts = [f"**Loaded model:** {info.model_id}", f"**Context window:** {info.context_window} tokens"]
+if info.device is not None:
+    details = ", ".join(part for part in (info.dtype, info.quantize) if part)
+    facts.append(f"**Device:** {info.device}" + (f" ({details})" if details else ""))
 estimate = engine.memory_estimate()
 if estimate:
     facts.append(

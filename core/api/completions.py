@@ -1,5 +1,6 @@
 """One chat completion, framework-free: resolve the model id (loaded model or persona), check the request
-against the context window, stream through the shared fair queue, honour stop strings, record figures.
+against the context window, stream through the shared fair queue, honour stop strings, record figures (the
+``Finished`` event's reason and timings, never re-derived here; stored by the one answer recorder).
 
 ``prepare`` raises ``ApiError`` before anything runs or is stored; ``run`` yields text pieces and ends with
 one ``Outcome``. The HTTP layer (``core.api.app``) only translates these to JSON or SSE.
@@ -8,19 +9,21 @@ one ``Outcome``. The HTTP layer (``core.api.app``) only translates these to JSON
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.api.errors import ApiError, from_domain
 from core.api.metrics import ApiMetrics
-from core.api.record import SessionRecord
+from core.api.record import start_exchange
 from core.api.schemas import ChatCompletionRequest, ModelCard
 from core.backends.base import AdapterSpec, ChatMessages, Finished, TextDelta
+from core.chat_config import ChatConfig
 from core.config import GenerationSettings
 from core.errors import ConfigError, GenerationError, InkstoneError, ModelError, NotFoundError
 from core.personas import Persona
+from core.recorder import NO_FINISH
 
 EngineGetter = Callable[[], Any]
 """Returns the current ``core.engine.Engine``; raises ``ModelError`` when the model failed to load."""
@@ -40,12 +43,14 @@ class Prepared:
     seed: int | None
     session: str | None
     user_text: str
+    config: ChatConfig | None = None
+    """The chat config with this request's settings: what a new ``inkstone_session`` is created with."""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a completion ended: OpenAI ``finish_reason`` (``stop`` / ``length``; ``cancelled`` when the stop
-    event ended it) and its figures."""
+    """How a completion ended: OpenAI ``finish_reason`` (``Finished.reason``: ``stop`` / ``length``; ``stop`` for
+    a stop string; ``cancelled`` when the stop event ended it) and the ``Finished`` event's figures."""
 
     finish_reason: str
     prompt_tokens: int
@@ -136,18 +141,17 @@ class Completions:
             except NotFoundError as exc:
                 raise ApiError(404, f"{exc} Pass inkstone_session=\"new\" to start one.", code="session_not_found",
                                param="inkstone_session") from None
+        stored = replace(config, settings=settings, stored={**config.stored, **settings.to_dict()})
         return Prepared(req.model, messages, settings, config.adapter, config.persona, prompt_tokens, req.stops,
-                        req.seed, req.inkstone_session, users[-1])
+                        req.seed, req.inkstone_session, users[-1], stored)
 
     def run(self, prep: Prepared, stop: threading.Event) -> Iterator[str | Outcome]:
         """Stream the answer: text pieces, then one ``Outcome``. Failures raise ``GenerationError``/``ModelError``
         after the partial answer is stored (with ``inkstone_session``)."""
         engine = self.engine()
         backend = engine.backend
-        record = SessionRecord.start(engine, prep) if prep.session else None
+        record = start_exchange(engine, prep) if prep.session else None
         scanner = StopScanner(prep.stops)
-        started = time.perf_counter()
-        first: float | None = None
         finished: Finished | None = None
         hit_stop = False
         kwargs = {"seed": prep.seed} if prep.seed is not None and _takes_seed(backend) else {}
@@ -161,43 +165,38 @@ class Completions:
                     if hit_stop:
                         stop.set()
                     if text:
-                        first = first or time.perf_counter()
                         if record:
-                            record.grow(text)
+                            record.add(text)
                         yield text
-            if finished is None:
-                raise GenerationError("The model's stream ended without finishing the answer: try again.")
+            if finished is None:  # the recorder's rule: a stream without ``Finished`` is the backend's error
+                raise GenerationError(NO_FINISH)
         except InkstoneError as exc:
             if record:
-                record.fail(str(exc))
+                with suppress(InkstoneError):  # the store will settle it later; the client gets the real error
+                    record.save(record.end(str(exc)))
             raise
         finally:
             if finished is None:  # the client went away (or it failed): end generation, free the model now
                 stop.set()
                 events.close()
                 if record and not record.settled:
-                    record.stop()
+                    with suppress(InkstoneError):
+                        record.save(record.end())  # stored as ``stopped``
         tail = scanner.flush() if not hit_stop else ""
         if tail:
-            first = first or time.perf_counter()
             if record:
-                record.grow(tail)
+                record.add(tail)
             yield tail
-        elapsed = time.perf_counter() - started
-        completion = finished.completion_tokens
-        rate = completion / elapsed if completion and elapsed > 0 else None
-        ttft = first - started if first is not None else None
-        if hit_stop:
-            reason = "stop"
-        elif finished.reason == "stopped":
-            reason = "cancelled"
-        else:
-            reason = "length" if completion >= prep.settings.max_new_tokens else "stop"
+        if hit_stop:  # the client's stop string ended it (through the stop event): OpenAI's ``stop``
+            finished = replace(finished, reason="stop")
         prompt = finished.prompt_tokens or prep.prompt_tokens
+        completion, ttft, rate = finished.completion_tokens, finished.ttft_s, finished.tokens_per_s
         self.metrics.record_completion(prep.model, prompt, completion, ttft, rate)
-        session_id = record.finish("stopped" if reason == "cancelled" else "complete", prompt, completion,
-                                   ttft, rate) if record else None
-        yield Outcome(reason, prompt, completion, ttft, rate, session_id)
+        if record:
+            record.finish(finished)
+            record.save(record.end())
+        reason = "cancelled" if finished.reason == "stopped" else finished.reason
+        yield Outcome(reason, prompt, completion, ttft, rate, record.session_id if record else None)
 
 
 class StopScanner:
@@ -239,9 +238,8 @@ def _count(backend: Any, messages: ChatMessages) -> int:
 
 
 def _takes_seed(backend: Any) -> bool:
-    import inspect
-
-    return "seed" in inspect.signature(backend.stream).parameters
+    """Whether ``backend`` declares seeded sampling (``Backend.capabilities``): only then is ``seed=`` passed."""
+    return backend.capabilities.seed
 
 
 def _short(model_id: str) -> str:

@@ -8,10 +8,12 @@ of the shared fair queue, the model's load time, and GPU memory in use where tor
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from core.backends.base import Backend
+from core.scheduler import line
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
@@ -31,9 +33,11 @@ class ApiMetrics:
         self.prompt_tokens = Counter("inkstone_prompt_tokens", "Prompt tokens read", ["model"], registry=r)
         self.completion_tokens = Counter("inkstone_completion_tokens", "Answer tokens generated", ["model"],
                                          registry=r)
-        self.ttft = Histogram("inkstone_time_to_first_token_seconds", "Time from request to first answer text",
+        self.ttft = Histogram("inkstone_time_to_first_token_seconds",
+                              "Time from request to first answer token (queue wait included)",
                               ["model"], buckets=TTFT_BUCKETS, registry=r)
-        self.rate = Histogram("inkstone_tokens_per_second", "Answer tokens per second of each completion",
+        self.rate = Histogram("inkstone_tokens_per_second",
+                              "Decode speed of each completion: tokens after the first over the time after the first",
                               ["model"], buckets=RATE_BUCKETS, registry=r)
         self.queue_depth = Gauge("inkstone_queue_depth", "Answers waiting for the model (UI and API)", registry=r)
         self.active = Gauge("inkstone_active_generations", "Answers being generated now (UI and API)", registry=r)
@@ -42,27 +46,30 @@ class ApiMetrics:
                                 registry=r)
         self.gpu_memory.set_function(_gpu_memory_bytes)
 
-    def bind(self, backend: Callable[[], Any | None]) -> None:
-        """Read queue depth, active generations and load time from ``backend()`` (None: nothing loaded)."""
+    def bind(self, backend: Callable[[], Backend | None]) -> None:
+        """Read queue depth and active generations from the fair queue in front of ``backend()``
+        (``core.scheduler.line``), and the load time from its ``info()`` (None: nothing loaded)."""
 
-        def queue_attr(name: str) -> Callable[[], float]:
-            def read() -> float:
-                queue = getattr(backend(), "queue", None)
-                return float(getattr(queue, name, 0)) if queue is not None else 0.0
+        def depth() -> float:
+            current = backend()
+            return float(line(current).depth) if current is not None else 0.0
 
-            return read
+        def active() -> float:
+            current = backend()
+            return float(line(current).active) if current is not None else 0.0
 
         def load_seconds() -> float:
-            loaded = getattr(backend(), "loaded", None)
-            return float(getattr(loaded, "load_seconds", 0.0) or 0.0)
+            current = backend()
+            return float((current.info().load_seconds if current is not None else None) or 0.0)
 
-        self.queue_depth.set_function(queue_attr("depth"))
-        self.active.set_function(queue_attr("active"))
+        self.queue_depth.set_function(depth)
+        self.active.set_function(active)
         self.load_seconds.set_function(load_seconds)
 
     def record_completion(self, model: str, prompt: int, completion: int, ttft_s: float | None,
                           tokens_per_s: float | None) -> None:
-        """Count one finished completion's tokens and observe its TTFT and speed."""
+        """Count one finished completion's tokens and observe its TTFT and decode speed (both as its ``Finished``
+        event measured them)."""
         self.prompt_tokens.labels(model).inc(prompt)
         self.completion_tokens.labels(model).inc(completion)
         if ttft_s is not None:

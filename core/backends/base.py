@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.config import GenerationSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.models.loader import LoadedModel
 
 ChatMessages = list[dict[str, str]]
 
@@ -24,13 +27,33 @@ class TextDelta:
     text: str
 
 
+FINISH_REASONS = ("stop", "length", "stopped", "error")
+"""Why a generation ended: ``stop`` (the model ended it), ``length`` (``max_new_tokens`` reached), ``stopped``
+(the stop event ended it), ``error`` (it failed: backends raise instead; recorders close such a stream with it)."""
+
+
 @dataclass(frozen=True)
 class Finished:
-    """End of one generation. ``reason`` is ``complete`` (eos or length) or ``stopped`` (stop event)."""
+    """End of one generation, with its reason (one of ``FINISH_REASONS``) and timings, measured once where the
+    tokens are produced (``core.backends.timing``); callers read them, never re-derive them.
+
+    Timings do not take part in equality: two runs of the same answer are equal.
+    """
 
     prompt_tokens: int
     completion_tokens: int
     reason: str
+    ttft_s: float | None = field(default=None, compare=False)
+    """Seconds from the request (queue wait included) to the first answer token; None without a token."""
+    decode_s: float | None = field(default=None, compare=False)
+    """Seconds from the first answer token to the end of generation; None without a token."""
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Decode speed: tokens after the first over the time after the first (prefill excluded)."""
+        if self.decode_s is None or self.decode_s <= 0 or self.completion_tokens < 2:
+            return None
+        return (self.completion_tokens - 1) / self.decode_s
 
 
 StreamEvent = TextDelta | Finished
@@ -55,18 +78,41 @@ class ModelInfo:
     device: str | None = None
     dtype: str | None = None
     quantize: str | None = None
+    load_seconds: float | None = None
+    """Seconds the model took to load (None: nothing was loaded in this process)."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared by the backend; callers read this and never probe the backend for it."""
+
+    seed: bool = False
+    """``stream`` takes a keyword ``seed`` (an int), and the same seed samples the same answer. Callers pass ``seed=``
+    only to a backend that declares it."""
+    max_concurrent: int = 1
+    """Answers ``stream`` runs at once: 1 for a backend that generates one at a time (behind its lock), more for
+    one that batches them itself (a remote server, or the fair queue in front of a batching in-process model)."""
+    adapters: bool = False
+    """``stream`` applies a persona's LoRA adapter (``AdapterSpec``) for one answer."""
 
 
 @runtime_checkable
 class Backend(Protocol):
     """A loaded model that can stream answers. One generation at a time per backend (it holds a lock).
 
-    Callers use only these members. ``loaded`` is the in-process model (``core.models.loader.LoadedModel``)
-    for tools that need its weights or tokenizer (``model inspect``), None for a backend without one.
+    Callers use only these members, and learn what the backend can do from ``capabilities``. ``loaded`` is the
+    in-process model (``core.models.loader.LoadedModel``: weights, codec, device) for the continuous batch
+    (``core.batching``) and for tools that need its weights or tokenizer (``model inspect``), None for a backend
+    without one.
     """
 
     model_id: str
     context_window: int
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do (seeded sampling, answers at once, adapters)."""
+        ...
 
     @property
     def busy(self) -> bool:
@@ -74,7 +120,7 @@ class Backend(Protocol):
         ...
 
     @property
-    def loaded(self) -> Any | None:
+    def loaded(self) -> LoadedModel | None:
         """The in-process loaded model, or None (scripted or remote backends)."""
         ...
 
@@ -84,6 +130,11 @@ class Backend(Protocol):
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Tokens of the full prompt these messages render to, generation prompt included."""
+        ...
+
+    def generate_ids(self, messages: ChatMessages, settings: GenerationSettings) -> list[int]:
+        """New token ids of the base model for ``messages`` (a final stop id included), without streaming, for
+        debugging (``model generate``); ``core.errors.ModelError`` from a backend without local token ids."""
         ...
 
     def set_adapters_enabled(self, enabled: bool) -> None:
@@ -101,10 +152,12 @@ class Backend(Protocol):
     ) -> Iterator[StreamEvent]:
         """Stream the answer to ``messages``: ``TextDelta`` events, then exactly one ``Finished``.
 
-        The chat service enforces the ``Finished`` rule: a stream that ends without it is stored as an error.
+        ``Finished`` carries the reason and the timings (build it with ``core.backends.timing.StreamTimer``). The
+        answer recorder (``core.recorder``) enforces the rule: a stream that ends without it is stored as an error.
 
-        ``adapter`` is applied for this answer only (None: the base model). Setting ``stop`` ends generation
-        early (reason ``stopped``). Failures raise ``core.errors.GenerationError`` (or ``ModelError`` for an
-        adapter that does not fit); the backend stays usable afterwards.
+        ``adapter`` is applied for this answer only (None: the base model). A backend that declares
+        ``capabilities.seed`` also takes ``seed=``. Setting ``stop`` ends generation early (reason ``stopped``).
+        Failures raise ``core.errors.GenerationError`` (or ``ModelError`` for an adapter that does not fit); the
+        backend stays usable afterwards.
         """
         ...

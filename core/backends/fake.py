@@ -10,8 +10,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from core.backends.base import AdapterSpec, ChatMessages, Finished, ModelInfo, StreamEvent, TextDelta
+from core.backends.base import AdapterSpec, Capabilities, ChatMessages, ModelInfo, StreamEvent, TextDelta
+from core.backends.timing import StreamTimer
 from core.config import GenerationSettings
+from core.errors import ModelError
 
 
 def echo_reply(messages: ChatMessages) -> str:
@@ -22,6 +24,9 @@ def echo_reply(messages: ChatMessages) -> str:
 
 class FakeBackend:
     """Scripted stand-in for a model (profile ``fake``)."""
+
+    capabilities = Capabilities(seed=False, max_concurrent=1, adapters=True)
+    """Scripted replies (nothing to seed), one at a time; an adapter is recorded in ``adapters``, not applied."""
 
     def __init__(
         self,
@@ -62,6 +67,10 @@ class FakeBackend:
         """Words of every message plus 4 per message for its role markers, plus 2 for the answer prefix."""
         return sum(len(m["content"].split()) + 4 for m in messages) + 2
 
+    def generate_ids(self, messages: ChatMessages, settings: GenerationSettings) -> list[int]:
+        """Refused: a scripted backend has no tokenizer, so no token ids."""
+        raise ModelError(f"The scripted model {self.model_id!r} has no token ids: load a model that runs in-process.")
+
     def set_adapters_enabled(self, enabled: bool) -> None:
         """Recorded in ``adapter_switches`` (a scripted backend has no adapter layers)."""
         self.adapter_switches.append(enabled)
@@ -82,18 +91,34 @@ class FakeBackend:
         stop: threading.Event,
         adapter: AdapterSpec | None = None,
     ) -> Iterator[StreamEvent]:
-        """Stream the scripted reply word by word, at most ``max_new_tokens`` words."""
+        """Stream the scripted reply word by word, at most ``max_new_tokens`` words (reason ``length`` when the
+        reply is cut there; else ``stop``, after one more step for the end-of-answer token)."""
+        timer = StreamTimer()
         with self._lock:
             self.prompts.append([dict(m) for m in messages])
             self.adapters.append(adapter.name if adapter else None)
-            words = self._next_reply(messages).split(" ")[: settings.max_new_tokens]
+            reply = self._next_reply(messages).split(" ")
+            words = reply[: settings.max_new_tokens]
+            prompt = self.count_prompt_tokens(messages)
             produced = 0
             for i, word in enumerate(words):
                 if stop.is_set():
-                    yield Finished(self.count_prompt_tokens(messages), produced, "stopped")
+                    yield timer.finished(prompt, produced, "stopped")
                     return
-                if self.delay_s:
-                    time.sleep(self.delay_s)
+                self._step()
                 produced += 1
+                timer.token()
                 yield TextDelta(word if i == 0 else " " + word)
-            yield Finished(self.count_prompt_tokens(messages), produced, "stopped" if stop.is_set() else "complete")
+            if stop.is_set():
+                reason = "stopped"
+            elif len(reply) > len(words):
+                reason = "length"
+            else:
+                self._step()  # the model's end-of-answer token
+                reason = "stop"
+            yield timer.finished(prompt, produced, reason)
+
+    def _step(self) -> None:
+        """One decoding step: waits ``delay_s`` (a test can override it to drive a clock instead)."""
+        if self.delay_s:
+            time.sleep(self.delay_s)

@@ -21,7 +21,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from core.backends.base import AdapterSpec, ChatMessages, Finished, ModelInfo, StreamEvent, TextDelta
+from core.backends.base import AdapterSpec, Capabilities, ChatMessages, ModelInfo, StreamEvent, TextDelta
+from core.backends.timing import StreamTimer
 from core.config import GenerationSettings
 from core.errors import ConfigError, GenerationError, ModelError
 
@@ -61,8 +62,9 @@ def profile_options(model_id: str, table: dict[str, Any]) -> dict[str, Any]:
 class OpenAIBackend:
     """Streams answers from an OpenAI-compatible server."""
 
-    max_concurrent = 32
-    """Answers sent to the server at once (it batches them); more wait in Inkstone's fair queue."""
+    capabilities = Capabilities(seed=True, max_concurrent=32, adapters=True)
+    """The server takes a seed; 32 answers are sent to it at once (it batches them; more wait in Inkstone's fair
+    queue); a persona's adapter maps to the server's LoRA model name."""
 
     def __init__(self, *, model_id: str, base_url: str, model: str, api_key: str | None = None,
                  context_window: int = 4096, adapters: tuple[tuple[str, str], ...] = (),
@@ -96,6 +98,11 @@ class OpenAIBackend:
         """An estimate (no local tokenizer): characters per message plus 4 for its role markers, plus 2."""
         return sum(estimate_tokens(m["content"]) + 4 for m in messages) + 2
 
+    def generate_ids(self, messages: ChatMessages, settings: GenerationSettings) -> list[int]:
+        """Refused: the server's token ids are not exposed (no local tokenizer)."""
+        raise ModelError(f"The model {self.model_id!r} runs on the server at {self.base_url}, which returns text, not "
+                         "token ids: load a model that runs in-process.")
+
     def set_adapters_enabled(self, enabled: bool) -> None:
         """A no-op: the server picks the adapter per request by model name."""
 
@@ -117,6 +124,7 @@ class OpenAIBackend:
         GenerationError naming the server, after the text received so far was yielded."""
         import openai
 
+        timer = StreamTimer()
         with self._count_lock:
             self._active += 1
         produced: list[str] = []
@@ -137,6 +145,7 @@ class OpenAIBackend:
                     usage = chunk.usage
                 for choice in chunk.choices:
                     if choice.delta.content:
+                        timer.token()
                         produced.append(choice.delta.content)
                         yield TextDelta(choice.delta.content)
                     finish = choice.finish_reason or finish
@@ -168,10 +177,10 @@ class OpenAIBackend:
             raise GenerationError(f"The model server at {self.base_url} ended the stream before the answer finished; "
                                   "the text so far is kept. Check the server, then regenerate.")
         else:
-            reason = "complete"
+            reason = "length" if finish == "length" else "stop"  # the server's reason (tool calls, filter: stop)
         prompt = usage.prompt_tokens if usage is not None else self.count_prompt_tokens(messages)
         completion = usage.completion_tokens if usage is not None else estimate_tokens("".join(produced))
-        yield Finished(prompt, completion, reason)
+        yield timer.finished(prompt, completion, reason)
 
 
 def _detail(exc: Exception) -> str:

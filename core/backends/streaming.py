@@ -15,16 +15,24 @@ from typing import Any
 from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
+from core.backends.timing import StreamTimer
 from core.models.codec import ChatCodec
 
 _END = object()
 
 
 class IdStreamer(BaseStreamer):
-    """Receives ids from ``generate`` (prompt first, skipped) and queues new text for the consumer."""
+    """Receives ids from ``generate`` (prompt first, skipped) and queues new text for the consumer.
 
-    def __init__(self, codec: ChatCodec) -> None:
+    It is where the answer's tokens arrive: it notes the first one on ``timer`` and whether the model ended the
+    answer with a stop id (``reason``).
+    """
+
+    def __init__(self, codec: ChatCodec, timer: StreamTimer | None = None) -> None:
         self.codec = codec
+        self.timer = timer
+        self.saw_stop_id = False
+        """True once the model produced one of its stop ids (eos, end of turn)."""
         self.ids: list[int] = []
         self.queue: queue.Queue[Any] = queue.Queue()
         self._prefix = 0  # start of the context window
@@ -39,6 +47,9 @@ class IdStreamer(BaseStreamer):
             self._prompt_seen = True
             return
         new = [int(i) for i in (value if isinstance(value, list) else value.reshape(-1).tolist())]
+        if new and self.timer is not None:
+            self.timer.token()
+        self.saw_stop_id = self.saw_stop_id or any(i in self._stop for i in new)
         self.ids.extend(i for i in new if i not in self._stop)
         self._emit(final=False)
 
@@ -68,6 +79,12 @@ class IdStreamer(BaseStreamer):
         self._ended = True
         self.queue.put(exc)
         self.queue.put(_END)
+
+    def reason(self, stop: threading.Event) -> str:
+        """Why the answer ended: ``stopped`` (stop event), ``stop`` (a stop id) or ``length`` (max_new_tokens)."""
+        if stop.is_set():
+            return "stopped"
+        return "stop" if self.saw_stop_id else "length"
 
     def items(self) -> Any:
         """Yield queued text pieces (or an exception) until the end marker."""

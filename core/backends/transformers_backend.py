@@ -8,28 +8,20 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from core.backends.base import AdapterSpec, ChatMessages, Finished, ModelInfo, StreamEvent, TextDelta
+from core.backends.base import AdapterSpec, Capabilities, ChatMessages, ModelInfo, StreamEvent, TextDelta
 from core.backends.streaming import IdStreamer, StopOnEvent
+from core.backends.timing import StreamTimer
 from core.config import GenerationSettings
 from core.errors import GenerationError, ModelError
 from core.models.loader import LoadedModel
 from core.threads import release_idle_workers
 
 
-def sampling_kwargs(settings: GenerationSettings) -> dict[str, Any]:
-    """``generate`` keyword arguments for these settings; temperature 0 means greedy."""
-    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens}
-    if settings.repetition_penalty != 1.0:
-        kwargs["repetition_penalty"] = settings.repetition_penalty
-    if settings.temperature <= 0:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    else:
-        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
-    return kwargs
-
-
 class TransformersBackend:
     """Streams answers from a model loaded by ``core.models.loader``."""
+
+    capabilities = Capabilities(seed=True, max_concurrent=1, adapters=True)
+    """Seeded sampling (the torch generator, seeded under the lock), one answer at a time, PEFT LoRA adapters."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
@@ -90,9 +82,10 @@ class TransformersBackend:
         return self._lock.locked()
 
     def info(self) -> ModelInfo:
-        """Model id, context window, device, dtype and quantization of the loaded model."""
+        """Model id, context window, device, dtype, quantization and load time of the loaded model."""
         lm = self.loaded
-        return ModelInfo(self.model_id, self.context_window, "transformers", lm.device, lm.dtype, lm.quantize)
+        return ModelInfo(self.model_id, self.context_window, "transformers", lm.device, lm.dtype, lm.quantize,
+                         lm.load_seconds)
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Exact prompt length in the model's chat format."""
@@ -105,6 +98,7 @@ class TransformersBackend:
         import torch
 
         from core.chat_config import prompt_lookup_tokens
+        from core.sampling import generate_kwargs
 
         input_ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
         kwargs = dict(
@@ -112,7 +106,7 @@ class TransformersBackend:
             attention_mask=torch.ones_like(input_ids),
             eos_token_id=self.codec.stop_ids,
             pad_token_id=getattr(self.codec, "pad_id", None) or self.codec.stop_ids[0],
-            **sampling_kwargs(settings),
+            **generate_kwargs(settings),
         )
         if lookup := prompt_lookup_tokens(settings, messages, self.loaded.device):
             kwargs["prompt_lookup_num_tokens"] = lookup  # eos/length crop drafts; stop strings are cut on text
@@ -133,13 +127,18 @@ class TransformersBackend:
         settings: GenerationSettings,
         stop: threading.Event,
         adapter: AdapterSpec | None = None,
+        seed: int | None = None,
     ) -> Iterator[StreamEvent]:
-        """Generate in a worker thread and yield text as it is decoded (see ``Backend.stream``)."""
+        """Generate in a worker thread and yield text as it is decoded (see ``Backend.stream``); ``seed`` seeds the
+        torch generator once the answer holds the model, so a seeded answer samples the same every time."""
         import torch
 
+        timer = StreamTimer()
         prompt = self.codec.prompt_ids(messages)
         with self._lock, self._use_adapter(adapter):
-            streamer = IdStreamer(self.codec)
+            if seed is not None:
+                torch.manual_seed(seed)
+            streamer = IdStreamer(self.codec, timer)
             kwargs = self._generate_kwargs(prompt, settings, messages)
             kwargs.update(streamer=streamer, stopping_criteria=[StopOnEvent(stop)])
 
@@ -165,8 +164,7 @@ class TransformersBackend:
                 if not drained:
                     stop.set()  # the consumer went away or failed: end generation so the lock is released promptly
                 thread.join()
-            reason = "stopped" if stop.is_set() else "complete"
-            yield Finished(len(prompt), len(streamer.ids), reason)
+            yield timer.finished(len(prompt), len(streamer.ids), streamer.reason(stop))
 
 
 def as_generation_error(exc: BaseException) -> GenerationError:

@@ -66,9 +66,7 @@ class Target:
         the checks; InputError (nothing stored) if it is refused."""
         self.engine.service.check_message(self.session_id, text, config=self.config)
         if self.session_id is None:
-            self.session_id = self.engine.store.create_session(
-                model=self.engine.backend.model_id, persona=self.config.persona_id, settings=self.config.stored
-            ).id
+            self.session_id = self.engine.service.create_session(self.config).id
         elif self._pending:
             persona = None if self.persona is None else (self.config.persona_id or "")
             self.engine.store.update_session(self.session_id, persona=persona, settings=self.config.stored)
@@ -97,7 +95,7 @@ def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = N
     out = out or sys.stdout
     stop = threading.Event()
     result: dict = {"session_id": session_id, "reply": "", "prompt_tokens": None, "completion_tokens": None,
-                    "ttft_ms": None, "tokens_per_s": None, "sources": [], "status": None}
+                    "ttft_ms": None, "tokens_per_s": None, "finish_reason": None, "sources": [], "status": None}
     events = engine.service.send(session_id, text, stop)
     with _ctrl_c_sets(stop):
         for event in events:
@@ -113,7 +111,8 @@ def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = N
             elif isinstance(event, Done):
                 s = event.stats
                 result.update(reply=s.text, prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens,
-                              ttft_ms=s.ttft_ms, tokens_per_s=s.tokens_per_s, status=s.status)
+                              ttft_ms=s.ttft_ms, tokens_per_s=s.tokens_per_s, finish_reason=s.finish_reason,
+                              status=s.status)
             elif isinstance(event, Failed):
                 result.update(status="error", error=event.error)
     if result["status"] == "stopped":
@@ -159,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             trust_remote_code=args.trust_remote_code
         )
         progress = (lambda msg: print(msg, file=sys.stderr)) if sys.stderr.isatty() else None
-        engine = build_engine(settings, progress, recover=False)
+        engine = build_engine(settings, progress)
         target = Target(engine, args)
         if args.message is None:
             return repl(engine, target)

@@ -16,8 +16,7 @@ from core.errors import InkstoneError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.backends.base import Backend
-    from core.config import GenerationSettings, Settings
-    from core.models.loader import LoadedModel
+    from core.config import Settings
 
 ROLES = {"system", "user", "assistant", "observation"}
 
@@ -67,7 +66,7 @@ def read_messages(path: Path) -> list[dict[str, str]]:
 
 def _load(args: argparse.Namespace) -> tuple[Backend, Settings]:
     """The in-process backend of ``args.model``: the debugging commands work on its ``loaded`` model (the
-    protocol's member for tokenizer and weights)."""
+    protocol's member for tokenizer and weights) and its ``generate_ids``."""
     from core.backends import create_backend
     from core.models.registry import resolve
 
@@ -85,29 +84,6 @@ def _load(args: argparse.Namespace) -> tuple[Backend, Settings]:
     if backend.loaded is None:
         raise InputError(f"Profile {profile.id!r} did not load in-process: pick a bundled profile or a directory.")
     return backend, settings
-
-
-def generate_ids(loaded: LoadedModel, messages: list[dict[str, str]], settings: GenerationSettings) -> list[int]:
-    """New token ids (a final stop id included) of the loaded base model for ``messages``, without streaming.
-
-    Works on ``Backend.loaded`` directly: this command process has loaded no adapter and runs nothing else.
-    """
-    import torch
-
-    from core.backends.transformers_backend import sampling_kwargs
-
-    codec = loaded.codec
-    prompt = codec.prompt_ids(messages)
-    input_ids = torch.tensor([prompt], dtype=torch.long, device=loaded.model.device)
-    with torch.inference_mode():
-        out = loaded.model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            eos_token_id=codec.stop_ids,
-            pad_token_id=getattr(codec, "pad_id", None) or codec.stop_ids[0],
-            **sampling_kwargs(settings),
-        )
-    return [int(i) for i in out[0, len(prompt) :].tolist()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,10 +121,11 @@ def run(args: argparse.Namespace) -> int:
                 ids = codec.prompt_ids(messages)
                 result = {"ids": ids, "text": render_ids(codec, ids)}
             else:
-                gen = settings.generation.with_updates(max_new_tokens=args.max_new_tokens)
+                # plain decoding of the base model: no prompt-lookup drafts (the backend's generate does the rest)
+                gen = settings.generation.with_updates(max_new_tokens=args.max_new_tokens, prompt_lookup="off")
                 if args.greedy:
                     gen = gen.with_updates(temperature=0, repetition_penalty=1.0)
-                ids = generate_ids(backend.loaded, messages, gen)
+                ids = backend.generate_ids(messages, gen)
                 result = {"ids": ids, "text": codec.decode(ids)}
     except InkstoneError as exc:
         return fail(exc)
