@@ -44,7 +44,7 @@ def pct(values: list[float], q: float) -> float:
 
 def in_process_turn(engine, i: int) -> tuple[int, float, float]:  # noqa: ANN001
     """One stored chat turn; (answer tokens, seconds from send to the end, seconds to the first text)."""
-    from core.chat import Done
+    from core.chat.service import Done
 
     sid = engine.new_session()
     started = time.perf_counter()

@@ -62,7 +62,7 @@ def bare_generate(backend, messages, new_tokens: int = NEW_TOKENS, ids=None) -> 
 
 def inkstone_turn(engine) -> tuple[int, float, float]:  # noqa: ANN001
     """(new tokens, seconds, ttft seconds) of one ChatService turn in a fresh session."""
-    from core.chat import Done, Token
+    from core.chat.service import Done, Token
 
     sid = engine.new_session()
     greedy = {"temperature": 0, "max_new_tokens": NEW_TOKENS, "repetition_penalty": 1.0}

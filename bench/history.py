@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
-from core.history import HistoryStore  # noqa: E402
+from core.history.store import HistoryStore  # noqa: E402
 
 TARGETS_MS = {"messages(session_id), 5,000 messages": 100.0, "list_sessions(), 1,000 sessions": 50.0}
 

@@ -104,7 +104,7 @@ PROMPTS: dict[str, list[tuple[str, list[dict] | None]]] = {
 
 def turn(engine, text: str, settings: dict) -> tuple[str, int, float]:  # noqa: ANN001
     """(answer text, answer tokens, seconds) of one ChatService turn in a fresh session."""
-    from core.chat import Done, Failed
+    from core.chat.service import Done, Failed
 
     sid = engine.new_session()
     engine.store.update_session(sid, settings=settings)
@@ -121,8 +121,8 @@ def tie_gap(engine, text: str, sources: list[dict] | None, settings: dict) -> st
     """Where greedy ids differ with lookup on/off: the token index and plain decoding's top-2 logit gap there."""
     import torch
 
+    from core.chat.prompt import with_context
     from core.config import GenerationSettings
-    from core.prompt import with_context
 
     backend = engine.backend
     system = with_context(None, sources, text)
@@ -146,10 +146,10 @@ def tie_gap(engine, text: str, sources: list[dict] | None, settings: dict) -> st
 
 def bench_model(model_id: str, runs: int, new_tokens: int, tokens: int, sampled: bool, weights: str | None) -> None:
     """Answer every prompt with prompt lookup off and on, interleaved; print tokens/s, ratios, identity."""
-    from core.chat_config import prompt_lookup_tokens
+    from core.chat.prompt import with_context
     from core.config import GenerationSettings, load_settings
     from core.engine import build_engine
-    from core.prompt import with_context
+    from core.generation.lookup import prompt_lookup_tokens
 
     home = Path(os.environ.get("INKSTONE_BENCH_HOME", Path(tempfile.gettempdir()) / "inkstone-bench"))
     choice = {"home": str(home), "model": model_id, "device": "cpu", "cpu_weights": weights}

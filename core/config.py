@@ -40,7 +40,8 @@ class GenerationSettings:
     prompt_lookup: str = "auto"
     """Prompt-lookup decoding (transformers' ``prompt_lookup_num_tokens``): drafts copied from the prompt, checked
     in one forward pass. ``auto``: on where it measured faster (greedy answers on a CPU, for a prompt with text to
-    copy: retrieved sources, code, a long quote; see ``core.chat_config.prompt_lookup_tokens``), ``on`` or ``off``."""
+    copy: retrieved sources, code, a long quote; see ``core.generation.lookup.prompt_lookup_tokens``), ``on`` or
+    ``off``."""
     prompt_lookup_tokens: int = 10
     """Tokens drafted per lookup when prompt lookup is on."""
 

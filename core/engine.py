@@ -1,7 +1,7 @@
 """The engine: settings, history store, loaded backend and chat service, built once per process.
 
 The UI builds it behind one ``st.cache_resource``; the CLI builds it per command. All browser tabs share
-one engine; its scheduler (``core.scheduler``) is the one line tabs and API requests wait in for the model.
+one engine; its scheduler (``core.generation.scheduler``) is the one line tabs and API requests wait in for the model.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from typing import Any
 
 from core.backends import create_backend
 from core.backends.base import Backend
-from core.chat import ChatService
-from core.chat_config import ChatConfig
+from core.chat.config import ChatConfig
+from core.chat.service import ChatService
 from core.config import Settings
-from core.history import HistoryStore
+from core.generation.scheduler import queued
+from core.history.store import HistoryStore
 from core.kb import KnowledgeService
 from core.models.loader import Progress
 from core.models.registry import ModelProfile, resolve
-from core.personas import Persona, list_personas, load_persona
-from core.scheduler import queued
+from core.personas.store import Persona, list_personas, load_persona
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.history import HistoryStore
+from core.history.store import HistoryStore
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

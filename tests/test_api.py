@@ -18,7 +18,7 @@ from core.backends.base import AdapterSpec, Finished, TextDelta
 from core.config import load_settings
 from core.engine import Engine, build_engine
 from core.errors import ConfigError, ModelError
-from core.scheduler import FairQueue
+from core.generation.scheduler import FairQueue
 from tests.fixtures_native import make_native_checkpoint
 
 MESSAGES = [{"role": "user", "content": "Hello there, how are you today?"}]
@@ -321,7 +321,7 @@ def test_health(server: ApiServer, engine: Engine) -> None:
 
 def test_batching_for_in_process_models_only(engine: Engine) -> None:
     from core.backends.fake import FakeBackend
-    from core.batching import ContinuousBatcher
+    from core.generation.batching import ContinuousBatcher
 
     assert ContinuousBatcher.supported(engine.backend.inner)
     assert not ContinuousBatcher.supported(FakeBackend())  # no model to batch: the fair queue alone

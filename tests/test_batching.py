@@ -1,4 +1,4 @@
-"""``core.batching``: answers decoded together in one batch come out as each would alone.
+"""``core.generation.batching``: answers decoded together in one batch come out as each would alone.
 
 A tiny random Llama (float32) checks per-request settings in one batch (prompt lengths, max tokens, repetition
 penalty), the prompt-prefix reuse, and that a client that goes away frees its place at once. The bundled SmolLM2
@@ -16,11 +16,11 @@ import pytest
 
 from core.backends.base import Finished, TextDelta
 from core.backends.transformers_backend import TransformersBackend
-from core.batching import BLOCK, ContinuousBatcher
 from core.config import GenerationSettings, load_settings
+from core.generation.batching import BLOCK, ContinuousBatcher
+from core.generation.scheduler import QueuedBackend
 from core.models.loader import load_model
 from core.models.registry import resolve
-from core.scheduler import QueuedBackend
 from tests.fixtures_native import make_native_checkpoint
 
 GREEDY = GenerationSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=12)

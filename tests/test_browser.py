@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from core.history import HistoryStore
+from core.history.store import HistoryStore
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="needs the playwright package (pip install playwright)"

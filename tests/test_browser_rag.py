@@ -67,7 +67,7 @@ def test_upload_then_ask_with_rag_shows_the_source(rag_app: tuple[str, Path], ta
     again = tab.get_by_test_id("stChatMessage").nth(1)
     sync_api.expect(again.get_by_text("Sources: [1] volcano.txt")).to_be_visible(timeout=TIMEOUT_MS)
 
-    from core.history import HistoryStore
+    from core.history.store import HistoryStore
 
     store = HistoryStore.open(db_path)
     try:

@@ -1,4 +1,4 @@
-"""``core.chat_defaults``: new-chat defaults saved from the settings page are validated before anything is written,
+"""``core.chat.defaults``: new-chat defaults saved from the settings page are validated before anything is written,
 read back over the configured defaults, and a broken file is reported with its path and the fix."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from core.chat_defaults import defaults_path, load_chat_defaults, save_chat_defaults
+from core.chat.defaults import defaults_path, load_chat_defaults, save_chat_defaults
 from core.config import load_settings
 from core.errors import ConfigError, NotFoundError
-from core.personas import load_persona
+from core.personas.store import load_persona
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_a_new_cli_chat_starts_from_the_saved_defaults(tmp_path: Path, monkeypat
     import json
 
     from core.cli import main
-    from core.history import HistoryStore
+    from core.history.store import HistoryStore
 
     home, adapters = tmp_path / "data", tmp_path / "adapters"
     monkeypatch.setenv("INKSTONE_HOME", str(home))

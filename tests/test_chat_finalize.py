@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 import core.backends.timing
-import core.recorder
+import core.history.recorder
 from core.backends.base import Backend, ModelInfo, TextDelta
 from core.backends.fake import FakeBackend
-from core.chat import ChatService, Done, Failed, Sources, Started, Token
+from core.chat.service import ChatService, Done, Failed, Sources, Started, Token
 from core.config import GenerationSettings
-from core.history import HistoryStore
+from core.history.store import HistoryStore
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_retriever_sources_reach_prompt_events_and_row(store: HistoryStore) -> N
 def test_store_that_cannot_be_written_mid_answer_ends_it_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core.recorder, "SAVE_EVERY_S", 0.0)  # save after every token
+    monkeypatch.setattr(core.history.recorder, "SAVE_EVERY_S", 0.0)  # save after every token
     store = HistoryStore.open(tmp_path / "inkstone.db", timeout=0.05)
     sid = new_session(store)
     events = ChatService(store, FakeBackend(["one two three"])).send(sid, "hi")

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from core.backends.fake import FakeBackend
-from core.chat import ChatService, Done, Failed, Started, Token
+from core.chat.service import ChatService, Done, Failed, Started, Token
 from core.config import GenerationSettings
 from core.errors import GenerationError, InputError
-from core.history import HistoryStore
+from core.history.store import HistoryStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,8 +132,8 @@ def test_killed_process_leaves_question_and_partial_answer_on_disk(tmp_path: Pat
         f"""
         import os
         from core.backends.fake import FakeBackend
-        from core.chat import ChatService, Token
-        from core.history import HistoryStore
+        from core.chat.service import ChatService, Token
+        from core.history.store import HistoryStore
         store = HistoryStore.open({str(db)!r})
         sid = store.create_session(model="fake").id
         print(sid, flush=True)

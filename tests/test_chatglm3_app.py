@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.chat import Done, Started, Token
+from core.chat.service import Done, Started, Token
 from core.cli import main
 from core.config import load_settings
 from core.engine import build_engine

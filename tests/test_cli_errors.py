@@ -83,7 +83,7 @@ def test_ctrl_c_stops_the_answer_and_keeps_it(home: Path) -> None:
     import sys
     import time
 
-    from core.history import HistoryStore
+    from core.history.store import HistoryStore
 
     repo = Path(__file__).resolve().parents[1]
     words = " ".join(f"w{i}" for i in range(60))
@@ -108,7 +108,7 @@ def test_ctrl_c_stops_the_answer_and_keeps_it(home: Path) -> None:
 
 
 def test_refused_messages_leave_no_session_behind(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from core.history import HistoryStore
+    from core.history.store import HistoryStore
 
     assert main(["chat", "--model", "fake", "  "]) == 1
     assert main(["chat", "--model", "fake", "--max-new-tokens", "5000", "hi"]) == 1

@@ -16,7 +16,7 @@ import pytest
 
 from core import cli
 from core.cli import main
-from core.history import HistoryStore
+from core.history.store import HistoryStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,8 +96,8 @@ def test_answer_of_a_killed_process_is_settled_by_the_cli_never_while_it_runs(
         f"""
         import time
         from core.backends.fake import FakeBackend
-        from core.chat import ChatService, Token
-        from core.history import HistoryStore
+        from core.chat.service import ChatService, Token
+        from core.history.store import HistoryStore
         store = HistoryStore.open({str(db)!r})
         sid = store.create_session(model="fake").id
         service = ChatService(store, FakeBackend([" ".join(f"w{{i}}" for i in range(100))], delay_s=0.01))

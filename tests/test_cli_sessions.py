@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.cli.sessions import main
-from core.history import HistoryStore, Session
+from core.history.store import HistoryStore, Session
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.chat import Done
+from core.chat.service import Done
 from core.config import load_settings
 from core.engine import build_engine
 from tests.chatglm3_fixture import FIXTURE, fixture_reference, logits_bound, relative_tolerance

@@ -1,4 +1,4 @@
-"""``core.dirswap``: a directory rebuilt through ``replace_dir`` is always the old one or the new one, complete.
+"""``core.storage.dirswap``: a directory rebuilt through ``replace_dir`` is always the old one or the new one, complete.
 
 Checks: a build that raises leaves the target untouched (never missing) and no staging copy; a process killed
 (SIGKILL, a real child process) while building, between the two renames, or before deleting the old copy
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from core import dirswap
-from core.dirswap import is_leftover, recover, replace_dir
+from core.storage import dirswap
+from core.storage.dirswap import is_leftover, recover, replace_dir
 
 REPO = Path(__file__).resolve().parents[1]
 OLD = {"a.txt": "old a", "b.txt": "old b"}
@@ -83,7 +83,7 @@ def test_a_failed_first_build_leaves_no_target_and_no_staging(tmp_path: Path) ->
 CHILD = """
 import os, signal, sys
 from pathlib import Path
-from core import dirswap
+from core.storage import dirswap
 
 target, point = Path(sys.argv[1]), sys.argv[2]
 renames = []

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError
-from core.export import session_from_json, session_to_json, session_to_markdown
-from core.history import HistoryStore, Session
+from core.history.export import session_from_json, session_to_json, session_to_markdown
+from core.history.store import HistoryStore, Session
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from core import migrations
 from core.errors import InputError, NotFoundError, StorageError
-from core.history import HistoryStore, auto_title, new_id, now
+from core.history.store import HistoryStore, auto_title, new_id, now
+from core.storage import migrations
 
 
 @pytest.fixture

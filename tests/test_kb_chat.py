@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from core.backends.fake import FakeBackend
-from core.chat import Done, Sources, Started, Token
+from core.chat.prompt import build_prompt, fit_sources, with_context
+from core.chat.service import Done, Sources, Started, Token
 from core.cli import main
 from core.config import load_settings
 from core.engine import Engine, build_engine
-from core.prompt import build_prompt, fit_sources, with_context
 
 EMBEDDER = "minilm"
 FACT = "Mount Korvath is a dormant volcano. Its last eruption happened in the year 1822 and buried Selm in ash."

@@ -10,10 +10,10 @@ import pytest
 from sqlite_utils import Database
 
 from core.errors import InputError, NotFoundError
-from core.history import HistoryStore
+from core.history.store import HistoryStore
 from core.kb.files import collect, sanitize_name
 from core.kb.rows import KnowledgeRows, SessionKnowledge
-from core.migrations import applied_migrations, migrate
+from core.storage.migrations import applied_migrations, migrate
 
 
 def test_an_older_database_is_upgraded_and_keeps_its_sessions(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def test_merge_and_train_never_replace_the_data_dir_or_the_personas(home: Path, 
     base_dir = make_native_checkpoint("qwen2", tmp_path / "tiny-qwen")
     adapters = tmp_path / "adapters"
     train(home, adapters, base_dir, "fox", dataset(tmp_path / "d.jsonl"))
-    from core.history import HistoryStore
+    from core.history.store import HistoryStore
 
     store = HistoryStore.open(home / "inkstone.db")
     kept = store.create_session(model="fake", title="Kept")

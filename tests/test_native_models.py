@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.chat import Done, Failed
+from core.chat.service import Done, Failed
 from core.cli import main
 from core.config import load_settings
 from core.engine import build_engine

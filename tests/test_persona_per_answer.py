@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from core import migrations
 from core.backends.fake import FakeBackend
-from core.chat import ChatService, Done
-from core.export import session_from_json, session_to_json, session_to_markdown
-from core.history import HistoryStore
-from core.personas import load_persona
+from core.chat.service import ChatService, Done
+from core.history.export import session_from_json, session_to_json, session_to_markdown
+from core.history.store import HistoryStore
+from core.personas.store import load_persona
+from core.storage import migrations
 
 
 @pytest.fixture

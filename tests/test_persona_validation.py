@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from core.avatars import avatar_problem
 from core.errors import ConfigError
-from core.personas import list_personas, load_persona
+from core.personas.avatars import avatar_problem
+from core.personas.store import list_personas, load_persona
 
 REPO = Path(__file__).resolve().parents[1]
 

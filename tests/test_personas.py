@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from core.backends.fake import FakeBackend
-from core.chat import Done
+from core.chat.service import Done
 from core.cli import main
 from core.config import load_settings
 from core.engine import build_engine
 from core.errors import ConfigError, NotFoundError
-from core.history import HistoryStore
-from core.personas import list_personas, load_persona
+from core.history.store import HistoryStore
+from core.personas.store import list_personas, load_persona
 from tests.fixtures_native import make_native_checkpoint
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from core.chat.prompt import build_prompt
 from core.errors import InputError
-from core.prompt import build_prompt
 
 
 def words(messages: list[dict[str, str]]) -> int:

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from core.backends.base import AdapterSpec, Finished, TextDelta
-from core.chat_config import LOOKUP_QUOTE_CHARS, prompt_lookup_tokens
-from core.chat_defaults import load_chat_defaults, save_chat_defaults
+from core.chat.defaults import load_chat_defaults, save_chat_defaults
+from core.chat.prompt import with_context
 from core.config import GenerationSettings, load_settings
 from core.errors import ConfigError
-from core.prompt import with_context
+from core.generation.lookup import LOOKUP_QUOTE_CHARS, prompt_lookup_tokens
 from tests.fixtures_native import make_native_checkpoint
 
 CODE_EDIT = ("def add(a, b):\n    return a + b\n\nRename b to c:\n```\ndef add(a, b):\n    return a + b\n```")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.chat import Done
+from core.chat.service import Done
 from core.config import load_settings
 from core.engine import build_engine
 from tests.chatglm3_fixture import write_reference_checkpoint

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.history import HistoryStore
+from core.history.store import HistoryStore
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -17,13 +17,13 @@ from core.api.app import create_app
 from core.backends.base import TextDelta
 from core.backends.fake import FakeBackend
 from core.backends.timing import after_wait
-from core.chat import ChatService, Done, Failed
-from core.chat_defaults import create_chat, draft_config
+from core.chat.defaults import create_chat, draft_config
+from core.chat.service import ChatService, Done, Failed
 from core.cli.chat import Target, build_parser
 from core.config import GenerationSettings, load_settings
 from core.engine import Engine, build_engine
-from core.history import Message
-from core.recorder import NO_FINISH
+from core.history.recorder import NO_FINISH
+from core.history.store import Message
 
 REPLY = "one two three four five"
 

@@ -18,7 +18,7 @@ import pytest
 from core.api.server import ApiServer, free_port
 from core.backends.base import AdapterSpec, TextDelta
 from core.backends.openai_backend import OpenAIBackend, profile_options
-from core.chat import Done, Failed, Token
+from core.chat.service import Done, Failed, Token
 from core.config import load_settings
 from core.engine import Engine, build_engine
 from core.errors import ConfigError

@@ -1,4 +1,4 @@
-"""``core.sampling``: the one sampler of the single-answer path (``generate``) and the continuous batch.
+"""``core.generation.sampling``: the one sampler of the single-answer path (``generate``) and the continuous batch.
 
 Its scores match transformers' own processors (repetition penalty, temperature, top-k, top-p) on random logits;
 greedy takes the argmax after the penalty; and through ``generate`` the settings alone decide the answer, whatever
@@ -19,10 +19,10 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from core import sampling
 from core.backends.base import TextDelta
 from core.backends.transformers_backend import TransformersBackend
 from core.config import GenerationSettings, load_settings
+from core.generation import sampling
 from core.models.loader import load_model
 from core.models.registry import resolve
 from tests.fixtures_native import make_native_checkpoint

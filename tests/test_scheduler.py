@@ -1,4 +1,4 @@
-"""``core.scheduler``: the one line in front of the model. Browser tabs and API requests wait in it together,
+"""``core.generation.scheduler``: the one line in front of the model. Browser tabs and API requests wait in it together,
 each waiter sees its place (everything ahead of it, waiting or generating), and can give up waiting.
 
 Real threads and a real backend (the scripted ``FakeBackend`` behind ``QueuedBackend``); no timing is asserted,
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from core.backends.base import Finished, TextDelta
 from core.backends.fake import FakeBackend
 from core.config import GenerationSettings
-from core.scheduler import FairQueue, QueuedBackend, line
+from core.generation.scheduler import FairQueue, QueuedBackend, line
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10) -> None:

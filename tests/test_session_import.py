@@ -1,4 +1,4 @@
-"""Importing a session restores its RAG switch and knowledge bases: ``core.export.import_session`` and
+"""Importing a session restores its RAG switch and knowledge bases: ``core.history.export.import_session`` and
 ``python -m core sessions import FILE`` on a temp data dir. Knowledge bases that exist here (by name) are
 restored, missing ones are left out with a notice naming them, RAG stays off when none is left, a bad
 ``rag``/``knowledge_bases`` is refused with nothing stored, and an export -> import roundtrip keeps the choice.
@@ -14,8 +14,8 @@ import pytest
 
 from core.cli.sessions import main
 from core.errors import InputError
-from core.export import import_session, session_to_json
-from core.history import HistoryStore
+from core.history.export import import_session, session_to_json
+from core.history.store import HistoryStore
 from core.kb.rows import KnowledgeRows, SessionKnowledge
 
 

@@ -1,4 +1,4 @@
-"""``core.threads``: a thread that waits on another thread's model work frees its idle OpenMP workers.
+"""``core.generation.threads``: a thread that waits on another thread's model work frees its idle OpenMP workers.
 
 GNU OpenMP keeps a team of workers per OS thread that ran a parallel kernel; once the teams hold more threads
 than there are cores, every worker sleeps between kernels and CPU decoding slows by about a third. The checks
@@ -17,10 +17,10 @@ import torch
 
 from core.backends.transformers_backend import TransformersBackend
 from core.config import GenerationSettings, load_settings
+from core.generation.scheduler import QueuedBackend
+from core.generation.threads import release_idle_workers
 from core.models.loader import load_model
 from core.models.registry import resolve
-from core.scheduler import QueuedBackend
-from core.threads import release_idle_workers
 from tests.fixtures_native import make_native_checkpoint
 
 pytestmark = pytest.mark.skipif(

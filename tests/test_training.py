@@ -15,7 +15,7 @@ from core.cli import main
 from core.config import load_settings
 from core.engine import build_engine
 from core.errors import ConfigError
-from core.personas import load_persona
+from core.personas.store import load_persona
 from core.training.data import file_sha256
 from tests.chatglm3_fixture import FIXTURE
 from tests.fixtures_native import make_native_checkpoint

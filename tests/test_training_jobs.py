@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from core.config import load_settings
-from core.history import HistoryStore
-from core.personas import load_persona
+from core.history.store import HistoryStore
+from core.personas.store import load_persona
 from core.training.jobs import JobStore, process_alive
 from tests.fixtures_native import make_native_checkpoint
 

@@ -13,7 +13,7 @@ import pytest
 
 from core.config import load_settings
 from core.engine import build_engine
-from core.personas import load_persona
+from core.personas.store import load_persona
 from core.training.options import TrainOptions
 from core.training.trainer import train_persona
 

@@ -12,7 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.history import HistoryStore
+from core.history.store import HistoryStore
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 

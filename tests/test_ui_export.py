@@ -17,7 +17,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from core.history import HistoryStore
+from core.history.store import HistoryStore
 from core.kb.rows import KnowledgeRows
 
 APP = Path(__file__).resolve().parents[1] / "app.py"

@@ -13,8 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import load_settings
-from core.history import HistoryStore
-from core.personas import load_persona
+from core.history.store import HistoryStore
+from core.personas.store import load_persona
 from core.training.jobs import JobStore, process_alive
 from tests.fixtures_native import make_native_checkpoint
 

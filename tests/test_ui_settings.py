@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.history import HistoryStore
+from core.history.store import HistoryStore
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 PAGE = "ui/settings_page.py"

@@ -1,4 +1,5 @@
-"""The Stats page (AppTest) and its queries (``core.stats``): per-model and per-persona figures of stored answers,
+"""The Stats page (AppTest) and its queries (``core.history.stats``): per-model and per-persona figures of
+stored answers,
 as a summary table and charts; unfinished, failed and empty answers are left out."""
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core.history import HistoryStore
-from core.stats import answer_figures, chart_table, summary, totals_table
+from core.history.stats import answer_figures, chart_table, summary, totals_table
+from core.history.store import HistoryStore
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 PAGE = "ui/stats_page.py"

@@ -20,7 +20,7 @@ from core.backends.fake import FakeBackend
 from core.config import load_settings
 from core.engine import Engine, build_engine
 from core.errors import GenerationError
-from core.history import Message
+from core.history.store import Message
 from ui.turn import ActiveTurn, answer_caption, omitted_notice, stream_turn
 
 

@@ -1,6 +1,6 @@
 """One answer as the chat page shows it while it is produced: its place in line, Cancel, Stop and the text.
 
-All tabs and API clients share one model and one line, the engine's scheduler (``core.scheduler``), so a turn
+All tabs and API clients share one model and one line, the engine's scheduler (``core.generation.scheduler``), so a turn
 first reserves its place there. While other answers (other tabs' or API requests', waiting or generating) are
 ahead it shows how many, with a Cancel button: a click reruns the page, whose ``ActiveTurn.settle`` sets the
 turn's stop event, and the wait ends at once (the user's message stays stored; Regenerate answers it later).
@@ -15,9 +15,9 @@ from threading import Event
 
 import streamlit as st
 
-from core.chat import ChatEvent
-from core.history import Message
-from core.scheduler import FairQueue
+from core.chat.service import ChatEvent
+from core.generation.scheduler import FairQueue
+from core.history.store import Message
 from ui import rag
 from ui.turn import CAPTION_HELP, ActiveTurn, TurnOutcome, answer_avatar, answer_caption, stream_turn
 

@@ -1,5 +1,6 @@
 """The sidebar's "Import a chat": upload a chat's JSON export (from the chat page or ``sessions export``); it opens
-as a new chat with its RAG switch and the knowledge bases it names that exist here (``core.export.import_session``;
+as a new chat with its RAG switch and the knowledge bases it names that exist here
+(``core.history.export.import_session``;
 the missing ones are named in a warning, shown once).
 """
 
@@ -9,7 +10,7 @@ import streamlit as st
 
 from core.engine import Engine
 from core.errors import InkstoneError
-from core.export import import_session, load_export
+from core.history.export import import_session, load_export
 from ui import state
 
 _IMPORTS, _NOTICE = "inkstone_imports", "inkstone_import_notice"

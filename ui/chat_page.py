@@ -1,6 +1,6 @@
 """The chat page: replay the open session, send a message, stream the answer (with Stop), regenerate, export.
 
-Thin by design: the turn itself is ``ChatService`` (``core/chat.py``); ``ui.turn`` turns its events into
+Thin by design: the turn itself is ``ChatService`` (``core/chat/service.py``); ``ui.turn`` turns its events into
 streamed text. Stop reruns the script, which closes the event iterator; the service keeps the partial
 answer as ``stopped``, and the rerun (after ``ActiveTurn.settle``) shows it from the history.
 """
@@ -13,12 +13,12 @@ from threading import Event
 
 import streamlit as st
 
-from core.chat import ChatEvent
-from core.chat_defaults import create_chat
+from core.chat.defaults import create_chat
+from core.chat.service import ChatEvent
 from core.errors import InkstoneError
-from core.export import session_to_json, session_to_markdown
-from core.history import Message
-from core.personas import Persona
+from core.history.export import session_to_json, session_to_markdown
+from core.history.store import Message
+from core.personas.store import Persona
 from ui import rag, state
 from ui.answer import CANCELLED, show_message, stream_answer
 from ui.sidebar import draft_chat, pick_persona

@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.engine import Engine
 from core.errors import InkstoneError
-from core.export import source_label
+from core.history.export import source_label
 
 _NOTICE = "inkstone_rag_notice"
 SNIPPET_CHARS = 240

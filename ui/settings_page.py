@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.chat_defaults import load_chat_defaults, save_chat_defaults
+from core.chat.defaults import load_chat_defaults, save_chat_defaults
 from core.config import GenerationSettings
 from core.errors import InkstoneError
 from core.models.registry import profiles, resolve

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.chat_config import ChatConfig
-from core.chat_defaults import draft_config, load_chat_defaults
+from core.chat.config import ChatConfig
+from core.chat.defaults import draft_config, load_chat_defaults
 from core.engine import Engine
 from core.errors import InkstoneError, NotFoundError
-from core.history import HistoryStore, Session
-from core.personas import Persona
+from core.history.store import HistoryStore, Session
+from core.personas.store import Persona
 from ui import chat_import, state
 
 LIST_LIMIT = 200

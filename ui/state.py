@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.engine import Engine
 from core.errors import NotFoundError
-from core.scheduler import FairQueue, line
+from core.generation.scheduler import FairQueue, line
 
 _ENGINE = "inkstone_engine"
 _SESSION = "inkstone_session"

@@ -1,12 +1,12 @@
 """Stats: how fast each model and persona answers (tokens/s, time to first token) and how many tokens they
-use, over time, drawn from the figures stored with every answer. The queries live in ``core.stats``."""
+use, over time, drawn from the figures stored with every answer. The queries live in ``core.history.stats``."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from core.errors import InkstoneError
-from core.stats import METRICS, answer_figures, chart_table, summary, totals_table
+from core.history.stats import METRICS, answer_figures, chart_table, summary, totals_table
 from ui import state
 
 engine = state.engine()

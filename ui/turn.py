@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.chat import ChatEvent, Done, Failed, Sources, Started, Token
-from core.history import Message
+from core.chat.service import ChatEvent, Done, Failed, Sources, Started, Token
+from core.history.store import Message
 
 SETTLE_TIMEOUT_S = 30.0
 """Longest a rerun waits for a stopped answer to be stored (one token, or a slow prompt prefill)."""

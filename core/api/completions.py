@@ -19,11 +19,11 @@ from core.api.metrics import ApiMetrics
 from core.api.record import start_exchange
 from core.api.schemas import ChatCompletionRequest, ModelCard
 from core.backends.base import AdapterSpec, ChatMessages, Finished, TextDelta
-from core.chat_config import ChatConfig
+from core.chat.config import ChatConfig
 from core.config import GenerationSettings
 from core.errors import ConfigError, GenerationError, InkstoneError, ModelError, NotFoundError
-from core.personas import Persona
-from core.recorder import NO_FINISH
+from core.history.recorder import NO_FINISH
+from core.personas.store import Persona
 
 EngineGetter = Callable[[], Any]
 """Returns the current ``core.engine.Engine``; raises ``ModelError`` when the model failed to load."""

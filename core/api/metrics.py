@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from core.backends.base import Backend
-from core.scheduler import line
+from core.generation.scheduler import line
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
@@ -48,7 +48,7 @@ class ApiMetrics:
 
     def bind(self, backend: Callable[[], Backend | None]) -> None:
         """Read queue depth and active generations from the fair queue in front of ``backend()``
-        (``core.scheduler.line``), and the load time from its ``info()`` (None: nothing loaded)."""
+        (``core.generation.scheduler.line``), and the load time from its ``info()`` (None: nothing loaded)."""
 
         def depth() -> float:
             current = backend()

@@ -1,7 +1,8 @@
 """``inkstone_session``: an API exchange stored in an Inkstone session, so it shows in the app's history.
 
 The session is created (``"new"``: ``ChatService.create_session``, as every new chat) or found, the last user message
-is stored, and the answer is written by the one answer recorder (``core.recorder``) like an answer typed in the app:
+is stored, and the answer is written by the one answer recorder (``core.history.recorder``) like an answer
+typed in the app:
 signed by its persona, saved as it grows, settled with its status and the ``Finished`` event's figures.
 """
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from core.api.errors import ApiError
 from core.errors import NotFoundError
-from core.recorder import AnswerRecorder
+from core.history.recorder import AnswerRecorder
 
 
 def start_exchange(engine: Any, prep: Any) -> AnswerRecorder:

@@ -102,7 +102,8 @@ class Backend(Protocol):
 
     Callers use only these members, and learn what the backend can do from ``capabilities``. ``loaded`` is the
     in-process model (``core.models.loader.LoadedModel``: weights, codec, device) for the continuous batch
-    (``core.batching``) and for tools that need its weights or tokenizer (``model inspect``), None for a backend
+    (``core.generation.batching``) and for tools that need its weights or tokenizer (``model inspect``), None
+    for a backend
     without one.
     """
 
@@ -153,7 +154,8 @@ class Backend(Protocol):
         """Stream the answer to ``messages``: ``TextDelta`` events, then exactly one ``Finished``.
 
         ``Finished`` carries the reason and the timings (build it with ``core.backends.timing.StreamTimer``). The
-        answer recorder (``core.recorder``) enforces the rule: a stream that ends without it is stored as an error.
+        answer recorder (``core.history.recorder``) enforces the rule: a stream that ends without it is stored
+        as an error.
 
         ``adapter`` is applied for this answer only (None: the base model). A backend that declares
         ``capabilities.seed`` also takes ``seed=``. Setting ``stop`` ends generation early (reason ``stopped``).

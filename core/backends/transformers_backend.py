@@ -13,8 +13,8 @@ from core.backends.streaming import IdStreamer, StopOnEvent
 from core.backends.timing import StreamTimer
 from core.config import GenerationSettings
 from core.errors import GenerationError, ModelError
+from core.generation.threads import release_idle_workers
 from core.models.loader import LoadedModel
-from core.threads import release_idle_workers
 
 
 class TransformersBackend:
@@ -97,8 +97,8 @@ class TransformersBackend:
         """``generate`` arguments shared by streaming and non-streaming calls (prompt lookup decided per prompt)."""
         import torch
 
-        from core.chat_config import prompt_lookup_tokens
-        from core.sampling import generate_kwargs
+        from core.generation.lookup import prompt_lookup_tokens
+        from core.generation.sampling import generate_kwargs
 
         input_ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
         kwargs = dict(
@@ -151,7 +151,7 @@ class TransformersBackend:
                     streamer.finish_with_error(exc)
 
             thread = threading.Thread(target=work, name="inkstone-generate", daemon=True)
-            release_idle_workers()  # this thread only waits from here on (see core.threads)
+            release_idle_workers()  # this thread only waits from here on (see core.generation.threads)
             thread.start()
             drained = False
             try:

@@ -5,7 +5,7 @@ The converted directory holds ``config.json`` (``model_type: glm``, no ``auto_ma
 GLM names and a marker file. Loading it with ``GlmForCausalLM.from_pretrained`` gives every standard
 feature (dtype, ``device_map``, bitsandbytes ``quantization_config``, PEFT) and never runs code from the
 checkpoint directory. Cache entries are keyed by a hash of the source config and weight file
-sizes/mtimes and written beside their final name, then swapped in (``core.dirswap``).
+sizes/mtimes and written beside their final name, then swapped in (``core.storage.dirswap``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from core.dirswap import is_leftover, recover, replace_dir
 from core.errors import ModelError
+from core.storage.dirswap import is_leftover, recover, replace_dir
 
 from .config import glm_config_from_chatglm3
 from .detect import read_chatglm3_config
@@ -134,7 +134,7 @@ def _write_converted(src: Path, out: Path) -> None:
 def convert_chatglm3_checkpoint(src: Path, dst: Path) -> Path:
     """Convert ChatGLM3 checkpoint ``src`` into a native GLM directory ``dst`` and return ``dst``.
 
-    Writes into a sibling directory and swaps it in as ``dst`` at the end (``core.dirswap.replace_dir``), so
+    Writes into a sibling directory and swaps it in as ``dst`` at the end (``core.storage.dirswap.replace_dir``), so
     ``dst`` is the old conversion or the complete new one. Nothing is done if ``dst`` already holds a
     conversion of ``src`` in its current state (same fingerprint); a conversion of an older state is
     replaced. If another process finishes the same ``dst`` first, that one is kept.

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from core.chat import Done, Failed, Sources, Started, Token
-from core.chat_defaults import draft_config
+from core.chat.defaults import draft_config
+from core.chat.service import Done, Failed, Sources, Started, Token
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError
-from core.export import source_label
+from core.history.export import source_label
 
 
 def build_parser() -> argparse.ArgumentParser:

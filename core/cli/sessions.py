@@ -14,8 +14,8 @@ from pathlib import Path
 
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError, InputError
-from core.export import import_session, load_export, session_to_json, session_to_markdown, source_label
-from core.history import HistoryStore, Message, Session
+from core.history.export import import_session, load_export, session_to_json, session_to_markdown, source_label
+from core.history.store import HistoryStore, Message, Session
 from core.kb.rows import KnowledgeRows
 from core.outputs import write_text_file
 

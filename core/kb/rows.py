@@ -1,6 +1,6 @@
 """Knowledge-base, document and per-session RAG rows in the history database (migration ``m004_knowledge``).
 
-``KnowledgeRows`` (a ``core.sqlite_store.SqliteStore``, like ``core.history.HistoryStore``) is handed its
+``KnowledgeRows`` (a ``core.storage.sqlite.SqliteStore``, like ``core.history.store.HistoryStore``) is handed its
 connection (or opens its own to the history file, next to the ``HistoryStore``'s) and maps rows to the small
 dataclasses ``KnowledgeBase`` and ``Document``. It holds no Chroma or model code: ``core.kb.service`` decides
 what to write, this module only writes it. Every call holds one lock and every write commits at once.
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from core.errors import NotFoundError
-from core.sqlite_store import SqliteStore, new_id, now
+from core.storage.sqlite import SqliteStore, new_id, now
 
 DOC_STATUSES = ("ingesting", "ready", "error")
 

@@ -27,7 +27,7 @@ from core.errors import (
     NotFoundError,
     ReembedRequired,
 )
-from core.history import Session
+from core.history.store import Session
 from core.kb.files import collect, sanitize_name
 from core.kb.ingest import Ingestion, IngestReport, ProgressCallback
 from core.kb.library import LibraryHandle, reembed_hint

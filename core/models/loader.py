@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-from core.dirswap import recover, replace_dir
 from core.errors import ModelError
+from core.generation.threads import release_idle_workers
 from core.models import bundled, lowbit
 from core.models.checkpoint import check_remote_code, check_tokenizer_files, context_window_of, read_config
 from core.models.codec import ChatCodec, ChatGLM3Codec, HFChatCodec
 from core.models.modelinfo import check_fits, inspect_directory
 from core.models.registry import ModelProfile
-from core.threads import release_idle_workers
+from core.storage.dirswap import recover, replace_dir
 
 Progress = Callable[[str], None]
 
@@ -214,7 +214,7 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
     model.eval()
     if device == "cpu" and settings.quantize is None:
         model.to("cpu")
-    release_idle_workers()  # this thread's loading is done; answers decode on others (see core.threads)
+    release_idle_workers()  # this thread's loading is done; answers decode on others (see core.generation.threads)
     return LoadedModel(
         model_id=profile.id,
         model=model,

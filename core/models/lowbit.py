@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.dirswap import recover, replace_dir
+from core.storage.dirswap import recover, replace_dir
 
 CHOICES = ("int4", "int8", "bf16", "fp32")
 """Values of the ``cpu_weights`` setting, fastest first (the fallback order)."""

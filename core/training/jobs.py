@@ -21,7 +21,7 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import InkstoneError, NotFoundError
-from core.history import HistoryStore, new_id
+from core.history.store import HistoryStore, new_id
 
 ACTIVE = ("running",)
 COLUMNS = ("id", "persona", "base", "status", "pid", "step", "max_steps", "loss", "eta_s", "log_path", "error",

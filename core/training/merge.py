@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-from core.dirswap import recover, replace_dir
 from core.errors import ConfigError, ModelError
-from core.personas import Persona, load_persona
+from core.personas.store import Persona, load_persona
+from core.storage.dirswap import recover, replace_dir
 from core.training.base import BaseRef, converted_dir, resolve_base
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
-from core.personas import ID_PATTERN
+from core.personas.store import ID_PATTERN
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 REPORT_TO = ("none", "tensorboard", "wandb")

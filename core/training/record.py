@@ -1,6 +1,7 @@
 """Writing a persona directory: ``persona.toml`` (with the ``[training]`` record) next to the PEFT files.
 
-The directory is assembled beside its final name and swapped in (``core.dirswap``), so a persona is either the old
+The directory is assembled beside its final name and swapped in (``core.storage.dirswap``), so a persona is
+either the old
 one or the complete new one, never half written.
 """
 
@@ -10,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.dirswap import replace_dir
+from core.storage.dirswap import replace_dir
 
 
 def toml_value(value: Any) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, InputError, NotFoundError
-from core.personas import ID_PATTERN, Persona, list_personas, load_persona
+from core.personas.store import ID_PATTERN, Persona, list_personas, load_persona
 from core.training.jobs import Job, JobStore
 from core.training.record import install_persona, to_toml
 

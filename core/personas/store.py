@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.avatars import avatar_problem, avatar_value
 from core.config import GenerationSettings
-from core.dirswap import is_leftover
 from core.errors import ConfigError, NotFoundError
+from core.personas.avatars import avatar_problem, avatar_value
+from core.storage.dirswap import is_leftover
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KNOWN_KEYS = {"name", "avatar", "language", "system_prompt", "greeting", "base_model", "lora", "generation",

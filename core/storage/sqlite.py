@@ -1,7 +1,7 @@
 """What every store of the history database shares: ids, timestamps, opening, and one locked read/write path.
 
-``SqliteStore`` is the base of ``core.history.HistoryStore`` and ``core.kb.rows.KnowledgeRows``: it is handed
-its connection (or opens one at a path), applies the pragmas and numbered migrations of ``core.migrations``,
+``SqliteStore`` is the base of ``core.history.store.HistoryStore`` and ``core.kb.rows.KnowledgeRows``: it is handed
+its connection (or opens one at a path), applies the pragmas and numbered migrations of ``core.storage.migrations``,
 and maps every failure the same way: sqlite3 errors become a StorageError naming the file and the fix, text
 that cannot be stored (a lone surrogate from undecodable input bytes) an InputError. Every call holds one
 lock and every write commits at once (``BEGIN IMMEDIATE``, so the busy timeout applies to the write lock).
@@ -22,7 +22,7 @@ from typing import Self
 from sqlite_utils import Database
 
 from core.errors import InputError, StorageError
-from core.migrations import database_path, migrate, storage_error
+from core.storage.migrations import database_path, migrate, storage_error
 
 BUSY_TIMEOUT_S = 5.0
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from core.chat_config import ChatConfig
+from core.chat.config import ChatConfig
 from core.config import GenerationSettings, Settings
 from core.engine import Engine
 from core.errors import ConfigError, StorageError

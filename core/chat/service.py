@@ -1,7 +1,8 @@
 """ChatService: one chat turn end to end, durable at every step.
 
 The user message is committed before generation starts; the answer row is written by the one answer recorder
-(``core.recorder``) as ``streaming``, its text saved as it grows. The stream loop only collects; one finalize step
+(``core.history.recorder``) as ``streaming``, its text saved as it grows. The stream loop only collects; one
+finalize step
 writes the row whatever ended the stream (finished, stopped, failed, consumer gone, backend ending without
 ``Finished``) as ``complete``, ``stopped`` or ``error`` with the ``Finished`` event's token counts, time to first
 token and decode tokens/s, and the sources. A crash or a killed process mid-answer leaves both rows on disk.
@@ -18,13 +19,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
-from core.chat_config import ChatConfig, PersonaLoader, chat_config
+from core.chat.config import ChatConfig, PersonaLoader, chat_config
+from core.chat.prompt import PromptPlan, build_prompt, fit_sources, with_context
 from core.config import GenerationSettings
 from core.errors import InkstoneError, InputError
-from core.history import HistoryStore, Message, Session
-from core.personas import Persona
-from core.prompt import PromptPlan, build_prompt, fit_sources, with_context
-from core.recorder import AnswerRecorder, RecordedAnswer
+from core.history.recorder import AnswerRecorder, RecordedAnswer
+from core.history.store import HistoryStore, Message, Session
+from core.personas.store import Persona
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class ChatService:
     ) -> ChatConfig:
         """The persona, system prompt and settings a chat answers with (``session_id`` None: a new chat).
 
-        See ``core.chat_config.chat_config``; ``persona``/``overrides`` are changes not yet stored.
+        See ``core.chat.config.chat_config``; ``persona``/``overrides`` are changes not yet stored.
         """
         session = self.store.get_session(session_id) if session_id is not None else None
         return chat_config(

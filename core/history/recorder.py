@@ -24,8 +24,8 @@ from core.backends.base import Finished
 from core.errors import InkstoneError
 
 if TYPE_CHECKING:
-    from core.history import HistoryStore, Session
-    from core.personas import Persona
+    from core.history.store import HistoryStore, Session
+    from core.personas.store import Persona
 
 SAVE_EVERY_S = 0.5
 """How often the growing answer is written to disk while it streams."""

@@ -1,10 +1,10 @@
 """Chat history in SQLite (sqlite-utils): sessions, messages with status and stats, full-text search.
 
-``HistoryStore`` (a ``core.sqlite_store.SqliteStore``: handed its connection or opening one at a path,
+``HistoryStore`` (a ``core.storage.sqlite.SqliteStore``: handed its connection or opening one at a path,
 migrations applied, one lock per call, each write committed at once) maps rows to the small dataclasses
 ``Session``, ``Message`` and ``SearchHit``. The UI and the chat service call it from several threads.
 Timestamps are ISO-8601 UTC strings with microseconds, so they sort as text; ids sort by creation time.
-Search SQL and snippets live in ``core.history_search``; ids and timestamps in ``core.sqlite_store``
+Search SQL and snippets live in ``core.history.search``; ids and timestamps in ``core.storage.sqlite``
 (re-exported here).
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.errors import InputError, NotFoundError, StorageError
-from core.history_search import SearchHit, search_sql, snippet
-from core.sqlite_store import BUSY_TIMEOUT_S, SqliteStore, new_id, now
-from core.writers import INTERRUPTED, new_writer, writer_closed, writer_gone
+from core.history.search import SearchHit, search_sql, snippet
+from core.history.writers import INTERRUPTED, new_writer, writer_closed, writer_gone
+from core.storage.sqlite import BUSY_TIMEOUT_S, SqliteStore, new_id, now
 
 __all__ = [
     "BUSY_TIMEOUT_S", "DEFAULT_TITLE", "ROLES", "STATUSES", "HistoryStore", "Message", "SearchHit", "Session",

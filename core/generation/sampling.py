@@ -1,6 +1,6 @@
 """The one sampler: how generation settings pick the next token from a model's logits, for an answer generated
 alone (transformers' ``generate``, given ``SettingsProcessor`` as its logits processor) and for the continuous
-batch (``core.batching``, row by row), so that both paths sample the same way.
+batch (``core.generation.batching``, row by row), so that both paths sample the same way.
 
 The order is transformers': repetition penalty on every id of the context, then temperature, top-k and top-p.
 Temperature 0 is greedy decoding: the most likely token after the penalty. ``generate_kwargs`` switches

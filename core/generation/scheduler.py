@@ -1,7 +1,7 @@
 """The one line in front of a backend, shared by the UI's answers and the API's requests.
 
 Callers get the model in arrival order (first come, first served): a plain lock lets any waiter win, so a busy
-API client could starve a browser tab. Where the backend supports continuous batching (``core.batching``),
+API client could starve a browser tab. Where the backend supports continuous batching (``core.generation.batching``),
 answers that can be batched are admitted together, up to the batch's capacity; an answer that cannot (a LoRA
 adapter, a seed, a repetition penalty) waits for the batch to drain and then runs alone, and those behind it wait
 for it: order is kept across both kinds. A caller whose stop event is set while it waits (Stop or Cancel button,
@@ -214,7 +214,7 @@ class QueuedBackend:
     """
 
     def __init__(self, inner: Backend, *, batch: int = 8) -> None:
-        from core.batching import ContinuousBatcher
+        from core.generation.batching import ContinuousBatcher
 
         self.inner = inner
         self.batcher = ContinuousBatcher(inner, capacity=batch) if batch > 1 and ContinuousBatcher.supported(inner) \

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import InkstoneError, InputError
-from core.history import ROLES, STATUSES, HistoryStore, Message, Session
+from core.history.store import ROLES, STATUSES, HistoryStore, Message, Session
 from core.kb.rows import KnowledgeRows, SessionKnowledge
 
 _ROLE_HEADINGS = {"system": "**System**", "user": "**User**", "assistant": "**Assistant**"}

@@ -8,7 +8,7 @@ not stall them), its first token is sampled and its cache is merged into the bat
 length, with per-row positions and attention mask. A finished or cancelled answer leaves before the next step,
 and padding columns that no remaining row needs are cut off.
 
-Sampling is per answer, with ``core.sampling`` (the sampler the backend's ``generate`` uses too): repetition
+Sampling is per answer, with ``core.generation.sampling`` (the sampler the backend's ``generate`` uses too): repetition
 penalty, temperature, top-k and top-p, greedy at temperature 0; each answer stops at the model's stop ids or its
 own ``max_new_tokens``, and its stop event ends it before the next step. The decode thread also turns each new
 id into text (the caller's ``IdStreamer``), between steps.
@@ -20,8 +20,9 @@ kernels shapes they crashed on before the layers copied their inputs.
 
 Not batched (``fits`` says no): an answer with a LoRA adapter (adapters are switched on the shared weights), a
 seeded one (its sampling must not depend on what else runs), one longer than the batch's token budget, or one that
-prompt-lookup decoding would speed up (``core.chat_config.prompt_lookup_tokens``) arriving while the batch is
-empty; it goes through the backend's own ``generate``, and ``core.scheduler`` keeps the two kinds from running at once.
+prompt-lookup decoding would speed up (``core.generation.lookup.prompt_lookup_tokens``) arriving while the batch is
+empty; it goes through the backend's own ``generate``, and ``core.generation.scheduler`` keeps the two kinds
+from running at once.
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import sampling
 from core.backends.base import Backend, ChatMessages, StreamEvent, TextDelta
 from core.backends.timing import StreamTimer
 from core.backends.transformers_backend import as_generation_error
-from core.batch_parts import BLOCK, ROWS_ATTENTION, PrefixCache, left_pad, register_rows_attention
-from core.chat_config import prompt_lookup_tokens
 from core.config import GenerationSettings
 from core.errors import GenerationError, ModelError
-from core.threads import release_idle_workers
+from core.generation import sampling
+from core.generation.batch_parts import BLOCK, ROWS_ATTENTION, PrefixCache, left_pad, register_rows_attention
+from core.generation.lookup import prompt_lookup_tokens
+from core.generation.threads import release_idle_workers
 
 _END = object()
 _TEXT = object()
@@ -166,7 +167,7 @@ class ContinuousBatcher:
         streamer = IdStreamer(codec, timer)
         answer = _Answer(codec.prompt_ids(messages), settings, stop, streamer)
         streamer.put(answer.prompt)  # the streamer skips the prompt
-        release_idle_workers()  # this thread only waits from here on (see core.threads)
+        release_idle_workers()  # this thread only waits from here on (see core.generation.threads)
         with self._idle_lock:  # not idle from here: the loop cannot see an empty inbox in between
             self._idle.clear()
             self._inbox.put(answer)
@@ -400,7 +401,8 @@ class ContinuousBatcher:
             answer.end(exc)
 
     def _pick(self, logits: Any, rows: list[_Answer]) -> list[int]:
-        """The next token of each row, with its own settings (``core.sampling``, as ``generate`` picks it)."""
+        """The next token of each row, with its own settings (``core.generation.sampling``, as ``generate``
+        picks it)."""
         import torch
 
         logits = logits.float()

@@ -1,5 +1,5 @@
-"""Pieces of the batched decode loop (``core.batching``): the prompt-prefix cache, per-row attention for a
-left-padded batch, and left padding. Sampling is ``core.sampling``'s, shared with the single-answer path.
+"""Pieces of the batched decode loop (``core.generation.batching``): the prompt-prefix cache, per-row attention for a
+left-padded batch, and left padding. Sampling is ``core.generation.sampling``'s, shared with the single-answer path.
 """
 
 from __future__ import annotations
