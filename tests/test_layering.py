@@ -1,4 +1,5 @@
-"""Dependencies point one way: app.py, ui/ -> core/ -> knowledge/. Walks every import in the tree."""
+"""Dependencies point one way: app.py, ui/ -> core/ -> knowledge/, and inside core/ from higher packages to lower
+ones (``CORE_LAYERS``). Walks every import in the tree."""
 
 from __future__ import annotations
 
@@ -280,3 +281,66 @@ def test_the_probe_check_finds_probing_and_spares_other_objects(tmp_path: Path) 
         "core/scheduler.py:3 probes a backend with getattr() (read Backend.capabilities)",
         "ui/page.py:2 probes a backend with hasattr() (read Backend.capabilities)",
     ]
+
+
+CORE_LAYERS = (
+    ("core.errors", "core.config", "core.offline", "core.outputs"),
+    ("core.storage",),
+    ("core.models", "core.chatglm3", "core.personas", "core.generation.threads"),
+    ("core.backends", "core.generation"),
+    ("core.kb", "core.history"),
+    ("core.chat",),
+    ("core.engine", "core.training", "core.api"),
+    ("core.cli", "core.__main__", "core"),
+)
+"""core/ from the bottom up: a module imports only from its own layer or lower ones (``core.generation.threads``, the
+OpenMP release that model loading also calls, imports nothing of core and sits with the models). Imports under
+``if TYPE_CHECKING:`` only name types and are not counted."""
+
+
+def core_layer(module: str) -> int:
+    """The layer of a ``core`` module (the longest package prefix in ``CORE_LAYERS`` decides)."""
+    found = [(len(name), i) for i, names in enumerate(CORE_LAYERS) for name in names
+             if module == name or module.startswith(name + ".")]  # fmt: skip
+    assert found, f"{module} is in no layer of CORE_LAYERS: add it"
+    return max(found)[1]
+
+
+def runtime_core_imports(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, module) of every ``core`` import that runs (function-level ones included, TYPE_CHECKING ones not)."""
+    typing_only = {id(sub) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(node.test) for sub in ast.walk(node)}  # fmt: skip
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "core":
+            found += [(node.lineno, f"core.{a.name}") for a in node.names] if node.module == "core" else \
+                [(node.lineno, node.module)]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "core"]
+    return found
+
+
+def upward_imports(root: Path) -> list[str]:
+    bad = []
+    for f in sorted((root / "core").rglob("*.py")):
+        module = ".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for line, imported in runtime_core_imports(ast.parse(f.read_text(encoding="utf-8"))):
+            if core_layer(imported) > core_layer(module):
+                bad.append(f"{f.relative_to(root).as_posix()}:{line} imports {imported} (a higher layer)")
+    return bad
+
+
+def test_core_packages_import_downwards_only() -> None:
+    assert upward_imports(REPO) == []
+
+
+def test_the_layer_check_finds_an_upward_import(tmp_path: Path) -> None:
+    """Guard against a check that can never fail: a backend importing the chat service is reported; a lazy import
+    counts, a TYPE_CHECKING one does not."""
+    (tmp_path / "core" / "backends").mkdir(parents=True)
+    (tmp_path / "core" / "backends" / "bad.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from core.engine import Engine\n"
+        "def f():\n    from core.chat.service import ChatService\n    from core.config import Settings\n")
+    assert upward_imports(tmp_path) == ["core/backends/bad.py:5 imports core.chat.service (a higher layer)"]

@@ -17,11 +17,12 @@ import pytest
 
 from core.api.server import ApiServer, free_port
 from core.backends.base import AdapterSpec, TextDelta
-from core.backends.openai_backend import OpenAIBackend, profile_options
+from core.backends.openai_backend import OpenAIBackend
 from core.chat.service import Done, Failed, Token
 from core.config import load_settings
 from core.engine import Engine, build_engine
 from core.errors import ConfigError
+from core.models.remote import profile_options
 from tests.test_api import MESSAGES, local_answer, setup  # noqa: F401  (module fixture reused)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,12 +13,14 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.chat.config import ChatConfig
 from core.config import GenerationSettings, Settings
-from core.engine import Engine
 from core.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:  # the engine is built above chat; only its type is named here
+    from core.engine import Engine
 
 FILE_NAME = "new-chat.toml"
 _FIELDS = {f.name: f.type for f in fields(GenerationSettings)}

@@ -63,9 +63,9 @@ FAKE_SLOW = ModelProfile(
 def configured(strict: str | None = None) -> dict[str, ModelProfile]:
     """Remote profiles from inkstone.toml's ``[models.<id>]`` tables; a bad table is left out, except the one
     named ``strict``, which raises ConfigError naming its problems."""
-    from core.backends.openai_backend import profile_options
     from core.config import load_settings
     from core.errors import ConfigError
+    from core.models.remote import profile_options
 
     found = {}
     for pid, t in load_settings().models.items():
