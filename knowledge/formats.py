@@ -1,4 +1,7 @@
-"""Loaders for PDF (pypdf text layer, 1-based pages), DOCX (python-docx paragraphs and tables) and HTML (bs4)."""
+"""Loaders for PDF (pypdf text layer, 1-based pages), DOCX (python-docx paragraphs and tables) and HTML (bs4).
+
+Imports only ``knowledge.documents`` for the data types (never ``knowledge.loaders``, which imports this).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from knowledge.charset import detect_encoding, plausibility
+from knowledge.documents import Document, Segment
 from knowledge.errors import LoaderError
-from knowledge.loaders import Document, Segment
 
 _BLANK_RUNS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 _HTML_DROP = ("script", "style", "noscript", "template", "svg", "head")
@@ -29,7 +32,7 @@ def open_pdf(path: Path, name: str, sample: bytes) -> Document:
         raise LoaderError(f"{name}: the PDF is damaged ({exc}); re-export or repair it") from exc
     if pages == 0:
         raise LoaderError(f"{name}: the PDF has no pages; there is nothing to index")
-    return Document(path, name, "pdf", pages=pages)
+    return Document(path, name, "pdf", pages=pages, reader=pdf_segments)
 
 
 def _pdf_reader(path: Path, name: str, sample: bytes):  # -> pypdf.PdfReader
@@ -128,7 +131,7 @@ def check_docx(path: Path, name: str, sample: bytes) -> Document:
     if not sample.startswith(b"PK"):
         raise LoaderError(f"{name} is not a .docx file (not a zip archive); rename it to its real type")
     _open_docx(path, name)
-    return Document(path, name, "docx")
+    return Document(path, name, "docx", reader=docx_segments)
 
 
 def _open_docx(path: Path, name: str):  # -> docx.document.Document

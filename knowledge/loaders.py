@@ -4,55 +4,24 @@
 LoaderError with a message that names the file and the fix; ``Document.segments()`` then yields the text
 lazily, so a 200 MB text file is read in bounded blocks and never held whole in memory. Problems that do not
 stop the file (a PDF page without a text layer, undecodable bytes) are collected in ``Document.warnings``.
+``Segment`` and ``Document`` live in ``knowledge.documents``; the PDF, DOCX and HTML readers in
+``knowledge.formats``. This module imports both and neither imports it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from knowledge.charset import SAMPLE_BYTES, detect_encoding
+from knowledge.documents import Document, Segment
 from knowledge.errors import LoaderError
+from knowledge.formats import check_docx, html_encoding, html_segments, open_pdf
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".text", ".rst", ".csv", ".log"})
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf", ".docx", ".html", ".htm"}
 TEXT_BLOCK_CHARS = 256 * 1024  # a text file is yielded in segments of about this many characters
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A run of text from one page (``page`` is 1-based for PDFs, None otherwise); ``offset`` is its start in it."""
-
-    text: str
-    page: int | None
-    offset: int = 0
-
-
-@dataclass
-class Document:
-    """An opened, validated file whose text is read lazily by ``segments()``."""
-
-    path: Path
-    name: str
-    kind: str
-    pages: int = 1
-    encoding: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def segments(self) -> Iterator[Segment]:
-        """The file's text, page by page (PDF) or in bounded blocks (text); LoaderError if none of it is text."""
-        from knowledge import formats
-
-        if self.kind == "text":
-            yield from _text_segments(self)
-        elif self.kind == "pdf":
-            yield from formats.pdf_segments(self)
-        elif self.kind == "docx":
-            yield from formats.docx_segments(self)
-        else:
-            yield from formats.html_segments(self)
 
 
 def file_sha256(path: Path) -> str:
@@ -66,8 +35,6 @@ def file_sha256(path: Path) -> str:
 
 def open_document(path: Path, name: str | None = None) -> Document:
     """Validate ``path`` and return a Document; LoaderError (naming ``name``) when it cannot be indexed."""
-    from knowledge import formats
-
     path = Path(path)
     name = name or path.name
     suffix = path.suffix.lower()
@@ -88,12 +55,14 @@ def open_document(path: Path, name: str | None = None) -> Document:
         raise LoaderError(f"{name} is empty; there is nothing to index")
     if suffix in TEXT_SUFFIXES:
         encoding = detect_encoding(sample, name)
-        return Document(path, name, "text", encoding=encoding)
+        return Document(path, name, "text", encoding=encoding, reader=_text_segments)
     if suffix == ".pdf":
-        return formats.open_pdf(path, name, sample)
+        return open_pdf(path, name, sample)
     if suffix == ".docx":
-        return formats.check_docx(path, name, sample)
-    return Document(path, name, "html", encoding=formats.html_encoding(sample, name))
+        return check_docx(path, name, sample)
+    return Document(
+        path, name, "html", encoding=html_encoding(sample, name), reader=html_segments
+    )
 
 
 def _text_segments(doc: Document) -> Iterator[Segment]:

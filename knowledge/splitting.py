@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from knowledge.documents import Segment
 from knowledge.errors import KnowledgeError
-from knowledge.loaders import Segment
 
 MIN_CHUNK_SIZE = 20
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", ", ", " ", ""]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from knowledge import KnowledgeError
-from knowledge.loaders import Segment
+from knowledge.documents import Segment
 from knowledge.splitting import split_segments
 
 ZH = (

@@ -4,8 +4,9 @@ search) is the ``knowledge`` library; this package only uses its facade.
 """
 
 from core.kb.ingest import FileResult, IngestProgress, IngestReport
+from core.kb.naming import KbSummary, QueryHit, clean_kb_name
 from core.kb.rows import Document, KnowledgeBase, KnowledgeRows
-from core.kb.service import KbSummary, KnowledgeService, QueryHit, clean_kb_name
+from core.kb.service import KnowledgeService
 
 __all__ = [
     "Document",

@@ -1,88 +1,38 @@
-"""Knowledge bases as the CLI and the UI use them: create, list, ingest, remove, drop, re-embed, query,
-and each chat's RAG switch with the retriever ``ChatService`` calls for an answer's sources.
+"""Knowledge bases as the CLI and the UI use them: ``KnowledgeService``, the façade over ``core.kb``.
 
-A knowledge base searches with the embedder it was built with (stored on its row and in its Chroma
-collection). Another embedder is refused with the re-embed command, never mixed silently: one asked for
-(``ingest --embedder``), one set explicitly as the ``embedder`` setting, or a collection whose vectors came
-from another one. Without the setting, the library default only applies to new knowledge bases.
+It owns the lifecycle of a knowledge base (create, list, drop, remove a document, re-embed, ingest) and
+delegates the rest, keeping one method per operation for the CLI, the UI and the engine:
+
+- ``core.kb.naming``: ``clean_kb_name`` and the ``KbSummary`` / ``QueryHit`` results;
+- ``core.kb.guards``: the embedder check (another embedder is refused with the re-embed command, never mixed
+  silently) and the check (and repair) of chunks lost from Chroma;
+- ``core.kb.uploads``: staging browser uploads as temporary files for ingestion;
+- ``core.kb.search``: ``query``, the hybrid search over knowledge bases;
+- ``core.kb.chats``: each chat's RAG switch and the retriever ``ChatService`` calls.
+
+Without the ``embedder`` setting, the library default only applies to new knowledge bases.
 """
 
 from __future__ import annotations
 
-import re
-import shutil
-import tempfile
-import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import core.kb.chats as chats
+import core.kb.guards as guards
+import core.kb.search as search
 from core.config import Settings
-from core.errors import (
-    InkstoneError,
-    InputError,
-    KnowledgeBaseError,
-    KnowledgeUnavailable,
-    NotFoundError,
-    ReembedRequired,
-)
+from core.errors import InputError, KnowledgeBaseError, NotFoundError
 from core.history.store import Session
 from core.kb.files import collect, sanitize_name
 from core.kb.ingest import Ingestion, IngestReport, ProgressCallback
-from core.kb.library import LibraryHandle, reembed_hint
-from core.kb.rows import Document, KnowledgeBase, KnowledgeRows, SessionKnowledge
+from core.kb.library import LibraryHandle
+from core.kb.naming import MAX_KB_NAME, KbSummary, QueryHit, clean_kb_name
+from core.kb.rows import Document, KnowledgeBase, KnowledgeRows
+from core.kb.uploads import rename_uploads, staged_uploads
 
-MAX_KB_NAME = 100
-_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
-
-
-@dataclass(frozen=True)
-class KbSummary:
-    """A knowledge base with its document counts (from the history database; Chroma is not asked)."""
-
-    kb: KnowledgeBase
-    documents: int = 0
-    ready: int = 0
-    errors: int = 0
-    ingesting: int = 0
-    chunks: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``kb list --json``)."""
-        kb = self.kb
-        return {"name": kb.name, "embedder": kb.embedder, "dimension": kb.dimension, "collection": kb.collection,
-                "chunk_size": kb.chunk_size, "chunk_overlap": kb.chunk_overlap, "documents": self.documents,
-                "ready": self.ready, "errors": self.errors, "ingesting": self.ingesting, "chunks": self.chunks,
-                "created_at": kb.created_at}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class QueryHit:
-    """One ranked hit of a query: file as ingested, 1-based PDF page (None otherwise), score, chunk text."""
-
-    rank: int
-    score: float
-    source: str
-    page: int | None
-    text: str
-    kb: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"rank", "score", "source", "page", "text"}`` (``kb query --json``)."""
-        return {"rank": self.rank, "score": round(self.score, 4), "source": self.source, "page": self.page,
-                "text": self.text}  # fmt: skip
-
-
-def clean_kb_name(name: str) -> str:
-    """A knowledge base's display name: NFC, whitespace collapsed; InputError when empty or too long."""
-    text = " ".join(unicodedata.normalize("NFC", name or "").split())
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cc")
-    if not text:
-        raise InputError("A knowledge base needs a name: give it a few words (any language).")
-    if len(text) > MAX_KB_NAME:
-        raise InputError(f"Knowledge base name {text[:40]!r}… has {len(text)} characters: use at most {MAX_KB_NAME}.")
-    return text
+__all__ = ["MAX_KB_NAME", "KbSummary", "KnowledgeService", "QueryHit", "clean_kb_name"]
 
 
 class KnowledgeService:
@@ -174,7 +124,7 @@ class KnowledgeService:
         collection = collection_name(name)
         library = self.handle.get()
         with self.handle.calls(name):
-            if self._stored_chunks(library, collection):
+            if guards.stored_chunks(library, collection):
                 if self.settings.chroma_url:
                     raise KnowledgeBaseError(
                         f"The Chroma server already has a collection {collection!r} for the name {name!r} that this "
@@ -183,18 +133,6 @@ class KnowledgeService:
                 library.drop_collection(collection)  # left over in our own folder from a lost database
             info = library.create_collection(collection, embedder or self.default_embedder)
         return self.rows.add_kb(name, collection, info.id, info.dimension, size, overlap)
-
-    @staticmethod
-    def _stored_chunks(library: Any, collection: str) -> int:
-        """Chunks Chroma holds in ``collection`` (0 when it does not exist); StoreUnavailable propagates."""
-        from knowledge import KnowledgeError, StoreUnavailable
-
-        try:
-            return library.count(collection)
-        except StoreUnavailable:
-            raise
-        except KnowledgeError:
-            return 0
 
     def drop(self, name: str) -> None:
         """Delete a knowledge base: its collection, then its rows (chats that used it simply stop using it)."""
@@ -222,15 +160,13 @@ class KnowledgeService:
         if kb is None:
             kb = self.create(clean, embedder)
         elif embedder is not None:
-            self._check_embedder(kb, embedder)
-        elif self.settings.embedder:
-            self._check_embedder(kb, self.settings.embedder, configured=True)
+            guards.check_embedder(self.handle, kb, embedder)
+        else:
+            guards.check_configured_embedder(self.settings, self.handle, kb)
         candidates = collect(list(paths), SUPPORTED_SUFFIXES)
         if names is not None:
-            if len(names) != len(paths) or any(Path(p).is_dir() for p in paths):
-                raise InputError("Give one name per uploaded file.")
-            candidates = [type(c)(c.path, sanitize_name(n), c.reason) for c, n in zip(candidates, names, strict=True)]
-        self._check_chunks_present(kb, repair=True)
+            candidates = rename_uploads(candidates, paths, names)
+        guards.check_chunks_present(self.rows, self.handle, kb, repair=True)
         return Ingestion(self.rows, self.handle, kb, progress).run(candidates)
 
     def ingest_uploads(self, name: str, uploads: list[tuple[str, BinaryIO | bytes]], *, embedder: str | None = None,
@@ -239,23 +175,7 @@ class KnowledgeService:
         (``knowledge/uploads/``) under a neutral name with its suffix (never under the given name), ingested
         under its sanitized name, and the copies are deleted afterwards. Inkstone keeps no copy of an upload.
         """
-        uploads_dir = self.settings.home / "knowledge" / "uploads"
-        try:
-            uploads_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise KnowledgeBaseError(f"Cannot create {uploads_dir} for uploads ({exc}): check the data dir.") from exc
-        with tempfile.TemporaryDirectory(prefix="upload-", dir=uploads_dir) as folder:
-            paths: list[Path] = []
-            for index, (raw_name, content) in enumerate(uploads):
-                suffix = Path(sanitize_name(raw_name)).suffix.lower()
-                suffix = suffix if _SUFFIX.fullmatch(suffix) else ""
-                path = Path(folder) / f"upload-{index}{suffix}"
-                with path.open("wb") as out:
-                    if isinstance(content, bytes):
-                        out.write(content)
-                    else:
-                        shutil.copyfileobj(content, out, 1024 * 1024)
-                paths.append(path)
+        with staged_uploads(self.settings.home, uploads) as paths:
             return self.ingest(name, paths, embedder=embedder, progress=progress, names=[n for n, _ in uploads])
 
     @staticmethod
@@ -265,60 +185,9 @@ class KnowledgeService:
 
         return sorted(SUPPORTED_SUFFIXES)
 
-    def _check_embedder(self, kb: KnowledgeBase, spec: str, *, configured: bool = False) -> None:
-        """ReembedRequired when ``spec`` (asked for, or the ``embedder`` setting) is not ``kb``'s embedder."""
-        if spec == kb.embedder:
-            return
-        library = self.handle.get()
-        with self.handle.calls(kb.name):
-            wanted = library.embedder_info(spec)
-        if wanted.id == kb.embedder:
-            return
-        other = "remove the embedder setting or set it back to" if configured else "leave --embedder out to keep"
-        whose = "the embedder setting is" if configured else "not"
-        raise ReembedRequired(
-            f"Knowledge base {kb.name!r} was built with embedder {kb.embedder!r}, but {whose} {wanted.id!r}; "
-            f"vectors of two embedders cannot be mixed. Re-embed it: {reembed_hint(kb.name, spec)}, or {other} "
-            f"{kb.embedder!r}."
-        )
-
     def embedder_conflict(self, kb: KnowledgeBase) -> str | None:
         """Why ``kb`` cannot be used with the ``embedder`` setting (set explicitly, and another one), or None."""
-        if not self.settings.embedder:
-            return None
-        try:
-            self._check_embedder(kb, self.settings.embedder, configured=True)
-        except ReembedRequired as exc:
-            return str(exc)
-        except InkstoneError:
-            return None  # Chroma or the embedder is unavailable: the next operation says so
-        return None
-
-    def _check_chunks_present(self, kb: KnowledgeBase, *, repair: bool = False) -> None:
-        """KnowledgeUnavailable when Chroma lost a knowledge base's chunks (its folder deleted behind our back).
-
-        With ``repair``, the collection is made again and the lost documents are marked ``error`` instead,
-        so that ingesting the files again adds them back.
-        """
-        expected = self.rows.kb_stats().get(kb.id, {}).get("chunks", 0)
-        if not expected:
-            return
-        library = self.handle.get()
-        with self.handle.calls(kb.name):
-            if self._stored_chunks(library, kb.collection):
-                return
-        lost = f"its chunks are gone from {self.handle.where} (was the folder deleted?): ingest the file again"
-        if not repair:
-            raise KnowledgeUnavailable(
-                f"Knowledge base {kb.name!r} has {expected} chunks in the history database but none in "
-                f"{self.handle.where} (was it deleted behind Inkstone's back?): ingest its files again with "
-                f"`python -m core kb ingest --kb {kb.name!r} PATH...`, or drop it."
-            )
-        with self.handle.calls(kb.name):
-            library.create_collection(kb.collection, kb.embedder)
-        for doc in self.rows.documents(kb.id):
-            if doc.status == "ready":
-                self.rows.update_document(doc.id, status="error", error=lost, chunks=0)
+        return guards.embedder_conflict(self.settings, self.handle, kb)
 
     def remove(self, name: str, document: str) -> list[Document]:
         """Remove a document (every version of that name) and its chunks; returns the rows removed."""
@@ -348,66 +217,24 @@ class KnowledgeService:
         self.rows.set_kb_embedder(kb.id, info.id, info.dimension)
         return self.get(kb.name)
 
-    # Retrieval
+    # Retrieval and chats
 
     def query(self, kbs: list[KnowledgeBase], text: str, k: int = 4) -> list[QueryHit]:
         """The best ``k`` chunks of ready documents in ``kbs`` for ``text`` (hybrid search, best first)."""
-        if not text or not text.strip():
-            raise InputError("The query is empty: type a question.")
-        if not 1 <= k <= 100:
-            raise InputError(f"k={k} is out of range: ask for 1 to 100 hits.")
-        for kb in kbs:
-            if self.settings.embedder:
-                self._check_embedder(kb, self.settings.embedder, configured=True)
-        ready = self.rows.ready_ids([kb.id for kb in kbs])
-        if not ready:
-            return []
-        by_collection = {kb.collection: kb for kb in kbs}
-        stats = self.rows.kb_stats()
-        partial = any(s.get("documents", 0) != s.get("ready", 0) for kb_id, s in stats.items()
-                      if kb_id in {kb.id for kb in kbs})  # fmt: skip
-        library = self.handle.get()
-        try:
-            with self.handle.calls(kbs[0].name if len(kbs) == 1 else None):
-                hits = library.search([(kb.collection, kb.embedder) for kb in kbs], text, k=k * 3 if partial else k)
-        except KnowledgeUnavailable:
-            for kb in kbs:
-                self._check_chunks_present(kb)  # a collection lost behind our back gets its own message
-            raise
-        hits = [h for h in hits if h.doc_id in ready][:k]
-        if not hits:
-            for kb in kbs:
-                self._check_chunks_present(kb)
-        return [QueryHit(rank, h.score, h.source, h.page, h.text, by_collection[h.collection].name if
-                         h.collection in by_collection else "") for rank, h in enumerate(hits, start=1)]  # fmt: skip
+        return search.query(self.settings, self.rows, self.handle, kbs, text, k)
 
     def session_knowledge(self, session_id: str) -> tuple[bool, list[KnowledgeBase]]:
         """A chat's RAG switch and its knowledge bases (ones dropped since are left out)."""
-        value = self.rows.session_knowledge(session_id)
-        kbs = [kb for kb in (self.rows.kb_by_id(i) for i in value.kb_ids) if kb is not None]
-        return value.rag, kbs
+        return chats.session_knowledge(self.rows, session_id)
 
     def set_session_knowledge(self, session_id: str, rag: bool, kb_names: list[str] | None = None) -> None:
         """Turn RAG on or off for a chat and (if given) choose its knowledge bases by name."""
-        if kb_names is None:
-            ids = self.rows.session_knowledge(session_id).kb_ids
-        else:
-            ids = tuple(kb.id for kb in self.resolve(kb_names)) if kb_names else ()
-        self.rows.set_session_knowledge(session_id, SessionKnowledge(bool(rag), tuple(ids)))
+        ids = None if kb_names is None else tuple(kb.id for kb in self.resolve(kb_names)) if kb_names else ()
+        chats.set_session_knowledge(self.rows, session_id, rag, ids)
 
     def retrieve(self, session: Session, question: str) -> list[dict[str, Any]] | None:
         """The retriever of ``ChatService``: None when the chat has RAG off, else its numbered sources
         ``[{"n", "source", "page", "score", "text"}]`` (empty: nothing relevant found). Raises a
         KnowledgeBaseError when it cannot search (the chat then answers without sources and says why).
         """
-        rag, kbs = self.session_knowledge(session.id)
-        if not rag:
-            return None
-        if not kbs:
-            raise KnowledgeBaseError(
-                "RAG is on for this chat but it has no knowledge base chosen: pick one next to the RAG switch "
-                "(or `python -m core chat --kb NAME`)."
-            )
-        hits = self.query(kbs, question, k=self.settings.rag_top_k)
-        return [{"n": h.rank, "source": h.source, "page": h.page, "score": round(h.score, 4), "text": h.text}
-                for h in hits]  # fmt: skip
+        return chats.retrieve(self.settings, self.rows, self.handle, session, question)

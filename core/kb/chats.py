@@ -1,0 +1,50 @@
+"""Knowledge in a chat: each chat's RAG switch, its knowledge bases, and the retriever ``ChatService`` calls.
+
+Owns the per-chat setting (stored as ``SessionKnowledge`` rows) and ``retrieve``, which turns a question
+into the numbered sources an answer cites. Names are resolved to knowledge bases by the caller
+(``KnowledgeService``); this module works with ids and rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.config import Settings
+from core.errors import KnowledgeBaseError
+from core.history.store import Session
+from core.kb.library import LibraryHandle
+from core.kb.rows import KnowledgeBase, KnowledgeRows, SessionKnowledge
+from core.kb.search import query
+
+
+def session_knowledge(rows: KnowledgeRows, session_id: str) -> tuple[bool, list[KnowledgeBase]]:
+    """A chat's RAG switch and its knowledge bases (ones dropped since are left out)."""
+    value = rows.session_knowledge(session_id)
+    kbs = [kb for kb in (rows.kb_by_id(i) for i in value.kb_ids) if kb is not None]
+    return value.rag, kbs
+
+
+def set_session_knowledge(rows: KnowledgeRows, session_id: str, rag: bool,
+                          kb_ids: tuple[str, ...] | None = None) -> None:  # fmt: skip
+    """Turn RAG on or off for a chat and (if ``kb_ids`` is given) set the knowledge bases it searches."""
+    ids = rows.session_knowledge(session_id).kb_ids if kb_ids is None else kb_ids
+    rows.set_session_knowledge(session_id, SessionKnowledge(bool(rag), tuple(ids)))
+
+
+def retrieve(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, session: Session,
+             question: str) -> list[dict[str, Any]] | None:  # fmt: skip
+    """Sources for ``question`` in ``session``: None when the chat has RAG off, else its numbered sources
+    ``[{"n", "source", "page", "score", "text"}]`` (empty: nothing relevant found). Raises a
+    KnowledgeBaseError when it cannot search (the chat then answers without sources and says why).
+    """
+    rag, kbs = session_knowledge(rows, session.id)
+    if not rag:
+        return None
+    if not kbs:
+        raise KnowledgeBaseError(
+            "RAG is on for this chat but it has no knowledge base chosen: pick one next to the RAG switch "
+            "(or `python -m core chat --kb NAME`)."
+        )
+    hits = query(settings, rows, handle, kbs, question, k=settings.rag_top_k)
+    return [{"n": h.rank, "source": h.source, "page": h.page, "score": round(h.score, 4), "text": h.text}
+            for h in hits]  # fmt: skip
