@@ -139,6 +139,20 @@ def test_stop_keeps_the_partial_answer(live_app: tuple[str, Path], page: sync_ap
     assert f"session={session.id}" in page.url
 
 
+def test_an_answer_is_never_drawn_twice(live_app: tuple[str, Path], page: sync_api.Page) -> None:
+    """The streamed copy must give way to the stored one in place, not sit beside it while the rerun draws."""
+    url, _db_path = live_app
+    page.goto(url)
+    for text in ("hello twice", "and again"):
+        send(page, text)
+        answer = page.get_by_text(f"You said: {text}")
+        seen: list[int] = []
+        deadline = time.monotonic() + 6  # the echo answer, its rerun and the Regenerate row are drawn by then
+        while time.monotonic() < deadline:
+            seen.append(answer.count())
+        assert max(seen) == 1 and seen[-1] == 1, f"{text!r} was on screen {max(seen)} times at once"
+
+
 def test_answer_and_history_survive_a_reload(live_app: tuple[str, Path], page: sync_api.Page) -> None:
     url, db_path = live_app
     page.goto(url)

@@ -45,7 +45,7 @@ if regenerating and history and history[-1].role == "assistant":
 def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
     """Wait for the model (place in line, Cancel), stream one answer with Stop, then rerun to show it stored."""
     turn = st.session_state[_ACTIVE] = ActiveTurn()
-    with st.chat_message("assistant", avatar=persona.avatar if persona else None):
+    with live, st.chat_message("assistant", avatar=persona.avatar if persona else None):
         if persona is not None:
             st.caption(f"**{persona.name}**")
         try:
@@ -84,6 +84,9 @@ if previous is not None and persona_ok and (
     text := switch_notice(previous.persona_id, persona.id if persona else None, persona.name if persona else None)
 ):
     st.caption(f"{text}; it writes the next answer.")
+# The turn being written goes here, where the rerun draws it from the history: drawn after the controls below,
+# the streamed copy would stay on screen next to the stored one until the rerun finished.
+live = st.container()
 
 rag.render_controls(engine, session_id)  # the RAG switch and knowledge-base picker above the message box
 if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
@@ -102,7 +105,7 @@ if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
         except InkstoneError as exc:
             st.error(str(exc))
         else:
-            with st.chat_message("user"):
+            with live, st.chat_message("user"):
                 st.markdown(prompt)
             run_turn(lambda stop: service.send(session_id, prompt, stop))
 elif regenerating:
