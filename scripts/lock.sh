@@ -5,6 +5,7 @@
 # one it runs on (the CUDA lock is made on machines without a GPU) and reads hashes from the index without
 # downloading every wheel; pip-tools resolves only for the running interpreter and environment.
 #
+#   UPGRADE=1         re-resolve everything to its newest allowed release (default: keep the locked versions)
 #   TORCH_VERSION     the torch release both locks pin (default below)
 #   TORCH_CPU_FROM    where the +cpu wheel is found: PyTorch's CPU index (default) or a folder of wheels; without
 #                     either reachable, the folder named by pip's own find-links setting is tried
@@ -39,6 +40,9 @@ echo "torch==$TORCH_VERSION" > "$work/torch-cuda.in"
 cpu=($(cpu_source))
 compile() {  # compile OUT "WHAT IT LOCKS" INPUTS... [uv flags]
   local out=$1 what=$2; shift 2
+  # uv keeps the versions already in its output file unless told to upgrade: a new requirement adds what it
+  # needs and moves nothing else; UPGRADE=1 (make lock UPGRADE=1) takes the newest releases allowed.
+  if [ -z "${UPGRADE:-}" ] && [ -f "locks/$out" ]; then cp "locks/$out" "$work/$out"; fi
   "$UV" pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
     --no-header --no-annotate "$@" -o "$work/$out"
   { echo "# $what: locked by scripts/lock.sh (make lock) for Linux x86_64, Python 3.11."
