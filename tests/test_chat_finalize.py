@@ -14,11 +14,12 @@ import pytest
 
 import core.backends.timing
 import core.history.recorder
-from core.backends.base import Backend, ModelInfo, TextDelta
+from core.backends.base import Backend, ModelInfo
 from core.backends.fake import FakeBackend
 from core.chat.service import ChatService, Done, Failed, Sources, Started, Token
 from core.config import GenerationSettings
 from core.history.store import HistoryStore
+from tests.timed_fakes import Clock, NoFinish, Timed
 
 
 @pytest.fixture
@@ -32,15 +33,6 @@ def new_session(store: HistoryStore, **settings: object) -> str:
     return store.create_session(model="fake", settings=GenerationSettings().with_updates(**settings).to_dict()).id
 
 
-class NoFinish(FakeBackend):
-    """A backend that streams text and then just stops, without ``Finished``."""
-
-    def stream(self, messages, settings, stop, adapter=None):  # noqa: ANN001, ANN201
-        for event in super().stream(messages, settings, stop, adapter):
-            if isinstance(event, TextDelta):
-                yield event
-
-
 def test_stream_without_finished_is_stored_as_an_error_not_a_crash(store: HistoryStore) -> None:
     sid = new_session(store)
     events = list(ChatService(store, NoFinish(["half an answer"])).send(sid, "hi"))
@@ -48,29 +40,6 @@ def test_stream_without_finished_is_stored_as_an_error_not_a_crash(store: Histor
     answer = store.messages(sid)[-1]
     assert (answer.status, answer.content) == ("error", "half an answer")
     assert "without saying it was finished" in answer.error
-
-
-class Clock:
-    """A perf_counter the scripted backend advances: a slow first token, then fast ones."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Timed(FakeBackend):
-    """The scripted backend, its decoding steps driving the clock: 2 s prefill, then 0.1 s a token."""
-
-    def __init__(self, clock: Clock, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.clock = clock
-        self.steps = 0
-
-    def _step(self) -> None:
-        self.clock.now += 2.0 if self.steps == 0 else 0.1
-        self.steps += 1
 
 
 def test_tokens_per_s_is_decode_speed_without_time_to_first_token(

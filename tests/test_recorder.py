@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 
 import core.backends.timing
 from core.api.app import create_app
-from core.backends.base import TextDelta
 from core.backends.fake import FakeBackend
 from core.backends.timing import after_wait
 from core.chat.defaults import create_chat, draft_config
@@ -24,44 +23,9 @@ from core.config import GenerationSettings, load_settings
 from core.engine import Engine, build_engine
 from core.history.recorder import NO_FINISH
 from core.history.store import Message
+from tests.timed_fakes import Clock, NoFinish, Timed
 
 REPLY = "one two three four five"
-
-
-class Clock:
-    """A perf_counter that only the backend's decoding steps advance."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Timed(FakeBackend):
-    """The scripted backend, each answer taking 2 s to its first token, then 0.1 s a token."""
-
-    def __init__(self, clock: Clock, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.clock = clock
-        self.steps = 0
-
-    def stream(self, messages, settings, stop, adapter=None):  # noqa: ANN001, ANN201
-        self.steps = 0
-        yield from super().stream(messages, settings, stop, adapter)
-
-    def _step(self) -> None:
-        self.clock.now += 2.0 if self.steps == 0 else 0.1
-        self.steps += 1
-
-
-class NoFinish(FakeBackend):
-    """A backend that streams text and then just stops, without ``Finished``."""
-
-    def stream(self, messages, settings, stop, adapter=None):  # noqa: ANN001, ANN201
-        for event in super().stream(messages, settings, stop, adapter):
-            if isinstance(event, TextDelta):
-                yield event
 
 
 def make_engine(tmp_path: Path, backend: FakeBackend) -> Engine:
