@@ -7,14 +7,16 @@ into the numbered sources an answer cites. Names are resolved to knowledge bases
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import Settings
 from core.errors import KnowledgeBaseError
-from core.history.store import Session
 from core.kb.library import LibraryHandle
 from core.kb.rows import KnowledgeBase, KnowledgeRows, SessionKnowledge
 from core.kb.search import query
+
+if TYPE_CHECKING:  # the retrieval reads a chat's row; history itself sits above kb
+    from core.history.store import Session
 
 
 def session_knowledge(rows: KnowledgeRows, session_id: str) -> tuple[bool, list[KnowledgeBase]]:

@@ -17,20 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import core.kb.chats as chats
 import core.kb.guards as guards
 import core.kb.search as search
 from core.config import Settings
 from core.errors import InputError, KnowledgeBaseError, NotFoundError
-from core.history.store import Session
 from core.kb.files import collect, sanitize_name
 from core.kb.ingest import Ingestion, IngestReport, ProgressCallback
 from core.kb.library import LibraryHandle
 from core.kb.naming import MAX_KB_NAME, KbSummary, QueryHit, clean_kb_name
 from core.kb.rows import Document, KnowledgeBase, KnowledgeRows
 from core.kb.uploads import rename_uploads, staged_uploads
+
+if TYPE_CHECKING:  # the retrieval reads a chat's row; history itself sits above kb
+    from core.history.store import Session
 
 __all__ = ["MAX_KB_NAME", "KbSummary", "KnowledgeService", "QueryHit", "clean_kb_name"]
 
