@@ -115,7 +115,8 @@ def _cmd_export(store: HistoryStore, args: argparse.Namespace) -> None:
     messages = store.messages(session.id)
     knowledge = _knowledge(store, session.id)
     if args.format == "json":
-        text = json.dumps(session_to_json(session, messages, **knowledge), ensure_ascii=False, indent=2) + "\n"
+        data = session_to_json(session, messages, **knowledge, tree=store.all_messages(session.id))
+        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
     else:
         text = session_to_markdown(session, messages, **knowledge)
     if args.output is None:

@@ -84,12 +84,15 @@ class AnswerRecorder:
         self._saved = time.perf_counter()
 
     @classmethod
-    def start(cls, store: HistoryStore, session: Session, model_id: str, persona: Persona | None) -> AnswerRecorder:
-        """Create the empty ``streaming`` answer row in ``session``, signed by ``persona``; the session notes
-        ``model_id`` as the model it talks to."""
+    def start(
+        cls, store: HistoryStore, session: Session, model_id: str, persona: Persona | None, *, parent_id: str | None
+    ) -> AnswerRecorder:
+        """Create the empty ``streaming`` answer row in ``session`` under ``parent_id`` (the user message it
+        answers), signed by ``persona``; the session notes ``model_id`` as the model it talks to."""
         if session.model != model_id:
             store.update_session(session.id, model=model_id)
-        answer = store.add_message(session.id, "assistant", "", status="streaming", persona=signature(persona))
+        answer = store.add_message(session.id, "assistant", "", status="streaming", persona=signature(persona),
+                                   parent_id=parent_id)  # fmt: skip
         return cls(store, session.id, answer.id)
 
     @property
