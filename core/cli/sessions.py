@@ -1,4 +1,6 @@
-"""Stored chat sessions from the command line: ``python -m core sessions list|show|export|import|delete|search``.
+"""Stored chat sessions from the command line: ``python -m core sessions list|show|export|import|delete|search``,
+and the branches of a conversation: ``show ID --tree`` draws them, ``branch ID MESSAGE_ID`` makes one current,
+``fork ID MESSAGE_ID`` copies the path down to a message into a new session.
 
 Every subcommand takes ``--home DIR`` (data dir) and ``--json`` (one JSON value on stdout, for
 scripts). Inkstone errors are printed to stderr with exit status 1.
@@ -38,13 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser = argparse.ArgumentParser(
         prog="python -m core sessions",
-        description="List, show, export, delete and search stored chat sessions.",
+        description="List, show, export, delete and search stored chat sessions; switch and fork their branches.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     list_ = sub.add_parser("list", parents=[common], help="list sessions, most recently used first")
     list_.add_argument("--limit", type=_positive, default=None, help="show at most this many (1 or more)")
     show = sub.add_parser("show", parents=[common], help="print one session with its messages")
     show.add_argument("id", help="session id (see `sessions list`)")
+    show.add_argument("--tree", action="store_true", help="draw every branch (edits, other answers), * = current path")
+    branch = sub.add_parser("branch", parents=[common], help="make the branch of a message the current path")
+    branch.add_argument("id", help="session id")
+    branch.add_argument("message_id", help="a message id of that session (see `sessions show ID --tree`)")
+    fork = sub.add_parser("fork", parents=[common], help="new session from the path down to a message")
+    fork.add_argument("id", help="session id")
+    fork.add_argument("message_id", help="the last message to copy (see `sessions show ID --tree`)")
     export = sub.add_parser("export", parents=[common], help="export a session as Markdown or JSON")
     export.add_argument("id", help="session id")
     export.add_argument("--format", choices=("md", "json"), default="md", help="output format (default md)")
@@ -87,9 +96,45 @@ def _print_message(message: Message) -> None:
         print(f"  {source_label(source, i)}")
 
 
+def _one_line(message: Message, width: int = 60) -> str:
+    text = " ".join(message.content.split())
+    status = "" if message.status == "complete" else f" [{message.status}]"
+    return f"{message.id}  {message.role}{status}: {text[:width]}{'…' if len(text) > width else ''}"
+
+
+def tree_lines(messages: list[Message], current: set[str]) -> list[str]:
+    """The tree of a session as text lines: a chain goes straight down, a branch point indents its branches
+    (``├─``/``└─``); ``*`` marks the current path."""
+    children: dict[str | None, list[Message]] = {}
+    for message in messages:
+        children.setdefault(message.parent_id, []).append(message)
+    lines: list[str] = []
+
+    def walk(kids: list[Message], prefix: str) -> None:
+        while len(kids) == 1:  # a chain: no indentation, however long
+            lines.append(f"{'*' if kids[0].id in current else ' '} {prefix}{_one_line(kids[0])}")
+            kids = children.get(kids[0].id, [])
+        for i, kid in enumerate(kids):
+            last = i == len(kids) - 1
+            lines.append(f"{'*' if kid.id in current else ' '} {prefix}{'└─ ' if last else '├─ '}{_one_line(kid)}")
+            walk(children.get(kid.id, []), prefix + ("   " if last else "│  "))
+
+    walk(children.get(None, []), "")
+    return lines
+
+
 def _cmd_show(store: HistoryStore, args: argparse.Namespace) -> None:
     session = store.get_session(args.id)
     messages = store.messages(session.id)
+    if args.tree:
+        tree = store.all_messages(session.id)
+        if args.json:
+            print_json({"session": asdict(session), "current": [m.id for m in messages],
+                        "tree": [asdict(m) for m in tree]})  # fmt: skip
+            return
+        print(f"{session.title}\n{session.id} · {len(tree)} messages, {len(messages)} on the current path (*)\n")
+        print("\n".join(tree_lines(tree, {m.id for m in messages})))
+        return
     if args.json:
         print_json({"session": asdict(session), "messages": [asdict(m) for m in messages]})
         return
@@ -163,6 +208,31 @@ def _cmd_delete(store: HistoryStore, args: argparse.Namespace) -> None:
         print(f"Deleted session {session.id} “{session.title}” ({count} messages).")
 
 
+def _cmd_branch(store: HistoryStore, args: argparse.Namespace) -> None:
+    session = store.get_session(args.id)
+    store.switch_branch(session.id, args.message_id)
+    messages = store.messages(session.id)
+    if args.json:
+        print_json({"session": session.id, "current": [m.id for m in messages]})
+        return
+    print(f"Session {session.id} now shows the branch of {args.message_id} ({len(messages)} messages):\n")
+    for message in messages:
+        _print_message(message)
+
+
+def _cmd_fork(store: HistoryStore, args: argparse.Namespace) -> None:
+    session = store.get_session(args.id)
+    path = store.path_to(args.message_id)
+    if path[-1].session_id != session.id:
+        raise InputError(f"Message {args.message_id!r} belongs to another session, not {session.id!r}: see "
+                         f"`python -m core sessions show {session.id} --tree`.")
+    fork = store.fork_session(args.message_id)
+    if args.json:
+        print_json({"forked": session.id, "session": fork.id, "title": fork.title, "messages": len(path)})
+    else:
+        print(f"New session {fork.id} “{fork.title}” with the {len(path)} messages down to {args.message_id}.")
+
+
 def _cmd_search(store: HistoryStore, args: argparse.Namespace) -> None:
     if args.sessions:
         sessions = store.search_sessions(args.text, limit=args.limit)
@@ -189,6 +259,8 @@ COMMANDS = {
     "import": _cmd_import,
     "delete": _cmd_delete,
     "search": _cmd_search,
+    "branch": _cmd_branch,
+    "fork": _cmd_fork,
 }
 
 
