@@ -82,3 +82,24 @@ def test_edit_switch_regenerate_reload_restart_fork(tmp_path: Path) -> None:
         expect(page.get_by_text("You said: two")).to_be_visible()
         expect(page.get_by_text("You said: three")).to_have_count(0)
         assert page.url != session_url
+
+
+def test_latex_and_thinking_render_while_streaming_as_when_stored(tmp_path: Path) -> None:
+    home = tmp_path / "data"
+    env = {**os.environ, "INKSTONE_HOME": str(home), "INKSTONE_MODEL": "fake-slow",
+           "INKSTONE_CONFIG": str(tmp_path / "absent.toml"), "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    with running_app(env, free_port()) as url, browser_tab() as page:
+        page.goto(url)
+        # The echo answer: "You said: plan</think> \( x^2 \) w0 ..." – a thinking block whose opening tag was in
+        # the prompt (as Qwen3's template does), then inline LaTeX; 0.2 s a word.
+        send(page, "plan</think> \\( x^2 \\) " + " ".join(f"w{i}" for i in range(25)))
+        answer = bubble(page, 1)
+        expect(answer.get_by_text("w2", exact=False)).to_be_visible()
+        assert answer.get_by_role("button", name="Stop").count() == 1  # still streaming
+        expect(answer.get_by_test_id("stExpander")).to_contain_text("Thought")
+        expect(answer.locator(".katex").first).to_be_visible()
+        assert "</think>" not in answer.inner_text() and "\\(" not in answer.inner_text()
+        expect(answer.get_by_test_id("stCaptionContainer").first).to_contain_text("tokens", timeout=30_000)
+        expect(answer.get_by_test_id("stExpander")).to_contain_text("Thought")  # stored: drawn the same way
+        expect(answer.locator(".katex").first).to_be_visible()
+        assert "</think>" not in answer.inner_text()
