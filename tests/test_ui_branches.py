@@ -108,3 +108,14 @@ def test_markup_functions() -> None:
     assert split_thinking("<think>hm").thinking == "hm" and not split_thinking("<think>hm").thinking_done
     assert split_thinking("reason</think>\n\nAnswer").answer == "Answer"  # the opening tag was in the prompt
     assert split_thinking("plain <think> in text").thinking is None
+
+
+def test_search_opens_the_chat_on_the_branch_that_matched(store: HistoryStore) -> None:
+    sid = three_turns(store)
+    store.add_message(sid, "user", "uno", parent_id=None)  # the edit is current; "three" is on the old branch
+    other = store.create_session(model="fake").id
+    store.add_message(other, "user", "unrelated")
+    at = start(other)
+    at.text_input(key="inkstone_search").set_value("three").run()
+    click(at, f"open-{sid}")
+    assert bubbles(at)[-1] == "You said: three"
