@@ -89,6 +89,7 @@ def auto_title(text: str) -> str:
 
 _SESSION_COLUMNS = ", ".join(f.name for f in fields(Session))
 _MESSAGE_COLUMNS = ", ".join(f.name for f in fields(Message))
+_PARENT = [f.name for f in fields(Message)].index("parent_id")
 _M_COLUMNS = ", ".join(f"m.{f.name}" for f in fields(Message))
 _PATH_SQL = (
     "WITH RECURSIVE path(id, depth) AS (SELECT ?, 0 UNION ALL SELECT m.parent_id, p.depth + 1 FROM messages m "
@@ -380,7 +381,15 @@ class HistoryStore(SqliteStore):
             row = db.execute("SELECT current_leaf FROM sessions WHERE id = ?", [session_id]).fetchone()
             if row is None or row[0] is None:
                 return []
-            return [_message(r) for r in db.execute(_PATH_SQL, [row[0], session_id])]
+            # One indexed scan of the session's rows and a walk up in Python: faster than a recursive query that
+            # looks up each parent (a long single path is the common case; branches add few rows).
+            rows = {r[0]: r for r in db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ?",
+                                                [session_id])}  # fmt: skip
+        path, at = [], rows.get(row[0])
+        while at is not None and len(path) <= len(rows):  # the length guard: a cycle in a damaged file
+            path.append(at)
+            at = rows.get(at[_PARENT])
+        return [_message(r) for r in reversed(path)]
 
     def path_to(self, message_id: str) -> list[Message]:
         """The messages from the first one down to ``message_id`` (included); NotFoundError if there is none."""
