@@ -1,12 +1,15 @@
 """Conversations as trees (issue 20) on the real SQLite store and chat service with the scripted backend: the
 m007 migration of a database made by the previous schema, paths, siblings, switching, forks, deleting a branch,
 edits and regenerated answers kept as siblings, the prompt / exports / search / stats following the current path,
-and forged parent ids refused (store, import)."""
+forged parent ids refused (store, import), and a kill -9 during an edited answer losing nothing."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from core.history.export import session_from_json, session_to_json, session_to_m
 from core.history.stats import answer_figures
 from core.history.store import HistoryStore
 from core.storage import migrations
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -238,3 +243,39 @@ def test_search_finds_any_branch_and_stats_follow_the_current_path(store: Histor
     assert len(answer_figures(tmp_path / "inkstone.db")) == 3
     store.switch_branch(sid, store.children(sid)[None][1])
     assert len(answer_figures(tmp_path / "inkstone.db")) == 1
+
+
+def test_kill_9_during_an_edited_answer_keeps_both_branches_and_the_partial_answer(tmp_path: Path) -> None:
+    db = tmp_path / "killed.db"
+    script = textwrap.dedent(
+        f"""
+        import os
+        from core.backends.fake import FakeBackend
+        from core.chat.service import ChatService, Token
+        from core.history.store import HistoryStore
+        store = HistoryStore.open({str(db)!r})
+        sid = store.create_session(model="fake").id
+        print(sid, flush=True)
+        list(ChatService(store, FakeBackend(["first answer"])).send(sid, "first question"))
+        service = ChatService(store, FakeBackend([" ".join(f"w{{i}}" for i in range(100))], delay_s=0.05))
+        n = 0
+        for event in service.edit(sid, store.messages(sid)[0].id, "edited question"):
+            if isinstance(event, Token):
+                n += 1
+                if n == 20:
+                    os._exit(9)  # no cleanup at all, like kill -9
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 9, proc.stderr
+    sid = proc.stdout.split()[0]
+    store = HistoryStore.open(db)  # any open settles the answer of the killed process
+    try:
+        edit, partial = store.messages(sid)
+        assert edit.content == "edited question" and partial.status == "stopped"
+        assert partial.content.startswith("w0 w1 w2")
+        old = store.children(sid)[None][0]
+        store.switch_branch(sid, old)
+        assert texts(store.messages(sid)) == ["first question", "first answer"]
+    finally:
+        store.close()
