@@ -279,3 +279,19 @@ def test_kill_9_during_an_edited_answer_keeps_both_branches_and_the_partial_answ
         assert texts(store.messages(sid)) == ["first question", "first answer"]
     finally:
         store.close()
+
+
+def test_an_api_exchange_follows_the_current_path(store: HistoryStore) -> None:
+    from types import SimpleNamespace
+
+    from core.api.record import start_exchange
+
+    service, sid = chat(store)
+    first = store.messages(sid)[0]
+    list(service.edit(sid, first.id, "uno"))
+    store.switch_branch(sid, first.id)  # the old branch is the one open
+    engine = SimpleNamespace(store=store, backend=FakeBackend(), service=service)
+    record = start_exchange(engine, SimpleNamespace(session=sid, user_text="from the API", persona=None))
+    record.add("api answer")
+    record.save(record.end())
+    assert texts(store.messages(sid))[-3:] == ["You said: three", "from the API", "api answer"]
