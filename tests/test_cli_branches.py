@@ -68,3 +68,21 @@ def test_bad_ids_fail_with_a_message(home: Path, capsys: pytest.CaptureFixture[s
     store.close()
     code, _, err = cli(capsys, "chat", "--model", "fake", "--session", sid, "--edit", answer.id, "x")
     assert code == 1 and "not a user message" in err
+
+
+def test_mark_good_and_export_training_data(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "chat", "--model", "fake", "--json", "teach me")
+    sid = json.loads(out.splitlines()[-1])["session_id"]
+    code, _, err = cli(capsys, "sessions", "training-data", sid)
+    assert code == 1 and "marked as good" in err
+    store = HistoryStore.open(home / "inkstone.db")
+    answer = store.messages(sid)[1]
+    store.close()
+    assert cli(capsys, "sessions", "good", sid, answer.id)[0] == 0
+    target = tmp_path / "good.jsonl"
+    code, out, _ = cli(capsys, "sessions", "training-data", sid, "-o", str(target))
+    assert code == 0 and "1 training record" in out
+    assert json.loads(target.read_text(encoding="utf-8")) == {"messages": [
+        {"role": "user", "content": "teach me"}, {"role": "assistant", "content": "You said: teach me"}]}
+    code, _, err = cli(capsys, "sessions", "training-data")
+    assert code == 1 and "--persona" in err

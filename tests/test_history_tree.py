@@ -295,3 +295,30 @@ def test_an_api_exchange_follows_the_current_path(store: HistoryStore) -> None:
     record.add("api answer")
     record.save(record.end())
     assert texts(store.messages(sid))[-3:] == ["You said: three", "from the API", "api answer"]
+
+
+def test_answers_marked_good_export_as_training_data_core_train_reads(store: HistoryStore, tmp_path: Path) -> None:
+    from core.history.training_data import training_jsonl
+    from core.training.data import load_data
+
+    service, sid = chat(store)
+    with pytest.raises(InputError, match="marked as good"):
+        training_jsonl(store, session_id=sid)
+    path = store.messages(sid)
+    with pytest.raises(InputError, match="Only answers"):
+        store.mark_good(path[0].id)
+    store.mark_good(path[3].id)
+    store.mark_good(path[5].id)
+    store.mark_good(path[5].id, False)
+    signed = store.add_message(sid, "user", "poem?")
+    poem = store.add_message(sid, "assistant", "Roses are red.", persona=("poet", "Poet", None))
+    store.mark_good(poem.id)
+    assert signed.id == poem.parent_id and store.get_message(poem.id).good
+    data = tmp_path / "good.jsonl"
+    data.write_text(training_jsonl(store, session_id=sid), encoding="utf-8")
+    report = load_data(data, system="You are helpful.")
+    assert [(e.context[-1]["content"], e.answer) for e in report.examples] == [
+        ("two", "You said: two"), ("poem?", "Roses are red.")]
+    assert report.examples[0].context[0] == {"role": "system", "content": "You are helpful."}
+    by_persona = training_jsonl(store, persona_id="poet")
+    assert by_persona.count("\n") == 1 and "Roses are red." in by_persona

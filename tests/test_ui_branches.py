@@ -119,3 +119,13 @@ def test_search_opens_the_chat_on_the_branch_that_matched(store: HistoryStore) -
     at.text_input(key="inkstone_search").set_value("three").run()
     click(at, f"open-{sid}")
     assert bubbles(at)[-1] == "You said: three"
+
+
+def test_good_marks_an_answer_and_offers_training_data(store: HistoryStore) -> None:
+    sid = three_turns(store)
+    answer = store.messages(sid)[1]
+    at = start(sid)
+    assert not [b for b in at.get("download_button") if "training" in str(b.proto.label)]
+    click(at, f"good-{answer.id}")
+    assert store.get_message(answer.id).good
+    assert [b for b in at.get("download_button") if "training" in str(b.proto.label)]

@@ -1,6 +1,7 @@
 """A message's own controls on the chat page: the branch switcher ``‹ 2/3 ›`` under a message with siblings
-(edits of a question, other answers), Edit for a user message (the edit is answered as a new branch), "New chat
-from here" (a fork), and Delete branch (asks first; the rest of the tree stays).
+(edits of a question, other answers), Edit for a user message (the edit is answered as a new branch), Good for an
+answer (kept as training data), "New chat from here" (a fork), and Delete branch (asks first; the rest of the tree
+stays).
 
 Clicks only store what was asked in ``st.session_state`` or the history (callbacks run before the page draws);
 the chat page then draws the path the store now holds, and answers a pending edit (``pending_edit``). A message
@@ -67,6 +68,10 @@ def _delete(store: HistoryStore, message_id: str) -> None:
     _guarded(lambda: store.delete_branch(message_id))
 
 
+def _mark(store: HistoryStore, message_id: str, good: bool) -> None:
+    _guarded(lambda: store.mark_good(message_id, good))
+
+
 def _send_edit(session_id: str, message_id: str) -> None:
     text = st.session_state.get(f"edit-text-{message_id}", "")
     st.session_state.pop(_EDITING, None)
@@ -92,6 +97,12 @@ def controls(store: HistoryStore, session_id: str, children: dict[str | None, li
                 st.button("Edit", key=f"edit-{message.id}", icon=":material/edit:", type="tertiary",
                           help="Change this message and get a new answer; the old one stays as another branch",
                           on_click=st.session_state.__setitem__, args=(_EDITING, message.id))  # fmt: skip
+            if message.role == "assistant" and message.status != "streaming":
+                st.button("Good", key=f"good-{message.id}", icon=":material/thumb_up:",
+                          type="secondary" if message.good else "tertiary",
+                          help="Marked as good: in this chat's training data" if message.good
+                          else "Mark as good: keep this answer as training data (Export training data)",
+                          on_click=_mark, args=(store, message.id, not message.good))  # fmt: skip
             st.button("Fork", key=f"fork-{message.id}", icon=":material/call_split:", type="tertiary",
                       help="New chat from here: a copy of the conversation down to this message",
                       on_click=_fork, args=(store, message.id))  # fmt: skip

@@ -19,6 +19,7 @@ from core.chat.service import ChatEvent
 from core.errors import InkstoneError
 from core.history.export import session_to_json, session_to_markdown
 from core.history.store import Message
+from core.history.training_data import training_jsonl
 from core.personas.store import Persona
 from ui import branches, rag, state
 from ui.answer import CANCELLED, show_message, stream_answer
@@ -160,3 +161,12 @@ elif session_id is not None and history:
             file_name=f"inkstone-{session_id}.json",
             mime="application/json",
         )
+        if store.good_answers(session_id=session_id):  # answers marked Good: JSONL for `python -m core train`
+            st.download_button(
+                "Export training data",
+                training_jsonl(store, session_id=session_id),
+                on_click="ignore",
+                file_name=f"inkstone-{session_id}-training.jsonl",
+                mime="application/jsonl",
+                help="The answers marked Good with their questions, as chat JSONL for `python -m core train`",
+            )

@@ -18,6 +18,7 @@ from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError, InputError
 from core.history.export import import_session, load_export, session_to_json, session_to_markdown, source_label
 from core.history.store import HistoryStore, Message, Session
+from core.history.training_data import training_jsonl
 from core.kb.rows import KnowledgeRows
 from core.outputs import write_text_file
 
@@ -54,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     fork = sub.add_parser("fork", parents=[common], help="new session from the path down to a message")
     fork.add_argument("id", help="session id")
     fork.add_argument("message_id", help="the last message to copy (see `sessions show ID --tree`)")
+    good = sub.add_parser("good", parents=[common], help="mark an answer as good training data")
+    good.add_argument("id", help="session id")
+    good.add_argument("message_id", help="an answer of that session")
+    good.add_argument("--unmark", action="store_true", help="remove the mark")
+    data = sub.add_parser("training-data", parents=[common],
+                          help="export the good answers of a chat, or of a persona, as JSONL for `core train`")
+    data.add_argument("id", nargs="?", help="session id (or --persona)")
+    data.add_argument("--persona", help="every good answer this persona wrote, in any chat")
+    data.add_argument("--output", "-o", type=Path, help="write to this file, not stdout (never in the data dir)")
+    data.add_argument("--force", action="store_true", help="replace the --output file if it exists")
     export = sub.add_parser("export", parents=[common], help="export a session as Markdown or JSON")
     export.add_argument("id", help="session id")
     export.add_argument("--format", choices=("md", "json"), default="md", help="output format (default md)")
@@ -233,6 +244,35 @@ def _cmd_fork(store: HistoryStore, args: argparse.Namespace) -> None:
         print(f"New session {fork.id} “{fork.title}” with the {len(path)} messages down to {args.message_id}.")
 
 
+def _cmd_good(store: HistoryStore, args: argparse.Namespace) -> None:
+    session = store.get_session(args.id)
+    if store.get_message(args.message_id).session_id != session.id:
+        raise InputError(f"Message {args.message_id!r} belongs to another session, not {session.id!r}.")
+    store.mark_good(args.message_id, not args.unmark)
+    if args.json:
+        print_json({"message": args.message_id, "good": not args.unmark})
+    else:
+        print(f"Answer {args.message_id} is {'no longer ' if args.unmark else ''}marked as good training data.")
+
+
+def _cmd_training_data(store: HistoryStore, args: argparse.Namespace) -> None:
+    if (args.id is None) == (args.persona is None):
+        raise InputError("Give a session id or --persona ID (one of them): `sessions training-data ID -o FILE`.")
+    if args.id is not None:
+        store.get_session(args.id)
+    text = training_jsonl(store, session_id=args.id, persona_id=args.persona)
+    if args.output is None:
+        sys.stdout.write(text)
+        return
+    write_text_file(args.output, text, args.home_dir, force=args.force, flag="--output")
+    count = text.count("\n")
+    if args.json:
+        print_json({"path": str(args.output), "records": count})
+    else:
+        print(f"Wrote {count} training record{'' if count == 1 else 's'} to {args.output} (train with "
+              f"`python -m core train --data {args.output} ...`).")
+
+
 def _cmd_search(store: HistoryStore, args: argparse.Namespace) -> None:
     if args.sessions:
         sessions = store.search_sessions(args.text, limit=args.limit)
@@ -261,6 +301,8 @@ COMMANDS = {
     "search": _cmd_search,
     "branch": _cmd_branch,
     "fork": _cmd_fork,
+    "good": _cmd_good,
+    "training-data": _cmd_training_data,
 }
 
 

@@ -76,6 +76,8 @@ class Message:
     persona_avatar: str | None = None
     parent_id: str | None = None
     """The message this one follows (None: a first message); siblings are edits or other answers."""
+    good: bool = False
+    """The user marked this answer as good: it goes into the chat's training data export."""
 
 
 def auto_title(text: str) -> str:
@@ -111,6 +113,7 @@ def _session(row: tuple) -> Session:
 
 def _message(row: tuple) -> Message:
     message = Message(*row)
+    message.good = bool(message.good)
     message.sources = [] if message.sources == "[]" else json.loads(message.sources)  # "[]": most rows
     return message
 
@@ -482,6 +485,25 @@ class HistoryStore(SqliteStore):
                     [session.id, stamp, source.id],
                 )
         return session
+
+    def mark_good(self, message_id: str, good: bool = True) -> None:
+        """Mark an answer as good (training data) or unmark it; InputError for a user message."""
+        with self._write() as db:
+            row = db.execute("SELECT role FROM messages WHERE id = ?", [message_id]).fetchone()
+            if row is None:
+                raise NotFoundError(f"No message with id {message_id!r}: it may have been deleted.")
+            if row[0] != "assistant":
+                raise InputError("Only answers can be marked as good training data, not your own messages.")
+            db.execute("UPDATE messages SET good = ? WHERE id = ?", [int(good), message_id])
+
+    def good_answers(self, *, session_id: str | None = None, persona_id: str | None = None) -> list[Message]:
+        """The answers marked good (on any branch), oldest first: of one chat, or written by one persona in any chat."""
+        if (session_id is None) == (persona_id is None):
+            raise ValueError("give exactly one of session_id and persona_id")
+        column, value = ("session_id", session_id) if session_id is not None else ("persona_id", persona_id)
+        with self._read() as db:
+            sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE good = 1 AND {column} = ? ORDER BY id"
+            return [_message(row) for row in db.execute(sql, [value])]
 
     def message_count(self, session_id: str) -> int:
         """How many messages a session has, on all branches."""

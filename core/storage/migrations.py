@@ -286,9 +286,11 @@ def m007_message_tree(db: Database) -> None:
     hold and what the chat view shows. Edits and regenerated answers become siblings; nothing is overwritten.
 
     Every existing session becomes one path, in the order its messages were stored (ids sort by time), with its
-    newest message as the current leaf: nothing is lost and nothing changes for the user.
+    newest message as the current leaf: nothing is lost and nothing changes for the user. ``good`` marks an
+    answer the user keeps as training data (1), so the chosen versions can be exported for ``core train``.
     """
     db.execute("ALTER TABLE messages ADD COLUMN parent_id TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN good INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE sessions ADD COLUMN current_leaf TEXT")
     db.execute(
         "UPDATE messages SET parent_id = (SELECT p.id FROM messages p WHERE p.session_id = messages.session_id "
