@@ -215,6 +215,7 @@ def test_export_and_import_keep_the_tree_and_the_current_path(store: HistoryStor
     first = store.messages(sid)[0]
     list(service.edit(sid, first.id, "uno"))
     list(service.regenerate(sid))
+    store.mark_good(store.messages(sid)[-1].id)
     data = json.loads(json.dumps(session_to_json(store.get_session(sid), store.messages(sid),
                                                  tree=store.all_messages(sid))))  # fmt: skip
     assert [m["content"] for m in data["messages"]] == ["uno", "You said: uno"]  # OpenAI readers see the path
@@ -222,7 +223,7 @@ def test_export_and_import_keep_the_tree_and_the_current_path(store: HistoryStor
     md = session_to_markdown(store.get_session(sid), store.messages(sid))
     assert "uno" in md and "three" not in md
     copy = session_from_json(store, data)
-    assert texts(store.messages(copy.id)) == ["uno", "You said: uno"]
+    assert texts(store.messages(copy.id)) == ["uno", "You said: uno"] and store.messages(copy.id)[-1].good
     children = store.children(copy.id)
     assert len(children[None]) == 2 and store.message_count(copy.id) == 9
     store.switch_branch(copy.id, children[None][0])

@@ -11,7 +11,8 @@ knowledge bases it names that exist here.
 
 A conversation is a tree (edits and regenerated answers are siblings): ``messages`` is its current path, and
 ``"tree"`` (an extra key OpenAI-shaped readers ignore) holds every message with its ``"id"`` and ``"parent_id"``,
-oldest first, with ``"current"`` naming the current leaf. Import restores the tree when the document has one,
+oldest first (an answer marked good as training data has ``"good": true``), with ``"current"`` naming the current
+leaf. Import restores the tree when the document has one,
 refusing ids that point outside it or go round in a cycle; without one, ``messages`` becomes a single path.
 """
 
@@ -112,7 +113,8 @@ def session_to_json(
     if rag is not None:
         data.update(rag=rag, knowledge_bases=list(knowledge_bases))
     if tree is not None:
-        data["tree"] = [{"id": m.id, "parent_id": m.parent_id, **_item(m)} for m in tree]
+        data["tree"] = [{"id": m.id, "parent_id": m.parent_id, **_item(m), **({"good": True} if m.good else {})}
+                        for m in tree]
         data["current"] = messages[-1].id if messages else None
     return {**data, "messages": out}
 
@@ -154,6 +156,8 @@ def _item_problems(item: Any, where: str) -> list[str]:
         problems.append(f"{where}.status is {item.get('status')!r}, not one of {', '.join(STATUSES)}")
     if item.get("error") is not None and not isinstance(item["error"], str):
         problems.append(f"{where}.error is not a string")
+    if item.get("good") is not None and not isinstance(item["good"], bool):
+        problems.append(f"{where}.good is not true or false")
     signed = item.get("persona")
     if signed is not None and not (
         isinstance(signed, dict) and isinstance(signed.get("id"), str) and isinstance(signed.get("name"), str)
@@ -259,6 +263,8 @@ def session_from_json(store: HistoryStore, data: Any) -> Session:
                 new_ids[item["id"]] = message.id
             if item.get("sources") or item.get("error"):
                 store.update_message(message.id, sources=item.get("sources"), error=item.get("error"))
+            if item.get("good") is True and item["role"] == "assistant":
+                store.mark_good(message.id)
         if tree is not None and data.get("current") is not None:
             store.switch_branch(session.id, new_ids[data["current"]])
     except InkstoneError:
