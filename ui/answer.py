@@ -19,7 +19,7 @@ from core.chat.service import ChatEvent
 from core.generation.scheduler import FairQueue
 from core.history.store import Message
 from ui import rag
-from ui.markup import show_text, write_rendered
+from ui.markup import latex_to_markdown, show_text, write_rendered
 from ui.turn import CAPTION_HELP, ActiveTurn, TurnOutcome, answer_avatar, answer_caption, stream_turn
 
 CANCELLED = "inkstone_wait_cancelled"
@@ -74,8 +74,10 @@ def show_message(message: Message, controls: Callable[[Message], None] | None = 
     with st.chat_message(message.role, avatar=avatar):
         if message.role == "assistant" and message.persona_name:
             st.caption(f"**{message.persona_name}**")
-        if message.content:
-            show_text(message.content)
+        if message.content and message.role == "assistant":
+            show_text(message.content)  # thinking folded, LaTeX rendered: as it was drawn while streaming
+        elif message.content:
+            st.markdown(latex_to_markdown(message.content))
         if message.status == "error":
             st.error(message.error or "Generation failed.")
         rag.show_sources(message.sources)  # file, page, snippet: stored with the answer

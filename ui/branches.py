@@ -89,7 +89,7 @@ def controls(store: HistoryStore, session_id: str, children: dict[str | None, li
                 st.button("‹", key=f"prev-{message.id}", type="tertiary", disabled=place == 0,
                           help="Previous version", on_click=_switch,
                           args=(store, session_id, siblings[max(place - 1, 0)]))  # fmt: skip
-                st.caption(f"{place + 1}/{len(siblings)}")
+                st.caption(f"{place + 1}/{len(siblings)}", width="content")
                 st.button("›", key=f"next-{message.id}", type="tertiary", disabled=place == len(siblings) - 1,
                           help="Next version", on_click=_switch,
                           args=(store, session_id, siblings[min(place + 1, len(siblings) - 1)]))  # fmt: skip
