@@ -129,3 +129,18 @@ def test_good_marks_an_answer_and_offers_training_data(store: HistoryStore) -> N
     click(at, f"good-{answer.id}")
     assert store.get_message(answer.id).good
     assert [b for b in at.get("download_button") if "training" in str(b.proto.label)]
+
+
+def test_an_edit_that_cannot_be_sent_keeps_its_box_and_says_why(store: HistoryStore) -> None:
+    sid = three_turns(store)
+    first = store.messages(sid)[0]
+    at = click(start(sid), f"edit-{first.id}")
+    at.text_area(key=f"edit-text-{first.id}").set_value("   ")
+    click(at, f"edit-send-{first.id}")
+    assert any("empty" in e.value for e in at.error)
+    assert at.text_area(key=f"edit-text-{first.id}").value == "   "  # the box stays open
+    at.text_area(key=f"edit-text-{first.id}").set_value("uno")
+    store.delete_branch(first.id)  # meanwhile, in another tab
+    click(at, f"edit-send-{first.id}")
+    assert any("deleted" in e.value for e in at.error)
+    assert store.message_count(sid) == 0

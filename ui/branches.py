@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from core.chat.service import ChatService
 from core.errors import InkstoneError
 from core.history.store import HistoryStore, Message
 from ui import state
@@ -72,13 +73,21 @@ def _mark(store: HistoryStore, message_id: str, good: bool) -> None:
     _guarded(lambda: store.mark_good(message_id, good))
 
 
-def _send_edit(session_id: str, message_id: str) -> None:
+def _send_edit(service: ChatService, session_id: str, message_id: str) -> None:
+    """Answer the edit on this run, or keep the box open (with the text) and say why it cannot be sent."""
     text = st.session_state.get(f"edit-text-{message_id}", "")
+    try:
+        service.check_edit(session_id, message_id, text)
+    except InkstoneError as exc:
+        st.session_state[_NOTICE] = str(exc)
+        return
     st.session_state.pop(_EDITING, None)
     st.session_state[_EDIT] = (session_id, message_id, text)
 
 
-def controls(store: HistoryStore, session_id: str, children: dict[str | None, list[str]]) -> Callable[[Message], None]:
+def controls(
+    store: HistoryStore, service: ChatService, session_id: str, children: dict[str | None, list[str]]
+) -> Callable[[Message], None]:
     """The function that draws one message's controls, given the chat's ``children`` (``HistoryStore.children``)."""
 
     def draw(message: Message) -> None:
@@ -121,7 +130,7 @@ def controls(store: HistoryStore, session_id: str, children: dict[str | None, li
             st.text_area("Edit your message", value=message.content, key=f"edit-text-{message.id}")
             with st.container(horizontal=True):
                 st.button("Send edit", key=f"edit-send-{message.id}", type="primary", icon=":material/send:",
-                          on_click=_send_edit, args=(session_id, message.id))  # fmt: skip
+                          on_click=_send_edit, args=(service, session_id, message.id))  # fmt: skip
                 st.button("Cancel", key=f"edit-cancel-{message.id}", on_click=st.session_state.pop,
                           args=(_EDITING, None))  # fmt: skip
 

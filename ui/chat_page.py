@@ -78,7 +78,7 @@ if not history:
     if persona is not None and persona.greeting:
         st.chat_message("assistant", avatar=persona.avatar).markdown(persona.greeting)
 branches.show_notice()
-draw_controls = branches.controls(store, session_id, store.children(session_id)) if session_id else None
+draw_controls = branches.controls(store, service, session_id, store.children(session_id)) if session_id else None
 previous: Message | None = None
 for message in history:
     if message.role == "assistant":

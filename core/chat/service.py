@@ -215,16 +215,21 @@ class ChatService:
         it, as the other branch; the edit's branch becomes the current path. Bad input raises before anything is
         stored: an empty or oversized text, a message that is not a user message of this chat (or was deleted
         meanwhile), or a chat with an answer still being written."""
+        old = self.check_edit(session_id, message_id, text)
+        before = self.store.path_to(old.parent_id) if old.parent_id else []
+        turn = self._prepare(session_id, before, text, stop or threading.Event())
+        user = self.store.add_message(session_id, "user", text, parent_id=old.parent_id)
+        return self._stream(replace(turn, user_message_id=user.id))
+
+    def check_edit(self, session_id: str, message_id: str, text: str) -> Message:
+        """Raise what ``edit`` would refuse (see there) without storing anything; returns the message edited."""
         self.check_message(session_id, text)
         old = self._message_of(session_id, message_id)
         if old.role != "user":
             raise InputError(f"Message {message_id!r} is an answer, not a user message: only your own messages can "
                              "be edited (regenerate an answer instead).")
         self._not_streaming(session_id)
-        before = self.store.path_to(old.parent_id) if old.parent_id else []
-        turn = self._prepare(session_id, before, text, stop or threading.Event())
-        user = self.store.add_message(session_id, "user", text, parent_id=old.parent_id)
-        return self._stream(replace(turn, user_message_id=user.id))
+        return old
 
     def regenerate(
         self, session_id: str, stop: threading.Event | None = None, message_id: str | None = None
