@@ -289,7 +289,9 @@ def _cmd_search(store: HistoryStore, args: argparse.Namespace) -> None:
     if not hits:
         print(f"No messages contain {args.text!r}.")
     for hit in hits:
-        print(f"{hit.session_id}  {hit.session_title}\n  {hit.role}: {hit.snippet}")
+        print(f"{hit.session_id}  {hit.session_title}\n  {hit.role} {hit.message_id}: {hit.snippet}")
+    if hits:
+        print("\nA message on another branch: `sessions branch SESSION_ID MESSAGE_ID` opens its branch.")
 
 
 COMMANDS = {
