@@ -7,6 +7,10 @@ writes the row whatever ended the stream (finished, stopped, failed, consumer go
 ``Finished``) as ``complete``, ``stopped`` or ``error`` with the ``Finished`` event's token counts, time to first
 token and decode tokens/s, and the sources. A crash or a killed process mid-answer leaves both rows on disk.
 
+A conversation is a tree (``core.history.store``): ``send`` continues the current path, ``edit`` answers a new
+version of any user message and ``regenerate`` a new version of an answer; the old ones stay as siblings, and the
+prompt is always the branch being answered.
+
 Seams for what plugs in: a ``retriever`` (knowledge bases) returns numbered source dicts for a question;
 they go into the prompt as a context block, out as a ``Sources`` event, and onto the answer row.
 """
@@ -259,14 +263,14 @@ class ChatService:
         return self._stream(replace(turn, user_message_id=question.id))
 
     def _message_of(self, session_id: str, message_id: str) -> Message:
-        """The message ``message_id`` of this chat; NotFoundError naming the fix when it is gone or elsewhere."""
+        """The message ``message_id`` of this chat: NotFoundError when it is gone, InputError when it is another's."""
         message = self.store.get_message(message_id)  # NotFoundError: deleted meanwhile (another tab)
         if message.session_id != session_id:
             raise InputError(f"Message {message_id!r} belongs to another chat, not {session_id!r}: open that chat.")
         return message
 
     def _not_streaming(self, session_id: str) -> None:
-        """InputError while an answer of this chat is being written (on any branch)."""
+        """InputError while an answer on the chat's current path is being written."""
         if any(m.status == "streaming" for m in self.store.messages(session_id)):
             raise InputError("An answer of this chat is still being written: stop it or wait for it, then edit or "
                              "regenerate.")
