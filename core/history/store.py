@@ -436,22 +436,22 @@ class HistoryStore(SqliteStore):
                 raise NotFoundError(f"No message with id {message_id!r}: nothing was deleted (it may have been "
                                     "deleted already, for example in another tab).")
             session_id, parent_id = row
-            ids = [r[0] for r in db.execute(_SUBTREE + "SELECT id FROM sub", [message_id])]
-            marks = ", ".join("?" for _ in ids)
-            if db.execute(f"SELECT 1 FROM messages WHERE id IN ({marks}) AND status = 'streaming' LIMIT 1",
-                          ids).fetchone():  # fmt: skip
+            branch = f"(SELECT id FROM ({_SUBTREE} SELECT id FROM sub))"
+            if db.execute(f"SELECT 1 FROM messages WHERE id IN {branch} AND status = 'streaming' LIMIT 1",
+                          [message_id]).fetchone():  # fmt: skip
                 raise InputError("An answer in this branch is still being written: stop it or wait for it, then "
                                  "delete the branch.")
-            db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
             leaf = db.execute("SELECT current_leaf FROM sessions WHERE id = ?", [session_id]).fetchone()[0]
-            if leaf in ids:
+            on_path = db.execute(f"SELECT 1 WHERE ? IN {branch}", [leaf, message_id]).fetchone() is not None
+            deleted = db.execute(f"DELETE FROM messages WHERE id IN {branch}", [message_id]).rowcount
+            if on_path:
                 if parent_id is None:
                     leaf = db.execute("SELECT max(id) FROM messages WHERE session_id = ?", [session_id]).fetchone()[0]
                 else:
                     leaf = db.execute(_SUBTREE + "SELECT max(id) FROM sub", [parent_id]).fetchone()[0]
                 db.execute("UPDATE sessions SET current_leaf = ?, updated_at = ? WHERE id = ?",
                            [leaf, now(), session_id])  # fmt: skip
-        return len(ids)
+        return deleted
 
     def delete_message(self, message_id: str) -> None:
         """Delete one message with its branch (``delete_branch``)."""
