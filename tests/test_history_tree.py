@@ -88,6 +88,8 @@ def test_m006_database_becomes_one_path_losing_nothing(tmp_path: Path) -> None:
     assert [h.message_id for h in store.search_messages("cited")] == ["a6"]
     # The migrated chat goes on where it was: a new message follows its last one.
     assert store.add_message("s1", "user", "fourth").parent_id == "a6"
+    store.db.execute("UPDATE sessions SET current_leaf = NULL WHERE id = 's1'")  # a leaf lost by another tool
+    assert texts(store.messages("s1"))[-2:] == ["cited answer [1]", "fourth"]  # the newest path, nothing hidden
     store.close()
 
 

@@ -382,13 +382,16 @@ class HistoryStore(SqliteStore):
         and exports hold (empty for an unknown session or one without messages)."""
         with self._read() as db:
             row = db.execute("SELECT current_leaf FROM sessions WHERE id = ?", [session_id]).fetchone()
-            if row is None or row[0] is None:
+            if row is None:
                 return []
             # One indexed scan of the session's rows and a walk up in Python: faster than a recursive query that
             # looks up each parent (a long single path is the common case; branches add few rows).
             rows = {r[0]: r for r in db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ?",
                                                 [session_id])}  # fmt: skip
-        path, at = [], rows.get(row[0])
+        if not rows:
+            return []
+        # A leaf that is not a message of the chat (rows written by another tool): its newest message, nothing hidden.
+        path, at = [], rows.get(row[0]) or rows[max(rows)]
         while at is not None and len(path) <= len(rows):  # the length guard: a cycle in a damaged file
             path.append(at)
             at = rows.get(at[_PARENT])
