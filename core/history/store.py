@@ -92,6 +92,7 @@ def auto_title(text: str) -> str:
 _SESSION_COLUMNS = ", ".join(f.name for f in fields(Session))
 _MESSAGE_COLUMNS = ", ".join(f.name for f in fields(Message))
 _PARENT = [f.name for f in fields(Message)].index("parent_id")
+_CREATED = [f.name for f in fields(Message)].index("created_at")
 _M_COLUMNS = ", ".join(f"m.{f.name}" for f in fields(Message))
 _PATH_SQL = (
     "WITH RECURSIVE path(id, depth) AS (SELECT ?, 0 UNION ALL SELECT m.parent_id, p.depth + 1 FROM messages m "
@@ -391,7 +392,7 @@ class HistoryStore(SqliteStore):
         if not rows:
             return []
         # A leaf that is not a message of the chat (rows written by another tool): its newest message, nothing hidden.
-        path, at = [], rows.get(row[0]) or rows[max(rows)]
+        path, at = [], rows.get(row[0]) or max(rows.values(), key=lambda r: (r[_CREATED], r[0]))
         while at is not None and len(path) <= len(rows):  # the length guard: a cycle in a damaged file
             path.append(at)
             at = rows.get(at[_PARENT])
