@@ -120,17 +120,22 @@ def tree_lines(messages: list[Message], current: set[str]) -> list[str]:
     for message in messages:
         children.setdefault(message.parent_id, []).append(message)
     lines: list[str] = []
-
-    def walk(kids: list[Message], prefix: str) -> None:
+    # An explicit stack, not recursion: any depth of nested branches. Items: a line to print, or a list of
+    # siblings to walk with the prefix of their depth.
+    stack: list[str | tuple[list[Message], str]] = [(children.get(None, []), "")]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            lines.append(item)
+            continue
+        kids, prefix = item
         while len(kids) == 1:  # a chain: no indentation, however long
             lines.append(f"{'*' if kids[0].id in current else ' '} {prefix}{_one_line(kids[0])}")
             kids = children.get(kids[0].id, [])
-        for i, kid in enumerate(kids):
+        for i, kid in reversed(list(enumerate(kids))):  # pushed last to first: drawn first to last
             last = i == len(kids) - 1
-            lines.append(f"{'*' if kid.id in current else ' '} {prefix}{'└─ ' if last else '├─ '}{_one_line(kid)}")
-            walk(children.get(kid.id, []), prefix + ("   " if last else "│  "))
-
-    walk(children.get(None, []), "")
+            stack.append((children.get(kid.id, []), prefix + ("   " if last else "│  ")))
+            stack.append(f"{'*' if kid.id in current else ' '} {prefix}{'└─ ' if last else '├─ '}{_one_line(kid)}")
     return lines
 
 
