@@ -1,8 +1,10 @@
-"""Benchmark of the history store: read a 5,000-message session and list 1,000 sessions.
+"""Benchmark of the history store: open a 5,000-message session, open a session with 200 branches, list 1,000
+sessions.
 
-Builds a throwaway database in a temp dir (one session of 5,000 messages plus 1,000 more sessions),
-then prints the median of several timed runs of ``messages(session_id)`` and ``list_sessions()`` next
-to their targets (100 ms and 50 ms). Prints figures only; it asserts nothing.
+Builds a throwaway database in a temp dir (one session of 5,000 messages on one path, one of 200 branches, plus
+1,000 more sessions), then prints the median of several timed runs next to their targets. Opening a chat is what
+the chat page reads: its current path (``messages``) and the versions of each message (``children``). Prints
+figures only; it asserts nothing.
 
     .venv/bin/python bench/history.py [--runs 9]
 """
@@ -21,7 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
 from core.history.store import HistoryStore  # noqa: E402
 
-TARGETS_MS = {"messages(session_id), 5,000 messages": 100.0, "list_sessions(), 1,000 sessions": 50.0}
+OPEN_LONG = "open a 5,000-message chat (one path)"
+OPEN_BRANCHED = "open a chat with 200 branches"
+SWITCH = "switch branch (‹ n/m ›) in it"
+TARGETS_MS = {OPEN_LONG: 100.0, OPEN_BRANCHED: 150.0, SWITCH: 50.0, "list_sessions(), 1,000 sessions": 50.0}
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
@@ -49,6 +54,29 @@ def build(store: HistoryStore, messages: int, sessions: int) -> str:
     return long.id
 
 
+def build_branched(store: HistoryStore, turns: int = 50, branches: int = 200, branch_turns: int = 5) -> str:
+    """A chat of ``turns`` turns, then ``branches`` edits of its questions (spread over all of them), each edit
+    followed by ``branch_turns`` more turns: the shape many edits and regenerations leave behind."""
+    chat = store.create_session(model="bench-model")
+    questions = []
+    for i in range(turns):
+        questions.append(store.add_message(chat.id, "user", f"Question {i} about the report"))
+        store.add_message(chat.id, "assistant", f"Answer {i}: revenue grew. " * 8)
+    for b in range(branches):
+        edited = questions[(b * 7) % turns]
+        store.add_message(chat.id, "user", f"Edited question {b}", parent_id=edited.parent_id)
+        store.add_message(chat.id, "assistant", f"Answer to edit {b}. " * 8)
+        for t in range(branch_turns - 1):
+            store.add_message(chat.id, "user", f"Follow-up {t} on edit {b}")
+            store.add_message(chat.id, "assistant", f"Follow-up answer {t}. " * 8)
+    return chat.id
+
+
+def open_chat(store: HistoryStore, session_id: str) -> tuple[int, int]:
+    """What the chat page reads to draw a chat: its current path and each message's versions."""
+    return len(store.messages(session_id)), len(store.children(session_id))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the database, time the reads, print figures and targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -58,11 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         store = HistoryStore.open(Path(tmp) / "inkstone.db")
         start = time.perf_counter()
         long_id = build(store, messages=5000, sessions=1000)
-        print(f"built 1 session x 5,000 messages + 1,000 sessions in {time.perf_counter() - start:.1f} s")
-        counts = (len(store.messages(long_id)), len(store.list_sessions()))
-        print(f"rows read: {counts[0]} messages, {counts[1]} sessions")
+        branched = build_branched(store)
+        print(f"built 1 session x 5,000 messages, 1 with 200 branches ({store.message_count(branched)} messages) "
+              f"+ 1,000 sessions in {time.perf_counter() - start:.1f} s")
+        counts = (len(store.messages(long_id)), len(store.messages(branched)), len(store.list_sessions()))
+        print(f"rows read: {counts[0]} messages (long path), {counts[1]} (branched path), {counts[2]} sessions")
+        roots = store.children(branched)
+        versions = roots[store.messages(branched)[2].parent_id]
+        flip = iter(versions * (args.runs + 2))
         figures = {
-            "messages(session_id), 5,000 messages": median_ms(lambda: store.messages(long_id), args.runs),
+            OPEN_LONG: median_ms(lambda: open_chat(store, long_id), args.runs),
+            OPEN_BRANCHED: median_ms(lambda: open_chat(store, branched), args.runs),
+            SWITCH: median_ms(lambda: store.switch_branch(branched, next(flip)), args.runs),
             "list_sessions(), 1,000 sessions": median_ms(store.list_sessions, args.runs),
         }
         store.close()

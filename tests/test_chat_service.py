@@ -170,10 +170,12 @@ def test_regenerate_that_cannot_start_keeps_the_old_answer(store: HistoryStore) 
 def test_regenerate_that_fails_or_stops_early_keeps_the_old_answer(store: HistoryStore) -> None:
     sid = new_session(store)
     list(ChatService(store, FakeBackend(["good answer"])).send(sid, "question"))
+    good = store.messages(sid)[-1]
     events = list(ChatService(store, Exploding(["x"])).regenerate(sid))
     assert isinstance(events[-1], Failed)
-    assert [m.content for m in store.messages(sid) if m.status == "complete"] == ["question", "good answer"]
-    store.delete_message(store.messages(sid)[-1].id)  # dismiss the failed attempt
+    failed = store.messages(sid)[-1]  # the failed attempt is shown, with the good answer as its alternative
+    assert failed.status == "error" and store.children(sid)[failed.parent_id] == [good.id, failed.id]
+    store.delete_message(failed.id)  # dismiss the failed attempt
     events = ChatService(store, FakeBackend(["new answer"])).regenerate(sid)
     assert isinstance(next(events), Started)
     events.close()  # stopped before any text

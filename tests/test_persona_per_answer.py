@@ -54,7 +54,7 @@ def test_an_m005_database_upgrades_and_keeps_its_answers(tmp_path: Path) -> None
                 "VALUES ('m1', 's1', 'assistant', 'An old answer', 'complete', ?, '[]')", [stamp])  # fmt: skip
     old.close()
     store = HistoryStore.open(path)
-    assert migrations.applied_migrations(store.db)[-1] == "m006_message_persona"
+    assert "m006_message_persona" in migrations.applied_migrations(store.db)
     [answer] = store.messages("s1")
     assert (answer.content, answer.persona_id, answer.persona_name, answer.persona_avatar) == (
         "An old answer", None, None, None)  # fmt: skip

@@ -178,7 +178,7 @@ def test_oversized_first_message_creates_no_session(store: HistoryStore) -> None
     assert store.list_sessions() == []
 
 
-def test_regenerate_replaces_the_last_answer(store: HistoryStore) -> None:
+def test_regenerate_shows_the_new_answer_and_keeps_the_old_one(store: HistoryStore) -> None:
     session = store.create_session(model="fake")
     add_turn(store, session.id, "question one", "a stale answer")
     old_answer = store.messages(session.id)[-1]
@@ -192,6 +192,7 @@ def test_regenerate_replaces_the_last_answer(store: HistoryStore) -> None:
         ("assistant", "You said: question one", "complete"),
     ]
     assert messages[-1].id != old_answer.id
+    assert store.children(session.id)[messages[0].id] == [old_answer.id, messages[-1].id]  # ‹ 1/2 › away
 
 
 def test_open_session_survives_refresh_and_restart(store: HistoryStore) -> None:

@@ -19,6 +19,7 @@ from core.chat.service import ChatEvent
 from core.generation.scheduler import FairQueue
 from core.history.store import Message
 from ui import rag
+from ui.markup import latex_to_markdown, show_text, write_rendered
 from ui.turn import CAPTION_HELP, ActiveTurn, TurnOutcome, answer_avatar, answer_caption, stream_turn
 
 CANCELLED = "inkstone_wait_cancelled"
@@ -63,19 +64,24 @@ def stream_answer(
             return None
         status.empty()
         controls.button("Stop", icon=":material/stop_circle:", key="stop", help="Stop and keep the answer so far")
-        return stream_turn(events, st.write_stream)
+        return stream_turn(events, write_rendered)  # drawn as the stored answer will be (LaTeX, thinking)
 
 
-def show_message(message: Message) -> None:
-    """One stored message; an answer with the avatar and name of the persona that wrote it and its figures line."""
+def show_message(message: Message, controls: Callable[[Message], None] | None = None) -> None:
+    """One stored message; an answer with the avatar and name of the persona that wrote it and its figures line.
+    ``controls`` draws the message's own buttons (branch switcher, edit, fork, delete branch) under it."""
     avatar = answer_avatar(message) if message.role == "assistant" else None
     with st.chat_message(message.role, avatar=avatar):
         if message.role == "assistant" and message.persona_name:
             st.caption(f"**{message.persona_name}**")
-        if message.content:
-            st.markdown(message.content)
+        if message.content and message.role == "assistant":
+            show_text(message.content)  # thinking folded, LaTeX rendered: as it was drawn while streaming
+        elif message.content:
+            st.markdown(latex_to_markdown(message.content))
         if message.status == "error":
             st.error(message.error or "Generation failed.")
         rag.show_sources(message.sources)  # file, page, snippet: stored with the answer
         if message.role == "assistant" and (caption := answer_caption(message)):
             st.caption(caption, help=CAPTION_HELP)
+        if controls is not None:
+            controls(message)

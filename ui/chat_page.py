@@ -1,4 +1,5 @@
-"""The chat page: replay the open session, send a message, stream the answer (with Stop), regenerate, export.
+"""The chat page: replay the open session's current path, send a message, stream the answer (with Stop),
+regenerate (the old answer stays as an alternative), edit a message, switch branches (``‹ 2/3 ›``), fork, export.
 
 Thin by design: the turn itself is ``ChatService`` (``core/chat/service.py``); ``ui.turn`` turns its events into
 streamed text. Stop reruns the script, which closes the event iterator; the service keeps the partial
@@ -18,8 +19,9 @@ from core.chat.service import ChatEvent
 from core.errors import InkstoneError
 from core.history.export import session_to_json, session_to_markdown
 from core.history.store import Message
+from core.history.training_data import training_jsonl
 from core.personas.store import Persona
-from ui import rag, state
+from ui import branches, rag, state
 from ui.answer import CANCELLED, show_message, stream_answer
 from ui.sidebar import draft_chat, pick_persona
 from ui.turn import ActiveTurn, omitted_notice, switch_notice
@@ -36,10 +38,13 @@ store, service = engine.store, engine.service
 session_id = state.current_session_id()
 title = store.get_session(session_id).title if session_id else "New chat"
 st.set_page_config(page_title=f"{title} · Inkstone")
-history = store.messages(session_id) if session_id else []
+history = store.messages(session_id) if session_id else []  # the current path of the chat's tree
 regenerating = st.session_state.pop(_REGENERATE, None) == session_id and session_id is not None
 if regenerating and history and history[-1].role == "assistant":
-    history = history[:-1]  # the answer being replaced
+    history = history[:-1]  # the answer being answered again (it stays, as the other version)
+edit = branches.pending_edit(session_id)
+if edit is not None and edit[0] in (ids := [m.id for m in history]):
+    history = history[: ids.index(edit[0])]  # the edited question and what followed stay as the other branch
 
 
 def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
@@ -72,6 +77,8 @@ if not history:
     st.caption("Start a conversation: type a message below. Everything stays on this machine.")
     if persona is not None and persona.greeting:
         st.chat_message("assistant", avatar=persona.avatar).markdown(persona.greeting)
+branches.show_notice()
+draw_controls = branches.controls(store, service, session_id, store.children(session_id)) if session_id else None
 previous: Message | None = None
 for message in history:
     if message.role == "assistant":
@@ -79,7 +86,7 @@ for message in history:
                                                            message.persona_name)):  # fmt: skip
             st.caption(text)
         previous = message
-    show_message(message)
+    show_message(message, draw_controls)
 if previous is not None and persona_ok and (
     text := switch_notice(previous.persona_id, persona.id if persona else None, persona.name if persona else None)
 ):
@@ -108,6 +115,16 @@ if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
             with live, st.chat_message("user"):
                 st.markdown(prompt)
             run_turn(lambda stop: service.send(session_id, prompt, stop))
+elif edit is not None and session_id is not None:
+    message_id, text = edit
+    try:
+        service.check_message(session_id, text)
+    except InkstoneError as exc:
+        st.error(str(exc))
+    else:
+        with live, st.chat_message("user"):
+            st.markdown(text)
+        run_turn(lambda stop: service.edit(session_id, message_id, text, stop))
 elif regenerating:
     run_turn(lambda stop: service.regenerate(session_id, stop))
 elif session_id is not None and history:
@@ -124,7 +141,7 @@ elif session_id is not None and history:
         st.button(
             "Regenerate",
             icon=":material/refresh:",
-            help="Replace the last answer with a new one",
+            help="Answer again; the old answer stays as another version (‹ 1/2 ›)",
             on_click=st.session_state.__setitem__,
             args=(_REGENERATE, session_id),
         )
@@ -135,7 +152,8 @@ elif session_id is not None and history:
             file_name=f"inkstone-{session_id}.md",
             mime="text/markdown",
         )
-        exported = json.dumps(session_to_json(session, history, **knowledge), ensure_ascii=False, indent=2)
+        tree = store.all_messages(session_id)  # the JSON holds every branch; ``messages`` is the current path
+        exported = json.dumps(session_to_json(session, history, **knowledge, tree=tree), ensure_ascii=False, indent=2)
         st.download_button(
             "Export JSON",
             exported,
@@ -143,3 +161,12 @@ elif session_id is not None and history:
             file_name=f"inkstone-{session_id}.json",
             mime="application/json",
         )
+        if store.good_answers(session_id=session_id):  # answers marked Good: JSONL for `python -m core train`
+            st.download_button(
+                "Export training data",
+                training_jsonl(store, session_id=session_id),
+                on_click="ignore",
+                file_name=f"inkstone-{session_id}-training.jsonl",
+                mime="application/jsonl",
+                help="The answers marked Good with their questions, as chat JSONL for `python -m core train`",
+            )

@@ -1,5 +1,5 @@
-"""The sidebar session list: new chat, search, open, rename and delete (with a confirmation step), and import
-of a chat exported as JSON.
+"""The sidebar session list: new chat, search (a chat found by a message on another branch opens on that
+branch), open, rename and delete (with a confirmation step), and import of a chat exported as JSON.
 
 "New chat" opens a draft, not a session: the session is created with its first message, so the list holds
 only chats that have messages (an empty one shows only while it is the open chat, e.g. from its URL).
@@ -7,6 +7,8 @@ The chat page adds the persona picker (``pick_persona``): the open chat's person
 """
 
 from __future__ import annotations
+
+from contextlib import suppress
 
 import streamlit as st
 
@@ -40,6 +42,9 @@ def render(engine: Engine) -> None:
         sessions = store.search_sessions(query) if query.strip() else store.list_sessions(limit=LIST_LIMIT)
         if query.strip() and not sessions:
             st.caption("No chat matches this search.")
+        hits: dict[str, str] = {}  # session -> its newest matching message: the chat opens on that branch
+        for hit in store.search_messages(query, limit=LIST_LIMIT) if query.strip() else []:
+            hits.setdefault(hit.session_id, hit.message_id)
         for session in sessions:
             if session.id != current and store.message_count(session.id) == 0:
                 continue  # an empty chat (created by an older version, or its messages are being sent)
@@ -48,12 +53,20 @@ def render(engine: Engine) -> None:
                 key=f"open-{session.id}",
                 type="primary" if session.id == current else "tertiary",
                 width="stretch",
-                on_click=state.open_session,
-                args=(session.id,),
+                on_click=_open,
+                args=(store, session.id, hits.get(session.id)),
             )
         if current is not None:
             _manage(store, store.get_session(current))
         chat_import.render(engine)
+
+
+def _open(store: HistoryStore, session_id: str, message_id: str | None) -> None:
+    """Open a chat; from a search, on the branch of the message that matched (unless it is on the open path)."""
+    state.open_session(session_id)
+    if message_id is not None and message_id not in {m.id for m in store.messages(session_id)}:
+        with suppress(InkstoneError):  # deleted meanwhile: the chat opens as it is
+            store.switch_branch(session_id, message_id)
 
 
 def _manage(store: HistoryStore, session: Session) -> None:

@@ -27,5 +27,5 @@ def start_exchange(engine: Any, prep: Any) -> AnswerRecorder:
         except NotFoundError as exc:
             raise ApiError(404, f"{exc} Pass inkstone_session=\"new\" to start one.", code="session_not_found",
                            param="inkstone_session") from None
-    store.add_message(session.id, "user", prep.user_text)
-    return AnswerRecorder.start(store, session, engine.backend.model_id, prep.persona)
+    user = store.add_message(session.id, "user", prep.user_text)  # at the end of the session's current path
+    return AnswerRecorder.start(store, session, engine.backend.model_id, prep.persona, parent_id=user.id)

@@ -7,6 +7,10 @@ writes the row whatever ended the stream (finished, stopped, failed, consumer go
 ``Finished``) as ``complete``, ``stopped`` or ``error`` with the ``Finished`` event's token counts, time to first
 token and decode tokens/s, and the sources. A crash or a killed process mid-answer leaves both rows on disk.
 
+A conversation is a tree (``core.history.store``): ``send`` continues the current path, ``edit`` answers a new
+version of any user message and ``regenerate`` a new version of an answer; the old ones stay as siblings, and the
+prompt is always the branch being answered.
+
 Seams for what plugs in: a ``retriever`` (knowledge bases) returns numbered source dicts for a question;
 they go into the prompt as a context block, out as a ``Sources`` event, and onto the answer row.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,7 +27,7 @@ from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
 from core.chat.config import ChatConfig, PersonaLoader, chat_config
 from core.chat.prompt import PromptPlan, build_prompt, fit_sources, with_context
 from core.config import GenerationSettings
-from core.errors import InkstoneError, InputError
+from core.errors import InkstoneError, InputError, NotFoundError
 from core.history.recorder import AnswerRecorder, RecordedAnswer
 from core.history.store import HistoryStore, Message, Session
 from core.personas.store import Persona
@@ -198,27 +203,77 @@ class ChatService:
         self._plan([("user", text)], config, None, max_turns=1)
 
     def send(self, session_id: str, text: str, stop: threading.Event | None = None) -> Iterator[ChatEvent]:
-        """Store ``text`` as the user's message and stream the answer. Bad input raises before anything is stored."""
+        """Store ``text`` as the user's message at the end of the current path and stream the answer. Bad input
+        raises before anything is stored."""
         self.check_message(session_id, text)
-        turn = self._prepare(session_id, text, stop or threading.Event())
-        user = self.store.add_message(session_id, "user", text)
+        path = self.store.messages(session_id)
+        turn = self._prepare(session_id, path, text, stop or threading.Event())
+        user = self.store.add_message(session_id, "user", text, parent_id=path[-1].id if path else None)
         return self._stream(replace(turn, user_message_id=user.id))
 
-    def regenerate(self, session_id: str, stop: threading.Event | None = None) -> Iterator[ChatEvent]:
-        """Answer the last user message again. The old answer is deleted only once the new one has text
-        (complete, or stopped part-way); if the new one fails or is stopped before any text, the old one stays.
-        """
-        messages = self.store.messages(session_id)
-        if not messages:
-            raise InputError("This session has no messages to regenerate: send a message first.")
-        if messages[-1].status == "streaming":
-            raise InputError("The last answer is still being written: stop it or wait for it before regenerating.")
-        replaces = messages[-1].id if messages[-1].role == "assistant" else None
-        last_user = next((m for m in reversed(messages) if m.role == "user"), None)
-        if last_user is None:
+    def edit(
+        self, session_id: str, message_id: str, text: str, stop: threading.Event | None = None
+    ) -> Iterator[ChatEvent]:
+        """Store ``text`` as an edit of the user message ``message_id`` (any of them, not only the last) and
+        stream the answer to it. The edit is a sibling of the old message, which stays, with everything below
+        it, as the other branch; the edit's branch becomes the current path. Bad input raises before anything is
+        stored: an empty or oversized text, a message that is not a user message of this chat (or was deleted
+        meanwhile), or a chat with an answer still being written."""
+        old = self.check_edit(session_id, message_id, text)
+        before = self.store.path_to(old.parent_id) if old.parent_id else []
+        turn = self._prepare(session_id, before, text, stop or threading.Event())
+        user = self.store.add_message(session_id, "user", text, parent_id=old.parent_id)
+        return self._stream(replace(turn, user_message_id=user.id))
+
+    def check_edit(self, session_id: str, message_id: str, text: str) -> Message:
+        """Raise what ``edit`` would refuse (see there) without storing anything; returns the message edited."""
+        self.check_message(session_id, text)
+        old = self._message_of(session_id, message_id)
+        if old.role != "user":
+            raise InputError(f"Message {message_id!r} is an answer, not a user message: only your own messages can "
+                             "be edited (regenerate an answer instead).")
+        self._not_streaming(session_id)
+        return old
+
+    def regenerate(
+        self, session_id: str, stop: threading.Event | None = None, message_id: str | None = None
+    ) -> Iterator[ChatEvent]:
+        """Answer again: the answer ``message_id`` (default: the last message of the current path; a user message
+        there is simply answered). The new answer is a sibling of the old one, which stays as an alternative
+        (``‹ 1/2 ›``); only a new answer stopped before any text is dropped, leaving the old one current."""
+        if message_id is None:
+            path = self.store.messages(session_id)
+            if not path:
+                raise InputError("This session has no messages to regenerate: send a message first.")
+            target = path[-1]
+        else:
+            target = self._message_of(session_id, message_id)
+        self._not_streaming(session_id)
+        if target.role == "assistant":
+            if target.parent_id is None:
+                raise InputError("This answer follows no user message: send a message first.")
+            question = self.store.get_message(target.parent_id)
+        else:
+            question = target
+        if question.role != "user":
             raise InputError("This session has no user message to answer: send a message first.")
-        turn = self._prepare(session_id, None, stop or threading.Event(), replaces)
-        return self._stream(replace(turn, user_message_id=last_user.id))
+        history = self.store.path_to(question.id)
+        replaces = target.id if target.role == "assistant" else None
+        turn = self._prepare(session_id, history, None, stop or threading.Event(), replaces)
+        return self._stream(replace(turn, user_message_id=question.id))
+
+    def _message_of(self, session_id: str, message_id: str) -> Message:
+        """The message ``message_id`` of this chat: NotFoundError when it is gone, InputError when it is another's."""
+        message = self.store.get_message(message_id)  # NotFoundError: deleted meanwhile (another tab)
+        if message.session_id != session_id:
+            raise InputError(f"Message {message_id!r} belongs to another chat, not {session_id!r}: open that chat.")
+        return message
+
+    def _not_streaming(self, session_id: str) -> None:
+        """InputError while an answer on the chat's current path is being written."""
+        if any(m.status == "streaming" for m in self.store.messages(session_id)):
+            raise InputError("An answer of this chat is still being written: stop it or wait for it, then edit or "
+                             "regenerate.")
 
     def _plan(
         self, history: list[tuple[str, str]], config: ChatConfig, sources: list[dict[str, Any]] | None, max_turns: int
@@ -237,12 +292,18 @@ class ChatService:
         )
 
     def _prepare(
-        self, session_id: str, new_text: str | None, stop: threading.Event, replaces: str | None = None
+        self,
+        session_id: str,
+        path: list[Message],
+        new_text: str | None,
+        stop: threading.Event,
+        replaces: str | None = None,
     ) -> _Turn:
-        """Decide everything the answer needs (errors raise before anything changes): config, sources, prompt."""
+        """Decide everything the answer needs (errors raise before anything changes): config, sources, prompt.
+        ``path`` is the branch the answer follows (ending with the question unless ``new_text`` is it)."""
         session = self.store.get_session(session_id)
         config = self.config(session_id)
-        history = [(m.role, m.content) for m in self.store.messages(session_id) if _usable(m) and m.id != replaces]
+        history = [(m.role, m.content) for m in path if _usable(m) and m.id != replaces]
         if new_text is not None:
             history.append(("user", new_text))
         sources, notice = self._retrieve(session, retrieval_query(history))
@@ -270,7 +331,8 @@ class ChatService:
 
     def _stream(self, turn: _Turn) -> Iterator[ChatEvent]:
         """Create the answer row and stream into it; ``_finalize`` writes its end, whatever ends the stream."""
-        rec = AnswerRecorder.start(self.store, turn.session, self.backend.model_id, turn.persona)
+        rec = AnswerRecorder.start(self.store, turn.session, self.backend.model_id, turn.persona,
+                                   parent_id=turn.user_message_id)  # fmt: skip
         error: str | None = None
         backend_events = None
         try:
@@ -327,11 +389,13 @@ class ChatService:
         return Done(stats)
 
     def _settle_replacement(self, replaces: str | None, answer_id: str, status: str, text: str) -> None:
-        """After a regenerate: drop the old answer if the new one has text, else drop the empty new one.
-        A failed new answer leaves both (the old one stays usable; the error stays visible)."""
-        if replaces is None or status == "error":
+        """After a regenerate: both answers stay as alternatives, except a new one stopped before any text,
+        which is dropped (the old answer is current again). A failed new answer stays: its error is visible."""
+        if replaces is None or status == "error" or text.strip():
             return
-        self.store.delete_message(replaces if text.strip() else answer_id)
+        self.store.delete_branch(answer_id)
+        with suppress(NotFoundError):  # the old answer was deleted meanwhile: the parent stays the leaf
+            self.store.switch_branch(self.store.get_message(replaces).session_id, replaces)
 
 
 @dataclass(frozen=True)
@@ -345,7 +409,7 @@ class _Turn:
     stop: threading.Event
     adapter: AdapterSpec | None
     replaces: str | None
-    """The answer a regenerate replaces."""
+    """The answer a regenerate answers again (kept as the alternative)."""
     sources: list[dict[str, Any]] | None = None
     """Retrieved sources (None: RAG off): in the prompt's context block, sent as ``Sources``, stored with the answer."""
     notice: str | None = None

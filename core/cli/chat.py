@@ -17,7 +17,7 @@ from core.chat.defaults import draft_config
 from core.chat.service import Done, Failed, Sources, Started, Token
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.engine import Engine, build_engine
-from core.errors import InkstoneError
+from core.errors import InkstoneError, InputError
 from core.history.export import source_label
 
 
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a checkpoint's own code")
     p.add_argument("--json", action="store_true", help="print one JSON object with the reply and figures last")
     p.add_argument("--kb", help="turn RAG on for this chat with these knowledge bases (NAME[,NAME...])")
+    p.add_argument("--edit", metavar="MESSAGE_ID", help="with --session: replace this user message by MESSAGE and "
+                   "answer it; the old message and what followed stay as another branch")
     p.add_argument("message", nargs="?", help="answer this once; without it, start a REPL")
     add_home_flag(p)
     return p
@@ -90,13 +92,17 @@ def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = None) -> dict:
-    """Stream one answer to ``out`` (stdout); return the figures (the ``--json`` object). Ctrl-C stops it."""
+def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = None, edit: str | None = None) -> dict:
+    """Stream one answer to ``out`` (stdout); return the figures (the ``--json`` object). Ctrl-C stops it.
+    ``edit``: ``text`` replaces that user message (``ChatService.edit``) instead of following the chat."""
     out = out or sys.stdout
     stop = threading.Event()
     result: dict = {"session_id": session_id, "reply": "", "prompt_tokens": None, "completion_tokens": None,
                     "ttft_ms": None, "tokens_per_s": None, "finish_reason": None, "sources": [], "status": None}
-    events = engine.service.send(session_id, text, stop)
+    if edit is not None:
+        events = engine.service.edit(session_id, edit, text, stop)
+    else:
+        events = engine.service.send(session_id, text, stop)
     with _ctrl_c_sets(stop):
         for event in events:
             if isinstance(event, Token):
@@ -153,6 +159,8 @@ def repl(engine: Engine, target: Target) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run ``chat`` with parsed arguments."""
     try:
+        if args.edit is not None and (args.session is None or args.message is None):
+            raise InputError('--edit needs --session ID and the new text: chat --session ID --edit MESSAGE_ID "text".')
         settings = settings_from_args(
             args, model=args.model, device=args.device, quantize=args.quantize, cpu_weights=args.cpu_weights,
             trust_remote_code=args.trust_remote_code
@@ -162,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         target = Target(engine, args)
         if args.message is None:
             return repl(engine, target)
-        result = answer(engine, target.for_message(args.message), args.message)
+        result = answer(engine, target.for_message(args.message), args.message, edit=args.edit)
     except InkstoneError as exc:
         return fail(exc)
     if args.json:

@@ -1,4 +1,6 @@
-"""Stored chat sessions from the command line: ``python -m core sessions list|show|export|import|delete|search``.
+"""Stored chat sessions from the command line: ``python -m core sessions list|show|export|import|delete|search``,
+and the branches of a conversation: ``show ID --tree`` draws them, ``branch ID MESSAGE_ID`` makes one current,
+``fork ID MESSAGE_ID`` copies the path down to a message into a new session.
 
 Every subcommand takes ``--home DIR`` (data dir) and ``--json`` (one JSON value on stdout, for
 scripts). Inkstone errors are printed to stderr with exit status 1.
@@ -16,6 +18,7 @@ from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError, InputError
 from core.history.export import import_session, load_export, session_to_json, session_to_markdown, source_label
 from core.history.store import HistoryStore, Message, Session
+from core.history.training_data import training_jsonl
 from core.kb.rows import KnowledgeRows
 from core.outputs import write_text_file
 
@@ -38,13 +41,30 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser = argparse.ArgumentParser(
         prog="python -m core sessions",
-        description="List, show, export, delete and search stored chat sessions.",
+        description="List, show, export, delete and search stored chat sessions; switch and fork their branches.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     list_ = sub.add_parser("list", parents=[common], help="list sessions, most recently used first")
     list_.add_argument("--limit", type=_positive, default=None, help="show at most this many (1 or more)")
     show = sub.add_parser("show", parents=[common], help="print one session with its messages")
     show.add_argument("id", help="session id (see `sessions list`)")
+    show.add_argument("--tree", action="store_true", help="draw every branch (edits, other answers), * = current path")
+    branch = sub.add_parser("branch", parents=[common], help="make the branch of a message the current path")
+    branch.add_argument("id", help="session id")
+    branch.add_argument("message_id", help="a message id of that session (see `sessions show ID --tree`)")
+    fork = sub.add_parser("fork", parents=[common], help="new session from the path down to a message")
+    fork.add_argument("id", help="session id")
+    fork.add_argument("message_id", help="the last message to copy (see `sessions show ID --tree`)")
+    good = sub.add_parser("good", parents=[common], help="mark an answer as good training data")
+    good.add_argument("id", help="session id")
+    good.add_argument("message_id", help="an answer of that session")
+    good.add_argument("--unmark", action="store_true", help="remove the mark")
+    data = sub.add_parser("training-data", parents=[common],
+                          help="export the good answers of a chat, or of a persona, as JSONL for `core train`")
+    data.add_argument("id", nargs="?", help="session id (or --persona)")
+    data.add_argument("--persona", help="every good answer this persona wrote, in any chat")
+    data.add_argument("--output", "-o", type=Path, help="write to this file, not stdout (never in the data dir)")
+    data.add_argument("--force", action="store_true", help="replace the --output file if it exists")
     export = sub.add_parser("export", parents=[common], help="export a session as Markdown or JSON")
     export.add_argument("id", help="session id")
     export.add_argument("--format", choices=("md", "json"), default="md", help="output format (default md)")
@@ -87,9 +107,50 @@ def _print_message(message: Message) -> None:
         print(f"  {source_label(source, i)}")
 
 
+def _one_line(message: Message, width: int = 60) -> str:
+    text = " ".join(message.content.split())
+    status = "" if message.status == "complete" else f" [{message.status}]"
+    return f"{message.id}  {message.role}{status}: {text[:width]}{'…' if len(text) > width else ''}"
+
+
+def tree_lines(messages: list[Message], current: set[str]) -> list[str]:
+    """The tree of a session as text lines: a chain goes straight down, a branch point indents its branches
+    (``├─``/``└─``); ``*`` marks the current path."""
+    children: dict[str | None, list[Message]] = {}
+    for message in messages:
+        children.setdefault(message.parent_id, []).append(message)
+    lines: list[str] = []
+    # An explicit stack, not recursion: any depth of nested branches. Items: a line to print, or a list of
+    # siblings to walk with the prefix of their depth.
+    stack: list[str | tuple[list[Message], str]] = [(children.get(None, []), "")]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            lines.append(item)
+            continue
+        kids, prefix = item
+        while len(kids) == 1:  # a chain: no indentation, however long
+            lines.append(f"{'*' if kids[0].id in current else ' '} {prefix}{_one_line(kids[0])}")
+            kids = children.get(kids[0].id, [])
+        for i, kid in reversed(list(enumerate(kids))):  # pushed last to first: drawn first to last
+            last = i == len(kids) - 1
+            stack.append((children.get(kid.id, []), prefix + ("   " if last else "│  ")))
+            stack.append(f"{'*' if kid.id in current else ' '} {prefix}{'└─ ' if last else '├─ '}{_one_line(kid)}")
+    return lines
+
+
 def _cmd_show(store: HistoryStore, args: argparse.Namespace) -> None:
     session = store.get_session(args.id)
     messages = store.messages(session.id)
+    if args.tree:
+        tree = store.all_messages(session.id)
+        if args.json:
+            print_json({"session": asdict(session), "current": [m.id for m in messages],
+                        "tree": [asdict(m) for m in tree]})  # fmt: skip
+            return
+        print(f"{session.title}\n{session.id} · {len(tree)} messages, {len(messages)} on the current path (*)\n")
+        print("\n".join(tree_lines(tree, {m.id for m in messages})))
+        return
     if args.json:
         print_json({"session": asdict(session), "messages": [asdict(m) for m in messages]})
         return
@@ -115,7 +176,8 @@ def _cmd_export(store: HistoryStore, args: argparse.Namespace) -> None:
     messages = store.messages(session.id)
     knowledge = _knowledge(store, session.id)
     if args.format == "json":
-        text = json.dumps(session_to_json(session, messages, **knowledge), ensure_ascii=False, indent=2) + "\n"
+        data = session_to_json(session, messages, **knowledge, tree=store.all_messages(session.id))
+        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
     else:
         text = session_to_markdown(session, messages, **knowledge)
     if args.output is None:
@@ -162,6 +224,60 @@ def _cmd_delete(store: HistoryStore, args: argparse.Namespace) -> None:
         print(f"Deleted session {session.id} “{session.title}” ({count} messages).")
 
 
+def _cmd_branch(store: HistoryStore, args: argparse.Namespace) -> None:
+    session = store.get_session(args.id)
+    store.switch_branch(session.id, args.message_id)
+    messages = store.messages(session.id)
+    if args.json:
+        print_json({"session": session.id, "current": [m.id for m in messages]})
+        return
+    print(f"Session {session.id} now shows the branch of {args.message_id} ({len(messages)} messages):\n")
+    for message in messages:
+        _print_message(message)
+
+
+def _cmd_fork(store: HistoryStore, args: argparse.Namespace) -> None:
+    session = store.get_session(args.id)
+    path = store.path_to(args.message_id)
+    if path[-1].session_id != session.id:
+        raise InputError(f"Message {args.message_id!r} belongs to another session, not {session.id!r}: see "
+                         f"`python -m core sessions show {session.id} --tree`.")
+    fork = store.fork_session(args.message_id)
+    if args.json:
+        print_json({"forked": session.id, "session": fork.id, "title": fork.title, "messages": len(path)})
+    else:
+        print(f"New session {fork.id} “{fork.title}” with the {len(path)} messages down to {args.message_id}.")
+
+
+def _cmd_good(store: HistoryStore, args: argparse.Namespace) -> None:
+    session = store.get_session(args.id)
+    if store.get_message(args.message_id).session_id != session.id:
+        raise InputError(f"Message {args.message_id!r} belongs to another session, not {session.id!r}.")
+    store.mark_good(args.message_id, not args.unmark)
+    if args.json:
+        print_json({"message": args.message_id, "good": not args.unmark})
+    else:
+        print(f"Answer {args.message_id} is {'no longer ' if args.unmark else ''}marked as good training data.")
+
+
+def _cmd_training_data(store: HistoryStore, args: argparse.Namespace) -> None:
+    if (args.id is None) == (args.persona is None):
+        raise InputError("Give a session id or --persona ID (one of them): `sessions training-data ID -o FILE`.")
+    if args.id is not None:
+        store.get_session(args.id)
+    text = training_jsonl(store, session_id=args.id, persona_id=args.persona)
+    if args.output is None:
+        sys.stdout.write(text)
+        return
+    write_text_file(args.output, text, args.home_dir, force=args.force, flag="--output")
+    count = text.count("\n")
+    if args.json:
+        print_json({"path": str(args.output), "records": count})
+    else:
+        print(f"Wrote {count} training record{'' if count == 1 else 's'} to {args.output} (train with "
+              f"`python -m core train --data {args.output} ...`).")
+
+
 def _cmd_search(store: HistoryStore, args: argparse.Namespace) -> None:
     if args.sessions:
         sessions = store.search_sessions(args.text, limit=args.limit)
@@ -178,7 +294,9 @@ def _cmd_search(store: HistoryStore, args: argparse.Namespace) -> None:
     if not hits:
         print(f"No messages contain {args.text!r}.")
     for hit in hits:
-        print(f"{hit.session_id}  {hit.session_title}\n  {hit.role}: {hit.snippet}")
+        print(f"{hit.session_id}  {hit.session_title}\n  {hit.role} {hit.message_id}: {hit.snippet}")
+    if hits:
+        print("\nA message on another branch: `sessions branch SESSION_ID MESSAGE_ID` opens its branch.")
 
 
 COMMANDS = {
@@ -188,6 +306,10 @@ COMMANDS = {
     "import": _cmd_import,
     "delete": _cmd_delete,
     "search": _cmd_search,
+    "branch": _cmd_branch,
+    "fork": _cmd_fork,
+    "good": _cmd_good,
+    "training-data": _cmd_training_data,
 }
 
 

@@ -8,11 +8,18 @@ plain chat exports as plain OpenAI messages; an answer written by a persona carr
 persona id) and ``"persona"`` (``{"id", "name", "avatar"}`` as it was when it answered). Import creates a new
 session (new ids and timestamps) from such a document; ``import_session`` also restores its RAG switch and the
 knowledge bases it names that exist here.
+
+A conversation is a tree (edits and regenerated answers are siblings): ``messages`` is its current path, and
+``"tree"`` (an extra key OpenAI-shaped readers ignore) holds every message with its ``"id"`` and ``"parent_id"``,
+oldest first (an answer marked good as training data has ``"good": true``), with ``"current"`` naming the current
+leaf. Import restores the tree when the document has one,
+refusing ids that point outside it or go round in a cycle; without one, ``messages`` becomes a single path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import re
 from collections.abc import Sequence
@@ -68,25 +75,33 @@ def session_to_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _item(message: Message) -> dict[str, Any]:
+    """One message in the OpenAI shape, with Inkstone's extra keys only where it has them."""
+    item: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.status != "complete":
+        item["status"] = message.status
+    if message.error:
+        item["error"] = message.error
+    if message.sources:
+        item["sources"] = message.sources
+    if message.role == "assistant" and message.persona_id:
+        item["name"] = re.sub(r"[^A-Za-z0-9_-]", "_", message.persona_id)  # OpenAI's participant name
+        item["persona"] = {"id": message.persona_id, "name": message.persona_name, "avatar": message.persona_avatar}
+    return item
+
+
 def session_to_json(
-    session: Session, messages: list[Message], *, rag: bool | None = None, knowledge_bases: Sequence[str] = ()
+    session: Session,
+    messages: list[Message],
+    *,
+    rag: bool | None = None,
+    knowledge_bases: Sequence[str] = (),
+    tree: list[Message] | None = None,
 ) -> dict[str, Any]:
-    """The session as a JSON-ready dict in the OpenAI ``messages`` shape (see the module docstring); ``rag``
-    None leaves the RAG keys out."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        item: dict[str, Any] = {"role": message.role, "content": message.content}
-        if message.status != "complete":
-            item["status"] = message.status
-        if message.error:
-            item["error"] = message.error
-        if message.sources:
-            item["sources"] = message.sources
-        if message.role == "assistant" and message.persona_id:
-            item["name"] = re.sub(r"[^A-Za-z0-9_-]", "_", message.persona_id)  # OpenAI's participant name
-            item["persona"] = {"id": message.persona_id, "name": message.persona_name,
-                               "avatar": message.persona_avatar}
-        out.append(item)
+    """The session as a JSON-ready dict in the OpenAI ``messages`` shape (see the module docstring): ``messages``
+    is the current path; ``tree`` (every message, ``HistoryStore.all_messages``) adds ``"tree"`` and ``"current"``.
+    ``rag`` None leaves the RAG keys out."""
+    out = [_item(message) for message in messages]
     data = {
         "id": session.id,
         "title": session.title,
@@ -97,6 +112,10 @@ def session_to_json(
     }
     if rag is not None:
         data.update(rag=rag, knowledge_bases=list(knowledge_bases))
+    if tree is not None:
+        data["tree"] = [{"id": m.id, "parent_id": m.parent_id, **_item(m), **({"good": True} if m.good else {})}
+                        for m in tree]
+        data["current"] = messages[-1].id if messages else None
     return {**data, "messages": out}
 
 
@@ -118,27 +137,71 @@ def _problems(data: Any) -> list[str]:
     if not isinstance(messages, list):
         return [*problems, '"messages" is missing or not a list']
     for i, item in enumerate(messages):
-        where = f"messages[{i}]"
+        problems += _item_problems(item, f"messages[{i}]")
+    if data.get("tree") is not None:
+        problems += _tree_problems(data["tree"], data.get("current"))
+    return problems
+
+
+def _item_problems(item: Any, where: str) -> list[str]:
+    """What is wrong with one exported message (empty: nothing)."""
+    if not isinstance(item, dict):
+        return [f"{where} is not an object"]
+    problems = []
+    if item.get("role") not in ROLES:
+        problems.append(f"{where}.role is {item.get('role')!r}, not one of {', '.join(ROLES)}")
+    if not isinstance(item.get("content"), str):
+        problems.append(f"{where}.content is missing or not a string")
+    if item.get("status", "complete") not in STATUSES:
+        problems.append(f"{where}.status is {item.get('status')!r}, not one of {', '.join(STATUSES)}")
+    if item.get("error") is not None and not isinstance(item["error"], str):
+        problems.append(f"{where}.error is not a string")
+    if item.get("good") is not None and not isinstance(item["good"], bool):
+        problems.append(f"{where}.good is not true or false")
+    signed = item.get("persona")
+    if signed is not None and not (
+        isinstance(signed, dict) and isinstance(signed.get("id"), str) and isinstance(signed.get("name"), str)
+        and isinstance(signed.get("avatar"), str | None)
+    ):
+        problems.append(f'{where}.persona is not an object with "id" and "name" strings')
+    sources = item.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
+        problems.append(f"{where}.sources is not a list of objects")
+    return problems
+
+
+def _tree_problems(tree: Any, current: Any) -> list[str]:
+    """What is wrong with an exported tree: its messages, ids that repeat, parents outside it, cycles."""
+    if not isinstance(tree, list):
+        return ['"tree" is not a list']
+    problems: list[str] = []
+    parents: dict[str, Any] = {}
+    for i, item in enumerate(tree):
+        where = f"tree[{i}]"
+        problems += _item_problems(item, where)
         if not isinstance(item, dict):
-            problems.append(f"{where} is not an object")
             continue
-        if item.get("role") not in ROLES:
-            problems.append(f"{where}.role is {item.get('role')!r}, not one of {', '.join(ROLES)}")
-        if not isinstance(item.get("content"), str):
-            problems.append(f"{where}.content is missing or not a string")
-        if item.get("status", "complete") not in STATUSES:
-            problems.append(f"{where}.status is {item.get('status')!r}, not one of {', '.join(STATUSES)}")
-        if item.get("error") is not None and not isinstance(item["error"], str):
-            problems.append(f"{where}.error is not a string")
-        signed = item.get("persona")
-        if signed is not None and not (
-            isinstance(signed, dict) and isinstance(signed.get("id"), str) and isinstance(signed.get("name"), str)
-            and isinstance(signed.get("avatar"), str | None)
-        ):
-            problems.append(f'{where}.persona is not an object with "id" and "name" strings')
-        sources = item.get("sources", [])
-        if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
-            problems.append(f"{where}.sources is not a list of objects")
+        if not isinstance(item.get("id"), str) or not item["id"]:
+            problems.append(f"{where}.id is missing or not a string")
+        elif item["id"] in parents:
+            problems.append(f"{where}.id {item['id']!r} is used twice")
+        else:
+            parents[item["id"]] = item.get("parent_id")
+    for message_id, parent in parents.items():
+        if parent is not None and parent not in parents:
+            problems.append(f"message {message_id!r} has parent_id {parent!r}, which is not a message of this chat")
+    cyclic = set()
+    for message_id in parents:
+        seen, at = set(), message_id
+        while at in parents and at not in seen:
+            seen.add(at)
+            at = parents[at]
+        if at in seen:
+            cyclic.add(at)
+    if cyclic:
+        problems.append(f"the parent_ids of messages {', '.join(sorted(map(repr, cyclic)))} go round in a cycle")
+    if current is not None and current not in parents:
+        problems.append(f'"current" {current!r} is not a message of the tree')
     return problems
 
 
@@ -179,24 +242,54 @@ def session_from_json(store: HistoryStore, data: Any) -> Session:
         settings=data.get("settings"),
         title=data.get("title"),
     )
+    tree = data.get("tree")
+    items = tree if tree is not None else data["messages"]
+    new_ids: dict[str, str] = {}
     try:
-        for item in data["messages"]:
+        previous: str | None = None
+        for item in _parents_first(tree) if tree is not None else items:
             status = item.get("status", "complete")
+            parent = new_ids.get(item.get("parent_id")) if tree is not None else previous
             message = store.add_message(
                 session.id,
                 item["role"],
                 item["content"],
                 status="stopped" if status == "streaming" else status,
                 persona=_signed(item.get("persona")),
+                parent_id=parent,
             )
+            previous = message.id
+            if tree is not None:
+                new_ids[item["id"]] = message.id
             if item.get("sources") or item.get("error"):
                 store.update_message(message.id, sources=item.get("sources"), error=item.get("error"))
+            if item.get("good") is True and item["role"] == "assistant":
+                store.mark_good(message.id)
+        if tree is not None and data.get("current") is not None:
+            store.switch_branch(session.id, new_ids[data["current"]])
     except InkstoneError:
         # Do not leave half a conversation behind (a full disk, text that cannot be stored); report the first error.
         with contextlib.suppress(InkstoneError):
             store.delete_session(session.id)
         raise
     return store.get_session(session.id)
+
+
+def _parents_first(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages of a checked tree in their order, except that each comes after its parent (so ids made on
+    import keep the file's order of age, which picks the newest branch when switching)."""
+    children: dict[Any, list[int]] = {}
+    for index, item in enumerate(tree):
+        children.setdefault(item.get("parent_id"), []).append(index)
+    ready = list(children.get(None, []))
+    heapq.heapify(ready)
+    ordered = []
+    while ready:
+        item = tree[heapq.heappop(ready)]
+        ordered.append(item)
+        for child in children.get(item["id"], []):
+            heapq.heappush(ready, child)
+    return ordered
 
 
 @dataclass(frozen=True)

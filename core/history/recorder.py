@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.backends.base import Finished
 from core.errors import InkstoneError
+from core.history.store import CURRENT_LEAF
 
 if TYPE_CHECKING:
     from core.history.store import HistoryStore, Session
@@ -84,12 +85,22 @@ class AnswerRecorder:
         self._saved = time.perf_counter()
 
     @classmethod
-    def start(cls, store: HistoryStore, session: Session, model_id: str, persona: Persona | None) -> AnswerRecorder:
-        """Create the empty ``streaming`` answer row in ``session``, signed by ``persona``; the session notes
-        ``model_id`` as the model it talks to."""
+    def start(
+        cls,
+        store: HistoryStore,
+        session: Session,
+        model_id: str,
+        persona: Persona | None,
+        *,
+        parent_id: str | None = CURRENT_LEAF,
+    ) -> AnswerRecorder:
+        """Create the empty ``streaming`` answer row in ``session`` under ``parent_id`` (the user message it
+        answers; default: the session's current leaf), signed by ``persona``; the session notes ``model_id`` as
+        the model it talks to. Callers pass the message they answer: the open branch may change meanwhile."""
         if session.model != model_id:
             store.update_session(session.id, model=model_id)
-        answer = store.add_message(session.id, "assistant", "", status="streaming", persona=signature(persona))
+        answer = store.add_message(session.id, "assistant", "", status="streaming", persona=signature(persona),
+                                   parent_id=parent_id)  # fmt: skip
         return cls(store, session.id, answer.id)
 
     @property

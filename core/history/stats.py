@@ -3,6 +3,8 @@ and by persona, read from the stored answers (every finished answer keeps its fi
 
 The queries open their own read-only connection to the history file, so they never wait on, or disturb,
 the app's writing connection. The model and persona of an answer are its session's.
+Only answers on each chat's current path count (as the prompt and exports, they follow the branch the
+user chose); alternatives keep their figures for when they are chosen again.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ METRICS = {
 NO_PERSONA = "(no persona)"
 
 _SQL = """
+WITH RECURSIVE path(id, depth) AS (
+    SELECT current_leaf, 0 FROM sessions WHERE current_leaf IS NOT NULL
+    UNION ALL SELECT m.parent_id, p.depth + 1 FROM messages m JOIN path p ON m.id = p.id
+    WHERE m.parent_id IS NOT NULL AND p.depth < 1000000
+)
 SELECT m.created_at, s.model, COALESCE(s.persona, ''), m.prompt_tokens, m.completion_tokens, m.ttft_ms,
        m.tokens_per_s
 FROM messages m JOIN sessions s ON s.id = m.session_id
 WHERE m.role = 'assistant' AND m.status IN ('complete', 'stopped') AND m.completion_tokens > 0
-  AND m.created_at >= ?
+  AND m.created_at >= ? AND m.id IN (SELECT id FROM path)
 ORDER BY m.created_at DESC LIMIT ?
 """
 

@@ -24,14 +24,18 @@ from core.history.writers import INTERRUPTED, new_writer, writer_closed, writer_
 from core.storage.sqlite import BUSY_TIMEOUT_S, SqliteStore, new_id, now
 
 __all__ = [
-    "BUSY_TIMEOUT_S", "DEFAULT_TITLE", "ROLES", "STATUSES", "HistoryStore", "Message", "SearchHit", "Session",
-    "auto_title", "new_id", "now",
+    "BUSY_TIMEOUT_S", "CURRENT_LEAF", "DEFAULT_TITLE", "ROLES", "STATUSES", "HistoryStore", "Message", "SearchHit",
+    "Session", "auto_title", "new_id", "now",
 ]  # fmt: skip
 
 ROLES = ("system", "user", "assistant")
 STATUSES = ("complete", "streaming", "stopped", "error")
 DEFAULT_TITLE = "New chat"
 TITLE_CHARS = 40
+CURRENT_LEAF = "<current leaf>"
+"""``add_message``'s default parent: the session's current leaf (the message is added at the end of the open path)."""
+MAX_DEPTH = 1_000_000
+"""Walks up or down a tree stop here: a guard against a cycle in a damaged database, never reached by real chats."""
 
 
 @dataclass
@@ -46,6 +50,8 @@ class Session:
     settings: dict[str, Any]
     created_at: str
     updated_at: str
+    current_leaf: str | None = None
+    """The last message of the path the chat shows and the model sees (None: no messages yet)."""
 
 
 @dataclass
@@ -68,6 +74,10 @@ class Message:
     """The persona that wrote an answer (None: no persona); with its name and avatar at the time of answering."""
     persona_name: str | None = None
     persona_avatar: str | None = None
+    parent_id: str | None = None
+    """The message this one follows (None: a first message); siblings are edits or other answers."""
+    good: bool = False
+    """The user marked this answer as good: it goes into the chat's training data export."""
 
 
 def auto_title(text: str) -> str:
@@ -81,6 +91,18 @@ def auto_title(text: str) -> str:
 
 _SESSION_COLUMNS = ", ".join(f.name for f in fields(Session))
 _MESSAGE_COLUMNS = ", ".join(f.name for f in fields(Message))
+_PARENT = [f.name for f in fields(Message)].index("parent_id")
+_CREATED = [f.name for f in fields(Message)].index("created_at")
+_M_COLUMNS = ", ".join(f"m.{f.name}" for f in fields(Message))
+_PATH_SQL = (
+    "WITH RECURSIVE path(id, depth) AS (SELECT ?, 0 UNION ALL SELECT m.parent_id, p.depth + 1 FROM messages m "
+    f"JOIN path p ON m.id = p.id WHERE m.parent_id IS NOT NULL AND p.depth < {MAX_DEPTH}) "
+    f"SELECT {_M_COLUMNS} FROM path JOIN messages m ON m.id = path.id WHERE m.session_id = ? ORDER BY path.depth DESC"
+)
+_SUBTREE = (
+    "WITH RECURSIVE sub(id, depth) AS (SELECT ?, 0 UNION ALL SELECT m.id, s.depth + 1 FROM messages m "
+    f"JOIN sub s ON m.parent_id = s.id WHERE s.depth < {MAX_DEPTH}) "
+)
 
 
 def _session(row: tuple) -> Session:
@@ -92,6 +114,7 @@ def _session(row: tuple) -> Session:
 
 def _message(row: tuple) -> Message:
     message = Message(*row)
+    message.good = bool(message.good)
     message.sources = [] if message.sources == "[]" else json.loads(message.sources)  # "[]": most rows
     return message
 
@@ -268,11 +291,14 @@ class HistoryStore(SqliteStore):
         *,
         status: str = "complete",
         persona: tuple[str, str, str | None] | None = None,
+        parent_id: str | None = CURRENT_LEAF,
     ) -> Message:
-        """Store a message at the end of a session and bump its ``updated_at``.
+        """Store a message under ``parent_id`` (default: the session's current leaf, i.e. at the end of the open
+        path; None: a first message), make it the session's current leaf, and bump its ``updated_at``.
 
         ``persona`` is the (id, name, avatar) of the persona that wrote an answer. The first user message of a
-        session whose title is still automatic also names the session.
+        session whose title is still automatic also names the session. A parent that is not a message of this
+        session is refused (InputError): a tree never links two sessions.
         """
         if role not in ROLES:
             raise InputError(f"Message role {role!r} is not allowed: use one of {', '.join(ROLES)}.")
@@ -282,9 +308,14 @@ class HistoryStore(SqliteStore):
         if persona is not None:
             message.persona_id, message.persona_name, message.persona_avatar = persona
         with self._write() as db:
-            rows = list(db.query("SELECT title_auto FROM sessions WHERE id = ?", [session_id]))
+            rows = list(db.query("SELECT title_auto, current_leaf FROM sessions WHERE id = ?", [session_id]))
             if not rows:
                 raise NotFoundError(f"No session with id {session_id!r}: create it before adding messages.")
+            if parent_id == CURRENT_LEAF:
+                parent_id = rows[0]["current_leaf"]
+            elif parent_id is not None:
+                _check_parent(db, session_id, parent_id)
+            message.parent_id = parent_id
             name_it = (
                 role == "user"
                 and rows[0]["title_auto"]
@@ -296,11 +327,13 @@ class HistoryStore(SqliteStore):
             db["messages"].insert({**asdict(message), "sources": "[]", "writer": writer, "updated_at": stamp})
             if name_it:
                 db.execute(
-                    "UPDATE sessions SET title = ?, updated_at = ? WHERE id = ?",
-                    [auto_title(content), stamp, session_id],
+                    "UPDATE sessions SET title = ?, current_leaf = ?, updated_at = ? WHERE id = ?",
+                    [auto_title(content), message.id, stamp, session_id],
                 )
             else:
-                db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", [stamp, session_id])
+                db.execute(
+                    "UPDATE sessions SET current_leaf = ?, updated_at = ? WHERE id = ?", [message.id, stamp, session_id]
+                )
         return message
 
     def update_message(
@@ -346,19 +379,138 @@ class HistoryStore(SqliteStore):
         return _message(row)
 
     def messages(self, session_id: str) -> list[Message]:
-        """The messages of a session in the order they were added (empty for an unknown session)."""
+        """The current path of a session, first message to current leaf: what the chat shows, the model sees
+        and exports hold (empty for an unknown session or one without messages)."""
+        with self._read() as db:
+            row = db.execute("SELECT current_leaf FROM sessions WHERE id = ?", [session_id]).fetchone()
+            if row is None:
+                return []
+            # One indexed scan of the session's rows and a walk up in Python: faster than a recursive query that
+            # looks up each parent (a long single path is the common case; branches add few rows).
+            rows = {r[0]: r for r in db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ?",
+                                                [session_id])}  # fmt: skip
+        if not rows:
+            return []
+        # A leaf that is not a message of the chat (rows written by another tool): its newest message, nothing hidden.
+        path, at = [], rows.get(row[0]) or max(rows.values(), key=lambda r: (r[_CREATED], r[0]))
+        while at is not None and len(path) <= len(rows):  # the length guard: a cycle in a damaged file
+            path.append(at)
+            at = rows.get(at[_PARENT])
+        return [_message(r) for r in reversed(path)]
+
+    def path_to(self, message_id: str) -> list[Message]:
+        """The messages from the first one down to ``message_id`` (included); NotFoundError if there is none."""
+        session_id = self.get_message(message_id).session_id
+        with self._read() as db:
+            return [_message(r) for r in db.execute(_PATH_SQL, [message_id, session_id])]
+
+    def all_messages(self, session_id: str) -> list[Message]:
+        """Every message of a session, on every branch, oldest first (a parent always comes before its children)."""
         with self._read() as db:
             sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY id"
             return [_message(row) for row in db.execute(sql, [session_id])]
 
-    def delete_message(self, message_id: str) -> None:
-        """Delete one message (regenerate deletes the last answer before asking again)."""
+    def children(self, session_id: str) -> dict[str | None, list[str]]:
+        """The ids of each message's children, oldest first, keyed by parent id (None: the first messages). A
+        message's siblings are ``children[message.parent_id]``; ``‹ 2/3 ›`` is its place there."""
+        out: dict[str | None, list[str]] = {}
+        with self._read() as db:
+            sql = "SELECT parent_id, id FROM messages WHERE session_id = ? ORDER BY parent_id, id"
+            for parent, message_id in db.execute(sql, [session_id]):
+                out.setdefault(parent, []).append(message_id)
+        return out
+
+    def switch_branch(self, session_id: str, message_id: str) -> str:
+        """Make ``message_id``'s branch the current path: the session's current leaf becomes the newest message
+        below it (itself when it has none), so the chat shows that branch's whole continuation. Returns the leaf.
+        NotFoundError when the message is not in this session (deleted meanwhile, say in another tab)."""
         with self._write() as db:
-            if db.execute("DELETE FROM messages WHERE id = ?", [message_id]).rowcount == 0:
-                raise NotFoundError(f"No message with id {message_id!r}: nothing was deleted.")
+            _check_parent(db, session_id, message_id, noun="message")
+            leaf = db.execute(_SUBTREE + "SELECT max(id) FROM sub", [message_id]).fetchone()[0]
+            db.execute("UPDATE sessions SET current_leaf = ? WHERE id = ?", [leaf, session_id])
+        return leaf
+
+    def delete_branch(self, message_id: str) -> int:
+        """Delete a message and everything below it (its branch), never the rest of the tree; returns how many
+        messages went. If the open path ran through it, the session switches to the newest remaining branch
+        next to it (or ends at its parent). InputError while an answer in it is still being written."""
+        with self._write() as db:
+            row = db.execute("SELECT session_id, parent_id FROM messages WHERE id = ?", [message_id]).fetchone()
+            if row is None:
+                raise NotFoundError(f"No message with id {message_id!r}: nothing was deleted (it may have been "
+                                    "deleted already, for example in another tab).")
+            session_id, parent_id = row
+            branch = f"(SELECT id FROM ({_SUBTREE} SELECT id FROM sub))"
+            if db.execute(f"SELECT 1 FROM messages WHERE id IN {branch} AND status = 'streaming' LIMIT 1",
+                          [message_id]).fetchone():  # fmt: skip
+                raise InputError("An answer in this branch is still being written: stop it or wait for it, then "
+                                 "delete the branch.")
+            leaf = db.execute("SELECT current_leaf FROM sessions WHERE id = ?", [session_id]).fetchone()[0]
+            on_path = db.execute(f"SELECT 1 WHERE ? IN {branch}", [leaf, message_id]).fetchone() is not None
+            deleted = db.execute(f"DELETE FROM messages WHERE id IN {branch}", [message_id]).rowcount
+            if on_path:
+                if parent_id is None:
+                    leaf = db.execute("SELECT max(id) FROM messages WHERE session_id = ?", [session_id]).fetchone()[0]
+                else:
+                    leaf = db.execute(_SUBTREE + "SELECT max(id) FROM sub", [parent_id]).fetchone()[0]
+                db.execute("UPDATE sessions SET current_leaf = ?, updated_at = ? WHERE id = ?",
+                           [leaf, now(), session_id])  # fmt: skip
+        return deleted
+
+    def delete_message(self, message_id: str) -> None:
+        """Delete one message with its branch (``delete_branch``)."""
+        self.delete_branch(message_id)
+
+    def fork_session(self, message_id: str, *, title: str | None = None) -> Session:
+        """A new chat from here: a new session (same model, persona, settings and RAG choice) holding a copy of
+        the path down to ``message_id``, which is left as it was. An answer still being written is copied as
+        ``stopped``. NotFoundError if the message is gone."""
+        path = self.path_to(message_id)
+        source = self.get_session(path[-1].session_id)
+        stamp = now()
+        session = Session(new_id(), " ".join((title or f"{source.title} (fork)").split()), False, source.model,
+                          source.persona, dict(source.settings), stamp, stamp)  # fmt: skip
+        rows, parent = [], None
+        for message in path:
+            copy = {**asdict(message), "id": new_id(), "session_id": session.id, "parent_id": parent,
+                    "sources": _dumps(message.sources), "writer": None, "updated_at": stamp}  # fmt: skip
+            if copy["status"] == "streaming":
+                copy["status"] = "stopped"
+            rows.append(copy)
+            parent = copy["id"]
+        session.current_leaf = parent
+        with self._write() as db:
+            db["sessions"].insert({**asdict(session), "settings": _dumps(session.settings)})
+            db["messages"].insert_all(rows)
+            if db["session_knowledge"].exists():  # the chat's RAG switch and knowledge bases go with it
+                db.execute(
+                    "INSERT INTO session_knowledge (session_id, rag, kb_ids, updated_at) SELECT ?, rag, kb_ids, ? "
+                    "FROM session_knowledge WHERE session_id = ?",
+                    [session.id, stamp, source.id],
+                )
+        return session
+
+    def mark_good(self, message_id: str, good: bool = True) -> None:
+        """Mark an answer as good (training data) or unmark it; InputError for a user message."""
+        with self._write() as db:
+            row = db.execute("SELECT role FROM messages WHERE id = ?", [message_id]).fetchone()
+            if row is None:
+                raise NotFoundError(f"No message with id {message_id!r}: it may have been deleted.")
+            if row[0] != "assistant":
+                raise InputError("Only answers can be marked as good training data, not your own messages.")
+            db.execute("UPDATE messages SET good = ? WHERE id = ?", [int(good), message_id])
+
+    def good_answers(self, *, session_id: str | None = None, persona_id: str | None = None) -> list[Message]:
+        """The answers marked good (on any branch), oldest first: of one chat, or written by one persona in any chat."""
+        if (session_id is None) == (persona_id is None):
+            raise ValueError("give exactly one of session_id and persona_id")
+        column, value = ("session_id", session_id) if session_id is not None else ("persona_id", persona_id)
+        with self._read() as db:
+            sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE good = 1 AND {column} = ? ORDER BY id"
+            return [_message(row) for row in db.execute(sql, [value])]
 
     def message_count(self, session_id: str) -> int:
-        """How many messages a session has."""
+        """How many messages a session has, on all branches."""
         with self._read() as db:
             sql = "SELECT count(*) FROM messages WHERE session_id = ?"
             return db.execute(sql, [session_id]).fetchone()[0]
@@ -383,6 +535,17 @@ class HistoryStore(SqliteStore):
                     [INTERRUPTED, now(), message_id],
                 ).rowcount
         return settled
+
+
+def _check_parent(db: Database, session_id: str, parent_id: str, noun: str = "parent message") -> None:
+    """NotFoundError unless ``parent_id`` is a message of ``session_id`` (a forged or stale id is refused)."""
+    row = db.execute("SELECT session_id FROM messages WHERE id = ?", [parent_id]).fetchone()
+    if row is None:
+        raise NotFoundError(f"No {noun} with id {parent_id!r} in this chat: it may have been deleted (for example in "
+                            "another tab); reload the chat.")
+    if row[0] != session_id:
+        raise InputError(f"Message {parent_id!r} belongs to another session, not {session_id!r}: a message can only "
+                         "follow one of its own chat.")
 
 
 def _check_status(status: str) -> None:

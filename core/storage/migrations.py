@@ -277,3 +277,28 @@ def m006_message_persona(db: Database) -> None:
     and exports show who answered even after the persona is renamed or deleted (NULL: no persona, or older rows)."""
     for column in ("persona_id", "persona_name", "persona_avatar"):
         db.execute(f"ALTER TABLE messages ADD COLUMN {column} TEXT")
+
+
+@migration
+def m007_message_tree(db: Database) -> None:
+    """A conversation is a tree: each message knows its parent (``parent_id``, NULL for a first message) and a
+    session its current leaf (``current_leaf``), whose path from the root is what the model sees, what exports
+    hold and what the chat view shows. Edits and regenerated answers become siblings; nothing is overwritten.
+
+    Every existing session becomes one path, in the order its messages were stored (ids sort by time), with its
+    newest message as the current leaf: nothing is lost and nothing changes for the user. ``good`` marks an
+    answer the user keeps as training data (1), so the chosen versions can be exported for ``core train``.
+    """
+    db.execute("ALTER TABLE messages ADD COLUMN parent_id TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN good INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE sessions ADD COLUMN current_leaf TEXT")
+    db.execute(
+        "UPDATE messages SET parent_id = (SELECT p.id FROM messages p WHERE p.session_id = messages.session_id "
+        "AND p.id < messages.id ORDER BY p.id DESC LIMIT 1)"
+    )
+    db.execute(
+        "UPDATE sessions SET current_leaf = (SELECT max(m.id) FROM messages m WHERE m.session_id = sessions.id)"
+    )
+    # Children of a message (walking down a branch), and the whole tree of a session without touching rows.
+    db.execute("CREATE INDEX messages_parent ON messages (parent_id)")
+    db.execute("CREATE INDEX messages_session_tree ON messages (session_id, parent_id, id)")
