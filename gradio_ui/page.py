@@ -13,7 +13,6 @@ stored with that message. Handlers are methods of ``ChatPage``; ``build`` lays t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -312,15 +311,10 @@ def _answer(content: str) -> dict[str, str]:
 
 
 def _slider(name: str) -> gr.Slider:
-    limits = {"temperature": (0.0, 2.0, 0.05), "top_p": (0.05, 1.0, 0.05), "max_new_tokens": (16, 4096, 16),
-              "repetition_penalty": (1.0, 2.0, 0.01)}[name]  # fmt: skip
-    doc = {f.name: f.name.replace("_", " ") for f in fields(GenerationSettings)}[name]
-    return gr.Slider(*limits, label=doc.capitalize())
-
-
-CSS = """
-.inkstone-notice:empty {display: none}
-"""
+    low, high, step = {"temperature": (0.0, 2.0, 0.05), "top_p": (0.05, 1.0, 0.05), "max_new_tokens": (16, 4096, 16),
+                       "repetition_penalty": (1.0, 2.0, 0.01)}[name]  # fmt: skip
+    default = getattr(GenerationSettings(), name)
+    return gr.Slider(minimum=low, maximum=high, step=step, value=default, label=name.replace("_", " ").capitalize())
 
 
 def build(engine: EngineGetter) -> gr.Blocks:
@@ -351,7 +345,7 @@ def build(engine: EngineGetter) -> gr.Blocks:
                                  elem_id="inkstone-message", submit_btn="Send")  # fmt: skip
             stop = gr.Button("Stop", scale=1, variant="secondary")
             regenerate = gr.Button("Regenerate", scale=1)
-        notice = gr.Markdown(elem_classes="inkstone-notice")
+        notice = gr.Markdown(elem_id="inkstone-notice")
         with gr.Accordion("Knowledge: upload files", open=False):
             kb_name = gr.Dropdown([], label="Knowledge base", allow_custom_value=True,
                                   info="Pick one, or type a new name to create it")  # fmt: skip
