@@ -333,7 +333,8 @@ def build(engine: EngineGetter) -> gr.Blocks:
                 with gr.Row(visible=False) as confirm:
                     yes = gr.Button("Yes, delete", variant="stop")
                     no = gr.Button("Cancel")
-            persona = gr.Dropdown([], label="Persona", info="Who answers: applies from the next answer")
+            persona = gr.Dropdown(page.persona_choices(), value="", label="Persona",
+                                  info="Who answers: applies from the next answer")
         chatbot = gr.Chatbot(label="Inkstone", height=520, elem_id="inkstone-chat", buttons=["copy"],
                              feedback_options=None)  # fmt: skip
         with gr.Row(equal_height=True):
