@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if args.no_api and not args.ui:
             raise ConfigError("--no-api serves only a chat page: add --ui gradio, or leave --no-api out.")
         check_binding(settings.api_host, settings.api_key)  # refuse before spending time on loading the model
-        front = _front_end(args.ui) if args.ui else None
+        front = front_end(args.ui) if args.ui else None
         print(f"Loading {settings.model}…", file=sys.stderr)
         engine = build_engine(settings, progress=lambda msg: print(msg, file=sys.stderr))
         allowed = [str(settings.adapters)]  # persona avatar images
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _front_end(name: str) -> Any:
+def front_end(name: str) -> Any:
     """The front end's serving module, loaded by name (ConfigError naming the missing package)."""
     try:
         return importlib.import_module(FRONT_ENDS[name])
