@@ -362,6 +362,7 @@ def build(engine: EngineGetter) -> gr.Blocks:
         blocks.load(page.load, [open_id], [*shown, sessions, model, kb_name])
         sessions.input(page.open, [sessions], [*shown, sessions])
         new.click(page.new_chat, None, [*shown, sessions])
+        chatbot.clear(page.new_chat, None, [*shown, sessions])  # the chat's trash button: a new chat, nothing deleted
         query.change(page.session_list, [open_id, query], [sessions])
         rename.click(page.rename, [open_id, title, query], [sessions, notice])
         delete.click(lambda: gr.update(visible=True), None, [confirm])

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from core.history.export import source_label
 from core.history.store import Message, Session
 
 SNIPPET_CHARS = 200
+FILE_ROUTE = "/gradio_api/file="
+"""Gradio's route for files under its allowed paths (the page is mounted at ``/``)."""
 
 
 def caption(message: Message) -> str:
@@ -33,9 +36,14 @@ def caption(message: Message) -> str:
 
 
 def avatar_text(avatar: str | None) -> str:
-    """An emoji avatar as text; image files and ``:material/...:`` icons draw nothing in text."""
-    if not avatar or avatar.startswith(":") or Path(avatar).is_absolute():
+    """An emoji avatar as text, an image file in the persona's directory as a small ``<img>`` (served from the
+    adapters directory, the page's only allowed path); ``:material/...:`` icons and missing files draw nothing."""
+    if not avatar or avatar.startswith(":"):
         return ""
+    if Path(avatar).is_absolute():
+        if not Path(avatar).is_file():
+            return ""
+        return f'<img src="{FILE_ROUTE}{quote(avatar)}" alt="" width="24" height="24">'
     return avatar
 
 

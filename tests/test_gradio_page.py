@@ -114,3 +114,26 @@ def test_rename_delete_and_search_go_to_the_store(engine: Engine) -> None:
     assert page.rename(session_id, "   ", "")[1].startswith("⚠️ A session title cannot be empty")
     shown = page.delete(session_id, tab("a"))
     assert shown[0] is None and shown[-3] == "Chat deleted." and engine.store.list_sessions() == []
+
+
+def test_an_image_avatar_is_served_from_the_persona_directory(tmp_path: Path) -> None:
+    image = tmp_path / "owl.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    expected = f'<img src="/gradio_api/file={image}" alt="" width="24" height="24"> **Owl**'
+    assert view.signature("Owl", str(image)) == expected
+    assert view.signature("Owl", str(tmp_path / "gone.png")) == "**Owl**"  # deleted since: the name alone
+    assert view.signature("Owl", ":material/face:") == "**Owl**" and view.signature(None, "🦉") == ""
+
+
+def test_the_page_asks_for_the_key_off_loopback_and_refuses_to_start_without_one(capsys: pytest.CaptureFixture,
+                                                                                 home: Path) -> None:  # fmt: skip
+    from core.cli.serve import main
+    from gradio_ui.server import key_check
+
+    assert main(["--ui", "gradio", "--host", "0.0.0.0", "--model", "fake"]) == 1
+    assert "Refusing to serve on 0.0.0.0 without an API key" in capsys.readouterr().err
+    assert main(["--no-api", "--model", "fake"]) == 1
+    assert "--no-api serves only a chat page: add --ui gradio" in capsys.readouterr().err
+    check = key_check("s3cret")
+    assert check("anyone", "s3cret") and not check("anyone", "wrong") and not check("s3cret", "")
+    assert key_check(None) is None  # loopback without a key: no login
