@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -95,6 +96,8 @@ def test_a_chat_on_the_gradio_page_continues_in_streamlit(gradio_app: tuple[str,
                                                           tmp_path: Path) -> None:  # fmt: skip
     url, env = gradio_app
     with browser_tab() as tab:
+        requested: list[str] = []
+        tab.on("request", lambda request: requested.append(request.url))
         tab.goto(url)
         chat = tab.locator("#inkstone-chat")
         send(tab, "你好，砚台")
@@ -143,6 +146,9 @@ def test_a_chat_on_the_gradio_page_continues_in_streamlit(gradio_app: tuple[str,
         sync_api.expect(chat).to_contain_text("Sources: [1] volcano.txt")
         sync_api.expect(chat).to_contain_text("You said: 你好，砚台")
         sync_api.expect(tab.locator("#inkstone-sessions")).to_contain_text("你好，砚台")
+        elsewhere = [u for u in requested if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+                     and urlsplit(u).hostname != "127.0.0.1"]  # fmt: skip
+        assert elsewhere == []  # no font, script or analytics from the internet
 
     session, messages = stored(env)["你好，砚台"]
     answer = messages[-1]
