@@ -137,3 +137,22 @@ def test_the_page_asks_for_the_key_off_loopback_and_refuses_to_start_without_one
     check = key_check("s3cret")
     assert check("anyone", "s3cret") and not check("anyone", "wrong") and not check("s3cret", "")
     assert key_check(None) is None  # loopback without a key: no login
+
+
+def test_with_a_key_the_page_asks_for_it_and_the_api_still_wants_it(engine: Engine) -> None:
+    """The page mounted on the API's app, as ``serve --ui gradio --api-key`` does: a login (the key as password)
+    guards the page; the API keeps its bearer check."""
+    from fastapi.testclient import TestClient
+
+    from core.api.app import create_app
+    from gradio_ui.server import mount
+
+    app = create_app(lambda: engine, api_key="k3y")
+    mount(app, lambda: engine, api_key="k3y")
+    with TestClient(app) as client:
+        assert client.get("/config").status_code == 401
+        assert client.post("/login", data={"username": "me", "password": "wrong"}).status_code == 400
+        assert client.post("/login", data={"username": "me", "password": "k3y"}).status_code == 200
+        assert client.get("/config").json()["title"] == "Inkstone"  # logged in: the page's config
+        assert client.get("/v1/models").status_code == 401  # the login cookie is not the API key
+        assert client.get("/v1/models", headers={"Authorization": "Bearer k3y"}).json()["data"][0]["id"] == "fake"
