@@ -24,6 +24,7 @@ from core.config import GenerationSettings
 from core.engine import Engine
 from core.errors import InkstoneError, NotFoundError
 from core.generation.scheduler import line
+from core.history.store import Session
 from gradio_ui import view
 from gradio_ui.turns import Cancelled, Turns, Waiting, relay
 
@@ -71,20 +72,17 @@ class ChatPage:
         engine = self.engine()
         names = self.kb_names()
         personas = self.persona_choices()
-        try:
-            if session_id is not None:
-                session = engine.store.get_session(session_id)
-                settings = engine.service.session_settings(session_id)
-                messages = view.chat_messages(engine.store.messages(session_id))
-                rag, kbs = engine.knowledge.session_knowledge(session_id) if engine.knowledge else (False, [])
-                persona, title, picked = session.persona or "", session.title, [kb.name for kb in kbs]
-            else:
-                raise NotFoundError("draft")
-        except NotFoundError:  # a draft, or a chat deleted meanwhile (in another tab or app)
-            session_id, rag, picked, title, messages = None, False, [], "", []
+        session = self._session(session_id)
+        if session is not None:
+            settings = engine.service.session_settings(session.id)
+            messages = view.chat_messages(engine.store.messages(session.id))
+            rag, kbs = engine.knowledge.session_knowledge(session.id) if engine.knowledge else (False, [])
+            persona, title, picked = session.persona or "", session.title, [kb.name for kb in kbs]
+        else:  # a draft: what a new chat starts with
             defaults = load_chat_defaults(engine.settings)
-            persona = defaults.persona or ""
-            settings = defaults.generation
+            rag, picked, title, messages = False, [], "", []
+            persona, settings = defaults.persona or "", defaults.generation
+        session_id = session.id if session is not None else None
         if persona not in {p[1] for p in personas}:
             personas.append((f"{persona} (unavailable)", persona))
         if not messages and (greeting := self._greeting(persona)):
@@ -92,6 +90,15 @@ class ChatPage:
         values = [getattr(settings, name) for name in SLIDERS]
         return (session_id, messages, gr.update(choices=personas, value=persona), gr.update(value=rag),
                 gr.update(choices=names, value=[n for n in picked if n in names]), title, *values, notice)  # fmt: skip
+
+    def _session(self, session_id: str | None) -> Session | None:
+        """The stored chat ``session_id``; None for a draft or a chat deleted meanwhile (in another tab or app)."""
+        if session_id is None:
+            return None
+        try:
+            return self.engine().store.get_session(session_id)
+        except NotFoundError:
+            return None
 
     def _greeting(self, persona_id: str) -> str:
         if not persona_id:

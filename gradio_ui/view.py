@@ -86,6 +86,7 @@ def answer_markdown(text: str, *, name: str | None = None, avatar: str | None = 
 def chat_messages(history: list[Message]) -> list[dict[str, str]]:
     """Stored messages as Gradio chatbot messages (``{"role", "content"}``), answers with their extras."""
     shown: list[dict[str, str]] = []
+    previous: Message | None = None
     for message in history:
         if message.role == "user":
             shown.append({"role": "user", "content": message.content})
@@ -93,6 +94,11 @@ def chat_messages(history: list[Message]) -> list[dict[str, str]]:
             error = (message.error or "Generation failed.") if message.status == "error" else None
             content = answer_markdown(message.content, name=message.persona_name, avatar=message.persona_avatar,
                                       sources=message.sources, figures=caption(message), error=error)  # fmt: skip
+            if previous is not None and previous.persona_id != message.persona_id:
+                switched = f"Persona switched to {message.persona_name}" if message.persona_id else \
+                    "Persona switched off"
+                content = f"*{switched}*\n\n{content}"
+            previous = message
             shown.append({"role": "assistant", "content": content})
     return shown
 

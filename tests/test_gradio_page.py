@@ -100,6 +100,9 @@ def test_an_answer_is_drawn_with_persona_sources_and_figures() -> None:
     assert content.startswith("✒️ **Concise helper**\n\nSelm was buried in 1822 [1].")
     assert "Sources: [1] volcano.txt, p. 2" in content and "It erupted in 1822." in content
     assert "⏹ stopped · 7 tokens · 12.5 tokens/s · first token 0.25 s" in content
+    plain = Message("m1", "s", "assistant", "Hello.", "complete", "t")
+    assert view.chat_messages([plain, answer])[1]["content"].startswith("*Persona switched to Concise helper*\n\n✒️")
+    assert view.chat_messages([answer, plain])[1]["content"].startswith("*Persona switched off*\n\nHello.")
     failed = Message("m3", "s", "assistant", "", "error", "t", error="CUDA out of memory: lower max tokens.")
     assert "⚠️ CUDA out of memory" in view.chat_messages([failed])[0]["content"]
 
@@ -156,3 +159,14 @@ def test_with_a_key_the_page_asks_for_it_and_the_api_still_wants_it(engine: Engi
         assert client.get("/config").json()["title"] == "Inkstone"  # logged in: the page's config
         assert client.get("/v1/models").status_code == 401  # the login cookie is not the API key
         assert client.get("/v1/models", headers={"Authorization": "Bearer k3y"}).json()["data"][0]["id"] == "fake"
+
+
+def test_regenerate_replaces_the_last_answer(home: Path) -> None:
+    engine = build_engine(load_settings({"model": "fake"}), backend=FakeBackend(["first try", "second try"]))
+    page = ChatPage(lambda: engine)
+    session_id = send(page, "tell me", None, tab("a"))[-1][0]
+    steps = list(page.regenerate(session_id, "", tab("a")))
+    assert "first try" not in str(steps[0][1])  # the answer being replaced is not drawn while the new one streams
+    assert [m.content for m in engine.store.messages(session_id)] == ["tell me", "second try"]
+    assert "second try" in steps[-1][1][-1]["content"]
+    assert list(page.regenerate(None, "", tab("a")))[-1][3] == "Nothing to regenerate: send a message first."
