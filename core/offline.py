@@ -9,6 +9,10 @@ transformers, huggingface_hub, bitsandbytes or chromadb are imported. What it do
   the hub for the user's own use, such as a model id that is not on disk yet.
 - **No telemetry, ever**, opt-in or not: Hugging Face, Chroma, Gradio, Streamlit and the generic
   ``DO_NOT_TRACK`` (training sets WandB to offline mode itself).
+- **Gradio fetches nothing** (the page of ``serve --ui gradio``): analytics and its version check off (above), never a
+  share link (which downloads the ``frpc`` tunnel binary) and never server-side rendering (which starts Node), whatever
+  the environment says; its default theme's fonts are bundled with it. ``gradio_ui.server`` also passes these
+  options explicitly.
 - **No hub kernels, ever.** transformers depends on the ``kernels`` package and, from 5.25, kernelizes every model
   it loads with compiled code downloaded from the hub unless ``USE_HUB_KERNELS=NO``; bitsandbytes' CPU 4-bit path
   calls ``kernels.get_kernel("kernels-community/...")`` at import whatever that says. Both are remote code,
@@ -40,6 +44,8 @@ NO_TELEMETRY = {
     "GRADIO_ANALYTICS_ENABLED": "False",
     "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
 }
+NO_GRADIO_FETCH = {"GRADIO_SHARE": "False", "GRADIO_SSR_MODE": "False", "GRADIO_MCP_SERVER": "False"}
+"""Gradio's switches for a share tunnel (frpc download), Node rendering and its MCP server: off, always."""
 NO_HUB_KERNELS = {"USE_HUB_KERNELS": "NO"}
 """transformers 5.25+ kernelizes every ``from_pretrained`` model with hub kernels unless this says no."""
 QUIET = {
@@ -64,6 +70,7 @@ def apply(environ: MutableMapping[str, str] | None = None, argv: list[str] | Non
         for key, value in OFFLINE.items():
             env[key] = value  # a stray HF_HUB_OFFLINE=0 in the user's shell must not turn the app online
     env.update(NO_TELEMETRY)
+    env.update(NO_GRADIO_FETCH)
     env.update(NO_HUB_KERNELS)
     block_hub_kernels()
     if not verbose_opt_in(env, args):

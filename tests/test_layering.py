@@ -60,6 +60,32 @@ def violations() -> list[str]:
     for f in files("core", "knowledge", "bench", "tests"):
         if "ui" in imports_of(f) and f.parent.name != "tests":
             bad.append(f"{f.relative_to(REPO)} imports ui")
+    bad += front_end_violations()
+    return bad
+
+
+FRONT_ENDS = {"streamlit": ("app.py", "ui"), "gradio": ("gradio_ui",)}
+"""Each front-end framework and the only places that import it."""
+
+
+def front_end_violations() -> list[str]:
+    """Streamlit only in app.py and ui/, Gradio only in gradio_ui/; core, knowledge and each front end import no
+    other front end (``gradio_ui`` is named in core only as a string, loaded by ``serve --ui``)."""
+    bad = []
+    everything = [f for f in REPO.rglob("*.py") if f.is_file() and ".venv" not in f.parts and "tests" not in f.parts]
+    for f in everything:
+        rel = f.relative_to(REPO).as_posix()
+        names = imports_of(f)
+        for framework, homes in FRONT_ENDS.items():
+            inside = any(rel == home or rel.startswith(f"{home}/") for home in homes)
+            if framework in names and not inside:
+                bad.append(f"{rel} imports {framework} (only {', '.join(homes)} may)")
+        if "gradio_ui" in names and not rel.startswith("gradio_ui/"):
+            bad.append(f"{rel} imports gradio_ui (nothing imports a front end)")
+        if rel.startswith("gradio_ui/") and names & {"ui", "app", "streamlit"}:
+            bad.append(f"{rel} imports the Streamlit front end (each front end stands on core alone)")
+        if rel.startswith("gradio_ui/") and names & UI_FORBIDDEN:
+            bad.append(f"{rel} imports {sorted(names & UI_FORBIDDEN)} (gradio_ui/ must go through core/)")
     return bad
 
 
@@ -78,6 +104,10 @@ def test_the_walk_detects_a_wrong_way_import(tmp_path: Path) -> None:
     (fake_repo / "ui" / "kb.py").write_text("from knowledge import KnowledgeLibrary\n")
     (fake_repo / "core" / "vectors.py").write_text("def f():\n    import chromadb\n")
     (fake_repo / "core" / "web.py").write_text("from fastapi import FastAPI\nimport openai\n")
+    (fake_repo / "core" / "page.py").write_text("import gradio\nfrom gradio_ui import page\n")
+    (fake_repo / "gradio_ui").mkdir()
+    (fake_repo / "gradio_ui" / "page.py").write_text("import gradio\nfrom ui import turn\nimport torch\n")
+    (fake_repo / "ui" / "both.py").write_text("import gradio\n")
     globals()["REPO"] = fake_repo
     try:
         found = violations()
@@ -89,10 +119,16 @@ def test_the_walk_detects_a_wrong_way_import(tmp_path: Path) -> None:
     assert "core/vectors.py imports chromadb (only knowledge/store.py does)" in found
     assert "core/web.py imports fastapi (only core/api/ imports the web framework)" in found
     assert "core/web.py imports openai (only core/backends/openai_backend.py does)" in found
+    assert "core/page.py imports gradio (only gradio_ui may)" in found
+    assert "core/page.py imports gradio_ui (nothing imports a front end)" in found
+    assert "ui/both.py imports gradio (only gradio_ui may)" in found
+    assert "gradio_ui/page.py imports the Streamlit front end (each front end stands on core alone)" in found
+    assert "gradio_ui/page.py imports ['torch'] (gradio_ui/ must go through core/)" in found
+    assert not any(line.startswith("gradio_ui/page.py imports gradio ") for line in found)
 
 
 def test_every_module_has_a_docstring() -> None:
-    missing = [str(f.relative_to(REPO)) for f in files("app.py", "core", "ui", "knowledge", "bench")
+    missing = [str(f.relative_to(REPO)) for f in files("app.py", "core", "ui", "gradio_ui", "knowledge", "bench")
                if ast.get_docstring(ast.parse(f.read_text(encoding="utf-8"))) is None]
     assert missing == []
 

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 GUARD = Path(__file__).resolve().parent / "netguard"
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m"
-ENV_SET_BY_INKSTONE = {*offline.OFFLINE, *offline.NO_TELEMETRY, *offline.NO_HUB_KERNELS, *offline.QUIET,
-                       "HF_HUB_DISABLE_TELEMETRY", "INKSTONE_ONLINE", "INKSTONE_VERBOSE"}  # fmt: skip
+ENV_SET_BY_INKSTONE = {*offline.OFFLINE, *offline.NO_TELEMETRY, *offline.NO_GRADIO_FETCH, *offline.NO_HUB_KERNELS,
+                       *offline.QUIET, "HF_HUB_DISABLE_TELEMETRY", "INKSTONE_ONLINE", "INKSTONE_VERBOSE"}  # fmt: skip
 STRACE_INET = re.compile(
     r'connect\(\d+, \{sa_family=AF_INET6?, [^}]*?(?:inet_addr|inet_pton)\((?:AF_INET6, )?"([^"]+)"')
 
@@ -196,6 +196,52 @@ def test_serve_answers_over_loopback_and_stays_offline(shared: tuple[Path, Path]
         assert answer["choices"][0]["message"]["content"].strip()
     finally:
         os.killpg(server.pid, signal.SIGINT)  # Ctrl-C, to strace and the server alike
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=60)
+    assert child.attempts() == []
+
+
+def test_serve_with_the_gradio_page_stays_offline(tmp_path: Path) -> None:
+    """``serve --ui gradio``: Gradio is imported, the page is built and mounted, its page, config and theme are
+    fetched and one answer streams through its queue; no analytics, version check, font or frpc fetch leaves."""
+    home = tmp_path / "home"
+    child = Child(home, tmp_path, "serve-gradio")
+    port = _free_port()
+    command = child.command(["serve", "--ui", "gradio", "--model", "fake", "--port", str(port)], isolate=False)
+    server = subprocess.Popen(command, cwd=REPO, env=child.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stdout.read() if server.stdout else "serve exited"
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "serve --ui gradio did not come up in 120 s"
+            time.sleep(0.5)
+        with urllib.request.urlopen(f"{base}/", timeout=30) as r:
+            page = r.read().decode()
+        assert "Inkstone" in page and "fonts.googleapis" not in page
+        with urllib.request.urlopen(f"{base}/config", timeout=30) as r:
+            config = json.loads(r.read())
+        assert not config.get("is_space") and config.get("title") == "Inkstone"
+        with urllib.request.urlopen(f"{base}/theme.css", timeout=30) as r:
+            assert "fonts.googleapis" not in r.read().decode()
+        from gradio_client import Client  # the test's own process is not guarded; the server is
+
+        client = Client(base, verbose=False, download_files=False)
+        reply = client.predict("hello offline", None, "", False, [], "", 0.7, 0.9, 64, 1.0, api_name="/send")
+        assert "You said: hello offline" in json.dumps(reply, ensure_ascii=False)
+        time.sleep(2)  # time for any background thread (Gradio's version check) to have tried
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
         try:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:

@@ -1,16 +1,28 @@
 """``python -m core serve``: the loaded model as an OpenAI-compatible API (``/v1/chat/completions``, ``/v1/models``,
 ``/health``, ``/metrics``), over a thin layer on ``core.api``.
 
-Binds 127.0.0.1 by default; any other address needs ``--api-key`` (or ``INKSTONE_API_KEY``). Ctrl-C stops it.
+``--ui gradio`` also serves the Gradio chat page (``gradio_ui/``) at ``/`` of the same server: one engine, one fair
+queue, one batch for the page and API clients; with ``--no-api`` only the page is served. Core never imports a
+front end: the front end is named in ``FRONT_ENDS`` and loaded by name, as the commands are in ``core.cli``.
+
+Binds 127.0.0.1 by default; any other address needs ``--api-key`` (or ``INKSTONE_API_KEY``), and the page then
+asks for that key. Ctrl-C stops it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from typing import Any
 
 from core.cli.common import add_home_flag, fail, settings_from_args
-from core.errors import InkstoneError
+from core.errors import ConfigError, InkstoneError
+
+FRONT_ENDS = {"gradio": "gradio_ui.server"}
+"""``--ui`` name -> module with ``mount(app, engine, api_key=, allowed=)`` and ``launch(engine, host, port, ...)``."""
+PAGE_PORT = 7860
+"""The page's default port with ``--no-api`` (Gradio's usual one)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cors-origin", action="append", help="allow browser calls from this origin (repeatable)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"])
     p.add_argument("--quantize", choices=["4bit", "8bit", "none"])
+    p.add_argument("--ui", choices=sorted(FRONT_ENDS), help="also serve this chat page at / (same model and queue)")
+    p.add_argument("--no-api", action="store_true", help="with --ui: serve only the page (default port 7860)")
     add_home_flag(p)
     return p
 
@@ -38,16 +52,38 @@ def run(args: argparse.Namespace) -> int:
             api_cors_origins=tuple(args.cors_origin) if args.cors_origin else None, device=args.device,
             quantize=args.quantize,
         )
+        if args.no_api and not args.ui:
+            raise ConfigError("--no-api serves only a chat page: add --ui gradio, or leave --no-api out.")
         check_binding(settings.api_host, settings.api_key)  # refuse before spending time on loading the model
+        front = front_end(args.ui) if args.ui else None
         print(f"Loading {settings.model}…", file=sys.stderr)
         engine = build_engine(settings, progress=lambda msg: print(msg, file=sys.stderr))
+        allowed = [str(settings.adapters)]  # persona avatar images
+        if front is not None and args.no_api:
+            port = args.port or PAGE_PORT
+            print(f"Serving {engine.backend.model_id}: the page at http://{settings.api_host}:{port}/ (Ctrl-C stops)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            front.launch(lambda: engine, settings.api_host, port, api_key=settings.api_key, allowed=allowed)
+            return 0
         server = ApiServer(lambda: engine, settings.api_host, settings.api_port, api_key=settings.api_key,
                            cors_origins=list(settings.api_cors_origins), log_level="info")
+        if front is not None:
+            front.mount(server.app, lambda: engine, api_key=settings.api_key, allowed=allowed)
     except InkstoneError as exc:
         return fail(exc)
-    print(f"Serving {engine.backend.model_id} at {server.url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    page = f"; the chat page at {server.url.removesuffix('/v1')}/" if front is not None else ""
+    print(f"Serving {engine.backend.model_id} at {server.url}{page} (Ctrl-C stops)", file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
+
+
+def front_end(name: str) -> Any:
+    """The front end's serving module, loaded by name (ConfigError naming the missing package)."""
+    try:
+        return importlib.import_module(FRONT_ENDS[name])
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"The {name} page cannot be served: {exc}. Install Inkstone's requirements "
+                          "(`pip install -r requirements.txt`), or leave --ui out.") from None
 
 
 def main(argv: list[str] | None = None) -> int:
