@@ -6,6 +6,7 @@ persona, sources and figures. The browser walk is ``tests/test_browser_gradio.py
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -68,6 +69,9 @@ def test_a_second_tab_waits_its_turn_and_can_give_up_keeping_its_message(engine:
     page = ChatPage(lambda: engine)
     first = threading.Thread(target=send, args=(page, WORDS, None, tab("a")))
     first.start()
+    deadline = time.monotonic() + 30
+    while not engine.backend.busy and time.monotonic() < deadline:  # tab a holds the model before tab b asks
+        time.sleep(0.01)
     steps = page.send("me too", None, "", False, [], "", 0.7, 0.9, 512, 1.0, tab("b"))
     for step in steps:
         if view.waiting_text(1) in str(step[1]):

@@ -8,7 +8,6 @@ answer as ``stopped``, and the rerun (after ``ActiveTurn.settle``) shows it from
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from threading import Event
 
@@ -17,11 +16,9 @@ import streamlit as st
 from core.chat.defaults import create_chat
 from core.chat.service import ChatEvent
 from core.errors import InkstoneError
-from core.history.export import session_to_json, session_to_markdown
 from core.history.store import Message
-from core.history.training_data import training_jsonl
 from core.personas.store import Persona
-from ui import branches, rag, state
+from ui import branches, chat_actions, rag, state
 from ui.answer import CANCELLED, show_message, stream_answer
 from ui.sidebar import draft_chat, pick_persona
 from ui.turn import ActiveTurn, omitted_notice, switch_notice
@@ -134,39 +131,4 @@ elif session_id is not None and history:
         st.info(text)
     if st.session_state.pop(CANCELLED, None) == session_id:
         st.info("You stopped waiting: your message is kept. Regenerate answers it when the model is free.")
-    session = store.get_session(session_id)
-    rag_on, kbs = engine.knowledge.session_knowledge(session_id)  # the exports carry the chat's RAG choice
-    knowledge = {"rag": rag_on, "knowledge_bases": [kb.name for kb in kbs]}
-    with st.container(horizontal=True):
-        st.button(
-            "Regenerate",
-            icon=":material/refresh:",
-            help="Answer again; the old answer stays as another version (‹ 1/2 ›)",
-            on_click=st.session_state.__setitem__,
-            args=(_REGENERATE, session_id),
-        )
-        st.download_button(
-            "Export Markdown",
-            session_to_markdown(session, history, **knowledge),
-            on_click="ignore",
-            file_name=f"inkstone-{session_id}.md",
-            mime="text/markdown",
-        )
-        tree = store.all_messages(session_id)  # the JSON holds every branch; ``messages`` is the current path
-        exported = json.dumps(session_to_json(session, history, **knowledge, tree=tree), ensure_ascii=False, indent=2)
-        st.download_button(
-            "Export JSON",
-            exported,
-            on_click="ignore",
-            file_name=f"inkstone-{session_id}.json",
-            mime="application/json",
-        )
-        if store.good_answers(session_id=session_id):  # answers marked Good: JSONL for `python -m core train`
-            st.download_button(
-                "Export training data",
-                training_jsonl(store, session_id=session_id),
-                on_click="ignore",
-                file_name=f"inkstone-{session_id}-training.jsonl",
-                mime="application/jsonl",
-                help="The answers marked Good with their questions, as chat JSONL for `python -m core train`",
-            )
+    chat_actions.action_row(engine, session_id, history, regenerate_key=_REGENERATE)
