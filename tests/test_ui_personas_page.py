@@ -67,6 +67,8 @@ def test_running_job_shows_progress_survives_rerun_and_cancels(app_home: Path, a
     while jobs.get(job.id).step < 1 and time.monotonic() < deadline:
         time.sleep(0.5)
     at = open_page(monkeypatch, adapters)
+    running = jobs.get(job.id)
+    assert at.get("progress"), (running, running.log_tail(30), [e.value for e in at.error])  # why, if it ever fails
     progress = at.get("progress")[0].proto.text
     assert "Training **bg** on tiny-llama: step" in progress and "loss" in progress and "ETA" in progress
     at.run()  # a rerun (or a refresh) still shows the job from its SQLite row
