@@ -132,7 +132,7 @@ def create_app(engine: EngineGetter, *, api_key: str | None = None, cors_origins
         usage = Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
                       total_tokens=outcome.prompt_tokens + outcome.completion_tokens)
         content = "".join(text)
-        message = AssistantMessage(content=content or None if outcome.tool_calls else content)
+        message = AssistantMessage(content=content.strip() or None if outcome.tool_calls else content)
         if outcome.tool_calls and prep.tools.legacy:
             message.function_call = FunctionCall(name=outcome.tool_calls[0].name,
                                                  arguments=outcome.tool_calls[0].arguments_json)
