@@ -134,8 +134,8 @@ def test_legacy_functions_answer_with_function_call(fake: Any) -> None:
 @pytest.mark.parametrize(("body", "param", "says"), [
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "objekt"}}}]},
      "tools", "not a valid JSON schema"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {f"p{i}": {"type": "string", "description": "x" * 100} for i in range(400)}}}}]},
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        f"p{i}": {"type": "string", "description": "x" * 100} for i in range(400)}}}}]},
      "tools", "too large"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
      "tool_choice", "not offered"),

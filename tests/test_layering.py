@@ -289,6 +289,7 @@ CORE_LAYERS = (
     ("core.models", "core.chatglm3", "core.personas", "core.generation.threads"),
     ("core.backends", "core.generation"),
     ("core.kb", "core.history"),
+    ("core.tools",),
     ("core.chat",),
     ("core.engine", "core.training", "core.api"),
     ("core.cli", "core.__main__", "core"),
