@@ -108,3 +108,13 @@ def test_tool_specs_are_checked() -> None:
     with pytest.raises(InputError, match="offered twice"):
         check_tools([{"name": "f"}, {"name": "f"}])
     assert check_tools([{"name": "f"}])[0].parameters == {"type": "object", "properties": {}}
+
+
+def test_a_bare_json_call_in_a_code_fence_is_a_call_but_other_json_is_text() -> None:
+    text = '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```'
+    _, calls = HermesFormat().parse(text, TOOLS)  # type: ignore[misc]
+    assert (calls[0].name, calls[0].arguments) == ("get_weather", {"city": "Paris"})
+    assert HermesFormat().parse('```json\n{"city": "Paris"}\n```', TOOLS) is None
+    stream = ToolStream(HermesFormat(), TOOLS)
+    assert stream.feed("``") == "" and stream.feed("`python\nprint(1)\n```") == ""
+    assert stream.finish() == ("```python\nprint(1)\n```", [])

@@ -166,7 +166,8 @@ class Completions:
     @staticmethod
     def _constraint(backend: Any, tools: ToolRequest, fmt: ToolFormat) -> Constraint | None:
         """The grammar state for a forced call or a JSON answer (ApiError 400 when it cannot be built)."""
-        grammar = tools.grammar(fmt)
+        loaded = backend.loaded
+        grammar = tools.grammar(fmt, loaded.codec if loaded is not None else None)
         if grammar is None:
             return None
         param = "response_format" if grammar.purpose == "response_format" else "tool_choice"

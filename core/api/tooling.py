@@ -44,7 +44,7 @@ class ToolRequest:
         """True when the answer must be a call (``required`` or a named tool)."""
         return self.active and self.choice != "auto"
 
-    def grammar(self, fmt: ToolFormat) -> Grammar | None:
+    def grammar(self, fmt: ToolFormat, codec: Any = None) -> Grammar | None:
         """The grammar that guarantees the asked shape, or None when the answer is free."""
         if self.forced:
             if not fmt.constrainable:
@@ -52,7 +52,7 @@ class ToolRequest:
                                f"tool format ({fmt.name}) does not support yet: use tool_choice 'auto'.",
                                code="unsupported_value", param="tool_choice")
             tools = self.tools if self.choice == "required" else [t for t in self.tools if t.name == self.choice]
-            return fmt.grammar(tools, self.parallel and self.choice == "required")
+            return fmt.grammar(tools, self.parallel and self.choice == "required", codec)
         if self.json_mode:
             try:
                 return Grammar.json_schema(self.schema)

@@ -54,7 +54,7 @@ class ToolFormat:
         names = {t.name for t in tools}
         blocks = _BLOCK.findall(text)
         if not blocks:
-            return None
+            return _bare_calls(text, names)
         calls = []
         for block in blocks:
             call = _json_call(block, names, "arguments")
@@ -64,23 +64,29 @@ class ToolFormat:
         return _BLOCK.sub("", text).strip(), calls
 
     def call_start(self, text: str, at_start: bool) -> int | None:
-        """Where a call starts in ``text`` (None: none yet); ``at_start`` when nothing was emitted before it."""
+        """Where a call starts in ``text`` (None: none yet); ``at_start`` when nothing was emitted before it (an
+        answer that opens with a JSON object or a code fence may be a bare call, as small models write them)."""
         i = text.find(self.opener)
-        return i if i >= 0 else None
+        if i >= 0:
+            return i
+        return 0 if at_start and text.lstrip().startswith(("{", "```")) else None
 
     def hold(self, text: str, at_start: bool) -> int:
         """Characters at the end of ``text`` to hold back because a call might start there."""
+        if at_start and "```".startswith(text.strip()):
+            return len(text)
         for n in range(min(len(self.opener) - 1, len(text)), 0, -1):
             if self.opener.startswith(text[-n:]):
                 return n
         return 0
 
-    def grammar(self, tools: list[ToolSpec], parallel: bool) -> Grammar:
-        """A grammar that allows only calls of ``tools`` (one, or several when ``parallel``)."""
+    def grammar(self, tools: list[ToolSpec], parallel: bool, codec: Any = None) -> Grammar:
+        """A grammar that allows only calls of ``tools`` (one, or several when ``parallel``); the tags are the
+        tokenizer's own tokens where it has them (Qwen2.5's ``<tool_call>``), else text."""
         body = lark_json(_call_schema(tools, "arguments"))
         calls = 'call ("\\n" call)*' if parallel else "call"
-        return Grammar.lark(f'start: {calls}\ncall: "<tool_call>\\n" body "\\n</tool_call>"\nbody: {body}\n',
-                            "tools")
+        start, end = _tag(codec, "<tool_call>"), _tag(codec, "</tool_call>")
+        return Grammar.lark(f'start: {calls}\ncall: {start} "\\n" body "\\n" {end}\nbody: {body}\n', "tools")
 
 
 class HermesFormat(ToolFormat):
@@ -124,7 +130,7 @@ class Llama3Format(HermesFormat):
         """Hold leading whitespace until the first character shows."""
         return len(text) if at_start and not text.strip() else 0
 
-    def grammar(self, tools: list[ToolSpec], parallel: bool) -> Grammar:
+    def grammar(self, tools: list[ToolSpec], parallel: bool, codec: Any = None) -> Grammar:
         """One bare JSON call."""
         return Grammar.lark(f"start: {lark_json(_call_schema(tools, 'parameters'))}\n", "tools")
 
@@ -213,7 +219,7 @@ class ChatGLM3Format(ToolFormat):
         """Hold the first line until it is complete (it may be a tool's name)."""
         return len(text) if at_start and "\n" not in text.lstrip() and len(text) < 80 else 0
 
-    def grammar(self, tools: list[ToolSpec], parallel: bool) -> Grammar:  # noqa: ARG002
+    def grammar(self, tools: list[ToolSpec], parallel: bool, codec: Any = None) -> Grammar:  # noqa: ARG002
         """Not available: the ChatGLM3 codec has no fast tokenizer for llguidance."""
         raise NotImplementedError
 
@@ -222,6 +228,14 @@ class ChatGLM3Format(ToolFormat):
 def _first_line_is_name(text: str) -> bool:
     first = text.strip().partition("\n")[0].strip()
     return bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", first))
+
+
+def _tag(codec: Any, tag: str) -> str:
+    """``tag`` in a Lark grammar: the token by id (``<[id]>``) where the tokenizer has it as one added token,
+    else the quoted text."""
+    tokenizer = getattr(codec, "tokenizer", None)
+    added = getattr(tokenizer, "added_tokens_encoder", None) or {}
+    return f"<[{added[tag]}]>" if tag in added else json.dumps(tag)
 
 
 def tool_format(codec: Any) -> ToolFormat:
@@ -297,6 +311,21 @@ def _json_call(block: str, names: set[str], key: str) -> ToolCall | None:
     if not isinstance(args, dict):
         return None
     return ToolCall(new_call_id(), data["name"], args)
+
+
+def _bare_calls(text: str, names: set[str]) -> tuple[str, list[ToolCall]] | None:
+    """Calls written without tags: the whole answer is one JSON object ``{"name", "arguments"}`` of an offered tool
+    (or a list of them), optionally in a code fence; else None."""
+    body = re.sub(r"^```[a-z]*\s*|\s*```$", "", text.strip())
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    items = data if isinstance(data, list) else [data]
+    calls = [_json_call(json.dumps(item), names, "arguments") for item in items]
+    if not calls or any(c is None for c in calls):
+        return None
+    return "", [c for c in calls if c is not None]
 
 
 def _call_schema(tools: list[ToolSpec], key: str) -> dict[str, Any]:
