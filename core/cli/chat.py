@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a checkpoint's own code")
     p.add_argument("--json", action="store_true", help="print one JSON object with the reply and figures last")
     p.add_argument("--kb", help="turn RAG on for this chat with these knowledge bases (NAME[,NAME...])")
+    p.add_argument("--tools", help="let the model call these built-in tools: calculator,datetime,kb (kb searches "
+                   "the --kb knowledge bases when the model decides to)")
+    p.add_argument("--max-tool-steps", type=int, default=5, help="tool calls per answer before the loop stops")
     p.add_argument("message", nargs="?", help="answer this once; without it, start a REPL")
     add_home_flag(p)
     return p
@@ -159,10 +162,22 @@ def run(args: argparse.Namespace) -> int:
         )
         progress = (lambda msg: print(msg, file=sys.stderr)) if sys.stderr.isatty() else None
         engine = build_engine(settings, progress)
+        tools = None
+        if args.tools:
+            from core.cli.tools import pick_tools
+
+            tools = pick_tools(engine, args.tools, args.kb)
+            args.kb = None  # the model searches through the tool instead of retrieval on every turn
         target = Target(engine, args)
         if args.message is None:
             return repl(engine, target)
-        result = answer(engine, target.for_message(args.message), args.message)
+        if tools is not None:
+            from core.cli.tools import answer_with_tools
+
+            result = answer_with_tools(engine, target, target.for_message(args.message), args.message, tools,
+                                       max_steps=max(0, args.max_tool_steps))
+        else:
+            result = answer(engine, target.for_message(args.message), args.message)
     except InkstoneError as exc:
         return fail(exc)
     if args.json:

@@ -277,3 +277,21 @@ def m006_message_persona(db: Database) -> None:
     and exports show who answered even after the persona is renamed or deleted (NULL: no persona, or older rows)."""
     for column in ("persona_id", "persona_name", "persona_avatar"):
         db.execute(f"ALTER TABLE messages ADD COLUMN {column} TEXT")
+
+
+@migration
+def m008_tool_calls(db: Database) -> None:
+    """The tool calls of an answer (issue 21): per answer message, each call in order with its tool, arguments
+    (JSON), result, seconds and whether it failed; deleted with the message."""
+    db.execute("""
+        CREATE TABLE IF NOT EXISTS tool_steps (
+            message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            call_id TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            result TEXT NOT NULL,
+            seconds REAL,
+            error INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (message_id, position)
+        )""")
