@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a checkpoint's own code")
     p.add_argument("--json", action="store_true", help="print one JSON object with the reply and figures last")
     p.add_argument("--kb", help="turn RAG on for this chat with these knowledge bases (NAME[,NAME...])")
-    p.add_argument("--tools", help="let the model call these built-in tools: calculator,datetime,kb (kb searches "
-                   "the --kb knowledge bases when the model decides to)")
+    p.add_argument("--tools", help="let the model call these tools: calculator,datetime,kb (kb searches the --kb "
+                   "knowledge bases when the model decides to), mcp:NAME (a server of inkstone.toml)")
     p.add_argument("--max-tool-steps", type=int, default=5, help="tool calls per answer before the loop stops")
     p.add_argument("message", nargs="?", help="answer this once; without it, start a REPL")
     add_home_flag(p)

@@ -1,4 +1,5 @@
-"""``chat --tools calculator,datetime,kb``: one chat turn with tools on. Each call is shown folded on stderr (tool,
+"""``chat --tools calculator,datetime,kb,mcp:NAME``: one chat turn with tools on (``mcp:NAME``: the tools of a server
+listed in inkstone.toml). Each call is shown folded on stderr (tool,
 arguments, result, time), the answer streams to stdout, and the user message, the answer and its tool calls are
 stored in the session (the calls in ``tool_steps``, so they come back after a restart)."""
 
@@ -11,9 +12,10 @@ from typing import Any, TextIO
 
 from core.errors import InputError
 from core.history.recorder import AnswerRecorder
-from core.tools.builtin import BUILTIN_NAMES, Tool, calculator, clock, knowledge_search
+from core.tools.builtin import BUILTIN_NAMES, Tool, ToolError, calculator, clock, knowledge_search
 from core.tools.history import save_steps
 from core.tools.loop import LoopResult, ToolStep, tool_turn
+from core.tools.mcp_client import server_tools, servers
 
 PREVIEW = 200
 
@@ -21,13 +23,20 @@ PREVIEW = 200
 def pick_tools(engine: Any, names: str, kb: str | None) -> list[Tool]:
     """The built-in tools named in ``names`` (comma list); ``kb`` needs ``--kb``. InputError names the fix."""
     wanted = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in BUILTIN_NAMES]
+    configured = {s.name: s for s in servers(engine.settings.mcp_servers)}
+    unknown = [n for n in wanted if n not in BUILTIN_NAMES and n.removeprefix("mcp:") not in configured]
     if unknown or not wanted:
+        listed = ", ".join([*BUILTIN_NAMES, *(f"mcp:{n}" for n in configured)])
         raise InputError(f"Unknown tool(s) {', '.join(unknown) or '(none given)'}: --tools takes a comma list of "
-                         f"{', '.join(BUILTIN_NAMES)}.")
+                         f"{listed} (MCP servers are listed in inkstone.toml as [mcp_servers.NAME]).")
     tools: list[Tool] = []
     for name in wanted:
-        if name == "calculator":
+        if name.startswith("mcp:"):
+            try:
+                tools += server_tools(configured[name[4:]])
+            except ToolError as exc:
+                raise InputError(str(exc)) from None
+        elif name == "calculator":
             tools.append(calculator())
         elif name == "datetime":
             tools.append(clock())
