@@ -275,3 +275,24 @@ def test_a_schema_llguidance_cannot_use_is_a_400(qwen: Any) -> None:
             response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
                 "type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}}})
     assert caught.value.body["param"] == "response_format"
+
+
+def test_structured_output_through_the_clients_own_helpers(qwen: Any) -> None:
+    """What LangChain's ``with_structured_output`` sends, through the openai client's helpers: a pydantic model as
+    ``response_format`` (json_schema) parsed back, and ``json_object`` mode starting a JSON object."""
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    class Verdict(BaseModel):
+        ok: bool
+        colour: Literal["红", "blue"]
+
+    parsed = qwen.chat.completions.parse(model="tiny-qwen2", response_format=Verdict,
+                                         messages=[{"role": "user", "content": "Verdict?"}])
+    assert isinstance(parsed.choices[0].message.parsed, Verdict)
+    mode = ask(qwen, "JSON please", model="tiny-qwen2", response_format={"type": "json_object"}, max_tokens=24)
+    content = mode.choices[0].message.content
+    assert content.startswith("{")  # a random model starts a JSON object only because the grammar says so
+    if mode.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(content), dict)

@@ -126,7 +126,7 @@ def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = N
     return result
 
 
-def repl(engine: Engine, target: Target) -> int:
+def repl(engine: Engine, target: Target, tools: list | None = None, max_tool_steps: int = 5) -> int:
     """Read messages until EOF or /exit; a refused or undecodable line is reported and the REPL goes on."""
     reconfigure = getattr(sys.stdin, "reconfigure", None)
     if reconfigure is not None:
@@ -145,7 +145,13 @@ def repl(engine: Engine, target: Target) -> int:
         if text.strip() in ("/exit", "/quit"):
             return 0
         try:
-            result = answer(engine, target.for_message(text), text)
+            if tools is not None:
+                from core.cli.tools import answer_with_tools
+
+                result = answer_with_tools(engine, target, target.for_message(text), text, tools,
+                                           max_steps=max_tool_steps)
+            else:
+                result = answer(engine, target.for_message(text), text)
         except InkstoneError as exc:
             print(f"error: {exc}", file=sys.stderr)
             continue
@@ -170,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
             args.kb = None  # the model searches through the tool instead of retrieval on every turn
         target = Target(engine, args)
         if args.message is None:
-            return repl(engine, target)
+            return repl(engine, target, tools, max(0, args.max_tool_steps))
         if tools is not None:
             from core.cli.tools import answer_with_tools
 
