@@ -118,3 +118,12 @@ def test_a_bare_json_call_in_a_code_fence_is_a_call_but_other_json_is_text() -> 
     stream = ToolStream(HermesFormat(), TOOLS)
     assert stream.feed("``") == "" and stream.feed("`python\nprint(1)\n```") == ""
     assert stream.finish() == ("```python\nprint(1)\n```", [])
+
+
+def test_a_chatglm3_answer_streams_unless_its_first_line_names_a_tool() -> None:
+    plain = ToolStream(ChatGLM3Format(), TOOLS)
+    assert plain.feed("Sure") == "" and plain.feed("\nHere it is.") == "Sure\nHere it is."
+    call = ToolStream(ChatGLM3Format(), TOOLS)
+    assert call.feed("get_weather\n```python\ntool_call(city='巴黎')\n```") == ""
+    _, calls = call.finish()
+    assert calls[0].arguments == {"city": "巴黎"}

@@ -63,7 +63,7 @@ class ToolFormat:
             calls.append(call)
         return _BLOCK.sub("", text).strip(), calls
 
-    def call_start(self, text: str, at_start: bool) -> int | None:
+    def call_start(self, text: str, at_start: bool, names: frozenset[str] = frozenset()) -> int | None:
         """Where a call starts in ``text`` (None: none yet); ``at_start`` when nothing was emitted before it (an
         answer that opens with a JSON object or a code fence may be a bare call, as small models write them)."""
         i = text.find(self.opener)
@@ -121,7 +121,7 @@ class Llama3Format(HermesFormat):
             calls.append(call)
         return "", calls
 
-    def call_start(self, text: str, at_start: bool) -> int | None:
+    def call_start(self, text: str, at_start: bool, names: frozenset[str] = frozenset()) -> int | None:
         """A call only opens the answer."""
         stripped = text.lstrip()
         return len(text) - len(stripped) if at_start and stripped.startswith(("{", "<|python_tag|>")) else None
@@ -211,9 +211,9 @@ class ChatGLM3Format(ToolFormat):
             return None
         return "", [ToolCall(new_call_id(), name, args)]
 
-    def call_start(self, text: str, at_start: bool) -> int | None:
-        """A call opens the answer: its first line is a tool's name (the stream checks it at the end)."""
-        return 0 if at_start and "\n" in text.lstrip() and _first_line_is_name(text) else None
+    def call_start(self, text: str, at_start: bool, names: frozenset[str] = frozenset()) -> int | None:
+        """A call opens the answer: its first line is the name of an offered tool (``names``)."""
+        return 0 if at_start and "\n" in text.lstrip() and text.strip().partition("\n")[0].strip() in names else None
 
     def hold(self, text: str, at_start: bool) -> int:
         """Hold the first line until it is complete (it may be a tool's name)."""
@@ -224,10 +224,6 @@ class ChatGLM3Format(ToolFormat):
         raise NotImplementedError
 
 
-
-def _first_line_is_name(text: str) -> bool:
-    first = text.strip().partition("\n")[0].strip()
-    return bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", first))
 
 
 def _tag(codec: Any, tag: str) -> str:

@@ -19,6 +19,7 @@ class ToolStream:
         self._buffer = ""
         self._call = ""
         self._emitted = False
+        self._names = frozenset(t.name for t in tools)
 
     def feed(self, text: str) -> str:
         """The part of ``text`` (with what was held back) that is plain answer text for sure."""
@@ -27,7 +28,7 @@ class ToolStream:
             return ""
         self._buffer += text
         at_start = not self._emitted
-        start = self.fmt.call_start(self._buffer, at_start)
+        start = self.fmt.call_start(self._buffer, at_start, self._names)
         if start is not None:
             out, self._call, self._buffer = self._buffer[:start], self._buffer[start:], ""
             self.in_call = True
