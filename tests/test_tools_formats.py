@@ -127,3 +127,11 @@ def test_a_chatglm3_answer_streams_unless_its_first_line_names_a_tool() -> None:
     assert call.feed("get_weather\n```python\ntool_call(city='巴黎')\n```") == ""
     _, calls = call.finish()
     assert calls[0].arguments == {"city": "巴黎"}
+
+
+def test_a_schema_nested_too_deeply_is_refused_not_a_crash() -> None:
+    schema: dict = {"type": "object"}
+    for _ in range(3000):
+        schema = {"type": "object", "properties": {"a": schema}}
+    with pytest.raises(InputError, match="nested too deeply"):
+        check_tools([{"name": "f", "parameters": schema}])

@@ -69,7 +69,10 @@ def check_schema(schema: Any, where: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise InputError(f"{where} must be a JSON schema object, got {type(schema).__name__}: send an object such "
                          'as {"type": "object", "properties": {...}}.')
-    size = len(json.dumps(schema, ensure_ascii=False))
+    try:
+        size = len(json.dumps(schema, ensure_ascii=False))
+    except (RecursionError, ValueError, TypeError):
+        raise InputError(f"{where} cannot be read as JSON (nested too deeply?): send a flatter schema.") from None
     if size > MAX_SCHEMA_CHARS:
         raise InputError(f"{where} is too large ({size:,} characters of JSON, at most {MAX_SCHEMA_CHARS:,}): "
                          "send a smaller schema.")
