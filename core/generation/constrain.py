@@ -3,8 +3,9 @@ answer or a tool call always parses and matches its schema (unless ``max_new_tok
 
 Why llguidance: it is installed and locked, needs no precomputation per schema (``bench/tools.py``: decoding with a
 grammar ran at 1.01x the speed without one on qwen2.5-coder-0.5b on a CPU), and takes JSON schemas and Lark grammars
-with an inline ``%json`` schema, which tool calls need (tags around a schema). xgrammar cannot be installed here: it pins a triton version that conflicts
-with the CUDA torch's; outlines and lm-format-enforcer are not installed, so they were not measured.
+with an inline ``%json`` schema, which tool calls need (tags around a schema). xgrammar cannot be installed here: it
+pins a triton version that conflicts with the CUDA torch's; outlines and lm-format-enforcer are not installed, so
+they were not measured.
 
 A ``Grammar`` is text in llguidance's format (``grammar_from_json_schema`` / ``grammar_from_lark``); ``compile``
 checks it against a codec's tokenizer (``InputError`` naming the problem). ``Constraint`` is the per-answer state:
