@@ -159,6 +159,9 @@ class Settings:
     """Browser origins allowed to call the API (CORS); empty: CORS off."""
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     """``[models.<id>]`` tables: remote model profiles (``backend = "openai"``, base_url, model, api_key...)."""
+    mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``[mcp_servers.<name>]`` tables: MCP servers whose tools a chat may turn on (``command = [...]`` for a stdio
+    server, or ``url``; optional ``timeout_s``, ``env``); checked by ``core.tools.mcp_client``."""
 
     @property
     def db_path(self) -> Path:
@@ -231,7 +234,7 @@ def _coerce_knowledge(name: str, value: Any) -> Any:
     return number
 
 
-_API = {"api_key", "api_host", "api_port", "api_in_app", "api_cors_origins", "models"}
+_API = {"api_key", "api_host", "api_port", "api_in_app", "api_cors_origins", "models", "mcp_servers"}
 
 
 def _coerce_api(name: str, value: Any) -> Any:
@@ -244,6 +247,8 @@ def _coerce_api(name: str, value: Any) -> Any:
         return tuple(value) if isinstance(value, list | tuple) else tuple(v.strip() for v in str(value).split(","))
     if name == "models" and not (isinstance(value, dict) and all(isinstance(t, dict) for t in value.values())):
         raise ConfigError("[models] must hold tables, one per model id: [models.my-server] base_url = ...")
+    if name == "mcp_servers" and not (isinstance(value, dict) and all(isinstance(t, dict) for t in value.values())):
+        raise ConfigError("[mcp_servers] must hold tables, one per server: [mcp_servers.files] command = [...]")
     if name in ("api_key", "api_host") and value is not None and not isinstance(value, str):
         raise ConfigError(f"{name}={value!r} must be text.")
     return value or None if name == "api_key" else value

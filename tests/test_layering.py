@@ -326,6 +326,7 @@ CORE_LAYERS = (
     ("core.backends", "core.generation"),
     ("core.kb",),
     ("core.history",),
+    ("core.tools",),
     ("core.chat",),
     ("core.engine", "core.training", "core.api"),
     ("core.cli", "core.__main__", "core"),

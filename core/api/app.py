@@ -32,7 +32,11 @@ from core.api.schemas import (
     Choice,
     ChunkChoice,
     Delta,
+    DeltaFunction,
+    DeltaToolCall,
+    FunctionCall,
     ModelList,
+    ToolCallParam,
     Usage,
 )
 from core.errors import InkstoneError
@@ -127,10 +131,18 @@ def create_app(engine: EngineGetter, *, api_key: str | None = None, cors_origins
         assert outcome is not None  # _pump raises or ends with the Outcome
         usage = Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
                       total_tokens=outcome.prompt_tokens + outcome.completion_tokens)
-        return JSONResponse(ChatCompletion(
-            id=cid, model=prep.model, usage=usage, inkstone_session=outcome.session_id,
-            choices=[Choice(message=AssistantMessage(content="".join(text)), finish_reason=outcome.finish_reason)],
-        ).model_dump(exclude_none=True))
+        content = "".join(text)
+        message = AssistantMessage(content=content.strip() or None if outcome.tool_calls else content)
+        if outcome.tool_calls and prep.tools.legacy:
+            message.function_call = FunctionCall(name=outcome.tool_calls[0].name,
+                                                 arguments=outcome.tool_calls[0].arguments_json)
+        elif outcome.tool_calls:
+            message.tool_calls = [ToolCallParam.model_validate(call.openai()) for call in outcome.tool_calls]
+        body = ChatCompletion(id=cid, model=prep.model, usage=usage, inkstone_session=outcome.session_id,
+                              choices=[Choice(message=message, finish_reason=outcome.finish_reason)],
+                              ).model_dump(exclude_none=True)
+        body["choices"][0]["message"].setdefault("content", None)  # OpenAI sends null beside tool calls
+        return JSONResponse(body)
 
     return app
 
@@ -187,6 +199,8 @@ async def _sse(cid: str, prep: Prepared, pieces: AsyncIterator[Any], stop: threa
         yield chunk(Delta(role="assistant", content=""))
         async for item in pieces:
             if isinstance(item, Outcome):
+                for delta in _call_deltas(item, prep.tools.legacy):
+                    yield chunk(delta)
                 yield chunk(Delta(), item.finish_reason)
                 usage = Usage(prompt_tokens=item.prompt_tokens, completion_tokens=item.completion_tokens,
                               total_tokens=item.prompt_tokens + item.completion_tokens)
@@ -202,6 +216,28 @@ async def _sse(cid: str, prep: Prepared, pieces: AsyncIterator[Any], stop: threa
         yield f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n"
     finally:
         stop.set()
+
+
+ARGUMENT_PIECE = 24
+"""Characters of a streamed call's arguments per chunk (OpenAI streams them in pieces too)."""
+
+
+def _call_deltas(outcome: Outcome, legacy: bool) -> Iterator[Delta]:
+    """The chunks of the answer's calls: per call, one with its index, id and name, then its arguments in pieces."""
+    for index, call in enumerate(outcome.tool_calls):
+        if legacy:
+            if index == 0:
+                yield Delta(function_call=DeltaFunction(name=call.name, arguments=""))
+                args = call.arguments_json
+                for i in range(0, len(args), ARGUMENT_PIECE):
+                    yield Delta(function_call=DeltaFunction(arguments=args[i : i + ARGUMENT_PIECE]))
+            continue
+        yield Delta(tool_calls=[DeltaToolCall(index=index, id=call.id, type="function",
+                                              function=DeltaFunction(name=call.name, arguments=""))])
+        args = call.arguments_json
+        for i in range(0, len(args), ARGUMENT_PIECE):
+            yield Delta(tool_calls=[DeltaToolCall(index=index, function=DeltaFunction(
+                arguments=args[i : i + ARGUMENT_PIECE]))])
 
 
 def _route(request: Request) -> str:

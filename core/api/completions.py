@@ -11,19 +11,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.api.errors import ApiError, from_domain
 from core.api.metrics import ApiMetrics
 from core.api.record import start_exchange
 from core.api.schemas import ChatCompletionRequest, ModelCard
+from core.api.tooling import ToolRequest, conversation, has_tool_turns, tool_request
 from core.backends.base import AdapterSpec, ChatMessages, Finished, TextDelta
 from core.chat.config import ChatConfig
 from core.config import GenerationSettings
-from core.errors import ConfigError, GenerationError, InkstoneError, ModelError, NotFoundError
+from core.errors import ConfigError, GenerationError, InkstoneError, InputError, ModelError, NotFoundError
+from core.generation.constrain import Constraint, compile_for
 from core.history.recorder import NO_FINISH
 from core.personas.store import Persona
+from core.tools.formats import ToolFormat, tool_format
+from core.tools.spec import ToolCall
+from core.tools.stream import ToolStream
 
 EngineGetter = Callable[[], Any]
 """Returns the current ``core.engine.Engine``; raises ``ModelError`` when the model failed to load."""
@@ -45,6 +50,11 @@ class Prepared:
     user_text: str
     config: ChatConfig | None = None
     """The chat config with this request's settings: what a new ``inkstone_session`` is created with."""
+    tools: ToolRequest = field(default_factory=ToolRequest)
+    tool_format: ToolFormat | None = None
+    """How this model renders and writes tool calls (None: no tools in this request)."""
+    constraint: Constraint | None = None
+    """The grammar state that forces a call or a JSON answer (one per request), or None."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class Outcome:
     ttft_s: float | None
     tokens_per_s: float | None
     session_id: str | None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    """The calls the answer made (then ``finish_reason`` is ``tool_calls``, or ``function_call`` for legacy)."""
 
 
 class Completions:
@@ -111,14 +123,19 @@ class Completions:
         overrides = {"temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k,
                      "repetition_penalty": 1.0 if req.repetition_penalty is None else req.repetition_penalty}
         config = self._config(engine, req.model, overrides)
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                    for m in req.messages]
+        tools = tool_request(req)
+        messages = conversation(req)
         users = [m["content"] for m in messages if m["role"] == "user"]
         if not users or not users[-1].strip():
             raise ApiError(400, "The messages have no non-empty user message: add one with role 'user'.",
                            code="invalid_value", param="messages")
         if config.system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": config.system_prompt})
+        loaded = backend.loaded
+        fmt = tool_format(loaded.codec if loaded is not None else None)
+        if tools.active or has_tool_turns(messages):
+            messages = fmt.render(messages, tools.tools if tools.active else [])
+        constraint = self._constraint(backend, tools, fmt)
         window = backend.context_window
         prompt_tokens = _count(backend, messages)
         if prompt_tokens >= window:
@@ -143,7 +160,27 @@ class Completions:
                                param="inkstone_session") from None
         stored = replace(config, settings=settings, stored={**config.stored, **settings.to_dict()})
         return Prepared(req.model, messages, settings, config.adapter, config.persona, prompt_tokens, req.stops,
-                        req.seed, req.inkstone_session, users[-1], stored)
+                        req.seed, req.inkstone_session, users[-1], stored, tools,
+                        fmt if tools.active else None, constraint)
+
+    @staticmethod
+    def _constraint(backend: Any, tools: ToolRequest, fmt: ToolFormat) -> Constraint | None:
+        """The grammar state for a forced call or a JSON answer (ApiError 400 when it cannot be built)."""
+        loaded = backend.loaded
+        grammar = tools.grammar(fmt, loaded.codec if loaded is not None else None)
+        if grammar is None:
+            return None
+        param = "response_format" if grammar.purpose == "response_format" else "tool_choice"
+        if not backend.capabilities.grammar or backend.loaded is None:
+            raise ApiError(400, f"{param} needs constrained decoding, which this model's backend does not offer "
+                           "(it runs only on a model loaded in-process): leave it out.", code="unsupported_value",
+                           param=param)
+        try:
+            return compile_for(backend.loaded.codec, grammar)
+        except InputError as exc:
+            raise ApiError(400, str(exc), code="invalid_value", param=param) from None
+        except ModelError as exc:
+            raise ApiError(400, str(exc), code="unsupported_value", param=param) from None
 
     def run(self, prep: Prepared, stop: threading.Event) -> Iterator[str | Outcome]:
         """Stream the answer: text pieces, then one ``Outcome``. Failures raise ``GenerationError``/``ModelError``
@@ -154,7 +191,10 @@ class Completions:
         scanner = StopScanner(prep.stops)
         finished: Finished | None = None
         hit_stop = False
-        kwargs = {"seed": prep.seed} if prep.seed is not None and _takes_seed(backend) else {}
+        kwargs: dict[str, Any] = {"seed": prep.seed} if prep.seed is not None and _takes_seed(backend) else {}
+        if prep.constraint is not None:
+            kwargs["constraint"] = prep.constraint
+        calls = ToolStream(prep.tool_format, prep.tools.tools, prep.tools.forced) if prep.tool_format else None
         events = backend.stream(prep.messages, prep.settings, stop, prep.adapter, **kwargs)
         try:
             for event in events:
@@ -164,6 +204,8 @@ class Completions:
                     text, hit_stop = scanner.feed(event.text)
                     if hit_stop:
                         stop.set()
+                    if calls is not None:
+                        text = calls.feed(text)
                     if text:
                         if record:
                             record.add(text)
@@ -183,6 +225,11 @@ class Completions:
                     with suppress(InkstoneError):
                         record.save(record.end())  # stored as ``stopped``
         tail = scanner.flush() if not hit_stop else ""
+        made: list[ToolCall] = []
+        if calls is not None:
+            tail = calls.feed(tail)
+            rest, made = calls.finish()
+            tail += rest
         if tail:
             if record:
                 record.add(tail)
@@ -196,7 +243,11 @@ class Completions:
             record.finish(finished)
             record.save(record.end())
         reason = "cancelled" if finished.reason == "stopped" else finished.reason
-        yield Outcome(reason, prompt, completion, ttft, rate, record.session_id if record else None)
+        if made and reason in ("stop", "length"):
+            reason = "function_call" if prep.tools.legacy else "tool_calls"
+        elif made:
+            made = []  # a cancelled answer's calls are not complete
+        yield Outcome(reason, prompt, completion, ttft, rate, record.session_id if record else None, made)
 
 
 class StopScanner:

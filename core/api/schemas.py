@@ -8,7 +8,7 @@ Extensions: ``inkstone_session`` stores the exchange in an Inkstone session; ``t
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,12 +21,85 @@ class TextPart(BaseModel):
     text: str
 
 
-class ChatMessage(BaseModel):
-    """A message of the conversation sent by the client."""
+class FunctionCall(BaseModel):
+    """A call's function: its name and the arguments as a JSON string (OpenAI's wire form)."""
 
     model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "developer", "user", "assistant"]
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCallParam(BaseModel):
+    """A tool call of an earlier assistant message (or of a response)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionDef(BaseModel):
+    """A function the model may call (``tools[].function`` or a legacy ``functions`` entry)."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolParam(BaseModel):
+    """One entry of ``tools``."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class NamedFunction(BaseModel):
+    """``{"name": ...}`` in a named tool choice or a legacy ``function_call``."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """``tool_choice: {"type": "function", "function": {"name": ...}}``."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class JsonSchemaFormat(BaseModel):
+    """``response_format.json_schema``: the schema an answer must match."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``response_format``: plain text, any JSON object, or JSON matching a schema."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class ChatMessage(BaseModel):
+    """A message of the conversation sent by the client (``tool`` results answer an assistant's ``tool_calls``;
+    ``function`` is the legacy form of ``tool``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextPart] | None = ""
+    tool_calls: list[ToolCallParam] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    function_call: FunctionCall | None = None
 
     def text(self) -> str:
         """The content as one string (text parts joined)."""
@@ -59,6 +132,14 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=1)
     top_k: int | None = Field(default=None, ge=0)
     repetition_penalty: float | None = Field(default=None, ge=1, le=3)
+    tools: list[ToolParam] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[FunctionDef] | None = None
+    """Legacy form of ``tools`` (answered with ``function_call``)."""
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
+    """Legacy form of ``tool_choice``."""
+    response_format: ResponseFormat | None = None
     inkstone_session: str | None = None
     """Extension: ``"new"`` or an existing session id; the last user message and the answer are stored there."""
 
@@ -92,10 +173,12 @@ class Usage(BaseModel):
 
 
 class AssistantMessage(BaseModel):
-    """The answer in a non-streamed response."""
+    """The answer in a non-streamed response: text, or tool calls (``content`` then null)."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallParam] | None = None
+    function_call: FunctionCall | None = None
 
 
 class Choice(BaseModel):
@@ -123,6 +206,24 @@ class Delta(BaseModel):
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
+    function_call: DeltaFunction | None = None
+
+
+class DeltaFunction(BaseModel):
+    """A piece of a streamed call's function: the name (first piece) and a piece of the arguments."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class DeltaToolCall(BaseModel):
+    """A piece of a streamed tool call: ``index`` says which call; the first piece has the id, type and name."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: DeltaFunction
 
 
 class ChunkChoice(BaseModel):
@@ -177,3 +278,6 @@ class ErrorResponse(BaseModel):
     """``{"error": {...}}``, the shape of every error response."""
 
     error: ErrorBody
+
+
+Delta.model_rebuild()

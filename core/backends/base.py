@@ -94,6 +94,9 @@ class Capabilities:
     one that batches them itself (a remote server, or the fair queue in front of a batching in-process model)."""
     adapters: bool = False
     """``stream`` applies a persona's LoRA adapter (``AdapterSpec``) for one answer."""
+    grammar: bool = False
+    """``stream`` takes a keyword ``constraint`` (``core.generation.constrain.Constraint``): every sampled token is
+    one the grammar allows. Callers pass ``constraint=`` only to a backend that declares it."""
 
 
 @runtime_checkable

@@ -20,8 +20,9 @@ from core.models.loader import LoadedModel
 class TransformersBackend:
     """Streams answers from a model loaded by ``core.models.loader``."""
 
-    capabilities = Capabilities(seed=True, max_concurrent=1, adapters=True)
-    """Seeded sampling (the torch generator, seeded under the lock), one answer at a time, PEFT LoRA adapters."""
+    capabilities = Capabilities(seed=True, max_concurrent=1, adapters=True, grammar=True)
+    """Seeded sampling (the torch generator, seeded under the lock), one answer at a time, PEFT LoRA adapters,
+    grammar-constrained sampling."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
@@ -92,9 +93,10 @@ class TransformersBackend:
         return len(self.codec.prompt_ids(messages))
 
     def _generate_kwargs(
-        self, prompt: list[int], settings: GenerationSettings, messages: ChatMessages
+        self, prompt: list[int], settings: GenerationSettings, messages: ChatMessages, constraint: Any = None
     ) -> dict[str, Any]:
-        """``generate`` arguments shared by streaming and non-streaming calls (prompt lookup decided per prompt)."""
+        """``generate`` arguments shared by streaming and non-streaming calls (prompt lookup decided per prompt;
+        never with a grammar, which checks one token at a time)."""
         import torch
 
         from core.generation.lookup import prompt_lookup_tokens
@@ -108,7 +110,11 @@ class TransformersBackend:
             pad_token_id=getattr(self.codec, "pad_id", None) or self.codec.stop_ids[0],
             **generate_kwargs(settings),
         )
-        if lookup := prompt_lookup_tokens(settings, messages, self.loaded.device):
+        if constraint is not None:
+            from core.generation.constrain import GrammarProcessor
+
+            kwargs["logits_processor"].insert(0, GrammarProcessor(constraint, len(prompt)))
+        elif lookup := prompt_lookup_tokens(settings, messages, self.loaded.device):
             kwargs["prompt_lookup_num_tokens"] = lookup  # eos/length crop drafts; stop strings are cut on text
         return kwargs
 
@@ -128,9 +134,11 @@ class TransformersBackend:
         stop: threading.Event,
         adapter: AdapterSpec | None = None,
         seed: int | None = None,
+        constraint: Any = None,
     ) -> Iterator[StreamEvent]:
         """Generate in a worker thread and yield text as it is decoded (see ``Backend.stream``); ``seed`` seeds the
-        torch generator once the answer holds the model, so a seeded answer samples the same every time."""
+        torch generator once the answer holds the model, so a seeded answer samples the same every time;
+        ``constraint`` (``core.generation.constrain.Constraint``) masks each step to what its grammar allows."""
         import torch
 
         timer = StreamTimer()
@@ -139,7 +147,7 @@ class TransformersBackend:
             if seed is not None:
                 torch.manual_seed(seed)
             streamer = IdStreamer(self.codec, timer)
-            kwargs = self._generate_kwargs(prompt, settings, messages)
+            kwargs = self._generate_kwargs(prompt, settings, messages, constraint)
             kwargs.update(streamer=streamer, stopping_criteria=[StopOnEvent(stop)])
 
             def work() -> None:

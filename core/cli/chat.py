@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kb", help="turn RAG on for this chat with these knowledge bases (NAME[,NAME...])")
     p.add_argument("--edit", metavar="MESSAGE_ID", help="with --session: replace this user message by MESSAGE and "
                    "answer it; the old message and what followed stay as another branch")
+    p.add_argument("--tools", help="let the model call these tools: calculator,datetime,kb (kb searches the --kb "
+                   "knowledge bases when the model decides to), mcp:NAME (a server of inkstone.toml)")
+    p.add_argument("--max-tool-steps", type=int, default=5, help="tool calls per answer before the loop stops")
     p.add_argument("message", nargs="?", help="answer this once; without it, start a REPL")
     add_home_flag(p)
     return p
@@ -129,7 +132,7 @@ def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = N
     return result
 
 
-def repl(engine: Engine, target: Target) -> int:
+def repl(engine: Engine, target: Target, tools: list | None = None, max_tool_steps: int = 5) -> int:
     """Read messages until EOF or /exit; a refused or undecodable line is reported and the REPL goes on."""
     reconfigure = getattr(sys.stdin, "reconfigure", None)
     if reconfigure is not None:
@@ -148,7 +151,13 @@ def repl(engine: Engine, target: Target) -> int:
         if text.strip() in ("/exit", "/quit"):
             return 0
         try:
-            result = answer(engine, target.for_message(text), text)
+            if tools is not None:
+                from core.cli.tools import answer_with_tools
+
+                result = answer_with_tools(engine, target, target.for_message(text), text, tools,
+                                           max_steps=max_tool_steps)
+            else:
+                result = answer(engine, target.for_message(text), text)
         except InkstoneError as exc:
             print(f"error: {exc}", file=sys.stderr)
             continue
@@ -167,10 +176,24 @@ def run(args: argparse.Namespace) -> int:
         )
         progress = (lambda msg: print(msg, file=sys.stderr)) if sys.stderr.isatty() else None
         engine = build_engine(settings, progress)
+        tools = None
+        if args.tools:
+            from core.cli.tools import pick_tools
+
+            tools = pick_tools(engine, args.tools, args.kb)
+            args.kb = None  # the model searches through the tool instead of retrieval on every turn
         target = Target(engine, args)
         if args.message is None:
-            return repl(engine, target)
-        result = answer(engine, target.for_message(args.message), args.message, edit=args.edit)
+            return repl(engine, target, tools, max(0, args.max_tool_steps))
+        if tools is not None:
+            if args.edit:
+                raise InputError("--edit and --tools do not go together yet: edit the message without --tools.")
+            from core.cli.tools import answer_with_tools
+
+            result = answer_with_tools(engine, target, target.for_message(args.message), args.message, tools,
+                                       max_steps=max(0, args.max_tool_steps))
+        else:
+            result = answer(engine, target.for_message(args.message), args.message, edit=args.edit)
     except InkstoneError as exc:
         return fail(exc)
     if args.json:

@@ -23,7 +23,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.backends.base import AdapterSpec, Backend, Capabilities, ChatMessages, Finished, ModelInfo, StreamEvent
 from core.backends.timing import after_wait
@@ -227,7 +227,8 @@ class QueuedBackend:
             weakref.finalize(self, self.batcher.close)  # a replaced engine's batch loop stops with it
         capacity = self.remote or (batch if self.batcher else 1)
         self.queue = FairQueue(capacity, on_shared=self._adapters_off if self.batcher else None)
-        self.capabilities = Capabilities(seed=declared.seed, max_concurrent=capacity, adapters=declared.adapters)
+        self.capabilities = Capabilities(seed=declared.seed, max_concurrent=capacity, adapters=declared.adapters,
+                                         grammar=declared.grammar)
         """The wrapped backend's, with as many answers at once as the queue admits."""
 
     @property
@@ -281,9 +282,13 @@ class QueuedBackend:
         stop: threading.Event,
         adapter: AdapterSpec | None = None,
         seed: int | None = None,
+        constraint: Any = None,
     ) -> Iterator[StreamEvent]:
-        """Wait for a turn (in arrival order), then stream, batched or alone (see ``Backend.stream``)."""
-        seeded = {"seed": seed} if seed is not None and self.inner.capabilities.seed else {}
+        """Wait for a turn (in arrival order), then stream, batched or alone (see ``Backend.stream``); a
+        ``constraint`` (grammar) goes to the batch or to the backend, both sample under it."""
+        seeded: dict[str, Any] = {"seed": seed} if seed is not None and self.inner.capabilities.seed else {}
+        if constraint is not None and self.inner.capabilities.grammar:
+            seeded["constraint"] = constraint
         batched = self.batcher is not None and adapter is None and self.batcher.fits(messages, settings, seed)
         asked = time.perf_counter()
         with self.queue.turn(stop, shared=batched or bool(self.remote)) as admitted:
@@ -296,7 +301,8 @@ class QueuedBackend:
                 yield from after_wait(remote, waited)
                 return
             if batched:
-                yield from after_wait(self.batcher.stream(messages, settings, stop), waited)  # type: ignore[union-attr]
+                batch = self.batcher.stream(messages, settings, stop, constraint)  # type: ignore[union-attr]
+                yield from after_wait(batch, waited)
                 return
             yield from after_wait(self.inner.stream(messages, settings, stop, adapter, **seeded), waited)
 

@@ -45,11 +45,15 @@ class HFChatCodec:
         self.stop_ids = stop
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
 
-    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """Render the chat template with the generation prompt and tokenize it."""
+    def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Render the chat template with the generation prompt and tokenize it. A message with a ``tools`` list
+        (``core.tools.formats``) hands it to the template as its ``tools`` variable."""
+        tools = next((m["tools"] for m in messages if m.get("tools")), None)
+        if tools is not None:
+            messages = [{k: v for k, v in m.items() if k != "tools"} for m in messages]
         with self._lock:
             ids = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=False
+                messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False
             )
         return list(ids)
 

@@ -302,3 +302,21 @@ def m007_message_tree(db: Database) -> None:
     # Children of a message (walking down a branch), and the whole tree of a session without touching rows.
     db.execute("CREATE INDEX messages_parent ON messages (parent_id)")
     db.execute("CREATE INDEX messages_session_tree ON messages (session_id, parent_id, id)")
+
+
+@migration
+def m008_tool_calls(db: Database) -> None:
+    """The tool calls of an answer (issue 21): per answer message, each call in order with its tool, arguments
+    (JSON), result, seconds and whether it failed; deleted with the message."""
+    db.execute("""
+        CREATE TABLE IF NOT EXISTS tool_steps (
+            message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            call_id TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            result TEXT NOT NULL,
+            seconds REAL,
+            error INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (message_id, position)
+        )""")
