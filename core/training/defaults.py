@@ -109,8 +109,9 @@ def plan(options: TrainOptions, shape: DataShape) -> Plan:
                        "falling with the square root of the size).")
     if options.target_modules is None:
         changes["target_modules"] = CHATGLM3_TARGETS if shape.chatglm3 else ("all-linear",)
-        reasons.append("LoRA on " + ("ChatGLM3's linear layers (query_key_value, dense, dense_h_to_4h, "
-                                     "dense_4h_to_h)" if shape.chatglm3 else "all linear layers")
+        reasons.append("LoRA on " + ("ChatGLM3's linear layers query_key_value, dense, dense_h_to_4h, "
+                                     "dense_4h_to_h (q/k/v_proj, o_proj, gate_up_proj, down_proj as Inkstone loads "
+                                     "it)" if shape.chatglm3 else "all linear layers")
                        + ": style takes at a rate that keeps the model's knowledge.")
     if options.rank is None:
         changes["rank"] = 16 if shape.examples >= 500 else 8

@@ -10,7 +10,10 @@ from core.errors import ConfigError
 from core.personas.store import ID_PATTERN
 
 CHATGLM3_TARGETS = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
-"""ChatGLM3's linear layers (fused QKV, attention output, MLP in and out)."""
+"""ChatGLM3's linear layers (fused QKV, attention output, MLP in and out), by their names in THUDM's checkpoint."""
+CHATGLM3_NATIVE = {"query_key_value": ("q_proj", "k_proj", "v_proj"), "dense": ("o_proj",),
+                   "dense_h_to_4h": ("gate_up_proj",), "dense_4h_to_h": ("down_proj",)}
+"""The same layers in the native GLM layout Inkstone loads ChatGLM3 into (``core.chatglm3.weights``)."""
 REPORT_TO = ("none", "tensorboard", "wandb")
 
 

@@ -29,7 +29,7 @@ from core.training.callbacks import Progress, ProgressRecorder
 from core.training.data import DataReport, file_sha256, load_data
 from core.training.defaults import DataShape, Plan, holdout_size, plan
 from core.training.formatting import IGNORE, Encoded, encode_report, split_holdout
-from core.training.options import TrainOptions
+from core.training.options import CHATGLM3_NATIVE, TrainOptions
 from core.training.preview import Preview, resume_command, run_preview
 from core.training.record import install_persona, to_toml
 
@@ -123,14 +123,24 @@ class Collator:
         return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
 
 
-def wrap_lora(model: Any, options: TrainOptions, device: str) -> Any:
+def lora_targets(options: TrainOptions, chatglm3: bool) -> Any:
+    """PEFT's ``target_modules``: "all-linear", or the names given (ChatGLM3's checkpoint names mapped to the
+    native GLM layers they were converted into)."""
+    assert options.target_modules is not None, "plan() fills the target modules"
+    if list(options.target_modules) == ["all-linear"]:
+        return "all-linear"
+    if not chatglm3:
+        return list(options.target_modules)
+    return list(dict.fromkeys(n for t in options.target_modules for n in CHATGLM3_NATIVE.get(t, (t,))))
+
+
+def wrap_lora(model: Any, options: TrainOptions, device: str, chatglm3: bool = False) -> Any:
     """The base with fresh LoRA layers (QLoRA: prepared for k-bit training first)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if options.qlora:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=device == "cuda")
-    assert options.target_modules is not None, "plan() fills the target modules"
-    targets: Any = "all-linear" if list(options.target_modules) == ["all-linear"] else list(options.target_modules)
+    targets = lora_targets(options, chatglm3)
     config = LoraConfig(r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout,
                         target_modules=targets, task_type="CAUSAL_LM")
     try:
@@ -238,7 +248,7 @@ def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print
     say(f"Training on {len(train)} examples from {used} records, {len(held)} held out "
         f"({device}{', QLoRA nf4' if options.qlora else ''}).")
     say(chosen.summary())
-    peft_model = wrap_lora(model, options, device)
+    peft_model = wrap_lora(model, options, device, ref.chatglm3)
     started = time.perf_counter()
     callback = ProgressRecorder(work / "metrics.csv", say, on_progress, resumed=checkpoint is not None)
     trainer = _trainer(peft_model, options, work, device, train, held, codec, callback)
