@@ -35,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+sys.path.append(str(REPO / "bench"))  # after the repo: bench/knowledge.py must not hide knowledge/
 import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]

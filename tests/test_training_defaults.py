@@ -88,9 +88,13 @@ def test_kept_checkpoint_is_named_when_training_went_past_the_best() -> None:
     history = [{"step": 0, "eval_loss": 3.0}, {"step": 8, "eval_loss": 1.0}, {"step": 16, "eval_loss": 0.7},
                {"step": 24, "eval_loss": 0.9}]
     trainer = SimpleNamespace(state=SimpleNamespace(log_history=history))
-    assert _kept(trainer, OPTIONS, said.append) == (0.7, 16)
+    assert _kept(trainer, OPTIONS, said.append, 24) == (0.7, 16)
+    assert _kept(trainer, OPTIONS, said.append, 80) == (0.7, 16)
     assert said == ["Kept the best checkpoint: step 16 (held-out loss 0.7000); the last step (24) had 0.9000, so "
-                    "training past step 16 overfit."]
+                    "training past step 16 overfit.",
+                    "Kept the best checkpoint: step 16 (held-out loss 0.7000); the last step (24) had 0.9000, so "
+                    "training past step 16 overfit; stopped at step 24 of 80, as it had not improved for 3 "
+                    "evaluations."]
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,8 @@ from core.training.preview import Preview, resume_command, run_preview
 from core.training.record import install_persona, to_toml
 
 Say = Callable[[str], None]
+PATIENCE = 3
+"""With --keep-best, training stops once the held-out loss has not improved for this many evaluations."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,7 @@ def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print
                          "--batch-size or --max-length, raise --grad-accum, or use --qlora.") from None
     steps, loss = trainer.state.global_step, callback.last_loss
     seconds = time.perf_counter() - started
-    eval_loss, best_step = _kept(trainer, options, say) if held else (None, None)
+    eval_loss, best_step = _kept(trainer, options, say, chosen.steps) if held else (None, None)
     preview = None
     if options.preview:
         chosen_examples = _preview_examples(report, held or train, options.preview)
@@ -280,7 +282,7 @@ def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print
     return replace(result, persona_dir=dest)
 
 
-def _kept(trainer: Any, options: TrainOptions, say: Say) -> tuple[float | None, int | None]:
+def _kept(trainer: Any, options: TrainOptions, say: Say, planned: int) -> tuple[float | None, int | None]:
     """Held-out loss of the adapter being written, and the step it is from; says which checkpoint was kept."""
     evals = [(e["step"], e["eval_loss"]) for e in trainer.state.log_history if "eval_loss" in e and e["step"] > 0]
     if not evals:
@@ -292,8 +294,10 @@ def _kept(trainer: Any, options: TrainOptions, say: Say) -> tuple[float | None, 
     if best_step == last_step:
         say(f"Held-out loss {last_loss:.4f} at the last step ({last_step}) is the best: keeping it.")
     else:
+        stopped = (f"; stopped at step {last_step} of {planned}, as it had not improved for {PATIENCE} evaluations"
+                   if last_step < planned else "")
         say(f"Kept the best checkpoint: step {best_step} (held-out loss {best_loss:.4f}); the last step "
-            f"({last_step}) had {last_loss:.4f}, so training past step {best_step} overfit.")
+            f"({last_step}) had {last_loss:.4f}, so training past step {best_step} overfit{stopped}.")
     return best_loss, best_step
 
 
@@ -311,13 +315,17 @@ def _trainer(model: Any, options: TrainOptions, work: Path, device: str, train: 
     def rows(items: list[Encoded]) -> list[dict[str, list[int]]]:
         return [{"input_ids": e.input_ids, "labels": e.labels} for e in items]
 
+    from transformers import EarlyStoppingCallback
     from transformers.trainer_callback import PrinterCallback
 
     pad = getattr(codec, "pad_id", None)
+    callbacks = [callback.trainer_callback()]
+    if held and options.keep_best:  # held-out loss up PATIENCE evaluations in a row: overfitting, stop there
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=PATIENCE))
     trainer = Trainer(model=model, args=training_arguments(options, work, device, evaluate=bool(held)),
                       train_dataset=rows(train), eval_dataset=rows(held) or None,
                       data_collator=Collator(pad if pad is not None else codec.stop_ids[0]),
-                      callbacks=[callback.trainer_callback()])
+                      callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # the recorder reports progress; stdout is for the summary
     return trainer
 
