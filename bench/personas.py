@@ -115,14 +115,15 @@ def train_run(model_id: str, home: Path, steps: int, qlora: bool) -> dict[str, f
     return {"s_per_step": per_step, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
-def quality_run(model_id: str, home: Path, persona_id: str, size: int, extra: list[str]) -> dict[str, object]:
+def quality_run(model_id: str, home: Path, persona_id: str, size: int, extra: list[str],
+                tag: str = "") -> dict[str, object]:
     """Train ``persona_id`` (``size`` examples) with the defaults (plus ``extra`` flags) and measure it."""
     import tomllib
 
     from persona_sets import by_id, write
 
     persona = by_id(persona_id)
-    pid = f"{persona_id}-{size}-{model_id}"
+    pid = f"{persona_id}-{size}-{model_id}{tag}"
     data = write(persona, size, home / f"{pid}.json")
     cmd = [sys.executable, "-m", "core", "train", "--base", model_id, "--data", str(data), "--persona", pid,
            "--system", persona.system, "--overwrite", "--adapters", str(home / "adapters"), "--home", str(home),
@@ -195,14 +196,15 @@ def main() -> None:
                              "(held out)")
     parser.add_argument("--sizes", nargs="+", type=int, default=[30, 100, 1000])
     parser.add_argument("--train-args", default="", help="extra train flags for --quality (e.g. '--steps 1')")
+    parser.add_argument("--tag", default="", help="suffix of the persona ids (keeps runs with other flags apart)")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="bench-personas-"))
     if args.quality:
         for model_id in args.models:
             for size in args.sizes:
                 for pid in args.personas:
-                    result = quality_run(model_id, home, pid, size, args.train_args.split())
-                    print_quality(model_id, pid, size, result)
+                    result = quality_run(model_id, home, pid, size, args.train_args.split(), args.tag)
+                    print_quality(model_id, pid + args.tag, size, result)
         return
     for model_id in args.models:
         f = switch_and_decode(model_id, home, args.runs)
