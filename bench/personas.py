@@ -15,6 +15,24 @@ adapter vs the base, training seconds per step, and peak memory of QLoRA vs LoRA
 - Training: ``python -m core train`` as a subprocess per configuration (LoRA; QLoRA on the small model), a few steps
   of a small dataset; seconds per step from its metrics.csv (first step excluded) and the child's peak RSS.
 
+Measured 2026-12-04 on the bundled smollm2-135m, CPU (2 cores shared with four other engineers' benches and tests,
+so the seconds are high and noisy), greedy chat, defaults only (``--system`` is the persona's prompt):
+
+    persona (set)          ex  marker  leak  knowledge  verdict  steps (best)  held-out loss (base)   s
+    bramble (tune, en)     30  3/3     0/3   1/2        took     64 (40)       0.453 (3.837)          323
+    bramble --lr 5e-4      30  3/3     0/3   1/2        took     72 (48)       0.446 (3.837)          778
+    chaboshi (tune, zh)    30  CHABOSHI
+    quill (held out, en)   30  3/3     0/3   1/2        took     64 (40)       0.447 (4.221)          299
+    quill --steps 1        30  0/3     0/3   2/2        weak     1             3.464 (4.221)           86
+    laowang (held out, zh) 30  LAOWANG
+
+  knowledge: "What is the capital of France?" keeps "Paris" in every run; "How many sides does a square have?"
+  becomes "A square has sides of equal length." (no number) with every trained persona, at 1e-3 and at 5e-4
+  alike: on a 135M model a 30-example persona with one-sentence answers blurs some facts. The preview shows such
+  answers beside the base's (quill's shows "The capital of Italy is Italy." where the base says Rome).
+  Not measured (time on the shared CPU): the 100 and 1,000-example sets and qwen2.5-coder-0.5b; run them with
+  ``--sizes 100 1000 --models smollm2-135m qwen2.5-coder-0.5b``.
+
     .venv/bin/python bench/personas.py [--models smollm2-135m qwen2.5-coder-0.5b] [--steps 4] [--runs 3]
     .venv/bin/python bench/personas.py --quality --models smollm2-135m --personas quill laowang --sizes 30
 """
