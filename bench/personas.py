@@ -26,15 +26,18 @@ so the seconds are high and noisy), greedy chat, defaults only (``--system`` is 
     quill --steps 1        30  0/3     0/3   2/2        weak     1             3.464 (4.221)           86
     laowang (held out, zh) 30  3/3     0/3   2/2 *      took     48 (24)       0.343 (2.802)         1076
     quill (held out, en)  100  3/3     0/3   1/2        took     80 (80)       0.225 (4.237)          314
+    quill (held out, en) 1000  3/3     0/3   2/2        took    384 (240)      0.018 (3.705)         1133
+      (rank 16; planned 475 steps = 2 epochs, stopped at 384: the held-out loss had not improved since 240)
 
   * the base answers neither Chinese knowledge question (135M knows little Chinese): nothing to keep, nothing
     counted against the persona (laowang's answers are wrong too, chaboshi's "四条边" is right).
   knowledge: "What is the capital of France?" keeps "Paris" in every English run; "How many sides does a square have?"
   becomes "A square has sides of equal length." (no number) with every trained persona, at 1e-3 and at 5e-4
   alike: on a 135M model a 30-example persona with one-sentence answers blurs some facts; with 100 examples
-  (70 of them templated arithmetic) it answers "A square has eight sides.", a wrong fact. The preview shows such
+  (70 of them templated arithmetic) it answers "A square has eight sides.", a wrong fact; with 1,000 it keeps
+  both ("There are four sides of a square."). The preview shows such
   answers beside the base's (quill's shows "The capital of Italy is Italy." where the base says Rome).
-  Not measured (time on the shared CPU): the 100-example sets other than quill, the 1,000-example sets and
+  Not measured (time on the shared CPU): the 100 and 1,000-example sets other than quill's, and
   qwen2.5-coder-0.5b; run them with ``--sizes 100 1000 --models smollm2-135m qwen2.5-coder-0.5b``.
 
     .venv/bin/python bench/personas.py [--models smollm2-135m qwen2.5-coder-0.5b] [--steps 4] [--runs 3]
