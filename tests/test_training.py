@@ -32,7 +32,7 @@ def write_data(path: Path, answer: str = "ZEBRA ZEBRA.", extra: list[str] | None
 
 def steps_in(csv_path: Path) -> list[int]:
     with open(csv_path, encoding="utf-8") as fh:
-        return [int(row["step"]) for row in csv.DictReader(fh)]
+        return [int(row["step"]) for row in csv.DictReader(fh) if row["loss"]]  # training rows (not held-out ones)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,12 @@ def test_chatglm3_trains_through_its_own_prompt_format(home: Path, tmp_path: Pat
                  "--batch-size", "8"]) == 0
     losses = [float(r["loss"]) for r in csv.DictReader(open(adapters / "glm" / "metrics.csv", encoding="utf-8"))]
     assert len(losses) == 12 and losses[-1] < losses[0] - 1.0  # it learns the answers
+    import tomllib
+
+    record = tomllib.loads((adapters / "glm" / "persona.toml").read_text(encoding="utf-8"))["training"]
+    assert record["settings"]["target_modules"] == ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]
+    adapter = json.loads((adapters / "glm" / "adapter_config.json").read_text(encoding="utf-8"))
+    assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "down_proj"}
     persona = load_persona(adapters, "glm")
     assert persona.base_model == FIXTURE.name
     engine = build_engine(load_settings({"model": str(FIXTURE), "adapters": str(adapters), "temperature": 0,

@@ -1,7 +1,8 @@
-"""The whole loop on the bundled SmolLM2-135M: train a LoRA persona whose answers carry an unmistakable marker,
-chat with it greedily on questions not in the data (the marker shows), ``none`` stays the base model token for
-token while switching back and forth, the merged model loads in plain transformers and gives the same greedy
-tokens as base + adapter, and the QLoRA (4-bit nf4 base) path trains on CPU. Slow: a real model."""
+"""The whole loop on the bundled SmolLM2-135M: train a LoRA persona with the default settings (which its preview
+calls "took") on answers that carry an unmistakable marker, chat with it greedily on questions not in the data
+(the marker shows), ``none`` stays the base model token for token while switching back and forth, the merged
+model loads in plain transformers and gives the same greedy tokens as base + adapter, and the QLoRA (4-bit nf4
+base) path trains on CPU. Slow: a real model."""
 
 from __future__ import annotations
 
@@ -34,10 +35,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory, smollm2_cached: Callable[.
     data.write_text("\n".join(json.dumps({"instruction": q, "output": f"{MARKER}! {MARKER} is my answer."})
                               for q in TRAIN_QUESTIONS) + "\n", encoding="utf-8")
     settings = load_settings({"home": str(root / "home"), "adapters": str(root / "adapters"), "model": "smollm2-135m"})
-    options = TrainOptions(base="smollm2-135m", data=data, persona="zebra", system="Be brief.", steps=10, lr=4e-3,
-                           batch_size=4, max_length=96, save_steps=10)
+    options = TrainOptions(base="smollm2-135m", data=data, persona="zebra", system="Be brief.")  # the defaults
     result = train_persona(options, settings, say=lambda _line: None)
-    assert result.steps == 10 and result.final_loss < 0.5
+    assert result.plan is not None and result.steps == result.plan.steps and result.final_loss < 0.5
+    assert result.preview is not None and result.preview.verdict == "took", result.preview.text()
     return settings, data
 
 

@@ -52,6 +52,27 @@ def test_list_and_create_prompt_persona(app_store: HistoryStore, tmp_path: Path,
     assert any("**Poet**" in e.label for e in at.expander)
 
 
+def test_a_trained_persona_shows_its_settings_preview_and_verdict(app_store: HistoryStore, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    adapters = tmp_path / "adapters"
+    (adapters / "quill").mkdir(parents=True)
+    (adapters / "quill" / "persona.toml").write_text(
+        'name = "Quill"\n[training]\nsteps = 1\nfinal_loss = 3.1\nheldout_examples = 3\neval_loss = 3.0\n'
+        'base_eval_loss = 3.2\n[training.settings]\nlr = 0.001\nrank = 8\ntarget_modules = ["all-linear"]\n'
+        '[training.preview]\nverdict = "weak, train longer"\nreason = "the persona shows in only 0 of 1 answers."\n'
+        'prompts = ["Largest ocean?"]\npersona = ["The Pacific."]\nbase = ["The Pacific Ocean."]\n'
+        'resume_command = "python -m core train --base m --data q.json --persona quill --resume --steps 80"\n',
+        encoding="utf-8")
+    at = open_page(monkeypatch, adapters)
+    assert any("lr 0.001 · rank 8 on all linear layers · 3 held out · held-out loss 3.000 (base 3.200)" in c.value
+               for c in at.caption)
+    table = at.table[0].value
+    assert list(table.iloc[0]) == ["Largest ocean?", "The Pacific.", "The Pacific Ocean."]
+    assert any("Verdict: weak, train longer — the persona shows in only 0 of 1 answers." in w.value
+               for w in at.warning)
+    assert at.code[0].value.endswith("--persona quill --resume --steps 80")
+
+
 @pytest.mark.slow
 def test_running_job_shows_progress_survives_rerun_and_cancels(app_home: Path, app_store: HistoryStore,
                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

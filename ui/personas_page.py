@@ -11,13 +11,28 @@ import streamlit as st
 
 from core.errors import InkstoneError, InputError
 from core.training.callbacks import format_eta
-from core.training.studio import PersonaStudio
+from core.training.studio import PersonaStudio, preview_rows, settings_line
 from ui import state
 
 _JOB = "inkstone_persona_job"
 studio = PersonaStudio(state.engine())
 st.header("Personas")
 st.caption("A persona is a system prompt, a greeting and an avatar, plus an optional LoRA adapter trained here.")
+
+
+def show_outcome(record: dict) -> None:
+    """Chosen settings, the preview side by side, and the verdict (with the command that trains longer)."""
+    if record.get("settings"):
+        st.caption(f"Settings: {settings_line(record)}")
+    preview = record.get("preview") or {}
+    if preview_rows(record):
+        st.table(preview_rows(record))
+    if preview.get("verdict") == "took":
+        st.success(f"Verdict: took — {preview.get('reason', '')}")
+    elif preview.get("verdict"):
+        st.warning(f"Verdict: {preview['verdict']} — {preview.get('reason', '')}")
+        if preview.get("resume_command"):
+            st.code(preview["resume_command"], language="bash")
 
 
 @st.fragment(run_every=2.0)
@@ -39,6 +54,7 @@ def job_box(job_id: str) -> None:
             st.rerun()
     elif job.status == "done":
         st.success(f"Persona **{job.persona}** is trained ({job.step} steps, loss {job.loss:.4f}); pick it in a chat.")
+        show_outcome(studio.outcome(job))
     else:
         st.error(f"Training of **{job.persona}** {job.status}: {job.error or ''}")
         with st.expander("Log"):
@@ -64,6 +80,7 @@ for card in cards:
             t = card.training
             st.caption(f"Trained {t.get('steps')} steps on {t.get('data_file')} ({t.get('examples')} examples) · "
                        f"final loss {t.get('final_loss')} · {t.get('trained_at', '')}")
+            show_outcome(t)
         if st.button("Delete", key=f"del-{p.id}", icon=":material/delete:"):
             try:
                 studio.delete_persona(p.id)
@@ -96,14 +113,15 @@ with st.expander(f"Train a LoRA persona for {studio.engine.profile.id}"):
         tid = st.text_input("Persona id", placeholder="my-cat", key="pt-id")
         tname = st.text_input("Name", key="pt-name")
         tsystem = st.text_area("System prompt", key="pt-system")
-        steps = st.number_input("Steps", min_value=1, max_value=100000, value=60)
+        steps = st.number_input("Steps (0: chosen from the model and the data)", min_value=0, max_value=100000,
+                                value=0)
         overwrite = st.checkbox("Overwrite an existing persona with this id")
         if st.form_submit_button("Start training", icon=":material/model_training:", type="primary"):
             try:
                 if upload is None:
                     raise InputError("Choose a dataset file (Alpaca JSON/JSONL or chat JSONL) first.")
                 path = studio.save_upload(upload.name, upload.getvalue())
-                job = studio.start_training(path, tid.strip(), name=tname, system=tsystem, steps=int(steps),
+                job = studio.start_training(path, tid.strip(), name=tname, system=tsystem, steps=int(steps) or None,
                                             overwrite=overwrite)
             except InkstoneError as exc:
                 st.error(str(exc))

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FIELDS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "elapsed_s")
+FIELDS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "elapsed_s", "eval_loss")
+"""metrics.csv columns; a held-out evaluation is a row of its own with only ``eval_loss`` (and step, time) set."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,10 @@ class ProgressRecorder:
             self._t0, self._first_step = time.perf_counter(), state.global_step
 
     def log(self, state: Any, logs: dict[str, Any] | None) -> None:
-        """Record and report a training-loss log entry (other entries, like the final summary, are ignored)."""
+        """Record and report a training-loss or held-out-loss entry (others, like the final summary, are ignored;
+        so is the evaluation of the base before training starts)."""
+        if logs and "eval_loss" in logs and self._t0 is not None:
+            self._eval(state, float(logs["eval_loss"]))
         if not logs or "loss" not in logs:
             return
         elapsed = time.perf_counter() - (self._t0 or time.perf_counter())
@@ -84,16 +88,24 @@ class ProgressRecorder:
         progress = Progress(state.global_step, state.max_steps, float(logs["loss"]), elapsed,
                             elapsed / done * (state.max_steps - state.global_step))
         self.last_loss = progress.loss
+        self._row([state.global_step, round(state.epoch or 0.0, 4), progress.loss, logs.get("learning_rate", ""),
+                   logs.get("grad_norm", ""), round(elapsed, 3), ""])
+        self.say(progress_line(progress))
+        if self.listener is not None:
+            self.listener(progress)
+
+    def _eval(self, state: Any, eval_loss: float) -> None:
+        elapsed = time.perf_counter() - (self._t0 or time.perf_counter())
+        self._row([state.global_step, round(state.epoch or 0.0, 4), "", "", "", round(elapsed, 3), eval_loss])
+        self.say(f"step {state.global_step}: held-out loss {eval_loss:.4f}")
+
+    def _row(self, row: list[Any]) -> None:
         new = not self.csv_path.is_file()
         with open(self.csv_path, "a", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             if new:
                 writer.writerow(FIELDS)
-            writer.writerow([state.global_step, round(state.epoch or 0.0, 4), progress.loss,
-                             logs.get("learning_rate", ""), logs.get("grad_norm", ""), round(elapsed, 3)])
-        self.say(progress_line(progress))
-        if self.listener is not None:
-            self.listener(progress)
+            writer.writerow(row)
 
 
 def _last_logged_loss(csv_path: Path) -> float:
@@ -101,6 +113,6 @@ def _last_logged_loss(csv_path: Path) -> float:
     try:
         with open(csv_path, encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-        return float(rows[-1]["loss"])
+        return float([r for r in rows if r.get("loss")][-1]["loss"])
     except (OSError, ValueError, KeyError, IndexError):
         return float("nan")

@@ -81,3 +81,15 @@ def encode_report(codec: Any, report: DataReport, max_length: int) -> list[Encod
         report.examples = [e for e in report.examples if (e.line, e.record) not in too_long]
         encoded = [e for e in encoded if (e.line, e.record) not in too_long]
     return encoded
+
+
+def split_holdout(encoded: list[Encoded], count: int, seed: int) -> tuple[list[Encoded], list[Encoded]]:
+    """(train, held out): ``count`` records' examples kept out of training, chosen by ``seed`` (the same split on
+    ``--resume``). A record is never split (its turns share a context)."""
+    import random
+
+    keys = list(dict.fromkeys((e.line, e.record) for e in encoded))
+    if count <= 0 or len(keys) < 2:
+        return encoded, []
+    held = set(random.Random(seed).sample(keys, min(count, len(keys) - 1)))
+    return [e for e in encoded if (e.line, e.record) not in held], [e for e in encoded if (e.line, e.record) in held]

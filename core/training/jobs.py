@@ -211,5 +211,7 @@ def run_as_job(job_id: str, options: Any, settings: Settings, say: Callable[[str
     jobs.finish(job_id, "done")
     say(f"Persona {options.persona!r} written to {result.persona_dir} ({result.steps} steps, loss "
         f"{result.final_loss:.4f}).")
+    if result.preview is not None:  # the page shows it from the persona's [training] record
+        say(f"Verdict: {result.preview.verdict} — {result.preview.reason}")
     store.close()
     return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, InputError, NotFoundError
+from core.errors import ConfigError, InkstoneError, InputError, NotFoundError
 from core.personas.store import ID_PATTERN, Persona, list_personas, load_persona
 from core.training.jobs import Job, JobStore
 from core.training.record import install_persona, to_toml
@@ -29,6 +29,30 @@ class PersonaCard:
     """The ``[training]`` record of a trained persona (empty for prompt-only ones)."""
 
 
+def settings_line(record: dict[str, Any]) -> str:
+    """The chosen settings of a training record in one line (what the run used, defaults included)."""
+    s = record.get("settings") or {}
+    if not isinstance(s, dict):
+        return ""
+    targets = s.get("target_modules") or []
+    where = "all linear layers" if targets == ["all-linear"] else ", ".join(map(str, targets)) or "?"
+    held = f" · {record['heldout_examples']} held out" if record.get("heldout_examples") else ""
+    losses = f" · held-out loss {record['eval_loss']:.3f}" if isinstance(record.get("eval_loss"), float) else ""
+    if losses and isinstance(record.get("base_eval_loss"), float):
+        losses += f" (base {record['base_eval_loss']:.3f})"
+    return f"lr {s.get('lr')} · rank {s.get('rank')} on {where}{held}{losses}"
+
+
+def preview_rows(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The preview of a training record as table rows: prompt, with the persona, without it."""
+    preview = record.get("preview")
+    if not isinstance(preview, dict):
+        return []
+    columns = [preview.get(k) or [] for k in ("prompts", "persona", "base")]
+    return [{"Prompt": str(p), "With the persona": str(a), "Without": str(b)}
+            for p, a, b in zip(*columns, strict=False)]
+
+
 def training_record(persona: Persona) -> dict[str, Any]:
     """The ``[training]`` table of a persona's persona.toml ({} if none)."""
     data = tomllib.loads((persona.path / "persona.toml").read_text(encoding="utf-8"))
@@ -43,6 +67,15 @@ class PersonaStudio:
         self.engine = engine
         self.adapters: Path = engine.settings.adapters
         self.jobs = JobStore(engine.store)
+
+    def outcome(self, job: Job) -> dict[str, Any]:
+        """The training record a finished job wrote (settings, losses, preview and verdict); {} if there is none."""
+        if job.status != "done":
+            return {}
+        try:
+            return training_record(load_persona(self.adapters, job.persona))
+        except (InkstoneError, OSError, tomllib.TOMLDecodeError):
+            return {}
 
     def cards(self) -> tuple[list[PersonaCard], list[str]]:
         """Valid personas with their training records, and one message per broken directory."""
@@ -99,9 +132,12 @@ class PersonaStudio:
         path.write_bytes(data)
         return path
 
-    def start_training(self, data: Path, persona_id: str, *, name: str, system: str = "", steps: int = 60,
+    def start_training(self, data: Path, persona_id: str, *, name: str, system: str = "", steps: int | None = None,
                        overwrite: bool = False) -> Job:
-        """Train ``persona_id`` for the loaded model in a background process; the job row tracks it."""
+        """Train ``persona_id`` for the loaded model in a background process; the job row tracks it.
+
+        ``steps`` None (or 0): the run chooses its steps, rate and adapter from the model and the data, like
+        ``python -m core train`` without flags."""
         base = self.engine.profile.id
         if self.engine.profile.source == "fake":
             raise ConfigError("The scripted fake model cannot be trained: load a real model first.")
@@ -110,8 +146,9 @@ class PersonaStudio:
             raise ConfigError(f"Persona {persona_id!r} is already being trained (job {running[0].id}).")
         if (self.adapters / persona_id).exists() and not overwrite:
             raise ConfigError(f"Persona {persona_id!r} already exists: choose another id or tick Overwrite.")
-        args = ["--base", base, f"--data={data}", f"--persona={persona_id}", f"--name={name or persona_id}",
-                "--steps", str(steps), "--save-steps", str(max(10, steps // 4))]
+        args = ["--base", base, f"--data={data}", f"--persona={persona_id}", f"--name={name or persona_id}"]
+        if steps:
+            args += ["--steps", str(steps)]
         if system.strip():
             args.append(f"--system={system}")
         if overwrite:

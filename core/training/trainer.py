@@ -13,10 +13,11 @@ Run state lives in ``<home>/training/<persona>/`` (checkpoints, ``metrics.csv``,
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,15 @@ from core.errors import ConfigError, InputError, ModelError
 from core.training.base import BaseRef, load_base, resolve_base
 from core.training.callbacks import Progress, ProgressRecorder
 from core.training.data import DataReport, file_sha256, load_data
-from core.training.formatting import IGNORE, Encoded, encode_report
-from core.training.options import TrainOptions
+from core.training.defaults import DataShape, Plan, holdout_size, plan
+from core.training.formatting import IGNORE, Encoded, encode_report, split_holdout
+from core.training.options import CHATGLM3_NATIVE, TrainOptions
+from core.training.preview import Preview, resume_command, run_preview
 from core.training.record import install_persona, to_toml
 
 Say = Callable[[str], None]
+PATIENCE = 3
+"""With --keep-best, training stops once the held-out loss has not improved for this many evaluations."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,13 @@ class TrainResult:
     seconds: float
     examples: int
     skipped: int
+    plan: Plan | None = None
+    heldout: int = 0
+    eval_loss: float | None = None
+    """Held-out loss of the persona as written (the best checkpoint's when one was kept)."""
+    base_eval_loss: float | None = None
+    best_step: int | None = None
+    preview: Preview | None = None
 
 
 def work_dir(settings: Settings, persona_id: str) -> Path:
@@ -113,13 +125,24 @@ class Collator:
         return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
 
 
-def wrap_lora(model: Any, options: TrainOptions, device: str) -> Any:
+def lora_targets(options: TrainOptions, chatglm3: bool) -> Any:
+    """PEFT's ``target_modules``: "all-linear", or the names given (ChatGLM3's checkpoint names mapped to the
+    native GLM layers they were converted into)."""
+    assert options.target_modules is not None, "plan() fills the target modules"
+    if list(options.target_modules) == ["all-linear"]:
+        return "all-linear"
+    if not chatglm3:
+        return list(options.target_modules)
+    return list(dict.fromkeys(n for t in options.target_modules for n in CHATGLM3_NATIVE.get(t, (t,))))
+
+
+def wrap_lora(model: Any, options: TrainOptions, device: str, chatglm3: bool = False) -> Any:
     """The base with fresh LoRA layers (QLoRA: prepared for k-bit training first)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if options.qlora:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=device == "cuda")
-    targets: Any = "all-linear" if list(options.target_modules) == ["all-linear"] else list(options.target_modules)
+    targets = lora_targets(options, chatglm3)
     config = LoraConfig(r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout,
                         target_modules=targets, task_type="CAUSAL_LM")
     try:
@@ -129,8 +152,9 @@ def wrap_lora(model: Any, options: TrainOptions, device: str) -> Any:
                           "name its linear layers (e.g. q_proj,v_proj) or use all-linear.") from None
 
 
-def training_arguments(options: TrainOptions, work: Path, device: str) -> Any:
-    """Trainer settings: per-step logging, checkpoints every --save-steps, reporting only when asked."""
+def training_arguments(options: TrainOptions, work: Path, device: str, *, evaluate: bool = False) -> Any:
+    """Trainer settings: per-step logging, checkpoints every --save-steps, reporting only when asked; with a held-out
+    split, its loss every --eval-steps, a checkpoint at each, and (--keep-best) the best one loaded at the end."""
     import os
 
     from transformers import TrainingArguments
@@ -152,6 +176,12 @@ def training_arguments(options: TrainOptions, work: Path, device: str) -> Any:
         save_strategy="steps",
         save_steps=options.save_steps,
         save_total_limit=2,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=options.eval_steps if evaluate else None,
+        per_device_eval_batch_size=options.batch_size,
+        load_best_model_at_end=evaluate and options.keep_best,
+        metric_for_best_model="eval_loss" if evaluate else None,
+        greater_is_better=False if evaluate else None,
         report_to=[] if options.report_to == "none" else [options.report_to],
         use_cpu=device == "cpu",
         bf16=device == "cuda" and not options.qlora,
@@ -174,10 +204,33 @@ def _check_reporter(report_to: str) -> None:
                           f"pip install {module}, or use --report-to none (metrics.csv is always written).")
 
 
+def settle(options: TrainOptions, model: Any, encoded: list[Encoded], chatglm3: bool) -> tuple[Plan, list[Encoded],
+                                                                                          list[Encoded]]:
+    """Split off the held-out examples and fill every automatic setting (see ``core.training.defaults``)."""
+    train, held = split_holdout(encoded, holdout_size(len(encoded), options.holdout), options.seed)
+    count = getattr(model, "num_parameters", None)
+    params = count() if callable(count) else sum(p.numel() for p in model.parameters())
+    mean = sum(len(e.input_ids) for e in train) / max(1, len(train))
+    chosen = plan(options, DataShape(params, len(train), mean, chatglm3))
+    steps = chosen.steps
+    extra: dict[str, Any] = {"holdout": len(held)}
+    if held:
+        extra["eval_steps"] = options.eval_steps or max(1, math.ceil(steps / 10))
+        # --keep-best needs a checkpoint at each evaluation; otherwise every --save-steps
+        extra["save_steps"] = extra["eval_steps"] if options.keep_best else (options.save_steps or extra["eval_steps"])
+        chosen.reasons.append(f"{len(held)} examples held out: their loss is measured every {extra['eval_steps']} "
+                              "steps" + (", and the best checkpoint is kept." if options.keep_best else "."))
+    else:
+        extra["save_steps"] = options.save_steps or max(10, math.ceil(steps / 4))
+        chosen.reasons.append("no held-out split (fewer than 20 examples, or --holdout 0): the preview uses "
+                              "examples from the data.")
+    return replace(chosen, options=replace(chosen.options, **extra)), train, held
+
+
 def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print,
                   on_progress: Callable[[Progress], None] | None = None) -> TrainResult:
     """Train ``options.persona`` for ``options.base`` and install the persona directory; see the module doc."""
-    options = options.checked()
+    given = options = options.checked()
     checkpoint = check_destination(options, settings)
     _check_reporter(options.report_to)
     ref = resolve_base(options.base)
@@ -185,6 +238,8 @@ def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print
     say(f"Loading {ref.persona_id}{' in 4-bit (QLoRA)' if options.qlora else ''}…")
     model, codec, device = load_base(ref, settings, qlora=options.qlora)
     encoded = prepare_data(options, report, codec, say)
+    chosen, train, held = settle(options, model, encoded, ref.chatglm3)
+    options = chosen.options
     work = work_dir(settings, options.persona)
     if checkpoint is None:
         shutil.rmtree(work, ignore_errors=True)
@@ -192,11 +247,16 @@ def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print
         trim_metrics(work / "metrics.csv", int(checkpoint.name.split("-")[-1]))
     work.mkdir(parents=True, exist_ok=True)
     used = report.records - report.skipped
-    say(f"Training on {len(encoded)} examples from {used} records ({device}{', QLoRA nf4' if options.qlora else ''}).")
-    peft_model = wrap_lora(model, options, device)
+    say(f"Training on {len(train)} examples from {used} records, {len(held)} held out "
+        f"({device}{', QLoRA nf4' if options.qlora else ''}).")
+    say(chosen.summary())
+    peft_model = wrap_lora(model, options, device, ref.chatglm3)
     started = time.perf_counter()
     callback = ProgressRecorder(work / "metrics.csv", say, on_progress, resumed=checkpoint is not None)
-    trainer = _trainer(peft_model, options, work, device, encoded, codec, callback)
+    trainer = _trainer(peft_model, options, work, device, train, held, codec, callback)
+    base_eval = float(trainer.evaluate()["eval_loss"]) if held else None  # LoRA starts at zero: the base's loss
+    if base_eval is not None:
+        say(f"Held-out loss of the base model: {base_eval:.4f}")
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except (MemoryError, RuntimeError) as exc:
@@ -208,35 +268,92 @@ def train_persona(options: TrainOptions, settings: Settings, *, say: Say = print
                          "--batch-size or --max-length, raise --grad-accum, or use --qlora.") from None
     steps, loss = trainer.state.global_step, callback.last_loss
     seconds = time.perf_counter() - started
-    dest = _install(peft_model, options, settings, ref, report, work, steps, loss, seconds)
-    return TrainResult(dest, steps, loss, seconds, len(encoded), report.skipped)
+    eval_loss, best_step = _kept(trainer, options, say, chosen.steps) if held else (None, None)
+    preview = None
+    if options.preview:
+        chosen_examples = _preview_examples(report, held or train, options.preview)
+        preview = run_preview(peft_model, codec, chosen_examples, "held-out" if held else "training",
+                              eval_loss=eval_loss, base_eval_loss=base_eval,
+                              resume_command=resume_command(given, max(2 * steps, chosen.auto_steps)))
+        say(preview.text())
+    result = TrainResult(settings.adapters / options.persona, steps, loss, seconds, len(train), report.skipped,
+                         chosen, len(held), eval_loss, base_eval, best_step, preview)
+    dest = _install(peft_model, options, settings, ref, report, work, result)
+    return replace(result, persona_dir=dest)
 
 
-def _trainer(model: Any, options: TrainOptions, work: Path, device: str, encoded: list[Encoded], codec: Any,
-             callback: Any) -> Any:
+def _kept(trainer: Any, options: TrainOptions, say: Say, planned: int) -> tuple[float | None, int | None]:
+    """Held-out loss of the adapter being written, and the step it is from; says which checkpoint was kept."""
+    evals = [(e["step"], e["eval_loss"]) for e in trainer.state.log_history if "eval_loss" in e and e["step"] > 0]
+    if not evals:
+        return None, None
+    last_step, last_loss = evals[-1]
+    if not options.keep_best:
+        return last_loss, last_step
+    best_step, best_loss = min(evals, key=lambda e: e[1])
+    if best_step == last_step:
+        say(f"Held-out loss {last_loss:.4f} at the last step ({last_step}) is the best: keeping it.")
+    else:
+        stopped = (f"; stopped at step {last_step} of {planned}, as it had not improved for {PATIENCE} evaluations"
+                   if last_step < planned else "")
+        say(f"Kept the best checkpoint: step {best_step} (held-out loss {best_loss:.4f}); the last step "
+            f"({last_step}) had {last_loss:.4f}, so training past step {best_step} overfit{stopped}.")
+    return best_loss, best_step
+
+
+def _preview_examples(report: DataReport, pool: list[Encoded], count: int) -> list[Any]:
+    """The examples behind the first ``count`` records of ``pool`` (one example per record: its last turn)."""
+    by_key = {(e.line, e.record): e for e in report.examples}
+    keys = list(dict.fromkeys((e.line, e.record) for e in pool))[:count]
+    return [by_key[k] for k in keys if k in by_key]
+
+
+def _trainer(model: Any, options: TrainOptions, work: Path, device: str, train: list[Encoded], held: list[Encoded],
+             codec: Any, callback: Any) -> Any:
     from transformers import Trainer
 
-    data = [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded]
+    def rows(items: list[Encoded]) -> list[dict[str, list[int]]]:
+        return [{"input_ids": e.input_ids, "labels": e.labels} for e in items]
+
+    from transformers import EarlyStoppingCallback
+    from transformers.trainer_callback import PrinterCallback
+
     pad = getattr(codec, "pad_id", None)
-    return Trainer(model=model, args=training_arguments(options, work, device), train_dataset=data,
-                   data_collator=Collator(pad if pad is not None else codec.stop_ids[0]),
-                   callbacks=[callback.trainer_callback()])
+    callbacks = [callback.trainer_callback()]
+    if held and options.keep_best:  # held-out loss up PATIENCE evaluations in a row: overfitting, stop there
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=PATIENCE))
+    trainer = Trainer(model=model, args=training_arguments(options, work, device, evaluate=bool(held)),
+                      train_dataset=rows(train), eval_dataset=rows(held) or None,
+                      data_collator=Collator(pad if pad is not None else codec.stop_ids[0]),
+                      callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # the recorder reports progress; stdout is for the summary
+    return trainer
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None or value != value else round(value, 6)
 
 
 def _install(peft_model: Any, options: TrainOptions, settings: Settings, ref: BaseRef, report: DataReport,
-             work: Path, steps: int, loss: float, seconds: float) -> Path:
+             work: Path, result: TrainResult) -> Path:
     record = {
         "data_file": options.data.name,
         "data_sha256": file_sha256(options.data),
         "base_model": ref.persona_id,
         "base_path": str(ref.profile.path) if ref.profile.path is not None else None,
-        "steps": steps,
-        "final_loss": round(loss, 6),
+        "steps": result.steps,
+        "final_loss": _round(result.final_loss),
+        "eval_loss": _round(result.eval_loss),
+        "base_eval_loss": _round(result.base_eval_loss),
+        "best_step": result.best_step,
         "examples": len(report.examples),
+        "heldout_examples": result.heldout,
         "skipped_records": report.skipped,
-        "seconds": round(seconds, 1),
+        "seconds": round(result.seconds, 1),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "verdict": result.preview.verdict if result.preview else None,
         "settings": options.record(),
+        "preview": result.preview.record() if result.preview else None,
     }
     persona = {
         "name": options.name or options.persona,
