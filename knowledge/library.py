@@ -92,6 +92,7 @@ class KnowledgeLibrary:
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.Lock()
         self._bm25 = Bm25Cache()
+        self._cache = Path(chroma_path).parent / "cache"  # data/cache/: the ONNX graph of e5-small
 
     def register_embedder(self, embedder: Embedder) -> None:
         """Make an already built embedder available under its ``id`` (tests use a tiny fake this way)."""
@@ -106,7 +107,7 @@ class KnowledgeLibrary:
         key = canonical_id(spec)
         with self._lock:
             if key not in self._embedders:
-                self._embedders[key] = load_embedder(key)
+                self._embedders[key] = load_embedder(key, self._cache)
             return self._embedders[key]
 
     def embedder_info(self, spec: str) -> EmbedderInfo:
