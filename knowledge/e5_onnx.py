@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from knowledge.embedders import E5_PAIR_RANGES
 from knowledge.errors import EmbedderError
 
 QK = 32
@@ -284,6 +285,7 @@ class E5Onnx:
 
     id = "e5-small"
     similarity_range = (0.78, 0.92)
+    pair_ranges = E5_PAIR_RANGES
 
     def __init__(self, quantize: bool = True, threads: int | None = None, cache: Path | None = None) -> None:
         try:

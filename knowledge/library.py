@@ -76,6 +76,30 @@ def with_title(title: str, text: str) -> str:
     return text if not title or text.startswith(title) else f"{title}\n{text}"
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def text_language(text: str) -> str:
+    """"zh" when at least a fifth of the non-space characters are CJK (Chinese or Japanese), else "en"."""
+    sample = re.sub(r"\s+", "", text[:600])
+    return "zh" if sample and len(_CJK.findall(sample)) >= 0.2 * len(sample) else "en"
+
+
+def similarity_range(embedder: Embedder, query_lang: str, chunk_text: str) -> tuple[float, float]:
+    """The embedder's cosine range for this query/passage language pair (its ``pair_ranges``), else its one range.
+
+    A cross-language cosine runs lower than a same-language one for the same relevance (e5-small: an English
+    question and the Chinese passage that answers it score 0.73-0.79, an unrelated English passage up to 0.83),
+    so one floor either drops every cross-language answer or lets same-language near misses through.
+    """
+    pairs = getattr(embedder, "pair_ranges", None)
+    if pairs:
+        span = pairs.get((query_lang, text_language(chunk_text)))
+        if span is not None:
+            return span
+    return embedder.similarity_range
+
+
 def collection_name(kb_name: str) -> str:
     """A valid, stable Chroma collection name for any display name: readable ASCII part + hash of the name."""
     normalized = unicodedata.normalize("NFC", kb_name)
@@ -186,7 +210,7 @@ class KnowledgeLibrary:
     ) -> int:
         """Embed and store one batch. Ids carry a token of this ingestion ``run``, so a replaced document's chunks
         get new ids and caches keyed by id (the BM25 tokens) never mistake them for the old ones."""
-        vectors = embedder.embed_documents([with_title(title, c.text) for c in batch])
+        vectors = embedder.embed_documents([with_title(title, c.stored_text) for c in batch])
         metadatas = [
             {
                 "doc_id": doc_id,
@@ -200,7 +224,7 @@ class KnowledgeLibrary:
             for c in batch
         ]
         ids = [f"{doc_id}:{run}:{c.index}" for c in batch]
-        self.store.add(collection, ids, vectors, [c.text for c in batch], metadatas)
+        self.store.add(collection, ids, vectors, [c.stored_text for c in batch], metadatas)
         return len(batch)
 
     def remove_document(self, collection: str, doc_id: str) -> None:
@@ -247,8 +271,9 @@ class KnowledgeLibrary:
                 query_vectors[embedder.id] = embedder.embed_query(query)
             qvec = query_vectors[embedder.id]
             n = min(count, max(CANDIDATES, 4 * k))
-            span = embedder.similarity_range
+            qlang = text_language(query)
             for chunk, cosine in self.store.query(collection, qvec, n):
+                span = similarity_range(embedder, qlang, chunk.text)
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
                 vector_found.add((collection, chunk.id))
             index = self._bm25.get(self.store, collection, str(meta.get("generation", "")), count)
@@ -258,6 +283,7 @@ class KnowledgeLibrary:
             missing = [cid for cid, _ in lexical if (collection, cid) not in candidates]
             for chunk in self.store.get(collection, missing, with_embeddings=True):
                 cosine = float(np.dot(chunk.embedding, qvec)) if chunk.embedding is not None else 0.0
+                span = similarity_range(embedder, qlang, chunk.text)
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
         # One vector list over all collections: calibrated scores are comparable across embedders. In "vector"
         # mode only what the vector search itself found may rank (no BM25 candidates by the back door).
@@ -269,7 +295,9 @@ class KnowledgeLibrary:
             (key for key in candidates if any(key in ranks for ranks in lists)),
             key=lambda key: (-rrf([ranks.get(key) for ranks in lists]), -candidates[key].relevance),
         )
-        chosen = [candidates[key] for key in fused[:k] if candidates[key].relevance >= floor]
+        # The floor applies before the cut to k: a cross-language hit ranked below same-language near misses
+        # still gets in once they fall under the floor.
+        chosen = [candidates[key] for key in fused if candidates[key].relevance >= floor][:k]
         chosen.sort(key=lambda c: -c.relevance)
         return [c.hit() for c in chosen]
 
