@@ -59,6 +59,42 @@ class Hit:
     score: float
     doc_id: str
     collection: str
+    date: str = ""  # the document's date (YYYY, YYYY-MM or YYYY-MM-DD): from its title or first lines, else the file's
+
+
+_ISO_DATE = re.compile(r"\b((?:19|20)\d\d)[-/.年](\d{1,2})(?:[-/.月](\d{1,2}))?")
+_YEAR = re.compile(r"(?<![\d-])((?:19|20)\d\d)(?![\d-])")
+_ZH_YEAR = re.compile(r"([一二三四五六七八九零〇]{4})年")
+_ZH_DIGITS = str.maketrans("零〇一二三四五六七八九", "00123456789")
+_VERSION_WORDS = re.compile(
+    r"(?i)\b(?:19|20)\d\d\b|revision|revised|update[d]?|version|edition|v\d+|修订版?|版|\d+|[()（）\-_.,:]"
+)
+
+
+def document_date(head: str, path: Path | None = None) -> str:
+    """A document's date: the latest year-month(-day) or year named in its first lines (``head``: title and the
+    first few hundred characters; Chinese numeral years like 二零二五年 too), else the file's modification date."""
+    found: list[str] = []
+    for y, m, d in _ISO_DATE.findall(head):
+        if 1 <= int(m) <= 12:
+            found.append(f"{y}-{int(m):02d}" + (f"-{int(d):02d}" if d and 1 <= int(d) <= 31 else ""))
+    found += _YEAR.findall(head)
+    found += [y.translate(_ZH_DIGITS) for y in _ZH_YEAR.findall(head)]
+    if found:
+        return max(found)
+    if path is not None:
+        import datetime
+
+        try:
+            return datetime.date.fromtimestamp(Path(path).stat().st_mtime).isoformat()
+        except OSError:
+            return ""
+    return ""
+
+
+def version_family(title: str) -> str:
+    """A title without its years, version words and digits: two documents with the same family are versions."""
+    return re.sub(r"\s+", " ", _VERSION_WORDS.sub(" ", title.lower())).strip()
 
 
 def document_title(first_chunk: str, source_name: str) -> str:
@@ -80,7 +116,7 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def text_language(text: str) -> str:
-    """"zh" when at least a fifth of the non-space characters are CJK (Chinese or Japanese), else "en"."""
+    """ "zh" when at least a fifth of the non-space characters are CJK (Chinese or Japanese), else "en"."""
     sample = re.sub(r"\s+", "", text[:600])
     return "zh" if sample and len(_CJK.findall(sample)) >= 0.2 * len(sample) else "en"
 
@@ -180,19 +216,23 @@ class KnowledgeLibrary:
         done = 0
         run = uuid.uuid4().hex[:8]
         title: str | None = None
+        date = ""
         batch: list[Chunk] = []
         try:
             for chunk in split_segments(document.segments(), chunk_size, chunk_overlap):
                 if title is None:
                     title = document_title(chunk.text, source_name)
+                    date = document_date(f"{title}\n{source_name}\n{chunk.text[:300]}", path)
                 batch.append(chunk)
                 if len(batch) >= BATCH_SIZE:
-                    done += self._store_batch(collection, embedder, doc_id, run, source_name, title, batch)
+                    done += self._store_batch(collection, embedder, doc_id, run, source_name, title, batch, date)
                     batch = []
                     if progress is not None:
                         progress(done, None)
             if batch:
-                done += self._store_batch(collection, embedder, doc_id, run, source_name, title or source_name, batch)
+                done += self._store_batch(
+                    collection, embedder, doc_id, run, source_name, title or source_name, batch, date
+                )
             self.store.touch(collection)
             if progress is not None:
                 progress(done, done)
@@ -206,7 +246,15 @@ class KnowledgeLibrary:
         return DocumentStats(pages=document.pages, chunks=done, warnings=list(document.warnings))
 
     def _store_batch(
-        self, collection: str, embedder: Embedder, doc_id: str, run: str, source: str, title: str, batch: list[Chunk]
+        self,
+        collection: str,
+        embedder: Embedder,
+        doc_id: str,
+        run: str,
+        source: str,
+        title: str,
+        batch: list[Chunk],
+        date: str = "",
     ) -> int:
         """Embed and store one batch. Ids carry a token of this ingestion ``run``, so a replaced document's chunks
         get new ids and caches keyed by id (the BM25 tokens) never mistake them for the old ones."""
@@ -216,6 +264,7 @@ class KnowledgeLibrary:
                 "doc_id": doc_id,
                 "source": source,
                 "title": title,
+                "date": date,
                 "page": c.page or 0,
                 "chunk": c.index,
                 "start": c.start,
@@ -299,7 +348,7 @@ class KnowledgeLibrary:
         # still gets in once they fall under the floor.
         chosen = [candidates[key] for key in fused if candidates[key].relevance >= floor][:k]
         chosen.sort(key=lambda c: -c.relevance)
-        return [c.hit() for c in chosen]
+        return [c.hit() for c in newer_first(chosen)]
 
     def reembed(self, collection: str, new_embedder_spec: str, progress: Progress | None = None) -> EmbedderInfo:
         """Re-embed the stored chunk texts with another embedder, into a fresh collection that replaces the old."""
@@ -330,6 +379,25 @@ class KnowledgeLibrary:
         self.store.close()
 
 
+def newer_first(chosen: list[_Candidate]) -> list[_Candidate]:
+    """Where hits come from versions of one document (same title once years and words like "revision" are
+    left out: an expense policy and its 2025 revision), the newer version's hits move up to where the first of
+    that family stood; other hits keep their place."""
+    families: dict[str, list[_Candidate]] = {}
+    for c in chosen:
+        families.setdefault(version_family(str(c.chunk.metadata.get("title", ""))), []).append(c)
+    slots: dict[str, list[_Candidate]] = {
+        f: sorted(group, key=lambda c: str(c.chunk.metadata.get("date", "")), reverse=True)
+        for f, group in families.items()
+        if f and len({c.chunk.metadata.get("doc_id") for c in group}) > 1
+    }
+    out = []
+    for c in chosen:
+        family = version_family(str(c.chunk.metadata.get("title", "")))
+        out.append(slots[family].pop(0) if family in slots else c)
+    return out
+
+
 @dataclass
 class _Candidate:
     collection: str
@@ -346,6 +414,7 @@ class _Candidate:
             score=round(self.relevance, 4),
             doc_id=str(meta.get("doc_id", "")),
             collection=self.collection,
+            date=str(meta.get("date", "")),
         )
 
 
