@@ -63,23 +63,44 @@ class Hit:
 
 
 _ISO_DATE = re.compile(r"\b((?:19|20)\d\d)[-/.年](\d{1,2})(?:[-/.月](\d{1,2}))?")
+_MONTHS = "january february march april may june july august september october november december".split()
+_EN_DATE = re.compile(r"(?i)\b(\d{1,2})\s+(" + "|".join(_MONTHS) + r")\s+((?:19|20)\d\d)\b")
 _YEAR = re.compile(r"(?<![\d-])((?:19|20)\d\d)(?![\d-])")
-_ZH_YEAR = re.compile(r"([一二三四五六七八九零〇]{4})年")
+_DATE_WORD_YEAR = re.compile(
+    r"(?i)(?:effective|updated|revised|revision|as of|dated|issued|published|生效|修订|发布|更新|自)\D{0,12}?"
+    r"((?:19|20)\d\d|[一二三四五六七八九零〇]{4})"
+)
+_ZH_DATE = re.compile(r"([一二三四五六七八九零〇]{4})年([一二三四五六七八九十]{1,2})月")
 _ZH_DIGITS = str.maketrans("零〇一二三四五六七八九", "00123456789")
 _VERSION_WORDS = re.compile(
     r"(?i)\b(?:19|20)\d\d\b|revision|revised|update[d]?|version|edition|v\d+|修订版?|版|\d+|[()（）\-_.,:]"
 )
 
 
-def document_date(head: str, path: Path | None = None) -> str:
-    """A document's date: the latest year-month(-day) or year named in its first lines (``head``: title and the
-    first few hundred characters; Chinese numeral years like 二零二五年 too), else the file's modification date."""
-    found: list[str] = []
-    for y, m, d in _ISO_DATE.findall(head):
-        if 1 <= int(m) <= 12:
-            found.append(f"{y}-{int(m):02d}" + (f"-{int(d):02d}" if d and 1 <= int(d) <= 31 else ""))
-    found += _YEAR.findall(head)
-    found += [y.translate(_ZH_DIGITS) for y in _ZH_YEAR.findall(head)]
+def _zh_number(text: str) -> int:
+    """一 .. 三十一 as an int (month and day numerals)."""
+    if "十" not in text:
+        return int(text.translate(_ZH_DIGITS) or 0)
+    tens, _, ones = text.partition("十")
+    return int(tens.translate(_ZH_DIGITS) or 1) * 10 + int(ones.translate(_ZH_DIGITS) or 0)
+
+
+def document_date(title: str, head: str = "", path: Path | None = None) -> str:
+    """A document's date: the latest of the years in its ``title``, and of the dates in its first lines
+    (``head``: full dates like 2025-01-01, 1 January 2025, 二零二五年七月一日, or a year after a word such as
+    "effective", "revised" or 生效); else the file's modification date. A bare year in the text ("erupted in
+    1822") is not taken for the document's date."""
+    found = list(_YEAR.findall(title))
+    for text in (title, head):
+        for y, m, d in _ISO_DATE.findall(text):
+            if 1 <= int(m) <= 12:
+                found.append(f"{y}-{int(m):02d}" + (f"-{int(d):02d}" if d and 1 <= int(d) <= 31 else ""))
+        for d, month, y in _EN_DATE.findall(text):
+            found.append(f"{y}-{_MONTHS.index(month.lower()) + 1:02d}-{int(d):02d}")
+        for y, m in _ZH_DATE.findall(text):
+            if 1 <= _zh_number(m) <= 12:
+                found.append(f"{y.translate(_ZH_DIGITS)}-{_zh_number(m):02d}")
+        found += [y.translate(_ZH_DIGITS) for y in _DATE_WORD_YEAR.findall(text)]
     if found:
         return max(found)
     if path is not None:
@@ -222,7 +243,7 @@ class KnowledgeLibrary:
             for chunk in split_segments(document.segments(), chunk_size, chunk_overlap):
                 if title is None:
                     title = document_title(chunk.text, source_name)
-                    date = document_date(f"{title}\n{source_name}\n{chunk.text[:300]}", path)
+                    date = document_date(f"{title}\n{source_name}", chunk.text[:300], path)
                 batch.append(chunk)
                 if len(batch) >= BATCH_SIZE:
                     done += self._store_batch(collection, embedder, doc_id, run, source_name, title, batch, date)

@@ -102,3 +102,13 @@ def test_html_and_docx_tables_keep_their_header(tmp_path) -> None:
         tabled = [c for c in chunks if " | " in c.text and c.header]
         assert tabled, path.name
         assert all(c.stored_text.split("\n")[0] in ("车位类型 | 月租", "Property | Value") for c in tabled)
+
+
+def test_document_dates_and_version_families() -> None:
+    from knowledge.library import document_date, version_family
+
+    assert document_date("Expense Policy (2025 revision)", "Effective 1 January 2025.") == "2025-01-01"
+    assert document_date("兰亭花园停车收费通知", "自二零二五年七月一日起执行。") == "2025-07"
+    assert document_date("Volcano notes", "Mount Ember last erupted in 1822.") == ""  # a year in a fact is no date
+    assert version_family("Expense Policy (2025 revision)") == version_family("Expense Policy")
+    assert version_family("青禾咨询员工手册") != version_family("青禾咨询成都分公司员工手册")
