@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -26,6 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core  # noqa: E402,F401 - first: offline, no telemetry, no hub kernels (core/offline.py)
+
+# One ONNX export of e5-small for every run (the throwaway data dirs would otherwise export it each time).
+os.environ.setdefault("INKSTONE_ONNX_CACHE", str(Path.home() / ".cache" / "inkstone" / "e5-small-onnx"))
 from knowledge import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, DEFAULT_EMBEDDER, KnowledgeLibrary  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "rag"
@@ -89,6 +93,69 @@ def evaluate(lib: KnowledgeLibrary, collection: str, embedder: str, mode: str, q
     }
 
 
+HARD = Path(__file__).resolve().parents[1] / "tests" / "data" / "rag_hard"
+KINDS = ("same", "cross", "followup", "versioned", "table")
+
+
+def followup_query(q: dict, rule: str) -> str:
+    """What a chat searches for this question: ``app`` is the chat's own rule (``retrieval_query``: the user turn
+    before it, then the question), ``last`` the question alone."""
+    from core.chat.service import retrieval_query
+
+    if rule == "last" or not q.get("history"):
+        return q["question"]
+    turns = [("user", text) for text in q["history"]] + [("user", q["question"])]
+    return retrieval_query(turns)
+
+
+def evaluate_hard(lib: KnowledgeLibrary, targets: list[tuple[str, str]], questions: list[dict], rule: str = "app",
+                  floor: float | None = None) -> dict:  # fmt: skip
+    """hit@4 per kind, and the share of unrelated questions that get any source, on a rag_hard question file."""
+    per_kind: dict[str, list[bool]] = {}
+    misses: list[str] = []
+    for q in questions:
+        hits = lib.search(targets, followup_query(q, rule), k=4, floor=floor)
+        if q["kind"] == "unrelated":
+            per_kind.setdefault("unrelated", []).append(bool(hits))
+            if hits:
+                misses.append(f"[unrelated] {q['question']} -> {[(h.source, h.score) for h in hits]}")
+            continue
+        answer = squash(q["answer"])
+        good = any(h.source == q["source"] and answer in squash(h.text) for h in hits)
+        per_kind.setdefault(q["kind"], []).append(good)
+        if not good:
+            misses.append(f"[{q['kind']}] {q['question']} -> {[(h.source, h.score) for h in hits]}")
+    return {kind: sum(v) / len(v) for kind, v in per_kind.items()} | {"misses": misses}
+
+
+def main_hard(args: argparse.Namespace) -> None:
+    """hit@4 per kind on the hard set (documents of both sets), plus the unrelated-question false-source rate."""
+    lines = (HARD / args.hard).read_text(encoding="utf-8").splitlines()
+    questions = [json.loads(line) for line in lines if line.strip()]
+    print(f"{args.hard}: {len(questions)} questions; hit@4 per kind; 'unrelated' = share that wrongly got sources")
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = KnowledgeLibrary(Path(tmp) / "chroma")
+        for embedder in args.embedders.split(","):
+            collection = f"hard-{embedder}"
+            start = time.perf_counter()
+            for folder in (DATA / "docs", HARD / "docs"):
+                for path in sorted(folder.iterdir()):
+                    lib.add_document(collection, embedder, path.name, path, path.name, DEFAULT_CHUNK_SIZE,
+                                     DEFAULT_CHUNK_OVERLAP)  # fmt: skip
+            print(f"{embedder}: ingested in {time.perf_counter() - start:.1f} s")
+            print(f"{'embedder':10} {'follow-up':9} " + " ".join(f"{k:>9}" for k in (*KINDS, "unrelated")))
+            for rule in ("app", "last"):
+                r = evaluate_hard(lib, [(collection, embedder)], questions, rule)
+                print(
+                    f"{embedder:10} {rule:9} "
+                    + " ".join(f"{r.get(k, float('nan')):9.2f}" for k in (*KINDS, "unrelated"))
+                )
+                if rule == "app" and (args.show_misses or embedder == DEFAULT_EMBEDDER):
+                    for miss in r["misses"]:
+                        print(f"    miss: {miss}")
+        lib.close()
+
+
 def main() -> None:
     """Parse options, run every embedder x chunking x mode, print a table (and the misses of the default)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -96,7 +163,11 @@ def main() -> None:
     parser.add_argument("--chunks", default=f"{DEFAULT_CHUNK_SIZE}/{DEFAULT_CHUNK_OVERLAP}")
     parser.add_argument("--show-misses", action="store_true", help="list the missed questions of every run")
     parser.add_argument("--data", type=Path, default=DATA, help="folder with docs/ and questions.jsonl")
+    parser.add_argument("--hard", help="a question file of tests/data/rag_hard/ (dev.jsonl; heldout.jsonl at the end)")
     args = parser.parse_args()
+    if args.hard:
+        main_hard(args)
+        return
     questions = load_questions(args.data)
     counts = {lang: sum(q["lang"] == lang for q in questions) for lang in ("en", "zh")}
     print(f"{len(questions)} questions ({counts['en']} en, {counts['zh']} zh), {len(OFF_TOPIC)} off-topic")

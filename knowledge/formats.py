@@ -195,7 +195,8 @@ def html_encoding(sample: bytes, name: str) -> str:
 
 
 def html_segments(doc: Document) -> Iterator[Segment]:
-    """Visible text of the page (no scripts, styles or head), block elements on their own lines."""
+    """Visible text of the page (no scripts, styles or head), block elements on their own lines, table rows as
+    ``cell | cell`` lines."""
     from bs4 import BeautifulSoup
 
     markup = doc.path.read_text(encoding=doc.encoding or "utf-8", errors="replace")
@@ -207,6 +208,9 @@ def html_segments(doc: Document) -> Iterator[Segment]:
         tag.decompose()
     for tag in soup.find_all("br"):
         tag.replace_with("\n")
+    for row in soup.find_all("tr"):  # one line per table row, cells joined by " | " (splitting keeps the header)
+        cells = [cell.get_text(" ", strip=True) for cell in row.find_all(("td", "th"))]
+        row.replace_with("\n" + " | ".join(cells) + "\n")
     for tag in soup.find_all(("td", "th")):
         tag.insert_after(" ")
     for tag in soup.find_all(_HTML_BLOCKS):

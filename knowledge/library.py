@@ -59,6 +59,63 @@ class Hit:
     score: float
     doc_id: str
     collection: str
+    date: str = ""  # the document's date (YYYY, YYYY-MM or YYYY-MM-DD): from its title or first lines, else the file's
+
+
+_ISO_DATE = re.compile(r"\b((?:19|20)\d\d)[-/.年](\d{1,2})(?:[-/.月](\d{1,2}))?")
+_MONTHS = "january february march april may june july august september october november december".split()
+_EN_DATE = re.compile(r"(?i)\b(\d{1,2})\s+(" + "|".join(_MONTHS) + r")\s+((?:19|20)\d\d)\b")
+_YEAR = re.compile(r"(?<![\d-])((?:19|20)\d\d)(?![\d-])")
+_DATE_WORD_YEAR = re.compile(
+    r"(?i)(?:effective|updated|revised|revision|as of|dated|issued|published|生效|修订|发布|更新|自)\D{0,12}?"
+    r"((?:19|20)\d\d|[一二三四五六七八九零〇]{4})"
+)
+_ZH_DATE = re.compile(r"([一二三四五六七八九零〇]{4})年([一二三四五六七八九十]{1,2})月")
+_ZH_DIGITS = str.maketrans("零〇一二三四五六七八九", "00123456789")
+_VERSION_WORDS = re.compile(
+    r"(?i)\b(?:19|20)\d\d\b|revision|revised|update[d]?|version|edition|v\d+|修订版?|版|\d+|[()（）\-_.,:]"
+)
+
+
+def _zh_number(text: str) -> int:
+    """一 .. 三十一 as an int (month and day numerals)."""
+    if "十" not in text:
+        return int(text.translate(_ZH_DIGITS) or 0)
+    tens, _, ones = text.partition("十")
+    return int(tens.translate(_ZH_DIGITS) or 1) * 10 + int(ones.translate(_ZH_DIGITS) or 0)
+
+
+def document_date(title: str, head: str = "", path: Path | None = None) -> str:
+    """A document's date: the latest of the years in its ``title``, and of the dates in its first lines
+    (``head``: full dates like 2025-01-01, 1 January 2025, 二零二五年七月一日, or a year after a word such as
+    "effective", "revised" or 生效); else the file's modification date. A bare year in the text ("erupted in
+    1822") is not taken for the document's date."""
+    found = list(_YEAR.findall(title))
+    for text in (title, head):
+        for y, m, d in _ISO_DATE.findall(text):
+            if 1 <= int(m) <= 12:
+                found.append(f"{y}-{int(m):02d}" + (f"-{int(d):02d}" if d and 1 <= int(d) <= 31 else ""))
+        for d, month, y in _EN_DATE.findall(text):
+            found.append(f"{y}-{_MONTHS.index(month.lower()) + 1:02d}-{int(d):02d}")
+        for y, m in _ZH_DATE.findall(text):
+            if 1 <= _zh_number(m) <= 12:
+                found.append(f"{y.translate(_ZH_DIGITS)}-{_zh_number(m):02d}")
+        found += [y.translate(_ZH_DIGITS) for y in _DATE_WORD_YEAR.findall(text)]
+    if found:
+        return max(found)
+    if path is not None:
+        import datetime
+
+        try:
+            return datetime.date.fromtimestamp(Path(path).stat().st_mtime).isoformat()
+        except OSError:
+            return ""
+    return ""
+
+
+def version_family(title: str) -> str:
+    """A title without its years, version words and digits: two documents with the same family are versions."""
+    return re.sub(r"\s+", " ", _VERSION_WORDS.sub(" ", title.lower())).strip()
 
 
 def document_title(first_chunk: str, source_name: str) -> str:
@@ -74,6 +131,30 @@ def document_title(first_chunk: str, source_name: str) -> str:
 def with_title(title: str, text: str) -> str:
     """The text that is embedded and indexed for a chunk: its document title on a line above it."""
     return text if not title or text.startswith(title) else f"{title}\n{text}"
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def text_language(text: str) -> str:
+    """ "zh" when at least a fifth of the non-space characters are CJK (Chinese or Japanese), else "en"."""
+    sample = re.sub(r"\s+", "", text[:600])
+    return "zh" if sample and len(_CJK.findall(sample)) >= 0.2 * len(sample) else "en"
+
+
+def similarity_range(embedder: Embedder, query_lang: str, chunk_text: str) -> tuple[float, float]:
+    """The embedder's cosine range for this query/passage language pair (its ``pair_ranges``), else its one range.
+
+    A cross-language cosine runs lower than a same-language one for the same relevance (e5-small: an English
+    question and the Chinese passage that answers it score 0.73-0.79, an unrelated English passage up to 0.83),
+    so one floor either drops every cross-language answer or lets same-language near misses through.
+    """
+    pairs = getattr(embedder, "pair_ranges", None)
+    if pairs:
+        span = pairs.get((query_lang, text_language(chunk_text)))
+        if span is not None:
+            return span
+    return embedder.similarity_range
 
 
 def collection_name(kb_name: str) -> str:
@@ -92,6 +173,7 @@ class KnowledgeLibrary:
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.Lock()
         self._bm25 = Bm25Cache()
+        self._cache = Path(chroma_path).parent / "cache"  # data/cache/: the ONNX graph of e5-small
 
     def register_embedder(self, embedder: Embedder) -> None:
         """Make an already built embedder available under its ``id`` (tests use a tiny fake this way)."""
@@ -106,7 +188,7 @@ class KnowledgeLibrary:
         key = canonical_id(spec)
         with self._lock:
             if key not in self._embedders:
-                self._embedders[key] = load_embedder(key)
+                self._embedders[key] = load_embedder(key, self._cache)
             return self._embedders[key]
 
     def embedder_info(self, spec: str) -> EmbedderInfo:
@@ -155,19 +237,23 @@ class KnowledgeLibrary:
         done = 0
         run = uuid.uuid4().hex[:8]
         title: str | None = None
+        date = ""
         batch: list[Chunk] = []
         try:
             for chunk in split_segments(document.segments(), chunk_size, chunk_overlap):
                 if title is None:
                     title = document_title(chunk.text, source_name)
+                    date = document_date(f"{title}\n{source_name}", chunk.text[:300], path)
                 batch.append(chunk)
                 if len(batch) >= BATCH_SIZE:
-                    done += self._store_batch(collection, embedder, doc_id, run, source_name, title, batch)
+                    done += self._store_batch(collection, embedder, doc_id, run, source_name, title, batch, date)
                     batch = []
                     if progress is not None:
                         progress(done, None)
             if batch:
-                done += self._store_batch(collection, embedder, doc_id, run, source_name, title or source_name, batch)
+                done += self._store_batch(
+                    collection, embedder, doc_id, run, source_name, title or source_name, batch, date
+                )
             self.store.touch(collection)
             if progress is not None:
                 progress(done, done)
@@ -181,16 +267,25 @@ class KnowledgeLibrary:
         return DocumentStats(pages=document.pages, chunks=done, warnings=list(document.warnings))
 
     def _store_batch(
-        self, collection: str, embedder: Embedder, doc_id: str, run: str, source: str, title: str, batch: list[Chunk]
+        self,
+        collection: str,
+        embedder: Embedder,
+        doc_id: str,
+        run: str,
+        source: str,
+        title: str,
+        batch: list[Chunk],
+        date: str = "",
     ) -> int:
         """Embed and store one batch. Ids carry a token of this ingestion ``run``, so a replaced document's chunks
         get new ids and caches keyed by id (the BM25 tokens) never mistake them for the old ones."""
-        vectors = embedder.embed_documents([with_title(title, c.text) for c in batch])
+        vectors = embedder.embed_documents([with_title(title, c.stored_text) for c in batch])
         metadatas = [
             {
                 "doc_id": doc_id,
                 "source": source,
                 "title": title,
+                "date": date,
                 "page": c.page or 0,
                 "chunk": c.index,
                 "start": c.start,
@@ -199,7 +294,7 @@ class KnowledgeLibrary:
             for c in batch
         ]
         ids = [f"{doc_id}:{run}:{c.index}" for c in batch]
-        self.store.add(collection, ids, vectors, [c.text for c in batch], metadatas)
+        self.store.add(collection, ids, vectors, [c.stored_text for c in batch], metadatas)
         return len(batch)
 
     def remove_document(self, collection: str, doc_id: str) -> None:
@@ -246,8 +341,9 @@ class KnowledgeLibrary:
                 query_vectors[embedder.id] = embedder.embed_query(query)
             qvec = query_vectors[embedder.id]
             n = min(count, max(CANDIDATES, 4 * k))
-            span = embedder.similarity_range
+            qlang = text_language(query)
             for chunk, cosine in self.store.query(collection, qvec, n):
+                span = similarity_range(embedder, qlang, chunk.text)
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
                 vector_found.add((collection, chunk.id))
             index = self._bm25.get(self.store, collection, str(meta.get("generation", "")), count)
@@ -257,6 +353,7 @@ class KnowledgeLibrary:
             missing = [cid for cid, _ in lexical if (collection, cid) not in candidates]
             for chunk in self.store.get(collection, missing, with_embeddings=True):
                 cosine = float(np.dot(chunk.embedding, qvec)) if chunk.embedding is not None else 0.0
+                span = similarity_range(embedder, qlang, chunk.text)
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
         # One vector list over all collections: calibrated scores are comparable across embedders. In "vector"
         # mode only what the vector search itself found may rank (no BM25 candidates by the back door).
@@ -268,9 +365,11 @@ class KnowledgeLibrary:
             (key for key in candidates if any(key in ranks for ranks in lists)),
             key=lambda key: (-rrf([ranks.get(key) for ranks in lists]), -candidates[key].relevance),
         )
-        chosen = [candidates[key] for key in fused[:k] if candidates[key].relevance >= floor]
+        # The floor applies before the cut to k: a cross-language hit ranked below same-language near misses
+        # still gets in once they fall under the floor.
+        chosen = [candidates[key] for key in fused if candidates[key].relevance >= floor][:k]
         chosen.sort(key=lambda c: -c.relevance)
-        return [c.hit() for c in chosen]
+        return [c.hit() for c in newer_first(chosen)]
 
     def reembed(self, collection: str, new_embedder_spec: str, progress: Progress | None = None) -> EmbedderInfo:
         """Re-embed the stored chunk texts with another embedder, into a fresh collection that replaces the old."""
@@ -301,6 +400,25 @@ class KnowledgeLibrary:
         self.store.close()
 
 
+def newer_first(chosen: list[_Candidate]) -> list[_Candidate]:
+    """Where hits come from versions of one document (same title once years and words like "revision" are
+    left out: an expense policy and its 2025 revision), the newer version's hits move up to where the first of
+    that family stood; other hits keep their place."""
+    families: dict[str, list[_Candidate]] = {}
+    for c in chosen:
+        families.setdefault(version_family(str(c.chunk.metadata.get("title", ""))), []).append(c)
+    slots: dict[str, list[_Candidate]] = {
+        f: sorted(group, key=lambda c: str(c.chunk.metadata.get("date", "")), reverse=True)
+        for f, group in families.items()
+        if f and len({c.chunk.metadata.get("doc_id") for c in group}) > 1
+    }
+    out = []
+    for c in chosen:
+        family = version_family(str(c.chunk.metadata.get("title", "")))
+        out.append(slots[family].pop(0) if family in slots else c)
+    return out
+
+
 @dataclass
 class _Candidate:
     collection: str
@@ -317,6 +435,7 @@ class _Candidate:
             score=round(self.relevance, 4),
             doc_id=str(meta.get("doc_id", "")),
             collection=self.collection,
+            date=str(meta.get("date", "")),
         )
 
 

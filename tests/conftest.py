@@ -31,6 +31,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One ONNX export of the e5-small embedder per run (about half a minute), shared by every data dir and by
+    CLI subprocesses through INKSTONE_ONNX_CACHE."""
+    from tests.model_cache import shared_root
+
+    os.environ.setdefault("INKSTONE_ONNX_CACHE", str(shared_root(tmp_path_factory.getbasetemp()) / "e5-onnx"))
+
+
 @pytest.fixture(scope="session")
 def smollm2_cached(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., None]:
     """``smollm2_cached(home, *kinds)``: put the bundled SmolLM2, converted once per run, into the data dir ``home``

@@ -82,7 +82,7 @@ def test_ingest_summary_dedup_and_query(home: Path, docs: Path, capsys: pytest.C
     [result] = query_json(capsys, "facts", "When did the volcano last erupt?")
     top = result["hits"][0]
     assert result["query"] == "When did the volcano last erupt?"
-    assert set(top) == {"rank", "score", "source", "page", "text"}
+    assert set(top) == {"rank", "score", "source", "page", "date", "text"}
     assert (top["rank"], top["source"], top["page"]) == (1, "volcano.txt", None)
     assert "1822" in top["text"] and 0 < top["score"] <= 1
     names = {h["source"] for h in query_json(capsys, "facts", "first flush of the tea garden")[0]["hits"]}
@@ -362,3 +362,26 @@ def test_quiet_embedder_load_still_shows_errors_and_restores_the_levels(caplog: 
         torchao.error("a real problem")
     assert "a real problem" in caplog.text and "optional kernel" not in caplog.text
     assert torchao.level == before and hf_logging.is_progress_bar_enabled() == bar
+
+
+def test_sync_adds_new_reingests_changed_removes_deleted_and_is_idempotent(
+    home: Path, docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "sync", "mirror", str(docs), "--embedder", EMBEDDER)
+    assert code == 0, err
+    assert "2 added" in out and "0 removed" in out
+    (docs / "volcano.txt").write_text("Mount Ember last erupted in 1911, covering the valley in ash.")
+    (docs / "notes" / "tea.md").unlink()
+    (docs / "bridge.txt").write_text("The Corran bridge opened in 1932 and has nine arches.")
+    code, out, err = run(capsys, "sync", "mirror", str(docs))
+    assert code == 0, err
+    assert "1 added, 1 replaced" in out and "1 removed: notes/tea.md" in out
+    [result] = query_json(capsys, "mirror", "When did the volcano last erupt?")
+    assert "1911" in result["hits"][0]["text"]
+    assert {h["source"] for h in result["hits"]} <= {"volcano.txt", "bridge.txt"}
+    code, out, err = run(capsys, "sync", "mirror", str(docs))  # a second run changes nothing
+    assert code == 0 and "0 added, 0 replaced, 2 unchanged" in out and "0 removed" in out
+    code, out, err = run(capsys, "sync", "mirror", str(docs / "missing"))
+    assert code == 1 and "is not a folder" in err
+    code, out, err = run(capsys, "show", "mirror")
+    assert "volcano.txt" in out and "bridge.txt" in out and "tea.md" not in out

@@ -71,3 +71,44 @@ def test_overlap_repeats_the_end_of_the_previous_chunk() -> None:
 def test_bad_chunk_settings_are_refused(size: int, overlap: int) -> None:
     with pytest.raises(KnowledgeError, match="chunk"):
         list(split_segments([Segment("text", None, 0)], size, overlap))
+
+
+def test_table_rows_are_chunked_with_their_header() -> None:
+    rows = "\n".join(f"| BW-{n}0 | {1000 + n * 100} W | {n} litres |" for n in range(10, 30))
+    table = f"| Model | Power rating | Capacity |\n|---|---|---|\n{rows}"
+    text = f"Kettles we sell.\n\n{table}\n\nSpare lids are sold online."
+    chunks = list(split_segments([Segment(text, None, 0)], chunk_size=120, chunk_overlap=0))
+    row = next(c for c in chunks if "BW-270" in c.text)
+    assert row.header == "| Model | Power rating | Capacity |"
+    assert row.stored_text.startswith("| Model | Power rating | Capacity |\n")
+    assert text[row.start : row.end] == row.text  # offsets still point at the rows themselves
+    assert all(not c.header for c in chunks if "Spare lids" in c.text and "BW-" not in c.text)
+    assert chunks[0].header == ""  # the chunk that holds the header itself gets no second copy
+
+
+def test_html_and_docx_tables_keep_their_header(tmp_path) -> None:
+    from pathlib import Path
+
+    from knowledge.loaders import open_document
+
+    rows = "".join(f"<tr><td>车位{n}</td><td>{n * 10}元</td></tr>" for n in range(30))
+    page = tmp_path / "p.html"
+    page.write_text(
+        f"<html><body><p>通知</p><table><tr><th>车位类型</th><th>月租</th></tr>{rows}</table></body></html>"
+    )
+    docs = Path(__file__).parent / "data" / "rag" / "docs"
+    for path in (page, docs / "orbit_kettle_spec.docx"):
+        chunks = list(split_segments(open_document(path, path.name).segments(), chunk_size=60, chunk_overlap=0))
+        tabled = [c for c in chunks if " | " in c.text and c.header]
+        assert tabled, path.name
+        assert all(c.stored_text.split("\n")[0] in ("车位类型 | 月租", "Property | Value") for c in tabled)
+
+
+def test_document_dates_and_version_families() -> None:
+    from knowledge.library import document_date, version_family
+
+    assert document_date("Expense Policy (2025 revision)", "Effective 1 January 2025.") == "2025-01-01"
+    assert document_date("兰亭花园停车收费通知", "自二零二五年七月一日起执行。") == "2025-07"
+    assert document_date("Volcano notes", "Mount Ember last erupted in 1822.") == ""  # a year in a fact is no date
+    assert version_family("Expense Policy (2025 revision)") == version_family("Expense Policy")
+    assert version_family("青禾咨询员工手册") != version_family("青禾咨询成都分公司员工手册")

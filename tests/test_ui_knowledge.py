@@ -60,7 +60,7 @@ def test_create_upload_query_delete(knowledge: KnowledgeService) -> None:
 
     at.text_input(key=f"kb-query-{knowledge.get('旅行笔记').id}").set_value("when is breakfast served").run()
     hits = [m.value for m in at.markdown if "score" in m.value]
-    assert hits and hits[0].startswith("**1. kyoto.txt** · score ")
+    assert hits and hits[0].startswith("**1. kyoto.txt** · dated ")  # no date inside: the day it was uploaded
 
     at.selectbox(key=f"kb-doc-{knowledge.get('旅行笔记').id}").set_value("kyoto.txt")
     next(b for b in at.button if b.label == "Delete document").click().run()
@@ -183,3 +183,21 @@ def test_create_with_a_local_embedder_folder(knowledge: KnowledgeService, tmp_pa
     assert not at.exception, at.exception
     kb = knowledge.get("own model")
     assert Path(kb.embedder) == folder.resolve() and kb.dimension == 384
+
+
+def test_sync_button_mirrors_a_folder(knowledge: KnowledgeService, tmp_path: Path) -> None:
+    folder = tmp_path / "field-notes"
+    folder.mkdir()
+    (folder / "owls.txt").write_text("Barn owls swallow their prey whole.", encoding="utf-8")
+    (folder / "wrens.txt").write_text("Wrens sing loudly for their size.", encoding="utf-8")
+    knowledge.ingest("birds", [folder / "owls.txt", tmp_path / "field-notes"], embedder=EMBEDDER)
+    (folder / "owls.txt").unlink()
+    (folder / "kites.txt").write_text("Red kites hang in the wind above the hills.", encoding="utf-8")
+    at = open_page()
+    kb = knowledge.get("birds")
+    at.text_input(key=f"kb-sync-dir-{kb.id}").set_value(str(folder)).run()
+    at.button(key=f"kb-sync-{kb.id}").click().run()
+    assert not at.exception, at.exception
+    assert any("1 added" in s.value and "1 unchanged" in s.value for s in at.success)
+    assert any("1 removed: owls.txt" in s.value for s in at.success)
+    assert sorted(d.name for d in knowledge.documents("birds")) == ["kites.txt", "wrens.txt"]

@@ -6,6 +6,8 @@ Thin by design: every operation is ``engine.knowledge`` (``core/kb``); this page
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.errors import InkstoneError, ReembedRequired
@@ -95,6 +97,20 @@ if uploads and st.button("Ingest", type="primary", icon=":material/upload:"):
         st.session_state[_REPORT] = report
         st.session_state[_UPLOADS] = st.session_state.get(_UPLOADS, 0) + 1  # a fresh, empty uploader
         st.rerun()
+with st.expander("Sync with a folder"):
+    st.caption("The knowledge base mirrors the folder: new files are added, changed ones re-ingested, deleted ones "
+               "removed. Safe to run again; an interrupted sync finishes on the next run.")  # fmt: skip
+    folder = st.text_input("Folder on this computer", key=f"kb-sync-dir-{kb.id}", placeholder="/home/me/manuals")
+    if st.button("Sync", icon=":material/sync:", key=f"kb-sync-{kb.id}", disabled=not folder.strip()):
+        with st.spinner(f"Syncing {folder}…"):
+            try:
+                report, gone = kn.sync(kb.name, Path(folder.strip()))
+            except InkstoneError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state[_REPORT] = report
+                st.session_state[_FLASH] = f"{len(gone)} removed" + (f": {', '.join(gone)}" if gone else "")
+                st.rerun()
 if (report := st.session_state.pop(_REPORT, None)) is not None:
     (st.warning if report.errors or report.aborted else st.success)(report.summary())
     for result in report.results:
@@ -140,7 +156,8 @@ if query.strip():
             st.info("No relevant passage found.")
         for hit in hits:
             where = hit.source + (f", p. {hit.page}" if hit.page is not None else "")
-            st.markdown(f"**{hit.rank}. {where}** · score {hit.score:.3f}")
+            dated = f" · dated {hit.date}" if hit.date else ""
+            st.markdown(f"**{hit.rank}. {where}**{dated} · score {hit.score:.3f}")
             st.text(" ".join(hit.text.split())[:600])
 
 with st.expander("Re-embed or delete"):

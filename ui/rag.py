@@ -98,8 +98,11 @@ def show_sources(sources: list[dict[str, Any]]) -> None:
     labels = [source_label(s, s.get("n", i)) for i, s in enumerate(sources, start=1)]
     st.caption("Sources: " + " · ".join(labels))
     with st.expander(f"Source passages ({len(sources)})"):
+        if sources[0].get("query"):
+            st.caption(f"Searched for: {snippet(sources[0]['query'])}")
         for label, source in zip(labels, sources, strict=True):
             score = source.get("score")
-            st.markdown(f"**{label}**" + (f" · score {score:.2f}" if isinstance(score, int | float) else ""))
+            dated = f" · dated {source['date']}" if source.get("date") else ""
+            st.markdown(f"**{label}**{dated}" + (f" · score {score:.2f}" if isinstance(score, int | float) else ""))
             if source.get("text"):
                 st.caption(snippet(source["text"]))

@@ -2,7 +2,8 @@
 
 ``create NAME [--embedder ID|PATH]``, ``list [--json]``, ``show NAME`` (its documents), ``ingest --kb NAME
 PATH...`` (files or folders, recursive; creates the knowledge base if missing; a progress bar on stderr,
-a summary on stdout), ``remove --kb NAME FILE``, ``drop NAME``, ``reembed NAME --embedder ID``,
+a summary on stdout), ``sync NAME DIR`` (the knowledge base mirrors the folder: new files added, changed
+ones re-ingested, deleted ones removed), ``remove --kb NAME FILE``, ``drop NAME``, ``reembed NAME --embedder ID``,
 ``query --kb NAME [--k 4] [--json] QUERY... | -`` and ``embedders``. Errors go to stderr with exit status 1.
 """
 
@@ -42,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--embedder", help="embedder for a new knowledge base")
     ingest.add_argument("--json", action="store_true", help="print the summary as JSON")
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    mirror = "make a knowledge base mirror a folder: add new, re-ingest changed, remove deleted files"
+    sync = sub.add_parser("sync", parents=[common], help=mirror)
+    sync.add_argument("name", metavar="NAME", help="knowledge base (created if missing)")
+    sync.add_argument("folder", type=Path, metavar="DIR")
+    sync.add_argument("--embedder", help="embedder for a new knowledge base")
+    sync.add_argument("--json", action="store_true", help="print the report as JSON")
     remove = sub.add_parser("remove", parents=[common], help="remove a document and its chunks")
     remove.add_argument("--kb", required=True)
     remove.add_argument("file", metavar="FILE", help="the document's name as ingested (see `kb show`)")
@@ -149,6 +156,17 @@ def _run(service: KnowledgeService, args: argparse.Namespace) -> int:
             print(f"error: {r.name}: {r.detail}", file=sys.stderr)
         if report.aborted:
             print(f"error: stopped early: {report.aborted}", file=sys.stderr)
+        return 1 if report.errors or report.aborted else 0
+    elif cmd == "sync":
+        report, gone = service.sync(args.name, args.folder, embedder=args.embedder, progress=ProgressBar())
+        if args.json:
+            print_json(report.to_dict() | {"removed": gone})
+        else:
+            print(f"{report.summary()}, {len(gone)} removed" + (f": {', '.join(gone)}" if gone else ""))
+        for r in report.errors if not args.json else []:
+            print(f"error: {r.name}: {r.detail}", file=sys.stderr)
+        if report.aborted:
+            print(f"error: stopped early (nothing removed): {report.aborted}", file=sys.stderr)
         return 1 if report.errors or report.aborted else 0
     elif cmd == "remove":
         removed = service.remove(args.kb, args.file)

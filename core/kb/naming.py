@@ -47,11 +47,12 @@ class QueryHit:
     page: int | None
     text: str
     kb: str
+    date: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"rank", "score", "source", "page", "text"}`` (``kb query --json``)."""
+        """``{"rank", "score", "source", "page", "date", "text"}`` (``kb query --json``)."""
         return {"rank": self.rank, "score": round(self.score, 4), "source": self.source, "page": self.page,
-                "text": self.text}  # fmt: skip
+                "date": self.date, "text": self.text}  # fmt: skip
 
 
 def clean_kb_name(name: str) -> str:

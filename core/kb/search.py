@@ -42,5 +42,6 @@ def query(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, kbs: l
     if not hits:
         for kb in kbs:
             check_chunks_present(rows, handle, kb)
-    return [QueryHit(rank, h.score, h.source, h.page, h.text, by_collection[h.collection].name if
-                     h.collection in by_collection else "") for rank, h in enumerate(hits, start=1)]  # fmt: skip
+    names = {collection: kb.name for collection, kb in by_collection.items()}
+    return [QueryHit(rank, h.score, h.source, h.page, h.text, names.get(h.collection, ""), h.date)
+            for rank, h in enumerate(hits, start=1)]  # fmt: skip

@@ -171,6 +171,33 @@ class KnowledgeService:
         guards.check_chunks_present(self.rows, self.handle, kb, repair=True)
         return Ingestion(self.rows, self.handle, kb, progress).run(candidates)
 
+    def sync(self, name: str, folder: Path, *, embedder: str | None = None,
+             progress: ProgressCallback | None = None) -> tuple[IngestReport, list[str]]:  # fmt: skip
+        """Make ``name`` mirror ``folder``: ingest new files, re-ingest changed ones (content hash), then remove
+        the documents no file in the folder has any more. Returns the ingestion report and the names removed.
+
+        Safe to run twice (the second run finds everything unchanged) and to kill: ingestion resumes on the next
+        run, and nothing is removed unless the ingestion finished (a missing or empty folder removes nothing).
+        """
+        from knowledge import SUPPORTED_SUFFIXES
+
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise InputError(f"{folder} is not a folder: give the folder whose files the knowledge base mirrors.")
+        present = {c.name for c in collect([root], SUPPORTED_SUFFIXES) if c.reason is None}
+        if not present:
+            raise InputError(f"{folder} holds no supported files ({', '.join(self.supported_suffixes())}); "
+                             "nothing was synced or removed.")  # fmt: skip
+        report = self.ingest(name, [root], embedder=embedder, progress=progress)
+        if report.aborted:
+            return report, []
+        removed: list[str] = []
+        for doc in self.rows.documents(self.get(name).id):
+            if doc.name not in present and doc.name not in removed:
+                self.remove(name, doc.name)
+                removed.append(doc.name)
+        return report, removed
+
     def ingest_uploads(self, name: str, uploads: list[tuple[str, BinaryIO | bytes]], *, embedder: str | None = None,
                        progress: ProgressCallback | None = None) -> IngestReport:  # fmt: skip
         """Ingest uploaded files (browser name, content): each is copied to a temporary folder under the data dir
