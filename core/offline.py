@@ -7,7 +7,7 @@ transformers, huggingface_hub, bitsandbytes or chromadb are imported. What it do
 - **Offline** (``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE``): models load from local files
   only. The opt-in ``INKSTONE_ONLINE=1`` (see ``core.config.online_opt_in``) lets the Hugging Face libraries reach
   the hub for the user's own use, such as a model id that is not on disk yet.
-- **No telemetry, ever**, opt-in or not: Hugging Face, Chroma, Gradio, Streamlit and the generic
+- **No telemetry, ever**, opt-in or not: Hugging Face, Chroma, Gradio, Streamlit, ONNX Runtime and the generic
   ``DO_NOT_TRACK`` (training sets WandB to offline mode itself).
 - **Gradio fetches nothing** (the page of ``serve --ui gradio``): analytics and its version check off (above), never a
   share link (which downloads the ``frpc`` tunnel binary) and never server-side rendering (which starts Node), whatever
@@ -43,6 +43,7 @@ NO_TELEMETRY = {
     "ANONYMIZED_TELEMETRY": "False",  # chromadb's Settings.anonymized_telemetry
     "GRADIO_ANALYTICS_ENABLED": "False",
     "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    "ORT_DISABLE_TELEMETRY": "1",  # ONNX Runtime's native 1DS telemetry (e5-small and OCR run on it)
 }
 NO_GRADIO_FETCH = {"GRADIO_SHARE": "False", "GRADIO_SSR_MODE": "False", "GRADIO_MCP_SERVER": "False"}
 """Gradio's switches for a share tunnel (frpc download), Node rendering and its MCP server: off, always."""

