@@ -63,7 +63,9 @@ class IngestProgress:
     @property
     def fraction(self) -> float:
         """Share of all files done, counting the current one by its pages read (else its chunks stored)."""
-        if self.pages_total:
+        if self.result is not None:  # finished: already counted in files_done
+            part = 0.0
+        elif self.pages_total:
             part = self.pages_done / self.pages_total
         else:
             part = self.chunks_done / self.chunks_total if self.chunks_total else 0.0
