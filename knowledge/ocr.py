@@ -30,6 +30,8 @@ MAX_PIXELS = 50_000_000  # an A4 page at 600 dpi is 35 million; Pillow's own bom
 MIN_SIDE = 8  # smaller pictures hold no readable text (icons, spacers)
 MAX_IMAGES_PER_PAGE = 16  # a scanned page holds one or a few; hundreds are tiles of a drawing, not text
 OCR_THREADS = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
+MAX_SIDE = 4096  # pixels: larger pages are shrunk to this before their lines are read
+DETECT_SIDE = 1600  # pixels: the text detector runs on a copy at most this long
 TARGET_LINE_HEIGHT = 56  # pixels: small print is enlarged to this line height before recognition (``_upscale``)
 
 _lock = threading.Lock()
@@ -64,7 +66,12 @@ def engine() -> Any:  # -> rapidocr_onnxruntime.RapidOCR
                 ) from exc
             cv2.setNumThreads(1)  # resizes and crops are small; no second thread pool beside ONNX Runtime's
             _sleeping_threads()
-            _engine = RapidOCR(intra_op_num_threads=OCR_THREADS, inter_op_num_threads=1)
+            # Text lines are cut from the page at up to MAX_SIDE pixels (RapidOCR's default, 2000, shrinks a 300 dpi
+            # A4 scan to 57% and its print below what the recognizer reads well); the detector looks at a copy
+            # whose longer side is at most DETECT_SIDE (its default, "shorter side at least 736", blows a wide
+            # strip of text up to several megapixels).
+            _engine = RapidOCR(intra_op_num_threads=OCR_THREADS, inter_op_num_threads=1, max_side_len=MAX_SIDE,
+                               det_limit_type="max", det_limit_side_len=DETECT_SIDE)  # fmt: skip
         return _engine
 
 
@@ -100,7 +107,7 @@ def read_text(image: Image) -> OcrText:
         if not boxes_only:
             return OcrText("", 0, 0.0)
         heights = sorted(max(p[1] for p in box) - min(p[1] for p in box) for box in boxes_only)
-        scale = _upscale(heights[len(heights) // 2], rgb.width * rgb.height)
+        scale = _upscale(heights[len(heights) // 2], rgb.width * rgb.height, max(rgb.size))
         if scale > 1.0:
             rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), _lanczos())
         result, _elapsed = ocr(_bgr(rgb))
@@ -110,14 +117,14 @@ def read_text(image: Image) -> OcrText:
     return OcrText(_reading_order(boxes), len(boxes), sum(s for _, _, s in boxes) / max(len(boxes), 1))
 
 
-def _upscale(line_height: float, pixels: int) -> float:
+def _upscale(line_height: float, pixels: int, longest: int) -> float:
     """How much to enlarge a page whose text lines are ``line_height`` pixels tall (detection box, padding
     included): the recognizer drops the spaces between English words on lines under ~50 pixels (measured: 20-40
     pixel lines lose most of them, 56-pixel lines none), so small print is enlarged to 56, at most 3 times and
-    to at most MAX_PIXELS."""
+    to at most MAX_PIXELS and MAX_SIDE."""
     if line_height <= 0 or line_height >= TARGET_LINE_HEIGHT - 4:
         return 1.0
-    scale = min(TARGET_LINE_HEIGHT / line_height, 3.0, (MAX_PIXELS / max(pixels, 1)) ** 0.5)
+    scale = min(TARGET_LINE_HEIGHT / line_height, 3.0, (MAX_PIXELS / max(pixels, 1)) ** 0.5, MAX_SIDE / longest)
     return scale if scale > 1.05 else 1.0
 
 
@@ -222,9 +229,11 @@ def decode(path: Path, name: str) -> Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            image = PILImage.open(path)
-            image.seek(0)
-            image.load()
+            with PILImage.open(path) as opened:
+                opened.seek(0)
+                opened.load()
+                image = opened.copy() if getattr(opened, "is_animated", False) else opened
+                image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # "image file is truncated", broken chunks
         raise LoaderError(f"{name} is damaged or cut off ({exc}); nothing was added: save it again and add it") from exc
     return image
