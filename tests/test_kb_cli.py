@@ -50,7 +50,7 @@ def docs(tmp_path: Path) -> Path:
         "# Tea\n\nThe Lunwick tea garden harvests its first flush in early April, at an altitude of 1,900 metres.",
         encoding="utf-8",
     )
-    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    (folder / "clip.mp3").write_bytes(b"ID3\x04" + bytes(64))
     return folder
 
 
@@ -71,7 +71,7 @@ def test_ingest_summary_dedup_and_query(home: Path, docs: Path, capsys: pytest.C
     code, out, err = run(capsys, "ingest", "--kb", "facts", "--embedder", EMBEDDER, str(docs))
     assert code == 0, err
     assert "3 files, 2 added, 0 replaced, 0 unchanged, 1 skipped, 0 errors" in out
-    assert "photo.png: skipped (unsupported file type .png)" in err  # the per-file progress lines
+    assert "clip.mp3: skipped (unsupported file type .mp3)" in err  # the per-file progress lines
     code, out, err = run(capsys, "ingest", "--kb", "facts", str(docs), str(docs / "volcano.txt"))
     assert code == 0 and "2 unchanged" in out and "0 chunks added" in out
     copy = docs.parent / "copy-of-volcano.txt"
