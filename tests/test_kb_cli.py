@@ -82,7 +82,7 @@ def test_ingest_summary_dedup_and_query(home: Path, docs: Path, capsys: pytest.C
     [result] = query_json(capsys, "facts", "When did the volcano last erupt?")
     top = result["hits"][0]
     assert result["query"] == "When did the volcano last erupt?"
-    assert set(top) == {"rank", "score", "source", "page", "date", "text"}
+    assert set(top) == {"rank", "score", "source", "page", "ocr", "date", "text"} and top["ocr"] is False
     assert (top["rank"], top["source"], top["page"]) == (1, "volcano.txt", None)
     assert "1822" in top["text"] and 0 < top["score"] <= 1
     names = {h["source"] for h in query_json(capsys, "facts", "first flush of the tea garden")[0]["hits"]}
