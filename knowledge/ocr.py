@@ -108,7 +108,7 @@ def read_text(image: Image) -> OcrText:
         boxes_only, _elapsed = ocr(_bgr(rgb), use_cls=False, use_rec=False)
         if not boxes_only:
             return OcrText("", 0, 0.0)
-        heights = sorted(max(p[1] for p in box) - min(p[1] for p in box) for box in boxes_only)
+        heights = sorted(_box_height(box) for box in boxes_only)
         scale = _upscale(heights[len(heights) // 2], rgb.width * rgb.height, max(rgb.size))
         if scale > 1.0:
             rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), _lanczos())
@@ -128,6 +128,13 @@ def _upscale(line_height: float, pixels: int, longest: int) -> float:
         return 1.0
     scale = min(TARGET_LINE_HEIGHT / line_height, 3.0, (MAX_PIXELS / max(pixels, 1)) ** 0.5, MAX_SIDE / longest)
     return scale if scale > 1.05 else 1.0
+
+
+def _box_height(box: Any) -> float:
+    """A detected line's height across the line (its left and right edges), not its upright extent: a line on a
+    page turned 1.2 degrees spans 27 more pixels upright over 1,300 pixels of width."""
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = [(float(p[0]), float(p[1])) for p in box]
+    return (((x3 - x0) ** 2 + (y3 - y0) ** 2) ** 0.5 + ((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5) / 2
 
 
 def _bgr(rgb: Image) -> Any:  # -> numpy array, height x width x 3, BGR as OpenCV wants
