@@ -281,6 +281,11 @@ def test_progress_bar_on_a_terminal() -> None:
     text = stream.getvalue()
     assert "\r\x1b[K[#########---------------] 1/4 b.pdf 5/10 chunks" in text  # 1.5 of 4 files: 9 of 24
     assert "[2/4] b.pdf: added, 10 chunks\n" in text and "    warning: page 2 has no text\n" in text
+    bar(IngestProgress(2, 4, "scan.pdf", pages_done=3, pages_total=4, ocr_pages=3))  # a scan moves page by page
+    bar(IngestProgress(3, 4, "scan.pdf", 6, 6, FileResult("scan.pdf", "added", 6, 4, ocr_pages=3)))
+    text = stream.getvalue()
+    assert "\r\x1b[K[################--------] 2/4 scan.pdf page 3/4 (3 by OCR)" in text  # 2.75 of 4: 16 of 24
+    assert "[3/4] scan.pdf: added, 6 chunks (3 page(s) read by OCR)\n" in text
 
 
 @pytest.mark.slow
