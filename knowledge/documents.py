@@ -14,11 +14,13 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Segment:
-    """A run of text from one page (``page`` is 1-based for PDFs, None otherwise); ``offset`` is its start in it."""
+    """A run of text from one page (``page`` is 1-based for PDFs, None otherwise); ``offset`` is its start in it;
+    ``ocr`` marks text read from an image by OCR (a scanned page, an image file) rather than from a text layer."""
 
     text: str
     page: int | None
     offset: int = 0
+    ocr: bool = False
 
 
 @dataclass
@@ -32,6 +34,13 @@ class Document:
     encoding: str | None = None
     warnings: list[str] = field(default_factory=list)
     reader: Callable[[Document], Iterator[Segment]] | None = field(default=None, repr=False, compare=False)
+    on_page: Callable[[int, bool], None] | None = field(default=None, repr=False, compare=False)
+    """Called by readers of paged formats after each page: (pages read so far, whether that page needed OCR)."""
+
+    def page_done(self, done: int, ocr: bool) -> None:
+        """Tell ``on_page`` (if set) that ``done`` pages are read; ``ocr``: the last one was read by OCR."""
+        if self.on_page is not None:
+            self.on_page(done, ocr)
 
     def segments(self) -> Iterator[Segment]:
         """The file's text, page by page (PDF) or in bounded blocks (text); LoaderError if none of it is text."""

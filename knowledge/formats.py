@@ -1,4 +1,5 @@
-"""Loaders for PDF (pypdf text layer, 1-based pages), DOCX (python-docx paragraphs and tables) and HTML (bs4).
+"""Loaders for PDF (pypdf text layer, 1-based pages; pages without one are OCR'd), images (OCR), DOCX
+(python-docx paragraphs and tables) and HTML (bs4).
 
 Imports only ``knowledge.documents`` for the data types (never ``knowledge.loaders``, which imports this).
 """
@@ -59,38 +60,96 @@ def _pdf_reader(path: Path, name: str, sample: bytes):  # -> pypdf.PdfReader
 
 
 def pdf_segments(doc: Document) -> Iterator[Segment]:
-    """One segment per page with text; pages without a text layer become warnings, all of them a LoaderError."""
+    """One segment per page with text. A page without a text layer (a scan), or with one that does not decode to
+    readable text, is read by OCR (its segment marked ``ocr``); a page OCR cannot read becomes a warning, and a
+    file where no page gives text is a LoaderError that says why for each page."""
     with open(doc.path, "rb") as fh:
         head = fh.read(1024)
     reader = _pdf_reader(doc.path, doc.name, head)
-    empty: list[int] = []
-    garbled = 0
+    unread: list[str] = []  # why each page without text gave none
     for number, page in enumerate(reader.pages, start=1):
         try:
             text = page.extract_text() or ""
         except Exception as exc:  # noqa: BLE001 - one broken page must not stop the others
-            doc.warnings.append(f"page {number} of {doc.name} could not be read ({exc}); it is skipped")
-            garbled += 1
-            continue
-        text = join_cjk_wraps(_tidy(text))
-        if text.strip() and plausibility(text) < 0.5:
-            garbled += 1
-            doc.warnings.append(
-                f"page {number} of {doc.name} has a text layer that does not decode to readable text (a font "
-                "without a Unicode map?); it is skipped: run OCR on the file to make it searchable"
-            )
-        elif text.strip():
-            yield Segment(text, number, 0)
+            text, why = "", f"its text could not be extracted ({exc})"
         else:
-            empty.append(number)
-    if len(empty) + garbled >= doc.pages:
-        what = "no text layer" if not garbled else "no readable text layer"
+            text = join_cjk_wraps(_tidy(text))
+            why = "it has no text layer"
+        if text.strip() and plausibility(text) < 0.5:
+            text, why = "", "its text layer does not decode to readable text (a font without a Unicode map?)"
+        if text.strip():
+            doc.page_done(number, False)
+            yield Segment(text, number, 0)
+            continue
+        scanned = _ocr_page(page, number, doc, why)
+        doc.page_done(number, True)
+        if scanned is None:
+            unread.append(f"page {number}")
+        else:
+            yield Segment(scanned, number, 0, ocr=True)
+    if len(unread) >= doc.pages:
+        problems = "; ".join(w for w in doc.warnings[-5:])
         raise LoaderError(
-            f"{doc.name} has {what} on any of its {doc.pages} page(s) (scanned images?); "
-            "run OCR on it (for example ocrmypdf) and add the result"
+            f"{doc.name} has no text that could be read on any of its {doc.pages} page(s) ({problems}); "
+            "check that it is the right file, or scan it again at 300 dpi"
         )
-    for number in empty:
-        doc.warnings.append(f"page {number} has no text layer (scanned image?); its text is not searchable")
+
+
+def _ocr_page(page, number: int, doc: Document, why: str) -> str | None:  # page: pypdf.PageObject
+    """The OCR'd text of a page without usable text (``why``), or None with a warning that says why not."""
+    from knowledge.ocr import OcrUnavailable, pdf_page_images, read_text
+
+    before = len(doc.warnings)
+    texts: list[str] = []
+    pictures = 0
+    try:
+        for picture in pdf_page_images(page, number, doc.name, doc.warnings):
+            pictures += 1
+            read = read_text(picture)
+            if read.text.strip():
+                texts.append(read.text)
+    except OcrUnavailable as exc:
+        doc.warnings.append(f"page {number} of {doc.name}: {why}, and {exc}; its text is not searchable")
+        return None
+    except Exception as exc:  # noqa: BLE001 - OpenCV or ONNX Runtime failing on one odd picture skips that page only
+        doc.warnings.append(f"page {number} of {doc.name}: {why}, and OCR failed on it ({type(exc).__name__}: {exc})")
+        return None
+    text = join_cjk_wraps(_tidy("\n\n".join(texts)))
+    if text.strip():
+        return text
+    if pictures == 0 and len(doc.warnings) > before:  # its pictures were refused: those warnings say why
+        doc.warnings.append(f"page {number} of {doc.name}: {why}, and none of its pictures could be OCR'd")
+    elif pictures == 0:
+        doc.warnings.append(f"page {number} of {doc.name}: {why}, and no picture to OCR (a blank page?); it is skipped")
+    else:
+        doc.warnings.append(
+            f"page {number} of {doc.name}: {why}, and OCR found no text on it; it is skipped (a blank page, a "
+            "drawing, or a scan too faint to read)"
+        )
+    return None
+
+
+def open_image(path: Path, name: str) -> Document:
+    """An image file to OCR (PNG, JPEG, WebP, BMP, GIF); its header is checked (type, size) before any decoding."""
+    from knowledge.ocr import check_image
+
+    _width, _height, fmt, frames = check_image(path, name)
+    document = Document(path, name, "image", reader=image_segments)
+    if frames > 1:
+        document.warnings.append(f"{name} is an animated {fmt}: only its first frame was read")
+    return document
+
+
+def image_segments(doc: Document) -> Iterator[Segment]:
+    """The OCR'd text of an image file, as one segment marked ``ocr``; LoaderError when it holds no text."""
+    from knowledge.ocr import decode, read_text
+
+    read = read_text(decode(doc.path, doc.name))
+    doc.page_done(1, True)
+    text = join_cjk_wraps(_tidy(read.text))
+    if not text.strip():
+        raise LoaderError(f"OCR found no text in {doc.name} (a photo or drawing, or text too small or faint to read)")
+    yield Segment(text, None, 0, ocr=True)
 
 
 def join_cjk_wraps(text: str) -> str:

@@ -26,6 +26,9 @@ from knowledge.splitting import Chunk, split_segments
 from knowledge.store import ChromaStore, CollectionMissing, StoredChunk
 
 Progress = Callable[[int, int | None], None]
+"""(done, total or None while unknown): chunks embedded and stored."""
+PageProgress = Callable[[int, int, int], None]
+"""(pages read, pages in the file, of those read by OCR) after each page of a PDF or image."""
 DEFAULT_CHUNK_SIZE = 500
 DEFAULT_CHUNK_OVERLAP = 80
 DEFAULT_FLOOR = 0.15
@@ -47,6 +50,7 @@ class DocumentStats:
     pages: int
     chunks: int
     warnings: list[str]
+    ocr_pages: int = 0  # pages (or the image) whose text was read by OCR
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Hit:
     doc_id: str
     collection: str
     date: str = ""  # the document's date (YYYY, YYYY-MM or YYYY-MM-DD): from its title or first lines, else the file's
+    ocr: bool = False  # the text was read from a picture by OCR (a scanned page, an image file)
 
 
 _ISO_DATE = re.compile(r"\b((?:19|20)\d\d)[-/.年](\d{1,2})(?:[-/.月](\d{1,2}))?")
@@ -225,14 +230,26 @@ class KnowledgeLibrary:
         chunk_size: int,
         chunk_overlap: int,
         progress: Progress | None = None,
+        pages: PageProgress | None = None,
     ) -> DocumentStats:
         """Load, split, embed and store one file under ``doc_id``, replacing what was stored under it before.
+        ``progress`` hears of chunks stored, ``pages`` of pages read (PDFs and images: OCR'd pages are the slow
+        ones, about a second each).
 
         LoaderError for an unreadable file (nothing added), EmbedderMismatch, StoreUnavailable.
         """
         self.create_collection(collection, embedder_spec)
         embedder = self.embedder(embedder_spec)
         document = open_document(Path(path), source_name)
+        ocr_pages = 0
+
+        def page_read(done: int, ocr: bool) -> None:
+            nonlocal ocr_pages
+            ocr_pages += ocr
+            if pages is not None:
+                pages(done, document.pages, ocr_pages)
+
+        document.on_page = page_read
         self.store.delete_where(collection, {"doc_id": doc_id})
         done = 0
         run = uuid.uuid4().hex[:8]
@@ -264,7 +281,7 @@ class KnowledgeLibrary:
             except KnowledgeError:
                 pass
             raise
-        return DocumentStats(pages=document.pages, chunks=done, warnings=list(document.warnings))
+        return DocumentStats(pages=document.pages, chunks=done, warnings=list(document.warnings), ocr_pages=ocr_pages)
 
     def _store_batch(
         self,
@@ -290,6 +307,7 @@ class KnowledgeLibrary:
                 "chunk": c.index,
                 "start": c.start,
                 "end": c.end,
+                "ocr": c.ocr,
             }
             for c in batch
         ]
@@ -436,6 +454,7 @@ class _Candidate:
             doc_id=str(meta.get("doc_id", "")),
             collection=self.collection,
             date=str(meta.get("date", "")),
+            ocr=bool(meta.get("ocr", False)),
         )
 
 

@@ -3,7 +3,9 @@
 ``open_document(path)`` checks the file up front (type, empty, binary, encoding, encryption) and raises
 LoaderError with a message that names the file and the fix; ``Document.segments()`` then yields the text
 lazily, so a 200 MB text file is read in bounded blocks and never held whole in memory. Problems that do not
-stop the file (a PDF page without a text layer, undecodable bytes) are collected in ``Document.warnings``.
+stop the file (a scanned PDF page OCR cannot read, undecodable bytes) are collected in ``Document.warnings``.
+Images (PNG, JPEG, WebP, BMP, the first frame of a GIF) and PDF pages without a text layer are read by OCR
+(``knowledge.ocr``); their segments carry ``ocr=True``.
 ``Segment`` and ``Document`` live in ``knowledge.documents``; the PDF, DOCX and HTML readers in
 ``knowledge.formats``. This module imports both and neither imports it.
 """
@@ -17,10 +19,18 @@ from pathlib import Path
 from knowledge.charset import SAMPLE_BYTES, detect_encoding
 from knowledge.documents import Document, Segment
 from knowledge.errors import LoaderError
-from knowledge.formats import check_docx, html_encoding, html_segments, open_pdf
+from knowledge.formats import check_docx, html_encoding, html_segments, open_image, open_pdf
+from knowledge.ocr import IMAGE_SUFFIXES
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".text", ".rst", ".csv", ".log"})
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf", ".docx", ".html", ".htm"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf", ".docx", ".html", ".htm"} | IMAGE_SUFFIXES
+_REFUSED = {  # types people expect to work, with what to do instead
+    ".svg": "an SVG is a drawing made of shapes, not a picture of text; export it as PNG to have it OCR'd",
+    ".svgz": "an SVG is a drawing made of shapes, not a picture of text; export it as PNG to have it OCR'd",
+    ".tif": "TIFF is not read; save the pages as PDF or PNG",
+    ".tiff": "TIFF is not read; save the pages as PDF or PNG",
+    ".heic": "HEIC photos are not read; export them as JPEG",
+}
 TEXT_BLOCK_CHARS = 256 * 1024  # a text file is yielded in segments of about this many characters
 
 
@@ -38,6 +48,8 @@ def open_document(path: Path, name: str | None = None) -> Document:
     path = Path(path)
     name = name or path.name
     suffix = path.suffix.lower()
+    if suffix in _REFUSED:
+        raise LoaderError(f"{name}: {_REFUSED[suffix]}")
     if suffix not in SUPPORTED_SUFFIXES:
         raise LoaderError(
             f"{name}: unsupported file type {suffix or '(no extension)'!r}; "
@@ -58,6 +70,8 @@ def open_document(path: Path, name: str | None = None) -> Document:
         return Document(path, name, "text", encoding=encoding, reader=_text_segments)
     if suffix == ".pdf":
         return open_pdf(path, name, sample)
+    if suffix in IMAGE_SUFFIXES:
+        return open_image(path, name)
     if suffix == ".docx":
         return check_docx(path, name, sample)
     return Document(

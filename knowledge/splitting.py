@@ -33,6 +33,7 @@ class Chunk:
     end: int
     index: int
     header: str = ""  # the header row of the table this chunk starts in, when the chunk does not hold it
+    ocr: bool = False  # read from a picture by OCR (a scanned page, an image file)
 
     @property
     def stored_text(self) -> str:
@@ -110,6 +111,6 @@ def split_segments(segments: Iterable[Segment], chunk_size: int, chunk_overlap: 
                 at = segment.text.find(piece)
             start = segment.offset + max(at, 0)
             header = next((h for a, b, h in tables if a < max(at, 0) < b and h not in piece), "")
-            yield Chunk(piece, segment.page, start, start + len(piece), index, header)
+            yield Chunk(piece, segment.page, start, start + len(piece), index, header, segment.ocr)
             index += 1
             search_from, previous_len = max(at, 0), len(piece)

@@ -50,7 +50,7 @@ def docs(tmp_path: Path) -> Path:
         "# Tea\n\nThe Lunwick tea garden harvests its first flush in early April, at an altitude of 1,900 metres.",
         encoding="utf-8",
     )
-    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    (folder / "clip.mp3").write_bytes(b"ID3\x04" + bytes(64))
     return folder
 
 
@@ -71,7 +71,7 @@ def test_ingest_summary_dedup_and_query(home: Path, docs: Path, capsys: pytest.C
     code, out, err = run(capsys, "ingest", "--kb", "facts", "--embedder", EMBEDDER, str(docs))
     assert code == 0, err
     assert "3 files, 2 added, 0 replaced, 0 unchanged, 1 skipped, 0 errors" in out
-    assert "photo.png: skipped (unsupported file type .png)" in err  # the per-file progress lines
+    assert "clip.mp3: skipped (unsupported file type .mp3)" in err  # the per-file progress lines
     code, out, err = run(capsys, "ingest", "--kb", "facts", str(docs), str(docs / "volcano.txt"))
     assert code == 0 and "2 unchanged" in out and "0 chunks added" in out
     copy = docs.parent / "copy-of-volcano.txt"
@@ -82,7 +82,7 @@ def test_ingest_summary_dedup_and_query(home: Path, docs: Path, capsys: pytest.C
     [result] = query_json(capsys, "facts", "When did the volcano last erupt?")
     top = result["hits"][0]
     assert result["query"] == "When did the volcano last erupt?"
-    assert set(top) == {"rank", "score", "source", "page", "date", "text"}
+    assert set(top) == {"rank", "score", "source", "page", "ocr", "date", "text"} and top["ocr"] is False
     assert (top["rank"], top["source"], top["page"]) == (1, "volcano.txt", None)
     assert "1822" in top["text"] and 0 < top["score"] <= 1
     names = {h["source"] for h in query_json(capsys, "facts", "first flush of the tea garden")[0]["hits"]}
@@ -281,6 +281,11 @@ def test_progress_bar_on_a_terminal() -> None:
     text = stream.getvalue()
     assert "\r\x1b[K[#########---------------] 1/4 b.pdf 5/10 chunks" in text  # 1.5 of 4 files: 9 of 24
     assert "[2/4] b.pdf: added, 10 chunks\n" in text and "    warning: page 2 has no text\n" in text
+    bar(IngestProgress(2, 4, "scan.pdf", pages_done=3, pages_total=4, ocr_pages=3))  # a scan moves page by page
+    bar(IngestProgress(3, 4, "scan.pdf", 6, 6, FileResult("scan.pdf", "added", 6, 4, ocr_pages=3)))
+    text = stream.getvalue()
+    assert "\r\x1b[K[################--------] 2/4 scan.pdf page 3/4 (3 by OCR)" in text  # 2.75 of 4: 16 of 24
+    assert "[3/4] scan.pdf: added, 6 chunks (3 page(s) read by OCR)\n" in text
 
 
 @pytest.mark.slow

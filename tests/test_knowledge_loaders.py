@@ -143,7 +143,8 @@ def test_pdf_pages_keep_their_numbers_and_a_textless_page_is_a_warning(tmp_path:
         (1, "Page one: core hours."),
         (3, "Page three: 27 days of holiday."),
     ]
-    assert doc.warnings == ["page 2 has no text layer (scanned image?); its text is not searchable"]
+    assert doc.warnings == ["page 2 of handbook.pdf: it has no text layer, and no picture to OCR (a blank page?); "
+                            "it is skipped"]  # a page with a scanned picture is OCR'd (tests/test_knowledge_ocr.py)
 
 
 def test_chinese_pdf_text_is_extracted_correctly(tmp_path: Path) -> None:
@@ -153,10 +154,10 @@ def test_chinese_pdf_text_is_extracted_correctly(tmp_path: Path) -> None:
     assert [(s.page, s.text) for s in segments] == [(1, "星河科技员工手册"), (2, "正式员工每年享有十五天带薪年假。")]
 
 
-def test_image_only_pdf_is_refused(tmp_path: Path) -> None:
+def test_pdf_without_text_or_pictures_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "scan.pdf"
     make_pdf(path, [None, None])
-    with pytest.raises(LoaderError, match="no text layer on any of its 2 page"):
+    with pytest.raises(LoaderError, match="scan.pdf has no text that could be read on any of its 2 page"):
         list(open_document(path).segments())
 
 
@@ -259,7 +260,7 @@ def test_pdf_page_whose_text_layer_is_garbage_is_skipped_with_a_warning(tmp_path
     assert len(doc.warnings) == 1 and "page 1 of garbled.pdf" in doc.warnings[0] and "OCR" in doc.warnings[0]
     only_garbage = tmp_path / "only.pdf"
     make_pdf(only_garbage, [garbage])
-    with pytest.raises(LoaderError, match="no readable text layer"):
+    with pytest.raises(LoaderError, match="text layer does not decode to readable text"):
         list(open_document(only_garbage).segments())
 
 

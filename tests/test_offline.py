@@ -1,6 +1,6 @@
-"""No Inkstone process reaches past loopback: chat (int8 default and ``--quantize 4bit``), ``kb ingest/query``,
-``train`` and ``serve`` each run in a fresh process with none of the Hugging Face offline variables set (as the
-README runs them), and each works while nothing tries to connect.
+"""No Inkstone process reaches past loopback: chat (int8 default and ``--quantize 4bit``), ``kb ingest/query`` (a
+text file and an image read by OCR), ``train`` and ``serve`` each run in a fresh process with none of the Hugging
+Face offline variables set (as the README runs them), and each works while nothing tries to connect.
 
 Every child gets the network guard of ``tests/netguard`` (a ``sitecustomize`` that refuses and records any
 non-loopback ``connect`` and any lookup of a non-local name, and records an import of the hub ``kernels``
@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from core import offline
+from tests.ocr_pages import render
 
 REPO = Path(__file__).resolve().parents[1]
 GUARD = Path(__file__).resolve().parent / "netguard"
@@ -139,13 +140,18 @@ def test_knowledge_base_ingest_and_query_stay_offline(shared: tuple[Path, Path],
     home, logs = shared
     doc = tmp_path / "lighthouse.txt"
     doc.write_text("The Pellworm lighthouse was first lit in 1907 and stands 38 metres tall.\n", encoding="utf-8")
+    scan = tmp_path / "ferry.png"  # read by OCR: the engine's models come from its wheel, never from the network
+    render(["The ferry to Hooge leaves at nine every morning."], seed=5).save(scan)
     ingest = Child(home, logs, "kb-ingest")
-    done = ingest.run("kb", "ingest", "--kb", "notes", str(doc))
+    done = ingest.run("kb", "ingest", "--kb", "notes", str(doc), str(scan))
     assert done.returncode == 0, done.stderr
+    assert "ferry.png: added" in done.stderr and "read by OCR" in done.stderr, done.stderr
     query = Child(home, logs, "kb-query")
     done = query.run("kb", "query", "--kb", "notes", "When was the lighthouse first lit?")
     assert done.returncode == 0, done.stderr
     assert "lighthouse.txt" in done.stdout
+    done = query.run("kb", "query", "--kb", "notes", "When does the ferry to Hooge leave?")
+    assert done.returncode == 0 and "ferry.png (OCR)" in done.stdout, done.stdout + done.stderr
     assert ingest.attempts() == [] and query.attempts() == []
 
 

@@ -85,9 +85,8 @@ if uploads and st.button("Ingest", type="primary", icon=":material/upload:"):
     bar = st.progress(0.0, text="Ingesting…")
 
     def show(update: IngestProgress) -> None:
-        part = update.chunks_done / update.chunks_total if update.chunks_total else 0.0
-        bar.progress(min((update.files_done + part) / max(update.files_total, 1), 1.0),
-                     text=f"{update.files_done}/{update.files_total} · {update.name}")  # fmt: skip
+        ocr = f" · OCR page {update.pages_done}/{update.pages_total}" if update.ocr_pages else ""
+        bar.progress(update.fraction, text=f"{update.files_done}/{update.files_total} · {update.name}{ocr}")
 
     try:
         report = kn.ingest_uploads(kb.name, [(f.name, f) for f in uploads], progress=show)
@@ -155,9 +154,8 @@ if query.strip():
         if not hits:
             st.info("No relevant passage found.")
         for hit in hits:
-            where = hit.source + (f", p. {hit.page}" if hit.page is not None else "")
             dated = f" · dated {hit.date}" if hit.date else ""
-            st.markdown(f"**{hit.rank}. {where}**{dated} · score {hit.score:.3f}")
+            st.markdown(f"**{hit.rank}. {hit.where}**{dated} · score {hit.score:.3f}")
             st.text(" ".join(hit.text.split())[:600])
 
 with st.expander("Re-embed or delete"):

@@ -126,6 +126,7 @@ def context_block(sources: Sequence[dict] | None, question: str = "") -> str | N
         name = next((str(source[k]) for k in ("source", "file", "document", "title") if source.get(k)), "")
         page = source.get("page")
         where = name + (f", p. {page}" if page not in (None, "") else "")
+        where += " (OCR: may hold misread characters)" if source.get("ocr") else ""
         where += f", dated {source['date']}" if source.get("date") else ""  # the model picks the newer version
         label = f"[{source.get('n', number)}]" + (f" {where}" if where else "")
         lines.append(f"{label}\n{source.get('text', '')}".rstrip())

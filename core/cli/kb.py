@@ -79,14 +79,16 @@ class ProgressBar:
             r = update.result
             text = f"[{update.files_done}/{update.files_total}] {r.name}: {r.status}"
             text += f", {r.chunks} chunks" if r.status in ("added", "replaced") else ""
+            text += f" ({r.ocr_pages} page(s) read by OCR)" if r.ocr_pages else ""
             text += f" ({r.detail})" if r.detail else ""
             self._line(text)
             for warning in r.warnings:
                 self._line(f"    warning: {warning}")
         elif self.tty:
-            done = update.files_done + (update.chunks_done / update.chunks_total if update.chunks_total else 0)
-            filled = int(BAR_WIDTH * done / max(update.files_total, 1))
+            filled = int(BAR_WIDTH * update.fraction)
             chunks = f" {update.chunks_done}/{update.chunks_total or '?'} chunks" if update.chunks_done else ""
+            if update.ocr_pages:
+                chunks += f" page {update.pages_done}/{update.pages_total} ({update.ocr_pages} by OCR)"
             self.stream.write(f"\r\x1b[K[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] "
                               f"{update.files_done}/{update.files_total} {update.name[:40]}{chunks}")  # fmt: skip
             self.stream.flush()
@@ -190,8 +192,7 @@ def _run(service: KnowledgeService, args: argparse.Namespace) -> int:
             if not hits:
                 print("  (no relevant passage found)")
             for h in hits:
-                where = h.source + (f", p. {h.page}" if h.page is not None else "")
-                print(f"  {h.rank}. [{h.score:.3f}] {where}\n     {' '.join(h.text.split())[:300]}")
+                print(f"  {h.rank}. [{h.score:.3f}] {h.where}\n     {' '.join(h.text.split())[:300]}")
     return 0
 
 

@@ -28,18 +28,19 @@ from typing import Any
 
 from core.errors import InkstoneError, InputError
 from core.history.store import ROLES, STATUSES, HistoryStore, Message, Session
+from core.kb.naming import where_label
 from core.kb.rows import KnowledgeRows, SessionKnowledge
 
 _ROLE_HEADINGS = {"system": "**System**", "user": "**User**", "assistant": "**Assistant**"}
 
 
 def source_label(source: dict[str, Any], number: int) -> str:
-    """``[n] file, p. X`` for one cited source (the page part only when the source has a page)."""
+    """``[n] file, p. X`` for one cited source (the page part only when the source has a page; `` (OCR)`` when
+    its text was read from a picture)."""
     name = next(
         (source[k] for k in ("file", "source", "document", "title") if source.get(k)), "unknown source"
     )
-    page = source.get("page")
-    return f"[{number}] {name}" + (f", p. {page}" if page not in (None, "") else "")
+    return f"[{number}] " + where_label(str(name), source.get("page"), bool(source.get("ocr")))
 
 
 def session_to_markdown(

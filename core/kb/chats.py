@@ -36,7 +36,7 @@ def set_session_knowledge(rows: KnowledgeRows, session_id: str, rag: bool,
 def retrieve(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, session: Session,
              question: str) -> list[dict[str, Any]] | None:  # fmt: skip
     """Sources for ``question`` in ``session``: None when the chat has RAG off, else its numbered sources
-    ``[{"n", "source", "page", "date", "score", "text", "query"}]`` (empty: nothing relevant found), where
+    ``[{"n", "source", "page", "ocr", "date", "score", "text", "query"}]`` (empty: nothing relevant found), where
     ``query`` is what was searched for (the chat's follow-up rule puts the user turn before the question in
     front of it: hit@4 on follow-ups 1.00 against 0.17 for the question alone, bench/rag_eval.py --hard).
     Raises a KnowledgeBaseError when it cannot search (the chat then answers without sources and says why).
@@ -51,5 +51,5 @@ def retrieve(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, ses
         )
     hits = query(settings, rows, handle, kbs, question, k=settings.rag_top_k)
     searched = " ".join(question.split())
-    return [{"n": h.rank, "source": h.source, "page": h.page, "date": h.date, "score": round(h.score, 4),
+    return [{"n": h.rank, "source": h.source, "page": h.page, "ocr": h.ocr, "date": h.date, "score": round(h.score, 4),
              "text": h.text, "query": searched} for h in hits]  # fmt: skip

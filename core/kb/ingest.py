@@ -39,11 +39,13 @@ class FileResult:
     detail: str | None = None
     """The error, the reason it was skipped, or what it duplicates."""
     warnings: tuple[str, ...] = ()
+    ocr_pages: int = 0
+    """Pages (or the image) whose text was read by OCR."""
 
 
 @dataclass(frozen=True)
 class IngestProgress:
-    """Where an ingestion is: files finished of all, the current file and its chunks embedded so far."""
+    """Where an ingestion is: files finished of all, the current file, its chunks embedded and pages read so far."""
 
     files_done: int
     files_total: int
@@ -52,6 +54,22 @@ class IngestProgress:
     chunks_total: int | None = None
     result: FileResult | None = None
     """Set once the current file is finished."""
+    pages_done: int = 0
+    pages_total: int | None = None
+    """Pages of the current PDF (1 for an image) read so far, OCR'd ones included; None for other formats."""
+    ocr_pages: int = 0
+    """Of those, pages read by OCR (about a second each on a CPU)."""
+
+    @property
+    def fraction(self) -> float:
+        """Share of all files done, counting the current one by its pages read (else its chunks stored)."""
+        if self.result is not None:  # finished: already counted in files_done
+            part = 0.0
+        elif self.pages_total:
+            part = self.pages_done / self.pages_total
+        else:
+            part = self.chunks_done / self.chunks_total if self.chunks_total else 0.0
+        return min((self.files_done + min(part, 1.0)) / max(self.files_total, 1), 1.0)
 
 
 ProgressCallback = Callable[[IngestProgress], None]
@@ -96,7 +114,8 @@ class IngestReport:
             "skipped": self.count("skipped"), "errors": len(self.errors), "chunks": self.chunks,
             "aborted": self.aborted,
             "results": [{"name": r.name, "status": r.status, "chunks": r.chunks, "pages": r.pages,
-                         "detail": r.detail, "warnings": list(r.warnings)} for r in self.results],
+                         "ocr_pages": r.ocr_pages, "detail": r.detail, "warnings": list(r.warnings)}
+                        for r in self.results],
         }  # fmt: skip
 
 
@@ -115,8 +134,7 @@ class Ingestion:
         for index, cand in enumerate(candidates):
             self.progress(IngestProgress(index, total, cand.name))
             try:
-                result = self._one(cand, lambda done, of, i=index, c=cand: self.progress(
-                    IngestProgress(i, total, c.name, done, of)))  # fmt: skip
+                result = self._one(cand, _Tracker(self.progress, index, total, cand.name))
             except InkstoneError as exc:
                 report.results.append(FileResult(cand.name, "error", detail=str(exc)))
                 report.aborted = str(exc)
@@ -125,7 +143,7 @@ class Ingestion:
             self.progress(IngestProgress(index + 1, total, cand.name, result.chunks, result.chunks, result))
         return report
 
-    def _one(self, cand: Candidate, on_chunks: Callable[[int, int | None], None]) -> FileResult:
+    def _one(self, cand: Candidate, on_chunks: _Tracker) -> FileResult:
         if cand.reason is not None:
             status = "skipped" if cand.path.exists() else "error"
             return FileResult(cand.name, status, detail=cand.reason)
@@ -157,17 +175,17 @@ class Ingestion:
         self._discard([d for d in previous if d.id != doc.id], library)
         done = self.rows.documents_named(self.kb.id, cand.name)[-1]
         return FileResult(cand.name, "replaced" if replaced else "added", done.chunks, done.pages,
-                          warnings=tuple(done.warnings))  # fmt: skip
+                          warnings=tuple(done.warnings), ocr_pages=on_chunks.ocr_pages)  # fmt: skip
 
     def _add(self, library: KnowledgeLibrary, doc: Document, cand: Candidate,
-             on_chunks: Callable[[int, int | None], None]) -> FileResult | None:  # fmt: skip
+             on_chunks: _Tracker) -> FileResult | None:  # fmt: skip
         """Store the file's chunks under ``doc``; a FileResult for a per-file error, None when ready."""
         from knowledge import KnowledgeError, LoaderError
 
         kb = self.kb
         try:
-            stats = library.add_document(kb.collection, kb.embedder, doc.id, cand.path, cand.name,
-                                         kb.chunk_size, kb.chunk_overlap, progress=on_chunks)  # fmt: skip
+            stats = library.add_document(kb.collection, kb.embedder, doc.id, cand.path, cand.name, kb.chunk_size,
+                                         kb.chunk_overlap, progress=on_chunks, pages=on_chunks.pages)  # fmt: skip
             if stats.chunks == 0:
                 raise LoaderError(f"{cand.name} has no text to search (nothing was added): check the file.")
         except KnowledgeError as exc:
@@ -191,3 +209,27 @@ class Ingestion:
             with self.handle.calls(self.kb.name):
                 library.remove_document(self.kb.collection, old.id)
             self.rows.delete_document(old.id)
+
+
+class _Tracker:
+    """Turns the library's chunk and page counts for one file into ``IngestProgress`` updates."""
+
+    def __init__(self, progress: ProgressCallback, index: int, total: int, name: str) -> None:
+        self.progress, self.index, self.total, self.name = progress, index, total, name
+        self.chunks: tuple[int, int | None] = (0, None)
+        self.read: tuple[int, int | None] = (0, None)
+        self.ocr_pages = 0
+
+    def __call__(self, done: int, of: int | None) -> None:
+        """Chunks stored so far (of the total, once known)."""
+        self.chunks = (done, of)
+        self._emit()
+
+    def pages(self, done: int, of: int, ocr: int) -> None:
+        """Pages read so far of the file's pages, ``ocr`` of them by OCR."""
+        self.read, self.ocr_pages = (done, of), ocr
+        self._emit()
+
+    def _emit(self) -> None:
+        self.progress(IngestProgress(self.index, self.total, self.name, *self.chunks, pages_done=self.read[0],
+                                     pages_total=self.read[1], ocr_pages=self.ocr_pages))  # fmt: skip

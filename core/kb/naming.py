@@ -48,11 +48,23 @@ class QueryHit:
     text: str
     kb: str
     date: str = ""
+    ocr: bool = False
+    """The text was read from a picture by OCR (a scanned page, an image file): it may hold misread characters."""
+
+    @property
+    def where(self) -> str:
+        """``file, p. 3 (OCR)``: the file, its page when it has one, and the OCR mark."""
+        return where_label(self.source, self.page, self.ocr)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"rank", "score", "source", "page", "date", "text"}`` (``kb query --json``)."""
+        """``{"rank", "score", "source", "page", "ocr", "date", "text"}`` (``kb query --json``)."""
         return {"rank": self.rank, "score": round(self.score, 4), "source": self.source, "page": self.page,
-                "date": self.date, "text": self.text}  # fmt: skip
+                "ocr": self.ocr, "date": self.date, "text": self.text}  # fmt: skip
+
+
+def where_label(source: str, page: int | str | None, ocr: bool = False) -> str:
+    """How a source is named wherever it is shown or cited: ``file``, ``file, p. 3``, ``scan.pdf, p. 3 (OCR)``."""
+    return source + (f", p. {page}" if page not in (None, "") else "") + (" (OCR)" if ocr else "")
 
 
 def clean_kb_name(name: str) -> str:

@@ -43,5 +43,5 @@ def query(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, kbs: l
         for kb in kbs:
             check_chunks_present(rows, handle, kb)
     names = {collection: kb.name for collection, kb in by_collection.items()}
-    return [QueryHit(rank, h.score, h.source, h.page, h.text, names.get(h.collection, ""), h.date)
+    return [QueryHit(rank, h.score, h.source, h.page, h.text, names.get(h.collection, ""), h.date, h.ocr)
             for rank, h in enumerate(hits, start=1)]  # fmt: skip

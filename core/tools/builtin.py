@@ -128,7 +128,7 @@ def knowledge_search(search: Callable[[str], list[Any]], names: list[str]) -> To
         hits = search(query)
         if not hits:
             return "No passages found."
-        return "\n\n".join(f"[{h.rank}] {h.source}" + (f" p.{h.page}" if h.page else "") + f"\n{h.text}"
+        return "\n\n".join(f"[{h.rank}] {h.where}\n{h.text}"
                            for h in hits)
 
     spec = ToolSpec("search_knowledge", f"Search the user's documents ({', '.join(names)}) for passages about a "
