@@ -1,5 +1,6 @@
-"""The Gradio chat page: the session list of the one database, the chat with streaming, Stop and Regenerate,
-persona, RAG and knowledge-base picker, uploads into a knowledge base, and generation settings.
+"""The Gradio chat page: the session list of the one database, the chat with streaming, Stop, Regenerate and
+editing your messages, persona, RAG and knowledge-base picker, uploads into a knowledge base, and generation
+settings.
 
 Everything it does goes through the core: ``ChatService`` for turns, ``HistoryStore`` for sessions,
 ``core.chat.defaults`` for what a new chat starts with, ``KnowledgeService`` for knowledge. The open chat's id is
@@ -265,6 +266,33 @@ class ChatPage:
             return
         yield from self._stream(session_id, events, stop, request, query, clear=False)
 
+    def edit(self, session_id: str | None, query: str, edited: gr.EditData,
+             request: gr.Request) -> Iterator[tuple[Any, ...]]:  # fmt: skip
+        """Answer an edited message of yours (the chat's pencil): the edit becomes the current path; the old
+        message and what followed it stay stored as another branch (switch to it in the Streamlit chat)."""
+        if session_id is None:
+            yield session_id, gr.skip(), gr.skip(), "Nothing to edit: send a message first.", gr.skip()
+            return
+        engine = self.engine()
+        shown = [m for m in engine.store.messages(session_id) if m.role in ("user", "assistant")]  # as drawn
+        index = edited.index if isinstance(edited.index, int) else edited.index[0]
+        if not 0 <= index < len(shown) or shown[index].role != "user":
+            yield session_id, view.chat_messages(shown), gr.skip(), "Only your own messages can be edited: " \
+                "regenerate an answer instead.", gr.skip()  # fmt: skip
+            return
+        try:
+            stop = self.turns.begin(request.session_hash or "")
+        except InkstoneError as exc:
+            yield session_id, view.chat_messages(shown), gr.skip(), f"⚠️ {exc}", gr.skip()
+            return
+        try:
+            events = engine.service.edit(session_id, shown[index].id, _text(edited.value), stop)
+        except InkstoneError as exc:
+            self.turns.end(request.session_hash or "", stop)
+            yield session_id, view.chat_messages(shown), gr.skip(), f"⚠️ {exc}", gr.skip()
+            return
+        yield from self._stream(session_id, events, stop, request, query, clear=False)
+
     def _stream(self, session_id: str, events: Iterator[Any], stop: Any, request: gr.Request, query: str,
                 clear: bool) -> Iterator[tuple[Any, ...]]:  # fmt: skip
         """Relay a turn to the page: (open chat, chatbot, message box, notice, session list) per step."""
@@ -313,6 +341,15 @@ class ChatPage:
         self.turns.stop(request.session_hash or "")
 
 
+def _text(value: Any) -> str:
+    """The text of an edited chatbot message (a string, or a message/content-part dict or list)."""
+    if isinstance(value, dict):
+        return _text(value.get("content", value.get("text", "")))
+    if isinstance(value, list):
+        return "".join(_text(part) for part in value)
+    return value if isinstance(value, str) else ""
+
+
 def _answer(content: str) -> dict[str, str]:
     return {"role": "assistant", "content": content}
 
@@ -343,7 +380,7 @@ def build(engine: EngineGetter) -> gr.Blocks:
             persona = gr.Dropdown(page.persona_choices(), value="", label="Persona",
                                   info="Who answers: applies from the next answer")
         chatbot = gr.Chatbot(label="Inkstone", height=520, elem_id="inkstone-chat", buttons=["copy"],
-                             feedback_options=None)  # fmt: skip
+                             feedback_options=None, editable="user")  # fmt: skip
         with gr.Row(equal_height=True):
             rag = gr.Checkbox(label="Answer from my documents", scale=1)
             kbs = gr.Dropdown([], multiselect=True, label="Knowledge bases", show_label=False, scale=3,
@@ -384,6 +421,7 @@ def build(engine: EngineGetter) -> gr.Blocks:
         message.submit(page.send, [message, open_id, persona, rag, kbs, query, *sliders], turn,
                        concurrency_limit=None)  # fmt: skip
         regenerate.click(page.regenerate, [open_id, query], turn, concurrency_limit=None)
+        chatbot.edit(page.edit, [open_id, query], turn, concurrency_limit=None)
         stop.click(page.stop, None, None, concurrency_limit=None)
         ingest.click(page.upload, [kb_name, files], [ingested, kb_name, kbs, files])
         blocks.unload(page.unload)

@@ -174,3 +174,19 @@ def test_regenerate_replaces_the_last_answer(home: Path) -> None:
     assert [m.content for m in engine.store.messages(session_id)] == ["tell me", "second try"]
     assert "second try" in steps[-1][1][-1]["content"]
     assert list(page.regenerate(None, "", tab("a")))[-1][3] == "Nothing to regenerate: send a message first."
+
+
+def test_editing_a_message_answers_the_edit_and_keeps_the_old_branch(engine: Engine) -> None:
+    page = ChatPage(lambda: engine)
+    session_id = send(page, "first question", None, tab("a"))[-1][0]
+    send(page, "second question", session_id, tab("a"))
+    edited = gr.EditData(None, {"index": 2, "value": "second, edited", "previous_value": "second question"})
+    final = list(page.edit(session_id, "", edited, tab("a")))[-1]
+    assert [m["content"].split("\n")[0] for m in final[1]] == [
+        "first question", "You said: first question", "second, edited", "You said: second, edited"]
+    path = engine.store.messages(session_id)
+    assert [m.content for m in path if m.role == "user"] == ["first question", "second, edited"]
+    assert "second question" in [m.content for m in engine.store.all_messages(session_id)]  # the old branch stays
+    answer_edit = gr.EditData(None, {"index": 1, "value": "no", "previous_value": "You said: first question"})
+    refused = list(page.edit(session_id, "", answer_edit, tab("a")))[-1]
+    assert "Only your own messages" in refused[3] and engine.store.messages(session_id) == path
