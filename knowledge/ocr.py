@@ -56,6 +56,7 @@ def engine() -> Any:  # -> rapidocr_onnxruntime.RapidOCR
     global _engine
     with _lock:
         if _engine is None:
+            os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before ONNX Runtime starts: no 1DS telemetry
             try:
                 import cv2
                 from rapidocr_onnxruntime import RapidOCR
