@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from core.history.export import source_label
+from core.history.export import figures_line, source_label
 from core.history.store import Message, Session
 
 SNIPPET_CHARS = 200
@@ -21,18 +21,7 @@ FILE_ROUTE = "/gradio_api/file="
 
 def caption(message: Message) -> str:
     """The figures line under an answer: status mark, tokens, decoding tokens/s, time to first token."""
-    parts: list[str] = []
-    if message.status == "stopped":
-        parts.append("⏹ stopped")
-    elif message.status == "streaming":
-        parts.append("… still being written")
-    if message.completion_tokens is not None:
-        parts.append(f"{message.completion_tokens} tokens")
-    if message.tokens_per_s:
-        parts.append(f"{message.tokens_per_s:.1f} tokens/s")
-    if message.ttft_ms is not None:
-        parts.append(f"first token {message.ttft_ms / 1000:.2f} s")
-    return " · ".join(parts)
+    return figures_line(message, stopped="⏹ stopped")
 
 
 def avatar_text(avatar: str | None) -> str:

@@ -46,7 +46,8 @@ def test_sources_reach_the_prompt_the_events_and_the_stored_answer(home: Path, t
     [sources] = [e for e in events if isinstance(e, Sources)]
     assert sources.notice is None
     assert sources.items[0]["n"] == 1 and sources.items[0]["source"] == "volcano.txt"
-    assert set(sources.items[0]) == {"n", "source", "page", "date", "score", "text", "query"}
+    assert set(sources.items[0]) == {"n", "source", "page", "date", "score", "text", "query", "ocr"}
+    assert sources.items[0]["ocr"] is False  # typed text, not read from a picture
     assert sources.items[0]["query"] == "When did the volcano last erupt?"  # what was searched for
     assert sources.items[0]["date"] == date.today().isoformat()  # no date in the text: the file's date
     system = backend.prompts[-1][0]
@@ -135,7 +136,7 @@ def test_cli_chat_kb_turns_rag_on(home: Path, tmp_path: Path, capsys: pytest.Cap
     out = capsys.readouterr().out
     summary = json.loads(out.splitlines()[-1])
     assert summary["sources"][0]["source"] == "volcano.txt" and summary["sources"][0]["n"] == 1
-    assert set(summary["sources"][0]) == {"n", "source", "page", "date", "score", "text", "query"}
+    assert set(summary["sources"][0]) == {"n", "source", "page", "date", "score", "text", "query", "ocr"}
     assert "  [1] volcano.txt" in out
     engine = build_engine(load_settings({"model": "fake"}))
     rag, kbs = engine.knowledge.session_knowledge(summary["session_id"])

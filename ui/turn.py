@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.chat.service import ChatEvent, Done, Failed, Sources, Started, Token
+from core.history.export import figures_line
 from core.history.store import Message
 
 SETTLE_TIMEOUT_S = 30.0
@@ -91,18 +92,7 @@ CAPTION_HELP = (
 
 def answer_caption(message: Message) -> str:
     """The figures line under an answer: status mark, tokens, decoding tokens/s, time to first token."""
-    parts: list[str] = []
-    if message.status == "stopped":
-        parts.append(":material/stop_circle: stopped")
-    elif message.status == "streaming":
-        parts.append("… still being written")
-    if message.completion_tokens is not None:
-        parts.append(f"{message.completion_tokens} tokens")
-    if message.tokens_per_s:
-        parts.append(f"{message.tokens_per_s:.1f} tokens/s")
-    if message.ttft_ms is not None:
-        parts.append(f"first token {message.ttft_ms / 1000:.2f} s")
-    return " · ".join(parts)
+    return figures_line(message, stopped=":material/stop_circle: stopped")
 
 
 def omitted_notice(omitted_turns: int) -> str | None:

@@ -34,6 +34,23 @@ from core.kb.rows import KnowledgeRows, SessionKnowledge
 _ROLE_HEADINGS = {"system": "**System**", "user": "**User**", "assistant": "**Assistant**"}
 
 
+def figures_line(message: Message, stopped: str = "stopped") -> str:
+    """The figures line under an answer (chat view, Gradio page): ``stopped`` as the status mark of a stopped
+    answer, then tokens, decoding tokens/s and time to first token, joined with `` · ``."""
+    parts: list[str] = []
+    if message.status == "stopped":
+        parts.append(stopped)
+    elif message.status == "streaming":
+        parts.append("… still being written")
+    if message.completion_tokens is not None:
+        parts.append(f"{message.completion_tokens} tokens")
+    if message.tokens_per_s:
+        parts.append(f"{message.tokens_per_s:.1f} tokens/s")
+    if message.ttft_ms is not None:
+        parts.append(f"first token {message.ttft_ms / 1000:.2f} s")
+    return " · ".join(parts)
+
+
 def source_label(source: dict[str, Any], number: int) -> str:
     """``[n] file, p. X`` for one cited source (the page part only when the source has a page; `` (OCR)`` when
     its text was read from a picture)."""
