@@ -14,10 +14,9 @@ setup-dev:
 run: setup
 	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1
 
-# One pytest worker per core (at most 4), a test file per worker at a time (its module fixtures built once),
-# the longest files first (tests/conftest.py LONGEST_FIRST; collection order kept).
+# One pytest worker per core (at most 4), a test file per worker at a time (its module fixtures built once).
 test: setup-dev
-	$(VENV)/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
+	$(VENV)/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 lint: setup-dev
 	$(VENV)/bin/ruff check .

@@ -17,22 +17,8 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-LONGEST_FIRST = (
-    "tests/test_training_smollm2.py",  # trains a persona with the default settings: minutes on 2 cores
-    "tests/test_real_model.py",
-    "tests/test_lowbit.py",
-    "tests/test_browser_branches.py",
-    "tests/test_offline.py",
-    "tests/test_kb_cli.py",
-)
-"""Test files that take longest, started first: ``make test`` hands files to workers in collection order
-(``--dist loadfile --no-loadscope-reorder``), so the longest one no longer runs alone at the end."""
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put the longest test files first (see ``LONGEST_FIRST``); skip tests marked ``cuda`` when torch sees no GPU."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep their order
+    """Skip tests marked ``cuda`` when torch sees no GPU."""
     if not any(item.get_closest_marker("cuda") for item in items):
         return
     import torch
