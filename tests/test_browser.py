@@ -206,7 +206,12 @@ def test_a_second_tab_waits_in_line_and_can_cancel(live_app: tuple[str, Path], p
     sync_api.expect(first.get_by_text(f"You said: {words}").last).to_be_visible(timeout=TIMEOUT_MS)  # it went on
     store = HistoryStore.open(db_path)
     try:
-        by_first_message = {store.messages(s.id)[0].content: store.messages(s.id) for s in store.list_sessions()}
+        deadline = time.monotonic() + 30  # the last word is on screen a moment before the answer is stored complete
+        while True:
+            by_first_message = {store.messages(s.id)[0].content: store.messages(s.id) for s in store.list_sessions()}
+            if by_first_message[words][-1].status != "streaming" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert [(m.role, m.status) for m in by_first_message["second tab"]] == [("user", "complete")]
         assert [m.status for m in by_first_message[words]] == ["complete", "complete"]
     finally:
