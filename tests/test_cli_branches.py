@@ -63,6 +63,8 @@ def test_bad_ids_fail_with_a_message(home: Path, capsys: pytest.CaptureFixture[s
     assert code == 1 and "no-such-message" in err
     code, _, err = cli(capsys, "chat", "--model", "fake", "--edit", "m1", "x")
     assert code == 1 and "--edit needs --session" in err
+    code, _, err = cli(capsys, "chat", "--model", "fake", "--session", sid, "--edit", "m1", "--tools", "datetime", "x")
+    assert code == 1 and "--edit and --tools do not go together" in err
     store = HistoryStore.open(home / "inkstone.db")
     answer = store.messages(sid)[1]
     store.close()

@@ -170,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.edit is not None and (args.session is None or args.message is None):
             raise InputError('--edit needs --session ID and the new text: chat --session ID --edit MESSAGE_ID "text".')
+        if args.edit is not None and args.tools:
+            raise InputError("--edit and --tools do not go together yet: edit the message without --tools.")
         settings = settings_from_args(
             args, model=args.model, device=args.device, quantize=args.quantize, cpu_weights=args.cpu_weights,
             trust_remote_code=args.trust_remote_code
@@ -186,8 +188,6 @@ def run(args: argparse.Namespace) -> int:
         if args.message is None:
             return repl(engine, target, tools, max(0, args.max_tool_steps))
         if tools is not None:
-            if args.edit:
-                raise InputError("--edit and --tools do not go together yet: edit the message without --tools.")
             from core.cli.tools import answer_with_tools
 
             result = answer_with_tools(engine, target, target.for_message(args.message), args.message, tools,
