@@ -16,7 +16,6 @@ from core.tools.stream import ToolStream
 WEATHER = ToolSpec("get_weather", "Weather of a city", {"type": "object", "properties": {
     "city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]})
 TOOLS = [WEATHER, ToolSpec("add", "Add", {"type": "object", "properties": {"a": {"type": "number"}}})]
-SHARED_GLM = Path(__file__).resolve().parents[2] / "shared/fixtures/chatglm3-tiny"
 
 
 def test_hermes_blocks_parse_into_calls_and_leave_the_text() -> None:
@@ -71,7 +70,9 @@ def test_chatglm3_renders_tools_calls_and_observations_in_its_codec() -> None:
     assert rendered[2] == {"role": "assistant", "metadata": "get_weather",
                            "content": "```python\ntool_call(city='北京')\n```"}
     assert rendered[3] == {"role": "observation", "content": '{"temp": 25}'}
-    tok = ChatGLM3Tokenizer(SHARED_GLM)
+    from tests.chatglm3_fixture import FIXTURE  # the shared fixture, or one built here (a clone without shared/)
+
+    tok = ChatGLM3Tokenizer(FIXTURE)
     ids = tok.prompt_ids(rendered)
     assert tok.special_ids["<|observation|>"] in ids
     shown = tok.decode(ids, skip_special_tokens=False)
