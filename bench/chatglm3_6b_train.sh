@@ -7,7 +7,7 @@
 #   CHATGLM3_FIXTURE=../shared/fixtures/chatglm3-tiny bash bench/chatglm3_6b_train.sh
 set -u
 cd "$(dirname "$0")/.."
-W=${W:-/tmp/inkstone-6b}; mkdir -p $W
+W=${W:-${TMPDIR:-/tmp}/inkstone-6b}; mkdir -p "$W"
 export FIXTURE=${CHATGLM3_FIXTURE:-../shared/fixtures/chatglm3-tiny} W
 ${PYTHON:-python3} - <<'PY'
 import json, shutil, time, torch

@@ -40,18 +40,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
+def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 60, health: str = "/_stcore/health",
+                 name: str = "streamlit") -> None:  # fmt: skip
+    """Wait until ``server`` answers 200 at ``url + health``; RuntimeError with its output if it exits first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}: {server.stdout.read()}")
+            raise RuntimeError(f"{name} exited with {server.returncode}: {server.stdout.read()}")
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}{health}", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"streamlit did not answer at {url} within {seconds} s")
+    raise RuntimeError(f"{name} did not answer at {url} within {seconds} s")
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,25 +23,20 @@ from urllib.parse import urlsplit
 import pytest
 
 from core.history.store import HistoryStore, Message, Session
-from tests.test_browser import CHROMIUM, ROOT, TIMEOUT_MS, browser_tab, free_port, running_app, sync_api
+from tests.test_browser import (
+    CHROMIUM,
+    ROOT,
+    TIMEOUT_MS,
+    browser_tab,
+    free_port,
+    running_app,
+    sync_api,
+    wait_healthy,
+)  # fmt: skip
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs a chromium binary (apt-get install chromium)")
 
 FACT = "Mount Korvath is a dormant volcano. Its last eruption happened in the year 1822 and buried Selm in ash."
-
-
-def wait_up(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"serve exited with {server.returncode}: {server.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"serve did not answer at {url} within {seconds} s")
 
 
 @pytest.fixture
@@ -58,7 +52,7 @@ def gradio_app(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_up(url, server)
+        wait_healthy(url, server, 90, health="/health", name="serve")
         yield url, env
     finally:
         server.terminate()
