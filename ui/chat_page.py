@@ -44,8 +44,12 @@ if edit is not None and edit[0] in (ids := [m.id for m in history]):
     history = history[: ids.index(edit[0])]  # the edited question and what followed stay as the other branch
 
 
-def run_turn(start: Callable[[Event], Iterator[ChatEvent]]) -> None:
-    """Wait for the model (place in line, Cancel), stream one answer with Stop, then rerun to show it stored."""
+def run_turn(start: Callable[[Event], Iterator[ChatEvent]], question: str | None = None) -> None:
+    """Draw ``question`` (the message being answered, if new), wait for the model (place in line, Cancel), stream
+    one answer with Stop, then rerun to show it stored."""
+    if question is not None:
+        with live, st.chat_message("user"):
+            st.markdown(question)
     turn = st.session_state[_ACTIVE] = ActiveTurn()
     with live, st.chat_message("assistant", avatar=persona.avatar if persona else None):
         if persona is not None:
@@ -109,9 +113,7 @@ if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
         except InkstoneError as exc:
             st.error(str(exc))
         else:
-            with live, st.chat_message("user"):
-                st.markdown(prompt)
-            run_turn(lambda stop: service.send(session_id, prompt, stop))
+            run_turn(lambda stop: service.send(session_id, prompt, stop), question=prompt)
 elif edit is not None and session_id is not None:
     message_id, text = edit
     try:
@@ -119,9 +121,7 @@ elif edit is not None and session_id is not None:
     except InkstoneError as exc:
         st.error(str(exc))
     else:
-        with live, st.chat_message("user"):
-            st.markdown(text)
-        run_turn(lambda stop: service.edit(session_id, message_id, text, stop))
+        run_turn(lambda stop: service.edit(session_id, message_id, text, stop), question=text)
 elif regenerating:
     run_turn(lambda stop: service.regenerate(session_id, stop))
 elif session_id is not None and history:
