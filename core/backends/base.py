@@ -10,14 +10,16 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from core.config import GenerationSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.models.loader import LoadedModel
 
-ChatMessages = list[dict[str, str]]
+ChatMessages = list[dict[str, Any]]
+"""Prompt messages: ``{"role", "content"}`` strings; a user message may also carry ``"images"``, a list of
+``core.images.ImageInput`` (checked pictures), for a backend that declares ``capabilities.images``."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,9 @@ class Capabilities:
     grammar: bool = False
     """``stream`` takes a keyword ``constraint`` (``core.generation.constrain.Constraint``): every sampled token is
     one the grammar allows. Callers pass ``constraint=`` only to a backend that declares it."""
+    images: bool = False
+    """The model reads pictures: user messages may carry ``"images"`` (``core.images.ImageInput``). Callers refuse
+    a message with pictures, before storing it, for a backend that does not declare it."""
 
 
 @runtime_checkable
