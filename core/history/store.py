@@ -11,7 +11,7 @@ Search SQL and snippets live in ``core.history.search``; ids and timestamps in `
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -19,13 +19,15 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.errors import InputError, NotFoundError, StorageError
+from core.history.images import ImageFiles, StoredImage
 from core.history.search import SearchHit, search_sql, snippet
 from core.history.writers import INTERRUPTED, new_writer, writer_closed, writer_gone
+from core.images import MAX_IMAGES, ImageInput
 from core.storage.sqlite import BUSY_TIMEOUT_S, SqliteStore, new_id, now
 
 __all__ = [
     "BUSY_TIMEOUT_S", "CURRENT_LEAF", "DEFAULT_TITLE", "ROLES", "STATUSES", "HistoryStore", "Message", "SearchHit",
-    "Session", "auto_title", "new_id", "now",
+    "Session", "StoredImage", "auto_title", "new_id", "now",
 ]  # fmt: skip
 
 ROLES = ("system", "user", "assistant")
@@ -137,8 +139,12 @@ class HistoryStore(SqliteStore):
         self._later: dict[str, dict[str, Any]] = {}
         """Final answer updates that could not be written yet (see ``settle_later``)."""
         super().__init__(db)
+        self.image_files = ImageFiles.beside(self.path)
+        """The pictures of messages, one file per content hash next to the database (``core.history.images``)."""
         with suppress(StorageError):  # locked right now: the next open settles them
             self.recover_interrupted()
+        with suppress(StorageError):  # files a crash left between writing a picture and committing its message
+            self.collect_images()
 
     def close(self) -> None:
         """Close the connection (also when it was handed in); answers it left ``streaming`` count as interrupted."""
@@ -147,6 +153,7 @@ class HistoryStore(SqliteStore):
                 pass  # one more try at the final updates still waiting
         writer_closed(self.writer)
         super().close()
+        self.image_files.close()
 
     def settle_later(self, message_id: str, **changes: Any) -> None:
         """Keep a streaming answer's final update that could not be written (database locked, disk full): it is
@@ -170,6 +177,19 @@ class HistoryStore(SqliteStore):
                 yield db
             for message_id in later:
                 self._later.pop(message_id, None)
+
+    @contextmanager
+    def _with_pictures(self, images: Sequence[ImageInput]) -> Iterator[Database]:
+        """A write transaction that also writes picture files: if it fails (its commit too), the files of
+        ``images`` that no row names are removed again."""
+        try:
+            with self._write() as db:
+                yield db
+        except BaseException:
+            if images:
+                with suppress(StorageError):
+                    self.collect_images(image.sha256 for image in images)
+            raise
 
     # Sessions
 
@@ -249,9 +269,11 @@ class HistoryStore(SqliteStore):
     def delete_session(self, session_id: str) -> None:
         """Delete a session and all its messages."""
         with self._write() as db:
+            pictures = _hashes(db, "SELECT id FROM messages WHERE session_id = ?", [session_id])
             db.execute("DELETE FROM messages WHERE session_id = ?", [session_id])
             if db.execute("DELETE FROM sessions WHERE id = ?", [session_id]).rowcount == 0:
                 raise NotFoundError(f"No session with id {session_id!r}: nothing was deleted.")
+        self._unused_pictures_go(pictures)
 
     def search_sessions(self, text: str, limit: int = 50) -> list[Session]:
         """Sessions whose title or any one message contains every word of ``text``, newest first."""
@@ -292,6 +314,7 @@ class HistoryStore(SqliteStore):
         status: str = "complete",
         persona: tuple[str, str, str | None] | None = None,
         parent_id: str | None = CURRENT_LEAF,
+        images: Sequence[ImageInput] = (),
     ) -> Message:
         """Store a message under ``parent_id`` (default: the session's current leaf, i.e. at the end of the open
         path; None: a first message), make it the session's current leaf, and bump its ``updated_at``.
@@ -299,15 +322,19 @@ class HistoryStore(SqliteStore):
         ``persona`` is the (id, name, avatar) of the persona that wrote an answer. The first user message of a
         session whose title is still automatic also names the session. A parent that is not a message of this
         session is refused (InputError): a tree never links two sessions.
+
+        ``images`` (checked pictures, ``core.images.read_image``) are stored with a user message, each file once by
+        its content hash, in the same transaction as the row: a refused message leaves no file and no row.
         """
         if role not in ROLES:
             raise InputError(f"Message role {role!r} is not allowed: use one of {', '.join(ROLES)}.")
         _check_status(status)
+        _check_images(role, images)
         stamp = now()
         message = Message(new_id(), session_id, role, content, status, stamp)
         if persona is not None:
             message.persona_id, message.persona_name, message.persona_avatar = persona
-        with self._write() as db:
+        with self._with_pictures(images) as db:
             rows = list(db.query("SELECT title_auto, current_leaf FROM sessions WHERE id = ?", [session_id]))
             if not rows:
                 raise NotFoundError(f"No session with id {session_id!r}: create it before adding messages.")
@@ -326,15 +353,38 @@ class HistoryStore(SqliteStore):
             writer = self.writer if status == "streaming" else None
             db["messages"].insert({**asdict(message), "sources": "[]", "writer": writer, "updated_at": stamp})
             if name_it:
+                named = content if content.strip() or not images else f"[{images[0].name}]"
                 db.execute(
                     "UPDATE sessions SET title = ?, current_leaf = ?, updated_at = ? WHERE id = ?",
-                    [auto_title(content), message.id, stamp, session_id],
+                    [auto_title(named), message.id, stamp, session_id],
                 )
             else:
                 db.execute(
                     "UPDATE sessions SET current_leaf = ?, updated_at = ? WHERE id = ?", [message.id, stamp, session_id]
                 )
+            self.image_files.link(db, message.id, images)
         return message
+
+    def images_of(self, message_id: str) -> list[StoredImage]:
+        """The pictures of a message, in the order they were attached (empty: none); ``.read()`` gives the bytes."""
+        return self.images_for([message_id]).get(message_id, [])
+
+    def images_for(self, message_ids: Iterable[str]) -> dict[str, list[StoredImage]]:
+        """The pictures of each of ``message_ids`` that has any (one query for a whole chat)."""
+        with self._read() as db:
+            return self.image_files.rows(db, message_ids)
+
+    def collect_images(self, hashes: Iterable[str] | None = None) -> int:
+        """Remove the picture files of ``hashes`` (None: all) that no message uses any more; how many went."""
+        with self._write() as db:
+            return self.image_files.collect(db, hashes)
+
+    def _unused_pictures_go(self, hashes: set[str]) -> None:
+        """After a delete is committed: remove its pictures' files that no message uses now (checked under the
+        write lock, so a picture another process linked meanwhile stays); if that fails, the next open does it."""
+        if hashes:
+            with suppress(StorageError):
+                self.collect_images(hashes)
 
     def update_message(
         self,
@@ -447,6 +497,7 @@ class HistoryStore(SqliteStore):
                                  "delete the branch.")
             leaf = db.execute("SELECT current_leaf FROM sessions WHERE id = ?", [session_id]).fetchone()[0]
             on_path = db.execute(f"SELECT 1 WHERE ? IN {branch}", [leaf, message_id]).fetchone() is not None
+            pictures = _hashes(db, f"SELECT id FROM {branch}", [message_id])
             deleted = db.execute(f"DELETE FROM messages WHERE id IN {branch}", [message_id]).rowcount
             if on_path:
                 if parent_id is None:
@@ -455,6 +506,7 @@ class HistoryStore(SqliteStore):
                     leaf = db.execute(_SUBTREE + "SELECT max(id) FROM sub", [parent_id]).fetchone()[0]
                 db.execute("UPDATE sessions SET current_leaf = ?, updated_at = ? WHERE id = ?",
                            [leaf, now(), session_id])  # fmt: skip
+        self._unused_pictures_go(pictures)
         return deleted
 
     def delete_message(self, message_id: str) -> None:
@@ -482,6 +534,10 @@ class HistoryStore(SqliteStore):
         with self._write() as db:
             db["sessions"].insert({**asdict(session), "settings": _dumps(session.settings)})
             db["messages"].insert_all(rows)
+            for message, copy in zip(path, rows, strict=True):  # the pictures go with their messages (same files)
+                db.execute("INSERT INTO message_images (message_id, position, sha256, mime, width, height, name) "
+                           "SELECT ?, position, sha256, mime, width, height, name FROM message_images "
+                           "WHERE message_id = ?", [copy["id"], message.id])
             if db["session_knowledge"].exists():  # the chat's RAG switch and knowledge bases go with it
                 db.execute(
                     "INSERT INTO session_knowledge (session_id, rag, kb_ids, updated_at) SELECT ?, rag, kb_ids, ? "
@@ -546,6 +602,20 @@ def _check_parent(db: Database, session_id: str, parent_id: str, noun: str = "pa
     if row[0] != session_id:
         raise InputError(f"Message {parent_id!r} belongs to another session, not {session_id!r}: a message can only "
                          "follow one of its own chat.")
+
+
+def _hashes(db: Database, ids_sql: str, params: list[Any]) -> set[str]:
+    """The picture hashes of the messages ``ids_sql`` selects (before they are deleted)."""
+    return {row[0] for row in db.execute(f"SELECT sha256 FROM message_images WHERE message_id IN ({ids_sql})", params)}
+
+
+def _check_images(role: str, images: Sequence[ImageInput]) -> None:
+    """InputError for pictures on anything but a user message, or more than one message may carry."""
+    if images and role != "user":
+        raise InputError(f"Only your own messages carry pictures, not a {role} message.")
+    if len(images) > MAX_IMAGES:
+        raise InputError(f"{len(images)} pictures are attached, but a message takes at most {MAX_IMAGES}: send the "
+                         "others in a second message.")
 
 
 def _check_status(status: str) -> None:

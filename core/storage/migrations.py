@@ -320,3 +320,22 @@ def m008_tool_calls(db: Database) -> None:
             error INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (message_id, position)
         )""")
+
+
+@migration
+def m009_message_images(db: Database) -> None:
+    """The pictures of a message (issue 22), in the order they were attached. The files live under the data dir's
+    ``images/`` folder, one per content hash (``core.history.images``), never in this file; a row names its
+    picture by hash, MIME type and size. Deleted with the message; a file no row names any more is removed."""
+    db.execute("""
+        CREATE TABLE IF NOT EXISTS message_images (
+            message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            mime TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            name TEXT NOT NULL DEFAULT 'image',
+            PRIMARY KEY (message_id, position)
+        )""")
+    db.execute("CREATE INDEX IF NOT EXISTS message_images_sha256 ON message_images (sha256)")
