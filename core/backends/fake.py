@@ -1,7 +1,9 @@
 """A scripted backend: runs the UI and its tests without a model. Never a substitute for the real path.
 
 Its answers are deterministic: a scripted list of replies in order, or by default an echo of the last user
-message. Tokens are whitespace-separated words; an optional delay per token lets tests press Stop.
+message. Tokens are whitespace-separated words; an optional delay per token lets tests press Stop. With
+``images=True`` it declares ``capabilities.images`` and its echo says what pictures it received ("I see 1 picture,
+32x24."), so picture chats run without a model.
 """
 
 from __future__ import annotations
@@ -15,11 +17,19 @@ from core.backends.timing import StreamTimer
 from core.config import GenerationSettings
 from core.errors import ModelError
 
+IMAGE_TOKENS = 64
+"""Prompt tokens one picture counts for (a vision model's picture takes a fixed budget of image tokens)."""
+
 
 def echo_reply(messages: ChatMessages) -> str:
-    """Default script: echo the last user message."""
-    last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-    return f"You said: {last}"
+    """Default script: echo the last user message, after what pictures it carried (if any)."""
+    last = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})
+    pictures = last.get("images") or []
+    if not pictures:
+        return f"You said: {last['content']}"
+    sizes = ", ".join(f"{p.width}x{p.height}" for p in pictures)
+    seen = f"I see {len(pictures)} picture{'s' if len(pictures) > 1 else ''}, {sizes}."
+    return f"{seen} You said: {last['content']}" if last["content"] else seen
 
 
 class FakeBackend:
@@ -35,7 +45,10 @@ class FakeBackend:
         delay_s: float = 0.0,
         context_window: int = 4096,
         model_id: str = "fake",
+        images: bool = False,
     ) -> None:
+        if images:
+            self.capabilities = Capabilities(seed=False, max_concurrent=1, adapters=True, images=True)
         self.model_id = model_id
         self.context_window = context_window
         self.delay_s = delay_s
@@ -64,8 +77,9 @@ class FakeBackend:
         return ModelInfo(self.model_id, self.context_window, "fake")
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
-        """Words of every message plus 4 per message for its role markers, plus 2 for the answer prefix."""
-        return sum(len(m["content"].split()) + 4 for m in messages) + 2
+        """Words of every message plus 4 per message for its role markers and ``IMAGE_TOKENS`` per picture, plus 2
+        for the answer prefix."""
+        return sum(len(m["content"].split()) + 4 + IMAGE_TOKENS * len(m.get("images") or ()) for m in messages) + 2
 
     def generate_ids(self, messages: ChatMessages, settings: GenerationSettings) -> list[int]:
         """Refused: a scripted backend has no tokenizer, so no token ids."""

@@ -3,6 +3,10 @@
 Two limits apply: at most ``max_turns`` turns (the question being answered counts as one), and never more
 tokens than the context window minus ``max_new_tokens``. Stored history is never touched; only the prompt
 is trimmed, and the caller learns how many earlier turns were left out.
+
+History items are ``(role, content)``, or ``(role, content, images)`` for a user message with pictures
+(``core.images.ImageInput``): its prompt message then carries ``"images"``, and trimming counts them as the backend
+does (``count_prompt_tokens``).
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from core.errors import InputError
 
-ChatMessages = list[dict[str, str]]
+ChatMessages = list[dict[str, Any]]
+HistoryItem = tuple[str, str] | tuple[str, str, Sequence[Any]]
+"""``(role, content)`` or ``(role, content, images)`` (pictures of a user message: ``core.images.ImageInput``)."""
 
 
 @dataclass(frozen=True)
@@ -25,18 +32,21 @@ class PromptPlan:
     omitted_turns: int
 
 
-def group_turns(history: Sequence[tuple[str, str]]) -> list[ChatMessages]:
-    """Split (role, content) pairs into turns, each a user message and the answers that followed it."""
+def group_turns(history: Sequence[HistoryItem]) -> list[ChatMessages]:
+    """Split history items into turns, each a user message and the answers that followed it."""
     turns: list[ChatMessages] = []
-    for role, content in history:
+    for role, content, *images in history:
         if role == "user" or not turns:
             turns.append([])
-        turns[-1].append({"role": role, "content": content})
+        message: dict[str, Any] = {"role": role, "content": content}
+        if images and images[0]:
+            message["images"] = list(images[0])
+        turns[-1].append(message)
     return turns
 
 
 def build_prompt(
-    history: Sequence[tuple[str, str]],
+    history: Sequence[HistoryItem],
     *,
     count_tokens: Callable[[ChatMessages], int],
     context_window: int,
@@ -139,7 +149,7 @@ def with_context(system: str | None, sources: Sequence[dict] | None, question: s
 
 
 def fit_sources(
-    history: Sequence[tuple[str, str]],
+    history: Sequence[HistoryItem],
     sources: list[dict] | None,
     *,
     count_tokens: Callable[[ChatMessages], int],

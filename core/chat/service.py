@@ -13,23 +13,30 @@ prompt is always the branch being answered.
 
 Seams for what plugs in: a ``retriever`` (knowledge bases) returns numbered source dicts for a question;
 they go into the prompt as a context block, out as a ``Sources`` event, and onto the answer row.
+
+Pictures (``core.images.ImageInput``) go with a user message (``send(..., images=[...])``; an edit keeps the
+question's pictures unless given new ones) to a backend that declares ``capabilities.images``; a text-only backend
+refuses a message with pictures before anything is stored, naming models that take them. The prompt's user messages
+carry their stored pictures as ``"images"``; for a text-only backend (the chat's model was changed) earlier pictures
+become a note in the text.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
 from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
 from core.chat.config import ChatConfig, PersonaLoader, chat_config
-from core.chat.prompt import PromptPlan, build_prompt, fit_sources, with_context
+from core.chat.prompt import HistoryItem, PromptPlan, build_prompt, fit_sources, with_context
 from core.config import GenerationSettings
-from core.errors import InkstoneError, InputError, NotFoundError
+from core.errors import InkstoneError, InputError, NotFoundError, StorageError
 from core.history.recorder import AnswerRecorder, RecordedAnswer
 from core.history.store import HistoryStore, Message, Session
+from core.images import MAX_IMAGES, ImageInput
 from core.personas.store import Persona
 
 
@@ -105,11 +112,24 @@ RETRIEVAL_CHARS = 1000
 """At most this much earlier text goes into the search (the question itself always goes in whole)."""
 
 
-def retrieval_query(history: list[tuple[str, str]]) -> str:
+TEXT_ONLY = (
+    "{model} reads text only and cannot see pictures: load a vision-language model directory (Qwen2-VL or "
+    "Qwen2.5-VL, SmolVLM, LLaVA; on the Settings page or with --model), or send the message without pictures."
+)
+"""Why a text-only backend refuses a message with pictures (``{model}``: the loaded model)."""
+
+
+def picture_note(count: int, missing: bool = False) -> str:
+    """What a text-only model reads in place of a message's pictures (or a picture whose file is gone)."""
+    pictures = "a picture" if count == 1 else f"{count} pictures"
+    return f"[{pictures} {'no longer available' if missing else 'attached here, which this model cannot see'}]"
+
+
+def retrieval_query(history: Sequence[HistoryItem]) -> str:
     """The text the knowledge bases are searched with: the last user message after the user turn(s) before it,
     so a follow-up ("and what about its price?") still finds what the conversation is about. Earlier turns are
     cut to ``RETRIEVAL_CHARS`` (their ends kept: closest to the question)."""
-    asked = [" ".join(text.split()) for role, text in history if role == "user"][-RETRIEVAL_TURNS:]
+    asked = [" ".join(text.split()) for role, text, *_ in history if role == "user"][-RETRIEVAL_TURNS:]
     if not asked:
         return ""
     earlier = " ".join(asked[:-1])[-RETRIEVAL_CHARS:]
@@ -186,54 +206,79 @@ class ChatService:
         system: str | None = None,
         *,
         config: ChatConfig | None = None,
+        images: Sequence[ImageInput] = (),
     ) -> None:
-        """Raise InputError for an empty message or one that alone exceeds the context budget.
+        """Raise InputError for an empty message (no text and no pictures), pictures this backend cannot see (or
+        too many), or a message that alone exceeds the context budget.
 
         Checks against ``config`` when given (changes a front end is about to store), else the session's
         config; ``session_id`` None checks what a new chat would get (``defaults``, ``system``), so a front
         end can refuse a message before creating a session for it.
         """
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not (text.strip() or images):
             raise InputError("The message is empty: type something before sending.")
         _check_encodable(text)
+        self.check_images(images)
         if config is None:
             config = self.config(session_id, defaults=defaults)
             if session_id is None and system is not None:
                 config = replace(config, system_prompt=system or None)
-        self._plan([("user", text)], config, None, max_turns=1)
+        self._plan([("user", text, images)], config, None, max_turns=1)
 
-    def send(self, session_id: str, text: str, stop: threading.Event | None = None) -> Iterator[ChatEvent]:
-        """Store ``text`` as the user's message at the end of the current path and stream the answer. Bad input
-        raises before anything is stored."""
-        self.check_message(session_id, text)
+    def check_images(self, images: Sequence[ImageInput]) -> None:
+        """InputError for pictures the loaded model cannot see (a text-only backend), or more than a message takes."""
+        if images and not self.backend.capabilities.images:
+            raise InputError(TEXT_ONLY.format(model=self.backend.model_id))
+        if len(images) > MAX_IMAGES:
+            raise InputError(f"{len(images)} pictures are attached, but a message takes at most {MAX_IMAGES}: send "
+                             "the others in a second message.")
+
+    def send(
+        self, session_id: str, text: str, stop: threading.Event | None = None, images: Sequence[ImageInput] = ()
+    ) -> Iterator[ChatEvent]:
+        """Store ``text`` (with ``images``, checked pictures) as the user's message at the end of the current path
+        and stream the answer. Bad input raises before anything is stored."""
+        self.check_message(session_id, text, images=images)
         path = self.store.messages(session_id)
-        turn = self._prepare(session_id, path, text, stop or threading.Event())
-        user = self.store.add_message(session_id, "user", text, parent_id=path[-1].id if path else None)
+        turn = self._prepare(session_id, path, text, stop or threading.Event(), new_images=images)
+        user = self.store.add_message(session_id, "user", text, parent_id=path[-1].id if path else None,
+                                      images=images)  # fmt: skip
         return self._stream(replace(turn, user_message_id=user.id))
 
     def edit(
-        self, session_id: str, message_id: str, text: str, stop: threading.Event | None = None
+        self, session_id: str, message_id: str, text: str, stop: threading.Event | None = None,
+        images: Sequence[ImageInput] | None = None,
     ) -> Iterator[ChatEvent]:
         """Store ``text`` as an edit of the user message ``message_id`` (any of them, not only the last) and
         stream the answer to it. The edit is a sibling of the old message, which stays, with everything below
-        it, as the other branch; the edit's branch becomes the current path. Bad input raises before anything is
+        it, as the other branch; the edit's branch becomes the current path. It keeps the old message's pictures
+        (``images`` None) or carries ``images`` instead. Bad input raises before anything is
         stored: an empty or oversized text, a message that is not a user message of this chat (or was deleted
         meanwhile), or a chat with an answer still being written."""
-        old = self.check_edit(session_id, message_id, text)
+        old = self.check_edit(session_id, message_id, text, images)
+        kept = self._edit_images(old, images)
         before = self.store.path_to(old.parent_id) if old.parent_id else []
-        turn = self._prepare(session_id, before, text, stop or threading.Event())
-        user = self.store.add_message(session_id, "user", text, parent_id=old.parent_id)
+        turn = self._prepare(session_id, before, text, stop or threading.Event(), new_images=kept)
+        user = self.store.add_message(session_id, "user", text, parent_id=old.parent_id, images=kept)
         return self._stream(replace(turn, user_message_id=user.id))
 
-    def check_edit(self, session_id: str, message_id: str, text: str) -> Message:
+    def check_edit(
+        self, session_id: str, message_id: str, text: str, images: Sequence[ImageInput] | None = None
+    ) -> Message:
         """Raise what ``edit`` would refuse (see there) without storing anything; returns the message edited."""
-        self.check_message(session_id, text)
         old = self._message_of(session_id, message_id)
+        self.check_message(session_id, text, images=self._edit_images(old, images))
         if old.role != "user":
             raise InputError(f"Message {message_id!r} is an answer, not a user message: only your own messages can "
                              "be edited (regenerate an answer instead).")
         self._not_streaming(session_id)
         return old
+
+    def _edit_images(self, old: Message, images: Sequence[ImageInput] | None) -> Sequence[ImageInput]:
+        """The pictures an edit of ``old`` carries: ``images``, or (None) the old message's own."""
+        if images is not None:
+            return images
+        return [stored.read() for stored in self.store.images_of(old.id)]
 
     def regenerate(
         self, session_id: str, stop: threading.Event | None = None, message_id: str | None = None
@@ -257,6 +302,8 @@ class ChatService:
             question = target
         if question.role != "user":
             raise InputError("This session has no user message to answer: send a message first.")
+        if self.store.images_of(question.id) and not self.backend.capabilities.images:
+            raise InputError(TEXT_ONLY.format(model=self.backend.model_id))
         history = self.store.path_to(question.id)
         replaces = target.id if target.role == "assistant" else None
         turn = self._prepare(session_id, history, None, stop or threading.Event(), replaces)
@@ -276,10 +323,10 @@ class ChatService:
                              "regenerate.")
 
     def _plan(
-        self, history: list[tuple[str, str]], config: ChatConfig, sources: list[dict[str, Any]] | None, max_turns: int
+        self, history: list[HistoryItem], config: ChatConfig, sources: list[dict[str, Any]] | None, max_turns: int
     ) -> PromptPlan:
         """Fit ``history`` into this backend's context window (InputError when the last message cannot fit)."""
-        question = next((text for role, text in reversed(history) if role == "user"), "")
+        question = next((text for role, text, *_ in reversed(history) if role == "user"), "")
         system = with_context(config.system_prompt, sources, question)
         return build_prompt(
             history,
@@ -298,14 +345,15 @@ class ChatService:
         new_text: str | None,
         stop: threading.Event,
         replaces: str | None = None,
+        new_images: Sequence[ImageInput] = (),
     ) -> _Turn:
         """Decide everything the answer needs (errors raise before anything changes): config, sources, prompt.
         ``path`` is the branch the answer follows (ending with the question unless ``new_text`` is it)."""
         session = self.store.get_session(session_id)
         config = self.config(session_id)
-        history = [(m.role, m.content) for m in path if _usable(m) and m.id != replaces]
+        history = self._history([m for m in path if _usable(m) and m.id != replaces], asked=new_text is None)
         if new_text is not None:
-            history.append(("user", new_text))
+            history.append(("user", new_text, new_images))
         sources, notice = self._retrieve(session, retrieval_query(history))
         sources = fit_sources(
             history,
@@ -318,6 +366,30 @@ class ChatService:
         plan = self._plan(history, config, sources, max_turns=config.settings.max_turns)
         return _Turn(session, "", plan, config.settings, stop, config.adapter, replaces, sources, notice,
                      config.persona)
+
+    def _history(self, messages: list[Message], asked: bool) -> list[HistoryItem]:
+        """The prompt history of ``messages``, user messages with their stored pictures (``asked``: the last user
+        message is the question; a picture of it that cannot be read raises, an earlier one becomes a note)."""
+        stored = self.store.images_for(m.id for m in messages if m.role == "user")
+        question = next((m.id for m in reversed(messages) if m.role == "user"), None) if asked else None
+        history: list[HistoryItem] = []
+        for message in messages:
+            pictures = stored.get(message.id)
+            if not pictures:
+                history.append((message.role, message.content))
+                continue
+            if not self.backend.capabilities.images:
+                note = picture_note(len(pictures))
+            else:
+                try:
+                    history.append((message.role, message.content, [p.read() for p in pictures]))
+                    continue
+                except StorageError:
+                    if message.id == question:
+                        raise
+                    note = picture_note(len(pictures), missing=True)
+            history.append((message.role, "\n\n".join(part for part in (message.content, note) if part)))
+        return history
 
     def _retrieve(self, session: Session, question: str) -> tuple[list[dict[str, Any]] | None, str | None]:
         """The retriever's sources (None: RAG off), or None and the reason when it cannot search."""
