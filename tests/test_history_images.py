@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from sqlite_utils import Database
 
-from core.errors import InputError, StorageError
+from core.errors import InputError, NotFoundError, StorageError
 from core.history.store import HistoryStore
 from core.images import ImageInput, read_image
 from core.storage.migrations import migrate
@@ -66,7 +66,7 @@ def test_a_file_goes_when_no_message_uses_it_any_more(store: HistoryStore, tmp_p
     assert len(files(tmp_path)) == 2  # red is still used by "one"
     store.delete_branch(one.id)
     assert [p.name for p in files(tmp_path)] == [f"{green.sha256}.png"]  # green is still used by the other chat
-    with pytest.raises(Exception):
+    with pytest.raises(NotFoundError):
         store.get_message(answer.id)
     store.delete_session(other.id)
     assert files(tmp_path) == []
@@ -91,7 +91,7 @@ def test_a_refused_message_leaves_no_file_and_no_row(store: HistoryStore, tmp_pa
         store.add_message(chat.id, "user", "nine", images=[picture(f"{i}.png", color=(i, 0, 0)) for i in range(9)])
     with pytest.raises(InputError, match="Only your own messages"):
         store.add_message(chat.id, "assistant", "no", images=[red])
-    with pytest.raises(Exception):
+    with pytest.raises(NotFoundError):
         store.add_message("no such session", "user", "x", images=[red])
     assert files(tmp_path) == [] and store.message_count(chat.id) == 0
     with store.db.conn:

@@ -10,15 +10,15 @@ with others where the backend batches).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from threading import Event
 
 import streamlit as st
 
 from core.chat.service import ChatEvent
 from core.generation.scheduler import FairQueue
-from core.history.store import Message
-from ui import rag
+from core.history.store import Message, StoredImage
+from ui import attachments, rag
 from ui.markup import latex_to_markdown, show_text, write_rendered
 from ui.turn import CAPTION_HELP, ActiveTurn, TurnOutcome, answer_avatar, answer_caption, stream_turn
 
@@ -67,9 +67,12 @@ def stream_answer(
         return stream_turn(events, write_rendered)  # drawn as the stored answer will be (LaTeX, thinking)
 
 
-def show_message(message: Message, controls: Callable[[Message], None] | None = None) -> None:
-    """One stored message; an answer with the avatar and name of the persona that wrote it and its figures line.
-    ``controls`` draws the message's own buttons (branch switcher, edit, fork, delete branch) under it."""
+def show_message(
+    message: Message, controls: Callable[[Message], None] | None = None, pictures: Sequence[StoredImage] = ()
+) -> None:
+    """One stored message; an answer with the avatar and name of the persona that wrote it and its figures line;
+    a user message with its ``pictures`` as thumbnails. ``controls`` draws the message's own buttons (branch
+    switcher, edit, fork, delete branch) under it."""
     avatar = answer_avatar(message) if message.role == "assistant" else None
     with st.chat_message(message.role, avatar=avatar):
         if message.role == "assistant" and message.persona_name:
@@ -78,6 +81,7 @@ def show_message(message: Message, controls: Callable[[Message], None] | None = 
             show_text(message.content)  # thinking folded, LaTeX rendered: as it was drawn while streaming
         elif message.content:
             st.markdown(latex_to_markdown(message.content))
+        attachments.thumbnails(pictures)
         if message.status == "error":
             st.error(message.error or "Generation failed.")
         rag.show_sources(message.sources)  # file, page, snippet: stored with the answer

@@ -8,7 +8,7 @@ answer as ``stopped``, and the rerun (after ``ActiveTurn.settle``) shows it from
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from threading import Event
 
 import streamlit as st
@@ -18,7 +18,7 @@ from core.chat.service import ChatEvent
 from core.errors import InkstoneError
 from core.history.store import Message
 from core.personas.store import Persona
-from ui import branches, chat_actions, rag, state
+from ui import attachments, branches, chat_actions, rag, state
 from ui.answer import CANCELLED, show_message, stream_answer
 from ui.sidebar import draft_chat, pick_persona
 from ui.turn import ActiveTurn, omitted_notice, switch_notice
@@ -44,12 +44,14 @@ if edit is not None and edit[0] in (ids := [m.id for m in history]):
     history = history[: ids.index(edit[0])]  # the edited question and what followed stay as the other branch
 
 
-def run_turn(start: Callable[[Event], Iterator[ChatEvent]], question: str | None = None) -> None:
-    """Draw ``question`` (the message being answered, if new), wait for the model (place in line, Cancel), stream
-    one answer with Stop, then rerun to show it stored."""
+def run_turn(start: Callable[[Event], Iterator[ChatEvent]], question: str | None = None, pictures: Sequence = ()
+             ) -> None:  # fmt: skip
+    """Draw ``question`` (the message being answered, if new, with its ``pictures``), wait for the model (place in
+    line, Cancel), stream one answer with Stop, then rerun to show it stored."""
     if question is not None:
         with live, st.chat_message("user"):
             st.markdown(question)
+            attachments.thumbnails(pictures)
     turn = st.session_state[_ACTIVE] = ActiveTurn()
     with live, st.chat_message("assistant", avatar=persona.avatar if persona else None):
         if persona is not None:
@@ -81,13 +83,14 @@ if not history:
 branches.show_notice()
 draw_controls = branches.controls(store, service, session_id, store.children(session_id)) if session_id else None
 previous: Message | None = None
+pictures = attachments.stored(store, history)
 for message in history:
     if message.role == "assistant":
         if previous is not None and (text := switch_notice(previous.persona_id, message.persona_id,
                                                            message.persona_name)):  # fmt: skip
             st.caption(text)
         previous = message
-    show_message(message, draw_controls)
+    show_message(message, draw_controls, pictures.get(message.id, ()))
 if previous is not None and persona_ok and (
     text := switch_notice(previous.persona_id, persona.id if persona else None, persona.name if persona else None)
 ):
@@ -97,23 +100,25 @@ if previous is not None and persona_ok and (
 live = st.container()
 
 rag.render_controls(engine, session_id)  # the RAG switch and knowledge-base picker above the message box
-if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
-    if not prompt.strip():
+if (sent := attachments.chat_input()) is not None:
+    prompt = sent.text
+    if not prompt.strip() and not sent.files:
         st.warning("The message is empty: type something before sending.")
     else:
         try:
+            images = attachments.read(sent.files)  # a refused picture: its error below, nothing stored
             if session_id is None:
                 new = draft_chat(engine)
-                service.check_message(None, prompt, config=new)
+                service.check_message(None, prompt, config=new, images=images)
                 session_id = create_chat(engine, new)
                 rag.apply_draft(engine, session_id)
                 state.open_session(session_id)
             else:
-                service.check_message(session_id, prompt)
+                service.check_message(session_id, prompt, images=images)
         except InkstoneError as exc:
             st.error(str(exc))
         else:
-            run_turn(lambda stop: service.send(session_id, prompt, stop), question=prompt)
+            run_turn(lambda stop: service.send(session_id, prompt, stop, images), question=prompt, pictures=images)
 elif edit is not None and session_id is not None:
     message_id, text = edit
     try:
@@ -121,7 +126,8 @@ elif edit is not None and session_id is not None:
     except InkstoneError as exc:
         st.error(str(exc))
     else:
-        run_turn(lambda stop: service.edit(session_id, message_id, text, stop), question=text)
+        run_turn(lambda stop: service.edit(session_id, message_id, text, stop), question=text,
+                 pictures=store.images_of(message_id))
 elif regenerating:
     run_turn(lambda stop: service.regenerate(session_id, stop))
 elif session_id is not None and history:
