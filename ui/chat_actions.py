@@ -1,5 +1,7 @@
 """The row under a chat: Regenerate, and the exports (Markdown, JSON with every branch, and the answers marked
-Good as training JSONL). Kept apart so the chat page stays a thin script."""
+Good as training JSONL). Kept apart so the chat page stays a thin script.
+
+A chat with pictures builds its JSON (every picture as a data URL) only when the button is clicked."""
 
 from __future__ import annotations
 
@@ -27,18 +29,23 @@ def action_row(engine: Engine, session_id: str, history: list[Message], *, regen
             on_click=st.session_state.__setitem__,
             args=(regenerate_key, session_id),
         )
+        tree = store.all_messages(session_id)  # the JSON holds every branch; ``messages`` is the current path
+        pictures = store.images_for(m.id for m in tree if m.role == "user")
         st.download_button(
             "Export Markdown",
-            session_to_markdown(session, history, **knowledge),
+            session_to_markdown(session, history, **knowledge, images=pictures),
             on_click="ignore",
             file_name=f"inkstone-{session_id}.md",
             mime="text/markdown",
         )
-        tree = store.all_messages(session_id)  # the JSON holds every branch; ``messages`` is the current path
-        exported = json.dumps(session_to_json(session, history, **knowledge, tree=tree), ensure_ascii=False, indent=2)
+
+        def exported() -> str:
+            data = session_to_json(session, history, **knowledge, tree=tree, images=pictures)
+            return json.dumps(data, ensure_ascii=False, indent=2)
+
         st.download_button(
             "Export JSON",
-            exported,
+            exported if pictures else exported(),
             on_click="ignore",
             file_name=f"inkstone-{session_id}.json",
             mime="application/json",

@@ -27,5 +27,8 @@ def start_exchange(engine: Any, prep: Any) -> AnswerRecorder:
         except NotFoundError as exc:
             raise ApiError(404, f"{exc} Pass inkstone_session=\"new\" to start one.", code="session_not_found",
                            param="inkstone_session") from None
-    user = store.add_message(session.id, "user", prep.user_text)  # at the end of the session's current path
+    # At the end of the session's current path, with the pictures of the request's last user message (the VLM
+    # request preparation sets ``user_images``; a Prepared without it carries none).
+    images = getattr(prep, "user_images", None) or []
+    user = store.add_message(session.id, "user", prep.user_text, images=images)
     return AnswerRecorder.start(store, session, engine.backend.model_id, prep.persona, parent_id=user.id)

@@ -1,6 +1,7 @@
 """``python -m core chat``: answer one MESSAGE (streamed), or chat interactively in a REPL.
 
-Ctrl-C while an answer streams stops it and keeps the partial answer (stored as ``stopped``).
+Ctrl-C while an answer streams stops it and keeps the partial answer (stored as ``stopped``). ``--image PATH``
+(repeatable) sends pictures with MESSAGE to a model that takes them.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TextIO
 
 from core.chat.defaults import draft_config
@@ -19,6 +21,7 @@ from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError, InputError
 from core.history.export import source_label
+from core.images import MAX_BYTES, MAX_IMAGES, ImageInput, read_image
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tools", help="let the model call these tools: calculator,datetime,kb (kb searches the --kb "
                    "knowledge bases when the model decides to), mcp:NAME (a server of inkstone.toml)")
     p.add_argument("--max-tool-steps", type=int, default=5, help="tool calls per answer before the loop stops")
+    p.add_argument("--image", action="append", metavar="PATH", help="send this picture (PNG, JPEG, WEBP, GIF, BMP) "
+                   "with MESSAGE; repeat for more; needs a model that takes images")
     p.add_argument("message", nargs="?", help="answer this once; without it, start a REPL")
     add_home_flag(p)
     return p
@@ -66,10 +71,10 @@ class Target:
             v is not None for v in self.overrides.values()
         )
 
-    def for_message(self, text: str) -> str:
-        """The session id for ``text``: creates the session, or stores the flags' changes, once ``text`` passes
-        the checks; InputError (nothing stored) if it is refused."""
-        self.engine.service.check_message(self.session_id, text, config=self.config)
+    def for_message(self, text: str, images: Sequence[ImageInput] = ()) -> str:
+        """The session id for ``text`` (and its pictures): creates the session, or stores the flags' changes, once
+        they pass the checks; InputError (nothing stored) if they are refused."""
+        self.engine.service.check_message(self.session_id, text, config=self.config, images=images)
         if self.session_id is None:
             self.session_id = self.engine.service.create_session(self.config).id
         elif self._pending:
@@ -95,17 +100,40 @@ def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def answer(engine: Engine, session_id: str, text: str, *, out: TextIO | None = None, edit: str | None = None) -> dict:
+def read_pictures(paths: Sequence[str]) -> list[ImageInput]:
+    """The pictures at ``paths``, checked (``core.images.read_image``); InputError naming the file and the fix."""
+    if len(paths) > MAX_IMAGES:
+        raise InputError(f"{len(paths)} pictures were given, but a message takes at most {MAX_IMAGES}: send the "
+                         "others in a second message.")
+    pictures = []
+    for path in map(Path, paths):
+        try:
+            size = path.stat().st_size
+            if size > MAX_BYTES:  # not read into memory
+                raise InputError(f"{path} is {size / 1e6:.1f} MB, over the {MAX_BYTES // (1024 * 1024)} MB limit for "
+                                 "a picture: scale it down or save it as JPEG.")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"Cannot read the picture {path} ({exc.strerror or exc}): check the path.") from None
+        pictures.append(read_image(data, str(path)))
+    return pictures
+
+
+def answer(
+    engine: Engine, session_id: str, text: str, *, out: TextIO | None = None, edit: str | None = None,
+    images: Sequence[ImageInput] = (),
+) -> dict:
     """Stream one answer to ``out`` (stdout); return the figures (the ``--json`` object). Ctrl-C stops it.
-    ``edit``: ``text`` replaces that user message (``ChatService.edit``) instead of following the chat."""
+    ``edit``: ``text`` replaces that user message (``ChatService.edit``; it keeps its pictures unless ``images``
+    are given) instead of following the chat."""
     out = out or sys.stdout
     stop = threading.Event()
     result: dict = {"session_id": session_id, "reply": "", "prompt_tokens": None, "completion_tokens": None,
                     "ttft_ms": None, "tokens_per_s": None, "finish_reason": None, "sources": [], "status": None}
     if edit is not None:
-        events = engine.service.edit(session_id, edit, text, stop)
+        events = engine.service.edit(session_id, edit, text, stop, images=list(images) or None)
     else:
-        events = engine.service.send(session_id, text, stop)
+        events = engine.service.send(session_id, text, stop, images=images)
     with _ctrl_c_sets(stop):
         for event in events:
             if isinstance(event, Token):
@@ -172,6 +200,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError('--edit needs --session ID and the new text: chat --session ID --edit MESSAGE_ID "text".')
         if args.edit is not None and args.tools:
             raise InputError("--edit and --tools do not go together yet: edit the message without --tools.")
+        if args.image and (args.message is None or args.tools):
+            raise InputError('--image goes with a MESSAGE and without --tools: chat --image PATH "question" (the '
+                             'question may be "").')
+        images = read_pictures(args.image or [])  # a bad picture is refused before the model loads
         settings = settings_from_args(
             args, model=args.model, device=args.device, quantize=args.quantize, cpu_weights=args.cpu_weights,
             trust_remote_code=args.trust_remote_code
@@ -193,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
             result = answer_with_tools(engine, target, target.for_message(args.message), args.message, tools,
                                        max_steps=max(0, args.max_tool_steps))
         else:
-            result = answer(engine, target.for_message(args.message), args.message, edit=args.edit)
+            result = answer(engine, target.for_message(args.message, images), args.message, edit=args.edit,
+                            images=images)
     except InkstoneError as exc:
         return fail(exc)
     if args.json:

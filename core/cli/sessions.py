@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError, InputError
 from core.history.export import import_session, load_export, session_to_json, session_to_markdown, source_label
-from core.history.store import HistoryStore, Message, Session
+from core.history.store import HistoryStore, Message, Session, StoredImage
 from core.history.training_data import training_jsonl
 from core.kb.rows import KnowledgeRows
 from core.outputs import write_text_file
@@ -98,9 +99,11 @@ def _cmd_list(store: HistoryStore, args: argparse.Namespace) -> None:
         )
 
 
-def _print_message(message: Message) -> None:
+def _print_message(message: Message, pictures: Sequence[StoredImage] = ()) -> None:
     status = "" if message.status == "complete" else f" [{message.status}]"
     print(f"{message.role}{status}: {message.content}")
+    for n, picture in enumerate(pictures, start=1):
+        print(f"  [picture {n}: {picture.name}, {picture.width} x {picture.height}, {picture.path}]")
     if message.error:
         print(f"  error: {message.error}")
     for i, source in enumerate(message.sources, start=1):
@@ -156,8 +159,9 @@ def _cmd_show(store: HistoryStore, args: argparse.Namespace) -> None:
         return
     persona = f", persona {session.persona}" if session.persona else ""
     print(f"{session.title}\n{session.id} · model {session.model}{persona} · {len(messages)} messages\n")
+    pictures = store.images_for(m.id for m in messages if m.role == "user")
     for message in messages:
-        _print_message(message)
+        _print_message(message, pictures.get(message.id, ()))
 
 
 def _knowledge(store: HistoryStore, session_id: str) -> dict:
@@ -175,11 +179,13 @@ def _cmd_export(store: HistoryStore, args: argparse.Namespace) -> None:
     session = store.get_session(args.id)
     messages = store.messages(session.id)
     knowledge = _knowledge(store, session.id)
+    tree = store.all_messages(session.id)
+    pictures = store.images_for(m.id for m in tree if m.role == "user")
     if args.format == "json":
-        data = session_to_json(session, messages, **knowledge, tree=store.all_messages(session.id))
+        data = session_to_json(session, messages, **knowledge, tree=tree, images=pictures)
         text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
     else:
-        text = session_to_markdown(session, messages, **knowledge)
+        text = session_to_markdown(session, messages, **knowledge, images=pictures)
     if args.output is None:
         sys.stdout.write(text)
         return

@@ -14,24 +14,33 @@ A conversation is a tree (edits and regenerated answers are siblings): ``message
 oldest first (an answer marked good as training data has ``"good": true``), with ``"current"`` naming the current
 leaf. Import restores the tree when the document has one,
 refusing ids that point outside it or go round in a cycle; without one, ``messages`` becomes a single path.
+
+A user message with pictures has OpenAI content parts as its ``content`` (in ``messages`` and in ``tree``):
+``[{"type": "text", "text": ...}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]``.
+Import checks every picture through ``core.images`` before storing anything (a bad data URL is one of the problems
+listed) and stores it like an attached one. Markdown names them (``[picture 1: red.png, 32 x 24]``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import InkstoneError, InputError
-from core.history.store import ROLES, STATUSES, HistoryStore, Message, Session
+from core.history.store import ROLES, STATUSES, HistoryStore, Message, Session, StoredImage
+from core.images import MAX_IMAGES, ImageInput, from_data_url
 from core.kb.naming import where_label
 from core.kb.rows import KnowledgeRows, SessionKnowledge
 
 _ROLE_HEADINGS = {"system": "**System**", "user": "**User**", "assistant": "**Assistant**"}
+Pictures = Mapping[str, Sequence[StoredImage]]
+"""The stored pictures of messages, by message id (``HistoryStore.images_for``)."""
 
 
 def figures_line(message: Message, stopped: str = "stopped") -> str:
@@ -61,11 +70,13 @@ def source_label(source: dict[str, Any], number: int) -> str:
 
 
 def session_to_markdown(
-    session: Session, messages: list[Message], *, rag: bool | None = None, knowledge_bases: Sequence[str] = ()
+    session: Session, messages: list[Message], *, rag: bool | None = None, knowledge_bases: Sequence[str] = (),
+    images: Pictures | None = None,
 ) -> str:
     """A readable Markdown document: title, model/persona line, then each message under its role.
 
-    ``rag`` (None: not known, left out) and ``knowledge_bases`` add the chat's RAG switch and knowledge bases.
+    ``rag`` (None: not known, left out) and ``knowledge_bases`` add the chat's RAG switch and knowledge bases;
+    ``images`` (the messages' stored pictures) names each picture under its message.
     """
     lines = [f"# {session.title}", ""]
     meta = f"Model: `{session.model}`"
@@ -80,6 +91,9 @@ def session_to_markdown(
         if message.role == "assistant" and message.persona_name:
             heading = f"**Assistant ({message.persona_name})**"
         lines += [heading, "", message.content or "", ""]
+        pictures = (images or {}).get(message.id, ())
+        lines += [f"[picture {n}: {p.name}, {p.width} x {p.height}]" for n, p in enumerate(pictures, start=1)]
+        lines += [""] if pictures else []
         if message.status == "stopped":
             lines += ["_(answer stopped before it was finished)_", ""]
         elif message.status == "streaming":
@@ -93,9 +107,14 @@ def session_to_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _item(message: Message) -> dict[str, Any]:
-    """One message in the OpenAI shape, with Inkstone's extra keys only where it has them."""
-    item: dict[str, Any] = {"role": message.role, "content": message.content}
+def _item(message: Message, pictures: Sequence[StoredImage] = ()) -> dict[str, Any]:
+    """One message in the OpenAI shape, with Inkstone's extra keys only where it has them (``pictures``: content
+    parts, each picture as a data URL; StorageError when a picture's file is gone)."""
+    content: Any = message.content
+    if pictures:
+        content = [{"type": "text", "text": message.content}] if message.content else []
+        content += [{"type": "image_url", "image_url": {"url": p.read().data_url()}} for p in pictures]
+    item: dict[str, Any] = {"role": message.role, "content": content}
     if message.status != "complete":
         item["status"] = message.status
     if message.error:
@@ -115,11 +134,13 @@ def session_to_json(
     rag: bool | None = None,
     knowledge_bases: Sequence[str] = (),
     tree: list[Message] | None = None,
+    images: Pictures | None = None,
 ) -> dict[str, Any]:
     """The session as a JSON-ready dict in the OpenAI ``messages`` shape (see the module docstring): ``messages``
     is the current path; ``tree`` (every message, ``HistoryStore.all_messages``) adds ``"tree"`` and ``"current"``.
-    ``rag`` None leaves the RAG keys out."""
-    out = [_item(message) for message in messages]
+    ``rag`` None leaves the RAG keys out; ``images`` (the messages' stored pictures) go in as ``image_url`` parts."""
+    pictures = images or {}
+    out = [_item(message, pictures.get(message.id, ())) for message in messages]
     data = {
         "id": session.id,
         "title": session.title,
@@ -131,13 +152,17 @@ def session_to_json(
     if rag is not None:
         data.update(rag=rag, knowledge_bases=list(knowledge_bases))
     if tree is not None:
-        data["tree"] = [{"id": m.id, "parent_id": m.parent_id, **_item(m), **({"good": True} if m.good else {})}
-                        for m in tree]
+        data["tree"] = [{"id": m.id, "parent_id": m.parent_id, **_item(m, pictures.get(m.id, ())),
+                         **({"good": True} if m.good else {})} for m in tree]
         data["current"] = messages[-1].id if messages else None
     return {**data, "messages": out}
 
 
-def _problems(data: Any) -> list[str]:
+Decoded = dict[str, ImageInput]
+"""Pictures of an import document checked so far, by data URL (each decoded once, also when it repeats)."""
+
+
+def _problems(data: Any, decoded: Decoded) -> list[str]:
     if not isinstance(data, dict):
         return [f"the document is a {type(data).__name__}, not a JSON object"]
     problems = []
@@ -155,20 +180,22 @@ def _problems(data: Any) -> list[str]:
     if not isinstance(messages, list):
         return [*problems, '"messages" is missing or not a list']
     for i, item in enumerate(messages):
-        problems += _item_problems(item, f"messages[{i}]")
+        problems += _item_problems(item, f"messages[{i}]", decoded)
     if data.get("tree") is not None:
-        problems += _tree_problems(data["tree"], data.get("current"))
+        problems += _tree_problems(data["tree"], data.get("current"), decoded)
     return problems
 
 
-def _item_problems(item: Any, where: str) -> list[str]:
-    """What is wrong with one exported message (empty: nothing)."""
+def _item_problems(item: Any, where: str, decoded: Decoded) -> list[str]:
+    """What is wrong with one exported message (empty: nothing); its pictures are decoded into ``decoded``."""
     if not isinstance(item, dict):
         return [f"{where} is not an object"]
     problems = []
     if item.get("role") not in ROLES:
         problems.append(f"{where}.role is {item.get('role')!r}, not one of {', '.join(ROLES)}")
-    if not isinstance(item.get("content"), str):
+    if isinstance(item.get("content"), list):
+        problems += _parts_problems(item["content"], item.get("role"), where, decoded)
+    elif not isinstance(item.get("content"), str):
         problems.append(f"{where}.content is missing or not a string")
     if item.get("status", "complete") not in STATUSES:
         problems.append(f"{where}.status is {item.get('status')!r}, not one of {', '.join(STATUSES)}")
@@ -188,7 +215,50 @@ def _item_problems(item: Any, where: str) -> list[str]:
     return problems
 
 
-def _tree_problems(tree: Any, current: Any) -> list[str]:
+def _image_urls(parts: list[Any]) -> list[tuple[int, Any]]:
+    """(index, url) of the ``image_url`` parts of a content list (``image_url`` an object with ``url``, or a string)."""
+    found = []
+    for index, part in enumerate(parts):
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            ref = part.get("image_url")
+            found.append((index, ref.get("url") if isinstance(ref, dict) else ref))
+    return found
+
+
+def _parts_problems(parts: list[Any], role: Any, where: str, decoded: Decoded) -> list[str]:
+    """What is wrong with OpenAI content parts: a part that is neither text nor a picture, pictures on a message
+    that is not the user's, too many, or a picture ``core.images`` refuses (each decoded once, into ``decoded``)."""
+    problems = [f'{where}.content[{i}] is not a {{"type": "text", "text": "..."}} or {{"type": "image_url"}} part'
+                for i, part in enumerate(parts) if not (isinstance(part, dict) and (
+                    (part.get("type") == "text" and isinstance(part.get("text"), str))
+                    or part.get("type") == "image_url"))]  # fmt: skip
+    urls = _image_urls(parts)
+    if urls and role != "user":
+        return [*problems, f"{where}.content has pictures in a {role} message: only user messages carry them"]
+    if len(urls) > MAX_IMAGES:
+        return [*problems, f"{where}.content has {len(urls)} pictures, more than the {MAX_IMAGES} a message takes"]
+    for index, url in urls:
+        if not isinstance(url, str):
+            problems.append(f'{where}.content[{index}].image_url has no "url" string')
+        elif url not in decoded:
+            try:
+                decoded[url] = from_data_url(url, f"{where}.content[{index}]")
+            except InputError as exc:
+                problems.append(str(exc))
+    return problems
+
+
+def _text_and_pictures(item: dict[str, Any], decoded: Decoded) -> tuple[str, list[ImageInput]]:
+    """A checked message's text (its text parts, joined) and pictures (named ``image 1``, ``image 2``...)."""
+    content = item["content"]
+    if isinstance(content, str):
+        return content, []
+    text = "\n".join(part["text"] for part in content if part.get("type") == "text")
+    return text, [dataclasses.replace(decoded[url], name=f"image {n}")
+                  for n, (_, url) in enumerate(_image_urls(content), start=1)]  # fmt: skip
+
+
+def _tree_problems(tree: Any, current: Any, decoded: Decoded) -> list[str]:
     """What is wrong with an exported tree: its messages, ids that repeat, parents outside it, cycles."""
     if not isinstance(tree, list):
         return ['"tree" is not a list']
@@ -196,7 +266,7 @@ def _tree_problems(tree: Any, current: Any) -> list[str]:
     parents: dict[str, Any] = {}
     for i, item in enumerate(tree):
         where = f"tree[{i}]"
-        problems += _item_problems(item, where)
+        problems += _item_problems(item, where, decoded)
         if not isinstance(item, dict):
             continue
         if not isinstance(item.get("id"), str) or not item["id"]:
@@ -235,11 +305,13 @@ def load_export(raw: bytes, source: str) -> Any:
                      "Export JSON button.")
 
 
-def _check(data: Any) -> None:
-    """InputError listing every problem of an import document (nothing stored yet)."""
-    problems = _problems(data)
+def _check(data: Any) -> Decoded:
+    """InputError listing every problem of an import document (nothing stored yet); its pictures, checked."""
+    decoded: Decoded = {}
+    problems = _problems(data, decoded)
     if problems:
         raise InputError("Cannot import this session: " + "; ".join(problems) + ".")
+    return decoded
 
 
 def _signed(persona: dict[str, Any] | None) -> tuple[str, str, str | None] | None:
@@ -250,10 +322,14 @@ def _signed(persona: dict[str, Any] | None) -> tuple[str, str, str | None] | Non
 def session_from_json(store: HistoryStore, data: Any) -> Session:
     """Create a new session in ``store`` from an exported JSON document and return it.
 
-    Checks the whole document first and raises one InputError listing every problem; nothing is
+    Checks the whole document first (its pictures too) and raises one InputError listing every problem; nothing is
     stored then. An answer exported while ``streaming`` is imported as ``stopped``.
     """
-    _check(data)
+    return _store_session(store, data, _check(data))
+
+
+def _store_session(store: HistoryStore, data: dict[str, Any], decoded: Decoded) -> Session:
+    """Store a checked document (``decoded``: its pictures) as a new session; an error removes it again."""
     session = store.create_session(
         model=data["model"],
         persona=data.get("persona"),
@@ -268,13 +344,15 @@ def session_from_json(store: HistoryStore, data: Any) -> Session:
         for item in _parents_first(tree) if tree is not None else items:
             status = item.get("status", "complete")
             parent = new_ids.get(item.get("parent_id")) if tree is not None else previous
+            text, pictures = _text_and_pictures(item, decoded)
             message = store.add_message(
                 session.id,
                 item["role"],
-                item["content"],
+                text,
                 status="stopped" if status == "streaming" else status,
                 persona=_signed(item.get("persona")),
                 parent_id=parent,
+                images=pictures,
             )
             previous = message.id
             if tree is not None:
@@ -343,13 +421,13 @@ def import_session(store: HistoryStore, rows: KnowledgeRows, data: Any) -> Impor
     restored; missing ones are left out and named in the notice; RAG stays off when none is left. An
     InputError (nothing stored) for a bad document; an error while storing removes the new session.
     """
-    _check(data)
+    decoded = _check(data)
     wanted = list(dict.fromkeys(data.get("knowledge_bases") or []))
     kbs = {name: rows.kb_by_name(name) for name in wanted}
     found = [kb for kb in kbs.values() if kb is not None]
     missing = [name for name, kb in kbs.items() if kb is None]
     rag = bool(data.get("rag")) and bool(found)
-    session = session_from_json(store, data)
+    session = _store_session(store, data, decoded)
     if found:
         try:
             rows.set_session_knowledge(session.id, SessionKnowledge(rag, tuple(kb.id for kb in found)))
