@@ -94,3 +94,19 @@ def test_nine_pictures_are_refused(app_store: HistoryStore, app_home: Path, visi
     box.set_value("all of them").run()
     assert "9 pictures" in at.error[0].value and "at most 8" in at.error[0].value
     assert app_store.list_sessions() == [] and picture_files(app_home) == []
+
+
+def test_an_edit_keeps_the_pictures(app_store: HistoryStore, app_home: Path, vision: None) -> None:
+    at = start()
+    at.chat_input[0].upload("red.png", png(), "image/png").set_value("what is this?").run()
+    [session] = app_store.list_sessions()
+    first = app_store.messages(session.id)[0]
+    at.button(key=f"edit-{first.id}").click().run()
+    at.text_area(key=f"edit-text-{first.id}").set_value("")  # only the picture is left
+    at.button(key=f"edit-send-{first.id}").click().run()
+    assert not at.exception, at.exception
+    assert bubbles(at)[-1] == ("assistant", "I see 1 picture, 32x24.")
+    edited = app_store.messages(session.id)[0]
+    assert edited.id != first.id and [p.name for p in app_store.images_of(edited.id)] == ["red.png"]
+    assert at.chat_message[0].image[0].captions == ["red.png"]
+    assert len(picture_files(app_home)) == 1

@@ -122,7 +122,7 @@ if (sent := attachments.chat_input()) is not None:
 elif edit is not None and session_id is not None:
     message_id, text = edit
     try:
-        service.check_message(session_id, text)
+        service.check_edit(session_id, message_id, text)  # an edit keeps its pictures
     except InkstoneError as exc:
         st.error(str(exc))
     else:
