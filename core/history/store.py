@@ -143,8 +143,9 @@ class HistoryStore(SqliteStore):
         """The pictures of messages, one file per content hash next to the database (``core.history.images``)."""
         with suppress(StorageError):  # locked right now: the next open settles them
             self.recover_interrupted()
-        with suppress(StorageError):  # files a crash left between writing a picture and committing its message
-            self.collect_images()
+        if self.image_files.root.is_dir():
+            with suppress(StorageError):  # files a crash left between writing a picture and committing its message
+                self.collect_images()
 
     def close(self) -> None:
         """Close the connection (also when it was handed in); answers it left ``streaming`` count as interrupted."""
