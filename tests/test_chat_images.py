@@ -140,3 +140,29 @@ def test_a_missing_picture_file_in_history_does_not_block_the_chat(store: Histor
     assert "[a picture no longer available]" in backend.prompts[-1][0]["content"]
     with pytest.raises(StorageError, match="missing"):
         service.regenerate(sid, message_id=store.messages(sid)[1].id)  # answering that very picture again
+
+
+def test_an_api_exchange_stores_the_request_pictures(tmp_path: Path) -> None:
+    """``core.api.record.start_exchange`` stores ``Prepared.user_images`` (set by the API's request preparation)
+    with the user message, like the chat view does; a Prepared without the attribute stores none."""
+    from types import SimpleNamespace
+
+    from core.api.record import start_exchange
+    from core.config import load_settings
+    from core.engine import build_engine
+
+    settings = load_settings({"home": str(tmp_path / "data"), "model": "fake"}, config_file=tmp_path / "none.toml")
+    engine = build_engine(settings, backend=FakeBackend(images=True))
+    try:
+        prep = SimpleNamespace(session="new", config=engine.chat_config(), user_text="what is it?", persona=None,
+                               user_images=[picture()])  # fmt: skip
+        recorder = start_exchange(engine, prep)
+        question = engine.store.get_message(engine.store.get_message(recorder.answer_id).parent_id or "")
+        assert question.content == "what is it?" and [p.name for p in engine.store.images_of(question.id)] == \
+            ["red.png"]
+        del prep.user_images
+        prep.session = recorder.session_id
+        again = start_exchange(engine, prep)
+        assert engine.store.images_of(engine.store.get_message(again.answer_id).parent_id or "") == []
+    finally:
+        engine.store.close()
