@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import streamlit as st
-from streamlit.elements.widgets.chat import ChatInputValue
+from streamlit.typing import ChatInputValue
 
-from core.errors import InputError
+from core.history.images import check_count
 from core.history.store import HistoryStore, Message, StoredImage
-from core.images import MAX_BYTES, MAX_IMAGES, ImageInput, read_image
+from core.images import MAX_BYTES, ImageInput, read_image
 
 FILE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 """What the message box lets the user attach (``core.images`` checks the bytes, whatever the name says)."""
@@ -43,9 +43,7 @@ def chat_input() -> ChatInputValue | None:
 def read(files: Sequence[Upload]) -> list[ImageInput]:
     """The attached files as checked pictures; InputError naming the file and the fix for one that is not a
     picture chat takes (too many, too large, a bomb, damaged, another kind of file)."""
-    if len(files) > MAX_IMAGES:
-        raise InputError(f"{len(files)} pictures are attached, but a message takes at most {MAX_IMAGES}: send the "
-                         "others in a second message.")
+    check_count(len(files))
     return [read_image(file.getvalue(), file.name) for file in files]
 
 

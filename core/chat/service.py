@@ -34,9 +34,10 @@ from core.chat.config import ChatConfig, PersonaLoader, chat_config
 from core.chat.prompt import HistoryItem, PromptPlan, build_prompt, fit_sources, with_context
 from core.config import GenerationSettings
 from core.errors import InkstoneError, InputError, NotFoundError, StorageError
+from core.history.images import check_count
 from core.history.recorder import AnswerRecorder, RecordedAnswer
 from core.history.store import HistoryStore, Message, Session
-from core.images import MAX_IMAGES, ImageInput
+from core.images import ImageInput
 from core.personas.store import Persona
 
 
@@ -229,9 +230,7 @@ class ChatService:
         """InputError for pictures the loaded model cannot see (a text-only backend), or more than a message takes."""
         if images and not self.backend.capabilities.images:
             raise InputError(TEXT_ONLY.format(model=self.backend.model_id))
-        if len(images) > MAX_IMAGES:
-            raise InputError(f"{len(images)} pictures are attached, but a message takes at most {MAX_IMAGES}: send "
-                             "the others in a second message.")
+        check_count(len(images))
 
     def send(
         self, session_id: str, text: str, stop: threading.Event | None = None, images: Sequence[ImageInput] = ()

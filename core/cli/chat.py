@@ -21,7 +21,8 @@ from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError, InputError
 from core.history.export import source_label
-from core.images import MAX_BYTES, MAX_IMAGES, ImageInput, read_image
+from core.history.images import check_count
+from core.images import MAX_BYTES, ImageInput, read_image
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,9 +103,7 @@ def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
 
 def read_pictures(paths: Sequence[str]) -> list[ImageInput]:
     """The pictures at ``paths``, checked (``core.images.read_image``); InputError naming the file and the fix."""
-    if len(paths) > MAX_IMAGES:
-        raise InputError(f"{len(paths)} pictures were given, but a message takes at most {MAX_IMAGES}: send the "
-                         "others in a second message.")
+    check_count(len(paths))
     pictures = []
     for path in map(Path, paths):
         try:

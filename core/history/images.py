@@ -23,14 +23,33 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from core.errors import StorageError
-from core.images import ImageInput
+from core.errors import InputError, StorageError
+from core.images import MAX_IMAGES, ImageInput
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif", "image/bmp": "bmp"}
 """MIME type -> the file extension a stored picture gets (``core.images.FORMATS`` gives the MIME types)."""
 _NAME = re.compile(r"^(?P<sha>[0-9a-f]{64})\.(?P<ext>[a-z]+)$")
 _TEMP = re.compile(r"^\.[0-9a-f]{64}\.[0-9a-f]{32}\.tmp$")
 _FIX = "check the folder's permissions and free space, or point INKSTONE_HOME at a writable folder"
+
+
+def check_count(count: int) -> None:
+    """InputError when ``count`` pictures are more than one message may carry (checked before any is read)."""
+    if count > MAX_IMAGES:
+        raise InputError(f"{count} pictures are attached, but a message takes at most {MAX_IMAGES}: send the "
+                         "others in a second message.")
+
+
+def check_pictures(role: str, images: Sequence[ImageInput]) -> None:
+    """InputError for pictures on anything but a user message, or more than one message may carry."""
+    if images and role != "user":
+        raise InputError(f"Only your own messages carry pictures, not a {role} message.")
+    check_count(len(images))
+
+
+def hashes_of(db: Database, ids_sql: str, params: list) -> set[str]:
+    """The picture hashes of the messages ``ids_sql`` selects (read before they are deleted)."""
+    return {row[0] for row in db.execute(f"SELECT sha256 FROM message_images WHERE message_id IN ({ids_sql})", params)}
 
 
 @dataclass(frozen=True)

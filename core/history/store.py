@@ -19,10 +19,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.errors import InputError, NotFoundError, StorageError
-from core.history.images import ImageFiles, StoredImage
+from core.history.images import ImageFiles, StoredImage, check_pictures, hashes_of
 from core.history.search import SearchHit, search_sql, snippet
 from core.history.writers import INTERRUPTED, new_writer, writer_closed, writer_gone
-from core.images import MAX_IMAGES, ImageInput
+from core.images import ImageInput
 from core.storage.sqlite import BUSY_TIMEOUT_S, SqliteStore, new_id, now
 
 __all__ = [
@@ -270,7 +270,7 @@ class HistoryStore(SqliteStore):
     def delete_session(self, session_id: str) -> None:
         """Delete a session and all its messages."""
         with self._write() as db:
-            pictures = _hashes(db, "SELECT id FROM messages WHERE session_id = ?", [session_id])
+            pictures = hashes_of(db, "SELECT id FROM messages WHERE session_id = ?", [session_id])
             db.execute("DELETE FROM messages WHERE session_id = ?", [session_id])
             if db.execute("DELETE FROM sessions WHERE id = ?", [session_id]).rowcount == 0:
                 raise NotFoundError(f"No session with id {session_id!r}: nothing was deleted.")
@@ -330,7 +330,7 @@ class HistoryStore(SqliteStore):
         if role not in ROLES:
             raise InputError(f"Message role {role!r} is not allowed: use one of {', '.join(ROLES)}.")
         _check_status(status)
-        _check_images(role, images)
+        check_pictures(role, images)
         stamp = now()
         message = Message(new_id(), session_id, role, content, status, stamp)
         if persona is not None:
@@ -498,7 +498,7 @@ class HistoryStore(SqliteStore):
                                  "delete the branch.")
             leaf = db.execute("SELECT current_leaf FROM sessions WHERE id = ?", [session_id]).fetchone()[0]
             on_path = db.execute(f"SELECT 1 WHERE ? IN {branch}", [leaf, message_id]).fetchone() is not None
-            pictures = _hashes(db, f"SELECT id FROM {branch}", [message_id])
+            pictures = hashes_of(db, f"SELECT id FROM {branch}", [message_id])
             deleted = db.execute(f"DELETE FROM messages WHERE id IN {branch}", [message_id]).rowcount
             if on_path:
                 if parent_id is None:
@@ -603,20 +603,6 @@ def _check_parent(db: Database, session_id: str, parent_id: str, noun: str = "pa
     if row[0] != session_id:
         raise InputError(f"Message {parent_id!r} belongs to another session, not {session_id!r}: a message can only "
                          "follow one of its own chat.")
-
-
-def _hashes(db: Database, ids_sql: str, params: list[Any]) -> set[str]:
-    """The picture hashes of the messages ``ids_sql`` selects (before they are deleted)."""
-    return {row[0] for row in db.execute(f"SELECT sha256 FROM message_images WHERE message_id IN ({ids_sql})", params)}
-
-
-def _check_images(role: str, images: Sequence[ImageInput]) -> None:
-    """InputError for pictures on anything but a user message, or more than one message may carry."""
-    if images and role != "user":
-        raise InputError(f"Only your own messages carry pictures, not a {role} message.")
-    if len(images) > MAX_IMAGES:
-        raise InputError(f"{len(images)} pictures are attached, but a message takes at most {MAX_IMAGES}: send the "
-                         "others in a second message.")
 
 
 def _check_status(status: str) -> None:
