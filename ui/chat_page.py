@@ -18,7 +18,7 @@ from core.chat.service import ChatEvent
 from core.errors import InkstoneError
 from core.history.store import Message
 from core.personas.store import Persona
-from ui import branches, chat_actions, rag, state
+from ui import branches, chat_actions, rag, state, tools
 from ui.answer import CANCELLED, show_message, stream_answer
 from ui.sidebar import draft_chat, pick_persona
 from ui.turn import ActiveTurn, omitted_notice, switch_notice
@@ -81,13 +81,14 @@ if not history:
 branches.show_notice()
 draw_controls = branches.controls(store, service, session_id, store.children(session_id)) if session_id else None
 previous: Message | None = None
+draw_steps = tools.stored_steps(engine, session_id, history)  # each answer's tool calls, folded
 for message in history:
     if message.role == "assistant":
         if previous is not None and (text := switch_notice(previous.persona_id, message.persona_id,
                                                            message.persona_name)):  # fmt: skip
             st.caption(text)
         previous = message
-    show_message(message, draw_controls)
+    show_message(message, draw_controls, draw_steps)
 if previous is not None and persona_ok and (
     text := switch_notice(previous.persona_id, persona.id if persona else None, persona.name if persona else None)
 ):
@@ -97,6 +98,7 @@ if previous is not None and persona_ok and (
 live = st.container()
 
 rag.render_controls(engine, session_id)  # the RAG switch and knowledge-base picker above the message box
+tools.render_controls(engine, session_id)  # the tools the model may call (built-ins, MCP servers), with the limit
 if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
     if not prompt.strip():
         st.warning("The message is empty: type something before sending.")
@@ -107,6 +109,7 @@ if prompt := st.chat_input("Message Inkstone", submit_mode="disable"):
                 service.check_message(None, prompt, config=new)
                 session_id = create_chat(engine, new)
                 rag.apply_draft(engine, session_id)
+                tools.apply_draft(engine, session_id)
                 state.open_session(session_id)
             else:
                 service.check_message(session_id, prompt)
