@@ -84,4 +84,26 @@ def test_tools_off_answers_as_before(app_store: HistoryStore) -> None:
     at = start()
     script(at, [CALC])
     send(at, "hello")
-    assert not steps(at) and answers(at) and "tool_call" in app_store.messages(app_store.list_sessions()[0].id)[-1].content
+    [session] = app_store.list_sessions()
+    assert not steps(at) and "tool_call" in app_store.messages(session.id)[-1].content  # just text: nothing ran
+
+
+def test_the_settings_page_lists_each_mcp_server_with_its_tools_or_its_error(
+        app_store: HistoryStore, tmp_path: Path, monkeypatch) -> None:
+    import json
+    import sys
+
+    demo = str(Path(__file__).parent / "data" / "mcp_demo_server.py")
+    config = tmp_path / "inkstone.toml"
+    config.write_text(f"[mcp_servers.demo]\ncommand = {json.dumps([sys.executable, demo])}\ntimeout_s = 60\n"
+                      '[mcp_servers.broken]\ncommand = ["/nonexistent/mcp-server"]\ntimeout_s = 10\n')
+    monkeypatch.setenv("INKSTONE_CONFIG", str(config))
+    at = start()
+    assert at.multiselect(key="tools-new").options[-2:] == ["MCP: demo", "MCP: broken"]  # each off until turned on
+    at.switch_page("ui/settings_page.py").run()
+    assert not at.exception, at.exception
+    text = " ".join(md.value for md in at.main.markdown)
+    assert "**demo**" in text and "- `add` — Add two integers." in text and "`shout` — Upper-case text." in text
+    assert "**broken**" in text
+    [error] = at.main.error
+    assert "MCP server 'broken' could not be started" in error.value and "inkstone.toml" in error.value
