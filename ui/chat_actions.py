@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.engine import Engine
 from core.history.export import session_to_json, session_to_markdown
+from core.history.steps import steps_of
 from core.history.store import Message
 from core.history.training_data import training_jsonl
 
@@ -19,6 +20,8 @@ def action_row(engine: Engine, session_id: str, history: list[Message], *, regen
     session = store.get_session(session_id)
     rag_on, kbs = engine.knowledge.session_knowledge(session_id)  # the exports carry the chat's RAG choice
     knowledge = {"rag": rag_on, "knowledge_bases": [kb.name for kb in kbs]}
+    tree = store.all_messages(session_id)  # the JSON holds every branch; ``messages`` is the current path
+    steps = steps_of(store, [m.id for m in tree if m.role == "assistant"])  # the answers' tool calls
     with st.container(horizontal=True):
         st.button(
             "Regenerate",
@@ -29,13 +32,13 @@ def action_row(engine: Engine, session_id: str, history: list[Message], *, regen
         )
         st.download_button(
             "Export Markdown",
-            session_to_markdown(session, history, **knowledge),
+            session_to_markdown(session, history, **knowledge, steps=steps),
             on_click="ignore",
             file_name=f"inkstone-{session_id}.md",
             mime="text/markdown",
         )
-        tree = store.all_messages(session_id)  # the JSON holds every branch; ``messages`` is the current path
-        exported = json.dumps(session_to_json(session, history, **knowledge, tree=tree), ensure_ascii=False, indent=2)
+        exported = json.dumps(session_to_json(session, history, **knowledge, tree=tree, steps=steps),
+                              ensure_ascii=False, indent=2)  # fmt: skip
         st.download_button(
             "Export JSON",
             exported,

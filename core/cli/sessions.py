@@ -17,6 +17,7 @@ from pathlib import Path
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError, InputError
 from core.history.export import import_session, load_export, session_to_json, session_to_markdown, source_label
+from core.history.steps import steps_of
 from core.history.store import HistoryStore, Message, Session
 from core.history.training_data import training_jsonl
 from core.kb.rows import KnowledgeRows
@@ -175,11 +176,13 @@ def _cmd_export(store: HistoryStore, args: argparse.Namespace) -> None:
     session = store.get_session(args.id)
     messages = store.messages(session.id)
     knowledge = _knowledge(store, session.id)
+    tree = store.all_messages(session.id)
+    steps = steps_of(store, [m.id for m in tree if m.role == "assistant"])  # the answers' tool calls
     if args.format == "json":
-        data = session_to_json(session, messages, **knowledge, tree=store.all_messages(session.id))
+        data = session_to_json(session, messages, **knowledge, tree=tree, steps=steps)
         text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
     else:
-        text = session_to_markdown(session, messages, **knowledge)
+        text = session_to_markdown(session, messages, **knowledge, steps=steps)
     if args.output is None:
         sys.stdout.write(text)
         return
