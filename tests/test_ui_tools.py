@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.history.store import HistoryStore
 from core.tools.history import load_steps
+from tests.test_ui_export import downloads, import_file, offered  # noqa: F401 - offered is a fixture
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 CALC = '<tool_call>{"name": "calculator", "arguments": {"expression": "23 * 47"}}</tool_call>'
@@ -107,3 +108,28 @@ def test_the_settings_page_lists_each_mcp_server_with_its_tools_or_its_error(
     assert "**broken**" in text
     [error] = at.main.error
     assert "MCP server 'broken' could not be started" in error.value and "inkstone.toml" in error.value
+
+
+def test_export_then_import_brings_the_steps_back_under_the_answer(
+        app_store: HistoryStore, offered: dict[str, bytes]) -> None:  # noqa: F811 - the fixture imported above
+    import json
+
+    at = start()
+    at.multiselect(key="tools-new").set_value(["calculator"]).run()
+    script(at, [CALC, "23 * 47 = 1081."])
+    send(at, "What is 23 * 47?")
+    files = downloads(at, offered)
+    data = json.loads(files["Export JSON"])
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert data["messages"][1]["tool_calls"][0]["function"] == {"name": "calculator",
+                                                               "arguments": '{"expression": "23 * 47"}'}
+    assert data["messages"][2]["content"] == "1081"
+    assert "Tool call: `calculator`" in files["Export Markdown"]
+    [original] = app_store.list_sessions()
+
+    other = start()  # another tab imports the file
+    import_file(other, "sums.json", files["Export JSON"].encode("utf-8"))
+    assert other.query_params["session"] != original.id
+    [step] = steps(other)
+    assert step.label.startswith('calculator(expression="23 * 47")') and step.code[1].value == "1081"
+    assert answers(other) == ["23 * 47 = 1081."]
