@@ -100,3 +100,17 @@ def test_an_mcp_servers_tools_are_called_from_a_chat(tmp_path: Path) -> None:
     [used] = [e.step for e in events if isinstance(e, ToolUsed)]
     assert (used.name, used.result) == ("add", "42") and events[-1].stats.text == "42."
     engine.store.close()
+
+
+def test_chat_in_the_terminal_shows_the_calls_of_a_chat_with_tools_on(tmp_path: Path, capsys) -> None:
+    """A chat whose tools were turned on in the chat view answers with them in ``python -m core chat`` too."""
+    from core.cli.chat import answer
+
+    engine = engine_with(tmp_path, [CALC, "It is 1081."])
+    sid = engine.new_session()
+    set_chosen_tools(engine.store, sid, ["calculator"], engine.settings)
+    result = answer(engine, sid, "What is 23 * 47?")
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "It is 1081." and result["tool_calls"][0]["result"] == "1081"
+    assert '[tool calculator({"expression": "23 * 47"}) -> \'1081\' in ' in captured.err
+    engine.store.close()
