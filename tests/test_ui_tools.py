@@ -133,3 +133,19 @@ def test_export_then_import_brings_the_steps_back_under_the_answer(
     [step] = steps(other)
     assert step.label.startswith('calculator(expression="23 * 47")') and step.code[1].value == "1081"
     assert answers(other) == ["23 * 47 = 1081."]
+
+
+def test_a_server_gone_from_the_config_is_named_and_the_chat_still_answers(
+        app_store: HistoryStore, tmp_path: Path, monkeypatch) -> None:
+    config = tmp_path / "inkstone.toml"
+    config.write_text('[mcp_servers.files]\ncommand = ["/nonexistent/mcp-server"]\ntimeout_s = 5\n')
+    monkeypatch.setenv("INKSTONE_CONFIG", str(config))
+    at = start()
+    at.multiselect(key="tools-new").set_value(["calculator", "mcp:files"]).run()
+    script(at, [CALC, "1081."])
+    send(at, "What is 23 * 47?")
+    assert answers(at) == ["1081."] and len(steps(at)) == 1  # the calculator still works
+    [warning] = at.warning
+    assert "MCP server 'files' could not be started" in warning.value and "left out" in warning.value
+    at.run()
+    assert not at.warning  # told once

@@ -70,7 +70,9 @@ def stream_answer(
             with steps:
                 tools.show_step(step)
 
-        return stream_turn(events, write_rendered, show_step)  # drawn as the stored answer will be (LaTeX, thinking)
+        outcome = stream_turn(events, write_rendered, show_step)  # drawn as the stored answer will be (LaTeX, thinking)
+        tools.remember_notice(session_id, outcome.tools_notice)
+        return outcome
 
 
 def show_message(

@@ -23,6 +23,7 @@ from core.tools.history import steps_by_answer
 from core.tools.loop import MAX_STEPS, ToolStep
 
 _NOTICE = "inkstone_tools_notice"
+_ANSWER_NOTICE = "inkstone_tools_answer_notice"
 PREVIEW_CHARS = 60
 
 
@@ -73,6 +74,16 @@ def render_controls(engine: Engine, session_id: str | None) -> None:
             st.caption(" · ".join(choices.get(n, n) for n in on) + f" · at most {limit} calls per answer")
     if notice := st.session_state.pop(_NOTICE, None):
         st.error(notice)
+    answered = st.session_state.get(_ANSWER_NOTICE)
+    if answered and answered[0] == session_id:  # shown once, after the answer that went without them
+        st.session_state.pop(_ANSWER_NOTICE, None)
+        st.warning(answered[1], icon=":material/build:")
+
+
+def remember_notice(session_id: str | None, notice: str | None) -> None:
+    """Keep what an answer's tools could not offer (shown after the rerun that follows the answer)."""
+    if notice:
+        st.session_state[_ANSWER_NOTICE] = (session_id, notice)
 
 
 def stored_steps(engine: Engine, session_id: str | None, history: list[Message]) -> Callable[[Message], None]:

@@ -50,15 +50,11 @@ class TurnOutcome:
     """``complete``, ``stopped`` or ``error``; None while streaming or if the stream was cut off."""
     error: str | None = None
     notice: str | None = None
-    """Why the answer went without the knowledge bases (RAG on but Chroma could not be searched) or without some
-    of its tools (an MCP server that failed)."""
+    """Why the answer went without the knowledge bases (RAG on but Chroma could not be searched)."""
+    tools_notice: str | None = None
+    """What the chat turned on but the answer could not offer, and why (an MCP server that failed)."""
     tool_steps: int = 0
     """Tool calls the answer made."""
-
-
-def _add_notice(outcome: TurnOutcome, notice: str | None) -> None:
-    if notice:
-        outcome.notice = f"{outcome.notice} {notice}" if outcome.notice else notice
 
 
 def token_texts(
@@ -74,9 +70,9 @@ def token_texts(
             if event.text:
                 yield event.text
         elif isinstance(event, Sources):
-            _add_notice(outcome, event.notice)
+            outcome.notice = event.notice
         elif isinstance(event, ToolsOn):
-            _add_notice(outcome, event.notice)
+            outcome.tools_notice = event.notice
         elif isinstance(event, ToolUsed):
             outcome.tool_steps += 1
             if on_step is not None:
