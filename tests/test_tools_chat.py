@@ -46,6 +46,10 @@ def test_an_answer_runs_the_tool_loop_and_stores_its_calls(tmp_path: Path) -> No
     store = open_store(engine.settings)  # a restart
     answer = store.messages(sid)[-1]
     assert answer.content == "It is 1081." and [s.result for s in load_steps(store, answer.id)] == ["1081"]
+    fork = store.fork_session(answer.id)  # a fork keeps the calls with its copy of the answer
+    copy = store.messages(fork.id)[-1]
+    assert copy.id != answer.id and [s.result for s in load_steps(store, copy.id)] == ["1081"]
+    assert chosen_tools(fork) == ["calculator", "datetime"]  # and the chat's tool choice
     with pytest.raises(InputError, match="Unknown tool.*'shell'"):
         set_chosen_tools(store, sid, ["shell"], engine.settings)
     store.close()

@@ -463,8 +463,8 @@ class HistoryStore(SqliteStore):
 
     def fork_session(self, message_id: str, *, title: str | None = None) -> Session:
         """A new chat from here: a new session (same model, persona, settings and RAG choice) holding a copy of
-        the path down to ``message_id``, which is left as it was. An answer still being written is copied as
-        ``stopped``. NotFoundError if the message is gone."""
+        the path down to ``message_id`` (answers with their tool calls), which is left as it was. An answer still
+        being written is copied as ``stopped``. NotFoundError if the message is gone."""
         path = self.path_to(message_id)
         source = self.get_session(path[-1].session_id)
         stamp = now()
@@ -482,6 +482,10 @@ class HistoryStore(SqliteStore):
         with self._write() as db:
             db["sessions"].insert({**asdict(session), "settings": _dumps(session.settings)})
             db["messages"].insert_all(rows)
+            for original, copy in zip(path, rows, strict=True):  # the answers' tool calls go with them
+                db.execute("INSERT INTO tool_steps (message_id, position, call_id, name, arguments, result, seconds, "
+                           "error) SELECT ?, position, call_id, name, arguments, result, seconds, error "
+                           "FROM tool_steps WHERE message_id = ?", [copy["id"], original.id])
             if db["session_knowledge"].exists():  # the chat's RAG switch and knowledge bases go with it
                 db.execute(
                     "INSERT INTO session_knowledge (session_id, rag, kb_ids, updated_at) SELECT ?, rag, kb_ids, ? "
