@@ -118,3 +118,12 @@ def test_chat_in_the_terminal_shows_the_calls_of_a_chat_with_tools_on(tmp_path: 
     assert captured.out.strip() == "It is 1081." and result["tool_calls"][0]["result"] == "1081"
     assert '[tool calculator({"expression": "23 * 47"}) -> \'1081\' in ' in captured.err
     engine.store.close()
+
+
+def test_text_before_a_call_and_the_answer_after_it_stay_apart(tmp_path: Path) -> None:
+    engine = engine_with(tmp_path, ["Let me compute. " + CALC, "It is 1081."])
+    sid = engine.new_session()
+    set_chosen_tools(engine.store, sid, ["calculator"], engine.settings)
+    list(engine.service.send(sid, "What is 23 * 47?"))
+    assert engine.store.messages(sid)[-1].content == "Let me compute. \n\nIt is 1081."
+    engine.store.close()

@@ -378,11 +378,16 @@ class ChatService:
             if tools is not None and tools.tools:
                 backend_events = tool_turn(self.backend, turn.plan.messages, turn.settings, tools.tools, turn.stop,
                                            max_steps=tools.max_steps, adapter=turn.adapter)
+                new_round = False
                 for item in backend_events:
                     if isinstance(item, str):
+                        if new_round and rec.text.strip():  # text before a call and the answer after it
+                            item = "\n\n" + item.lstrip()
+                        new_round = False
                         rec.add(item)
                         yield Token(item)
                     elif isinstance(item, ToolStep):
+                        new_round = True
                         loop.steps.append(item)
                         yield ToolUsed(item)
                     elif isinstance(item, LoopResult):
