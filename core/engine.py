@@ -6,6 +6,7 @@ one engine; its scheduler (``core.generation.scheduler``) is the one line tabs a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +16,12 @@ from core.chat.config import ChatConfig
 from core.chat.service import ChatService
 from core.config import Settings
 from core.generation.scheduler import queued
-from core.history.store import HistoryStore
+from core.history.store import HistoryStore, Session
 from core.kb import KnowledgeService
 from core.models.loader import Progress
 from core.models.registry import ModelProfile, resolve
 from core.personas.store import Persona, list_personas, load_persona
+from core.tools.chat import ChatTools, chat_tools
 
 
 @dataclass
@@ -94,5 +96,19 @@ def build_engine(settings: Settings, progress: Progress | None = None, backend: 
         personas=lambda pid: load_persona(settings.adapters, pid),
         defaults=settings.generation,
         retriever=knowledge.retrieve,
+        tools=lambda session: answer_tools(settings, knowledge, session),
     )
     return Engine(settings, profile, store, backend, service, knowledge)
+
+
+def answer_tools(settings: Settings, knowledge: KnowledgeService, session: Session) -> ChatTools | None:
+    """The tools a chat turned on, for its next answer: its knowledge-base search covers the knowledge bases picked
+    for the chat (all of them when none is picked)."""
+
+    def kb_search(chat: Session) -> tuple[Callable[[str], list[Any]], list[str]] | None:
+        kbs = knowledge.session_knowledge(chat.id)[1] or [s.kb for s in knowledge.summaries()]
+        if not kbs:
+            return None
+        return (lambda query: knowledge.query(kbs, query, k=4)), [kb.name for kb in kbs]
+
+    return chat_tools(session, settings, kb_search)

@@ -20,11 +20,12 @@ from typing import Any
 import gradio as gr
 
 from core.chat.defaults import create_chat, draft_config, load_chat_defaults
-from core.chat.service import Done, Failed, Sources, Started, Token
+from core.chat.service import Done, Failed, Sources, Started, Token, ToolsOn, ToolUsed
 from core.config import GenerationSettings
 from core.engine import Engine
 from core.errors import InkstoneError, NotFoundError
 from core.generation.scheduler import line
+from core.history.steps import steps_of
 from core.history.store import Session
 from gradio_ui import view
 from gradio_ui.turns import Cancelled, Turns, Waiting, relay
@@ -68,6 +69,11 @@ class ChatPage:
         return f"Loaded model: **{info.model_id}** ({info.backend}{', ' + extra if extra else ''}), context " \
                f"{info.context_window} tokens. Shared with the API and every open tab."
 
+    def _messages(self, history: list[Any]) -> list[dict[str, str]]:
+        """``history`` as the chatbot shows it, answers with their stored tool calls."""
+        ids = [m.id for m in history if m.role == "assistant"]
+        return view.chat_messages(history, steps_of(self.engine().store, ids))
+
     def show(self, session_id: str | None, notice: str = "") -> tuple[Any, ...]:
         """Everything that depends on the open chat: its id, messages, persona, RAG, title, settings, notice."""
         engine = self.engine()
@@ -76,7 +82,7 @@ class ChatPage:
         session = self._session(session_id)
         if session is not None:
             settings = engine.service.session_settings(session.id)
-            messages = view.chat_messages(engine.store.messages(session.id))
+            messages = self._messages(engine.store.messages(session.id))
             rag, kbs = engine.knowledge.session_knowledge(session.id) if engine.knowledge else (False, [])
             persona, title, picked = session.persona or "", session.title, [kb.name for kb in kbs]
         else:  # a draft: what a new chat starts with
@@ -277,19 +283,19 @@ class ChatPage:
         shown = [m for m in engine.store.messages(session_id) if m.role in ("user", "assistant")]  # as drawn
         index = edited.index if isinstance(edited.index, int) else edited.index[0]
         if not 0 <= index < len(shown) or shown[index].role != "user":
-            yield session_id, view.chat_messages(shown), gr.skip(), "Only your own messages can be edited: " \
+            yield session_id, self._messages(shown), gr.skip(), "Only your own messages can be edited: " \
                 "regenerate an answer instead.", gr.skip()  # fmt: skip
             return
         try:
             stop = self.turns.begin(request.session_hash or "")
         except InkstoneError as exc:
-            yield session_id, view.chat_messages(shown), gr.skip(), f"⚠️ {exc}", gr.skip()
+            yield session_id, self._messages(shown), gr.skip(), f"⚠️ {exc}", gr.skip()
             return
         try:
             events = engine.service.edit(session_id, shown[index].id, _text(edited.value), stop)
         except InkstoneError as exc:
             self.turns.end(request.session_hash or "", stop)
-            yield session_id, view.chat_messages(shown), gr.skip(), f"⚠️ {exc}", gr.skip()
+            yield session_id, self._messages(shown), gr.skip(), f"⚠️ {exc}", gr.skip()
             return
         yield from self._stream(session_id, events, stop, request, query, clear=False)
 
@@ -301,7 +307,7 @@ class ChatPage:
         history = engine.store.messages(session_id)
         if history and history[-1].role == "assistant" and not clear:
             history = history[:-1]  # the answer being regenerated
-        before = view.chat_messages(history)
+        before = self._messages(history)
         session = engine.store.get_session(session_id)
         persona = None
         try:
@@ -311,7 +317,7 @@ class ChatPage:
         name, avatar = (persona.name, persona.avatar) if persona else (None, None)
         box = "" if clear else gr.skip()
         listed = self.session_list(session_id, query)
-        text, notice = "", ""
+        text, notice, steps = "", "", []
         try:
             yield session_id, before, box, "", listed
             for event in relay(events, stop, line(engine.backend), shared=False if persona and persona.lora else None):
@@ -321,10 +327,14 @@ class ChatPage:
                     notice = CANCELLED
                 elif isinstance(event, Token):
                     text += event.text
-                    yield session_id, [*before, _answer(view.answer_markdown(text + " ▌", name=name,
-                                                                             avatar=avatar))], box, "", gr.skip()
-                elif isinstance(event, Sources) and event.notice:
-                    notice = event.notice
+                    yield session_id, [*before, _answer(view.answer_markdown(text + " ▌", name=name, avatar=avatar,
+                                                                             steps=steps))], box, "", gr.skip()
+                elif isinstance(event, ToolUsed):
+                    steps.append(event.step.to_dict())
+                    yield session_id, [*before, _answer(view.answer_markdown(text + " ▌", name=name, avatar=avatar,
+                                                                             steps=steps))], box, "", gr.skip()
+                elif isinstance(event, Sources | ToolsOn) and event.notice:
+                    notice = f"{notice} {event.notice}".strip()
                 elif isinstance(event, Failed):
                     notice = f"⚠️ {event.error}"
                 elif isinstance(event, Done | Started):
@@ -333,7 +343,7 @@ class ChatPage:
             notice = f"⚠️ {exc}"
         finally:
             self.turns.end(tab, stop)
-        final = view.chat_messages(engine.store.messages(session_id))
+        final = self._messages(engine.store.messages(session_id))
         yield session_id, final, box, notice, self.session_list(session_id, query)
 
     def unload(self, request: gr.Request) -> None:

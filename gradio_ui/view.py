@@ -1,12 +1,15 @@
 """How core data is drawn on the Gradio page, without Gradio: chat messages, the session list, captions.
 
-An answer is shown with the avatar and name of the persona that wrote it (as stored with it), its text, the
-sources it could cite (``[n] file, p. X``, from the stored answer) and its figures line (status, tokens, decode
-tokens/s, time to first token).
+An answer is shown with the avatar and name of the persona that wrote it (as stored with it), its tool calls (each
+folded in a ``<details>`` block: tool, arguments, result, time), its text, the sources it could cite
+(``[n] file, p. X``, from the stored answer) and its figures line (status, tokens, decode tokens/s, time to first
+token).
 """
 
 from __future__ import annotations
 
+import html
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -58,11 +61,26 @@ def sources_text(sources: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def steps_markdown(steps: list[dict[str, Any]]) -> str:
+    """An answer's tool calls (``core.history.steps`` dicts), each folded: ``tool(arguments) · time``, then the
+    arguments and the result."""
+    blocks = []
+    for step in steps:
+        args = json.dumps(step["arguments"], ensure_ascii=False)
+        mark = "⚠️" if step.get("error") else "🛠️"
+        summary = html.escape(f"{step['name']}({args[1:-1]}) · {float(step.get('seconds') or 0):.2f} s")
+        result = str(step["result"])
+        fence = "````" if "```" in result else "```"
+        blocks.append(f"<details><summary>{mark} {summary}</summary>\n\n```json\n{args}\n```\n\n{fence}\n{result}\n"
+                      f"{fence}\n\n</details>")
+    return "\n".join(blocks)
+
+
 def answer_markdown(text: str, *, name: str | None = None, avatar: str | None = None,
                     sources: list[dict[str, Any]] | None = None, figures: str = "",
-                    error: str | None = None) -> str:  # fmt: skip
-    """One answer's Markdown: signature, text, error, sources, figures (each part only when present)."""
-    parts = [p for p in (signature(name, avatar), text) if p]
+                    error: str | None = None, steps: list[dict[str, Any]] | None = None) -> str:  # fmt: skip
+    """One answer's Markdown: signature, tool calls, text, error, sources, figures (each part only when present)."""
+    parts = [p for p in (signature(name, avatar), steps_markdown(steps or []), text) if p]
     if error:
         parts.append(f"⚠️ {error}")
     if sources:
@@ -72,8 +90,10 @@ def answer_markdown(text: str, *, name: str | None = None, avatar: str | None = 
     return "\n\n".join(parts)
 
 
-def chat_messages(history: list[Message]) -> list[dict[str, str]]:
-    """Stored messages as Gradio chatbot messages (``{"role", "content"}``), answers with their extras."""
+def chat_messages(history: list[Message], steps: dict[str, list[dict[str, Any]]] | None = None,
+                  ) -> list[dict[str, str]]:  # fmt: skip
+    """Stored messages as Gradio chatbot messages (``{"role", "content"}``), answers with their extras (their tool
+    calls from ``steps``, ``core.history.steps.steps_of``)."""
     shown: list[dict[str, str]] = []
     previous: Message | None = None
     for message in history:
@@ -82,7 +102,8 @@ def chat_messages(history: list[Message]) -> list[dict[str, str]]:
         elif message.role == "assistant":
             error = (message.error or "Generation failed.") if message.status == "error" else None
             content = answer_markdown(message.content, name=message.persona_name, avatar=message.persona_avatar,
-                                      sources=message.sources, figures=caption(message), error=error)  # fmt: skip
+                                      sources=message.sources, figures=caption(message), error=error,
+                                      steps=(steps or {}).get(message.id))  # fmt: skip
             if previous is not None and previous.persona_id != message.persona_id:
                 switched = f"Persona switched to {message.persona_name}" if message.persona_id else \
                     "Persona switched off"

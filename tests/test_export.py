@@ -94,7 +94,7 @@ def test_import_plain_openai_messages_names_the_session(store: HistoryStore) -> 
 def test_import_refuses_bad_documents_naming_every_problem(store: HistoryStore) -> None:
     bad = {
         "messages": [
-            {"role": "tool", "content": "x"},
+            {"role": "robot", "content": "x"},  # ("tool" messages are tool results now: test_export_tools.py)
             {"role": "user"},
             "hello",
             {"role": "assistant", "content": "", "status": "done"},

@@ -190,3 +190,22 @@ def test_editing_a_message_answers_the_edit_and_keeps_the_old_branch(engine: Eng
     answer_edit = gr.EditData(None, {"index": 1, "value": "no", "previous_value": "You said: first question"})
     refused = list(page.edit(session_id, "", answer_edit, tab("a")))[-1]
     assert "Only your own messages" in refused[3] and engine.store.messages(session_id) == path
+
+
+def test_an_answer_shows_its_tool_calls_folded(home: Path) -> None:
+    """A chat with the calculator on (turned on in the Streamlit chat view) answers here through the same loop;
+    each call is drawn folded above the answer, while streaming and from the history."""
+    from core.tools.chat import set_chosen_tools
+
+    call = '<tool_call>{"name": "calculator", "arguments": {"expression": "23 * 47"}}</tool_call>'
+    engine = build_engine(load_settings({"model": "fake"}), backend=FakeBackend([call, "It is 1081."]))
+    session_id = engine.new_session()
+    set_chosen_tools(engine.store, session_id, ["calculator"], engine.settings)
+    page = ChatPage(lambda: engine)
+    steps = send(page, "What is 23 * 47?", session_id, tab("a"))
+    answer = steps[-1][1][1]["content"]
+    assert answer.startswith("<details><summary>🛠️ calculator(&quot;expression&quot;: &quot;23 * 47&quot;) · ")
+    assert "```\n1081\n```\n\n</details>" in answer and answer.index("</details>") < answer.index("It is 1081.")
+    assert any("<details>" in str(step[1]) and "▌" in str(step[1]) for step in steps[1:-1])  # while streaming
+    shown = page.show(session_id)
+    assert any("</details>" in str(part) for part in shown)  # after a reload, from the stored steps

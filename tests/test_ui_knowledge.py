@@ -129,7 +129,7 @@ def test_chat_rag_switch_picker_and_sources_under_the_answer(knowledge: Knowledg
 def test_chat_switch_needs_a_knowledge_base(knowledge: KnowledgeService) -> None:
     at = chat_page()
     assert at.toggle(key="rag-new").disabled
-    assert not at.multiselect
+    assert [m.key for m in at.multiselect] == ["tools-new"]  # no knowledge-base picker (the tools picker stays)
 
 
 def test_chat_goes_on_without_a_reachable_chroma(knowledge: KnowledgeService, tmp_path: Path, app_store,

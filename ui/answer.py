@@ -18,7 +18,7 @@ import streamlit as st
 from core.chat.service import ChatEvent
 from core.generation.scheduler import FairQueue
 from core.history.store import Message, StoredImage
-from ui import attachments, rag
+from ui import attachments, rag, tools
 from ui.markup import latex_to_markdown, show_text, write_rendered
 from ui.turn import CAPTION_HELP, ActiveTurn, TurnOutcome, answer_avatar, answer_caption, stream_turn
 
@@ -64,19 +64,33 @@ def stream_answer(
             return None
         status.empty()
         controls.button("Stop", icon=":material/stop_circle:", key="stop", help="Stop and keep the answer so far")
-        return stream_turn(events, write_rendered)  # drawn as the stored answer will be (LaTeX, thinking)
+        steps = st.container()  # tool calls fold in above the answer, as they are drawn once stored
+
+        def show_step(step: tools.ToolStep) -> None:
+            with steps:
+                tools.show_step(step)
+
+        outcome = stream_turn(events, write_rendered, show_step)  # drawn as the stored answer will be (LaTeX, thinking)
+        tools.remember_notice(session_id, outcome.tools_notice)
+        return outcome
 
 
 def show_message(
-    message: Message, controls: Callable[[Message], None] | None = None, pictures: Sequence[StoredImage] = ()
+    message: Message,
+    controls: Callable[[Message], None] | None = None,
+    pictures: Sequence[StoredImage] = (),
+    steps: Callable[[Message], None] | None = None,
 ) -> None:
     """One stored message; an answer with the avatar and name of the persona that wrote it and its figures line;
     a user message with its ``pictures`` as thumbnails. ``controls`` draws the message's own buttons (branch
-    switcher, edit, fork, delete branch) under it."""
+    switcher, edit, fork, delete branch) under it; ``steps`` an answer's tool calls (``ui.tools.stored_steps``)
+    above its text."""
     avatar = answer_avatar(message) if message.role == "assistant" else None
     with st.chat_message(message.role, avatar=avatar):
         if message.role == "assistant" and message.persona_name:
             st.caption(f"**{message.persona_name}**")
+        if steps is not None and message.role == "assistant":
+            steps(message)
         if message.content and message.role == "assistant":
             show_text(message.content)  # thinking folded, LaTeX rendered: as it was drawn while streaming
         elif message.content:

@@ -11,6 +11,7 @@ import streamlit as st
 
 from core.engine import Engine
 from core.history.export import session_to_json, session_to_markdown
+from core.history.steps import steps_of
 from core.history.store import Message
 from core.history.training_data import training_jsonl
 
@@ -21,6 +22,8 @@ def action_row(engine: Engine, session_id: str, history: list[Message], *, regen
     session = store.get_session(session_id)
     rag_on, kbs = engine.knowledge.session_knowledge(session_id)  # the exports carry the chat's RAG choice
     knowledge = {"rag": rag_on, "knowledge_bases": [kb.name for kb in kbs]}
+    tree = store.all_messages(session_id)  # the JSON holds every branch; ``messages`` is the current path
+    steps = steps_of(store, [m.id for m in tree if m.role == "assistant"])  # the answers' tool calls
     with st.container(horizontal=True):
         st.button(
             "Regenerate",
@@ -29,18 +32,17 @@ def action_row(engine: Engine, session_id: str, history: list[Message], *, regen
             on_click=st.session_state.__setitem__,
             args=(regenerate_key, session_id),
         )
-        tree = store.all_messages(session_id)  # the JSON holds every branch; ``messages`` is the current path
         pictures = store.images_for(m.id for m in tree if m.role == "user")
         st.download_button(
             "Export Markdown",
-            session_to_markdown(session, history, **knowledge, images=pictures),
+            session_to_markdown(session, history, **knowledge, images=pictures, steps=steps),
             on_click="ignore",
             file_name=f"inkstone-{session_id}.md",
             mime="text/markdown",
         )
 
         def exported() -> str:
-            data = session_to_json(session, history, **knowledge, tree=tree, images=pictures)
+            data = session_to_json(session, history, **knowledge, tree=tree, images=pictures, steps=steps)
             return json.dumps(data, ensure_ascii=False, indent=2)
 
         st.download_button(

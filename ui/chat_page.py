@@ -18,7 +18,7 @@ from core.chat.service import ChatEvent
 from core.errors import InkstoneError
 from core.history.store import Message
 from core.personas.store import Persona
-from ui import attachments, branches, chat_actions, rag, state
+from ui import attachments, branches, chat_actions, rag, state, tools
 from ui.answer import CANCELLED, show_message, stream_answer
 from ui.sidebar import draft_chat, pick_persona
 from ui.turn import ActiveTurn, omitted_notice, switch_notice
@@ -84,13 +84,14 @@ branches.show_notice()
 draw_controls = branches.controls(store, service, session_id, store.children(session_id)) if session_id else None
 previous: Message | None = None
 pictures = attachments.stored(store, history)
+draw_steps = tools.stored_steps(engine, session_id, history)  # each answer's tool calls, folded
 for message in history:
     if message.role == "assistant":
         if previous is not None and (text := switch_notice(previous.persona_id, message.persona_id,
                                                            message.persona_name)):  # fmt: skip
             st.caption(text)
         previous = message
-    show_message(message, draw_controls, pictures.get(message.id, ()))
+    show_message(message, draw_controls, pictures.get(message.id, ()), draw_steps)
 if previous is not None and persona_ok and (
     text := switch_notice(previous.persona_id, persona.id if persona else None, persona.name if persona else None)
 ):
@@ -100,6 +101,7 @@ if previous is not None and persona_ok and (
 live = st.container()
 
 rag.render_controls(engine, session_id)  # the RAG switch and knowledge-base picker above the message box
+tools.render_controls(engine, session_id)  # the tools the model may call (built-ins, MCP servers), with the limit
 if (sent := attachments.chat_input()) is not None:
     prompt = sent.text
     if not prompt.strip() and not sent.files:
@@ -112,6 +114,7 @@ if (sent := attachments.chat_input()) is not None:
                 service.check_message(None, prompt, config=new, images=images)
                 session_id = create_chat(engine, new)
                 rag.apply_draft(engine, session_id)
+                tools.apply_draft(engine, session_id)
                 state.open_session(session_id)
             else:
                 service.check_message(session_id, prompt, images=images)

@@ -9,7 +9,7 @@ from core.chat.defaults import load_chat_defaults, save_chat_defaults
 from core.config import GenerationSettings
 from core.errors import InkstoneError
 from core.models.registry import profiles, resolve
-from ui import state
+from ui import mcp_servers, state
 
 LOCAL_DIR = "Local model directory…"
 QUANTIZE = ["none", "4bit", "8bit"]
@@ -142,3 +142,4 @@ with st.form(f"generation-{session_id or 'new-chats'}"):
                 if session_id
                 else "Saved: new chats start with these settings."
             )
+mcp_servers.render(engine)  # configured MCP servers and their tools, or why they fail

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.chat.service import ChatEvent, Done, Failed, Sources, Started, Token
+from core.chat.service import ChatEvent, Done, Failed, Sources, Started, Token, ToolsOn, ToolUsed
 from core.history.export import figures_line
 from core.history.store import Message
 
@@ -51,10 +51,17 @@ class TurnOutcome:
     error: str | None = None
     notice: str | None = None
     """Why the answer went without the knowledge bases (RAG on but Chroma could not be searched)."""
+    tools_notice: str | None = None
+    """What the chat turned on but the answer could not offer, and why (an MCP server that failed)."""
+    tool_steps: int = 0
+    """Tool calls the answer made."""
 
 
-def token_texts(events: Iterator[ChatEvent], outcome: TurnOutcome) -> Iterator[str]:
-    """Yield the answer text of ``events`` piece by piece, recording the other events in ``outcome``."""
+def token_texts(
+    events: Iterator[ChatEvent], outcome: TurnOutcome, on_step: Callable[[Any], None] | None = None
+) -> Iterator[str]:
+    """Yield the answer text of ``events`` piece by piece, recording the other events in ``outcome``; each tool
+    call goes to ``on_step`` (a ``ToolStep``) as it happens."""
     for event in events:
         if isinstance(event, Started):
             outcome.message_id = event.assistant_message_id
@@ -64,16 +71,25 @@ def token_texts(events: Iterator[ChatEvent], outcome: TurnOutcome) -> Iterator[s
                 yield event.text
         elif isinstance(event, Sources):
             outcome.notice = event.notice
+        elif isinstance(event, ToolsOn):
+            outcome.tools_notice = event.notice
+        elif isinstance(event, ToolUsed):
+            outcome.tool_steps += 1
+            if on_step is not None:
+                on_step(event.step)
         elif isinstance(event, Done):
             outcome.status = event.stats.status
         elif isinstance(event, Failed):
             outcome.status, outcome.error = "error", event.error
 
 
-def stream_turn(events: Iterator[ChatEvent], write: Callable[[Iterator[str]], Any]) -> TurnOutcome:
-    """Feed the answer text to ``write`` and always close ``events`` (a cut-off answer is kept as stopped)."""
+def stream_turn(
+    events: Iterator[ChatEvent], write: Callable[[Iterator[str]], Any], on_step: Callable[[Any], None] | None = None
+) -> TurnOutcome:
+    """Feed the answer text to ``write`` (tool calls to ``on_step``) and always close ``events`` (a cut-off answer
+    is kept as stopped)."""
     outcome = TurnOutcome()
-    texts = token_texts(events, outcome)
+    texts = token_texts(events, outcome, on_step)
     try:
         write(texts)
     finally:

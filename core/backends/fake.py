@@ -89,6 +89,12 @@ class FakeBackend:
         """Recorded in ``adapter_switches`` (a scripted backend has no adapter layers)."""
         self.adapter_switches.append(enabled)
 
+    def script(self, replies: list[str] | Callable[[ChatMessages], str] | None) -> None:
+        """Answer from now on with ``replies`` (in order, then round again), a function of the prompt, or None for the
+        echo: how a test scripts the model of a running app (a tool call, then the answer from its result)."""
+        with self._lock:
+            self._replies, self._index = replies, 0
+
     def _next_reply(self, messages: ChatMessages) -> str:
         if callable(self._replies):
             return self._replies(messages)

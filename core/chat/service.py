@@ -12,7 +12,10 @@ version of any user message and ``regenerate`` a new version of an answer; the o
 prompt is always the branch being answered.
 
 Seams for what plugs in: a ``retriever`` (knowledge bases) returns numbered source dicts for a question;
-they go into the prompt as a context block, out as a ``Sources`` event, and onto the answer row.
+they go into the prompt as a context block, out as a ``Sources`` event, and onto the answer row. ``tools`` gives
+the tools a chat turned on (``core.tools.chat``): its answers then run the bounded tool loop
+(``core.tools.loop.tool_turn``: model -> calls -> results -> model), each call goes out as a ``ToolUsed`` event and
+is stored with the answer (``tool_steps``), and Stop ends the loop like any answer.
 
 Pictures (``core.images.ImageInput``) go with a user message (``send(..., images=[...])``; an edit keeps the
 question's pictures unless given new ones) to a backend that declares ``capabilities.images``; a text-only backend
@@ -39,6 +42,9 @@ from core.history.recorder import AnswerRecorder, RecordedAnswer
 from core.history.store import HistoryStore, Message, Session
 from core.images import ImageInput
 from core.personas.store import Persona
+from core.tools.chat import ChatTools
+from core.tools.history import save_steps
+from core.tools.loop import LoopResult, ToolStep, tool_turn
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,22 @@ class Sources:
 
 
 @dataclass(frozen=True)
+class ToolsOn:
+    """The chat has tools on: their names, the calls one answer may make, and what could not be offered."""
+
+    names: list[str]
+    max_steps: int
+    notice: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolUsed:
+    """The model called a tool and got its result (the answer goes on from it)."""
+
+    step: ToolStep
+
+
+@dataclass(frozen=True)
 class TurnStats:
     """Figures of a finished answer."""
 
@@ -82,6 +104,10 @@ class TurnStats:
     omitted_turns: int
     finish_reason: str | None = None
     """Why generation ended (``Finished.reason``: ``stop``, ``length``, ``stopped``)."""
+    tool_steps: int = 0
+    """Tool calls the answer made."""
+    tool_limit_hit: bool = False
+    """The tool loop reached its limit and the model answered without more tools."""
 
 
 @dataclass(frozen=True)
@@ -99,13 +125,16 @@ class Failed:
     error: str
 
 
-ChatEvent = Started | Token | Sources | Done | Failed
+ChatEvent = Started | Token | Sources | ToolsOn | ToolUsed | Done | Failed
 
 Retriever = Callable[[Session, str], list[dict[str, Any]] | None]
 """Given a chat and what to search for (``retrieval_query``: the question after the user turn before it), the
 sources (dicts with ``n``, ``source``, ``page``, ``text``...) for its answer: None when the chat has RAG off, ``[]``
 when nothing relevant was found. An InkstoneError it raises makes the answer go without sources
 (``Sources.notice`` says why)."""
+
+ToolProvider = Callable[[Session], ChatTools | None]
+"""Given a chat, the tools its answer may call (None: it turned none on); see ``core.tools.chat.chat_tools``."""
 
 RETRIEVAL_TURNS = 2
 """User messages the knowledge bases are searched with: the question and the one before it."""
@@ -148,6 +177,7 @@ class ChatService:
         *,
         defaults: GenerationSettings | None = None,
         retriever: Retriever | None = None,
+        tools: ToolProvider | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -156,6 +186,8 @@ class ChatService:
         """Generation settings of new sessions (before a persona's defaults)."""
         self.retriever = retriever
         """Knowledge retrieval for answers (None: no sources)."""
+        self.tools = tools
+        """The tools a chat turned on (None: answers never call tools)."""
 
     def config(
         self,
@@ -406,17 +438,41 @@ class ChatService:
                                    parent_id=turn.user_message_id)  # fmt: skip
         error: str | None = None
         backend_events = None
+        loop = LoopResult()
         try:
             yield Started(turn.user_message_id, rec.answer_id, turn.plan.prompt_tokens, turn.plan.omitted_turns)
             if turn.sources is not None or turn.notice:
                 yield Sources(turn.sources or [], turn.notice)
-            backend_events = self.backend.stream(turn.plan.messages, turn.settings, turn.stop, turn.adapter)
-            for event in backend_events:
-                if isinstance(event, TextDelta):
-                    rec.add(event.text)  # saved now and then: also the row's heartbeat
-                    yield Token(event.text)
-                elif isinstance(event, Finished):
-                    rec.finish(event)
+            tools = self.tools(turn.session) if self.tools is not None else None
+            if tools is not None:
+                yield ToolsOn([t.spec.name for t in tools.tools], tools.max_steps, tools.notice)
+            if tools is not None and tools.tools:
+                backend_events = tool_turn(self.backend, turn.plan.messages, turn.settings, tools.tools, turn.stop,
+                                           max_steps=tools.max_steps, adapter=turn.adapter)
+                new_round = False
+                for item in backend_events:
+                    if isinstance(item, str):
+                        if new_round and rec.text.strip():  # text before a call and the answer after it
+                            item = "\n\n" + item.lstrip()
+                        new_round = False
+                        rec.add(item)
+                        yield Token(item)
+                    elif isinstance(item, ToolStep):
+                        new_round = True
+                        loop.steps.append(item)
+                        yield ToolUsed(item)
+                    elif isinstance(item, LoopResult):
+                        loop.limit_hit = item.limit_hit
+                        if item.finished is not None:
+                            rec.finish(item.finished)
+            else:
+                backend_events = self.backend.stream(turn.plan.messages, turn.settings, turn.stop, turn.adapter)
+                for event in backend_events:
+                    if isinstance(event, TextDelta):
+                        rec.add(event.text)  # saved now and then: also the row's heartbeat
+                        yield Token(event.text)
+                    elif isinstance(event, Finished):
+                        rec.finish(event)
             rec.ran_out()
         except InkstoneError as exc:  # generation failed, adapter refused, or the store could not be written
             error = str(exc)
@@ -432,11 +488,11 @@ class ChatService:
             close = getattr(backend_events, "close", None)
             if close is not None:
                 close()  # ends generation and releases the backend's lock now, not at garbage collection
-            final = self._finalize(turn, rec, end)
+            final = self._finalize(turn, rec, end, loop)
         yield final
 
-    def _finalize(self, turn: _Turn, rec: AnswerRecorder, end: RecordedAnswer) -> ChatEvent:
-        """Write the answer row's end (text, status, error, figures, sources), settle a regenerate, and
+    def _finalize(self, turn: _Turn, rec: AnswerRecorder, end: RecordedAnswer, loop: LoopResult) -> ChatEvent:
+        """Write the answer row's end (text, status, error, figures, sources, tool calls), settle a regenerate, and
         return the event that reports it. Never raises an Inkstone error: a failed write becomes ``Failed``."""
         stats = TurnStats(
             message_id=end.message_id,
@@ -448,9 +504,13 @@ class ChatService:
             tokens_per_s=end.tokens_per_s,
             omitted_turns=turn.plan.omitted_turns,
             finish_reason=end.reason,
+            tool_steps=len(loop.steps),
+            tool_limit_hit=loop.limit_hit,
         )
         try:
             rec.save(end, sources=turn.sources or None)
+            if loop.steps:
+                save_steps(self.store, end.message_id, loop.steps)
             self._settle_replacement(turn.replaces, end.message_id, end.status, end.text)
         except InkstoneError as exc:  # locked or disk full: written with the store's next write, or at close
             prefix = f"{end.error} " if end.error else ""

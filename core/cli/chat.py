@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from core.chat.defaults import draft_config
-from core.chat.service import Done, Failed, Sources, Started, Token
+from core.chat.service import Done, Failed, Sources, Started, Token, ToolsOn, ToolUsed
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.engine import Engine, build_engine
 from core.errors import InkstoneError, InputError
@@ -142,6 +142,13 @@ def answer(
                 result["sources"] = event.items
                 if event.notice:
                     print(f"[{event.notice}]", file=sys.stderr)
+            elif isinstance(event, ToolsOn) and event.notice:  # the chat turned tools on (chat view, Gradio)
+                print(f"[{event.notice}]", file=sys.stderr)
+            elif isinstance(event, ToolUsed):
+                from core.cli.tools import show_step
+
+                show_step(event.step, sys.stderr)
+                result.setdefault("tool_calls", []).append(event.step.to_dict())
             elif isinstance(event, Started) and event.omitted_turns:
                 print(f"[{event.omitted_turns} earlier turns left out of the prompt]", file=sys.stderr)
             elif isinstance(event, Done):

@@ -18,6 +18,7 @@ from pathlib import Path
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError, InputError
 from core.history.export import import_session, load_export, session_to_json, session_to_markdown, source_label
+from core.history.steps import steps_of
 from core.history.store import HistoryStore, Message, Session, StoredImage
 from core.history.training_data import training_jsonl
 from core.kb.rows import KnowledgeRows
@@ -181,11 +182,12 @@ def _cmd_export(store: HistoryStore, args: argparse.Namespace) -> None:
     knowledge = _knowledge(store, session.id)
     tree = store.all_messages(session.id)
     pictures = store.images_for(m.id for m in tree if m.role == "user")
+    steps = steps_of(store, [m.id for m in tree if m.role == "assistant"])  # the answers' tool calls
     if args.format == "json":
-        data = session_to_json(session, messages, **knowledge, tree=tree, images=pictures)
+        data = session_to_json(session, messages, **knowledge, tree=tree, images=pictures, steps=steps)
         text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
     else:
-        text = session_to_markdown(session, messages, **knowledge, images=pictures)
+        text = session_to_markdown(session, messages, **knowledge, images=pictures, steps=steps)
     if args.output is None:
         sys.stdout.write(text)
         return

@@ -19,6 +19,12 @@ A user message with pictures has OpenAI content parts as its ``content`` (in ``m
 ``[{"type": "text", "text": ...}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]``.
 Import checks every picture through ``core.images`` before storing anything (a bad data URL is one of the problems
 listed) and stores it like an attached one. Markdown names them (``[picture 1: red.png, 32 x 24]``).
+
+Tool calls (``core.history.steps``): before an answer that called tools, ``messages`` holds, per call, an assistant
+message with ``tool_calls`` (``{"id", "type": "function", "function": {"name", "arguments"}}``, arguments a JSON
+string) and the ``{"role": "tool", "tool_call_id", "content"}`` message with its result, as OpenAI writes them; in the
+``tree`` the answer carries them as ``"tool_steps"``. Import stores them with the answer again (from the tree when
+there is one); a result must answer a call made before it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import InkstoneError, InputError
+from core.history import steps as tool_steps
 from core.history.store import ROLES, STATUSES, HistoryStore, Message, Session, StoredImage
 from core.images import MAX_IMAGES, ImageInput, from_data_url
 from core.kb.naming import where_label
@@ -69,11 +76,26 @@ def source_label(source: dict[str, Any], number: int) -> str:
     return f"[{number}] " + where_label(str(name), source.get("page"), bool(source.get("ocr")))
 
 
+def _markdown_steps(steps: list[tool_steps.Step]) -> list[str]:
+    """An answer's tool calls, readable: tool, arguments, time, then the result as a code block."""
+    lines = []
+    for step in steps:
+        args = json.dumps(step["arguments"], ensure_ascii=False)
+        failed = ", failed" if step.get("error") else ""
+        result = str(step["result"])
+        fence = "````" if "```" in result else "```"
+        lines += [f"- Tool call: `{step['name']}` with `{args}` ({float(step.get('seconds') or 0):.2f} s{failed})", "",
+                  f"  {fence}", *[f"  {line}" for line in result.splitlines() or [""]], f"  {fence}", ""]
+    return lines
+
+
 def session_to_markdown(
     session: Session, messages: list[Message], *, rag: bool | None = None, knowledge_bases: Sequence[str] = (),
     images: Pictures | None = None,
+    steps: dict[str, list[tool_steps.Step]] | None = None,
 ) -> str:
-    """A readable Markdown document: title, model/persona line, then each message under its role.
+    """A readable Markdown document: title, model/persona line, then each message under its role (an answer's tool
+    calls from ``steps`` before its text).
 
     ``rag`` (None: not known, left out) and ``knowledge_bases`` add the chat's RAG switch and knowledge bases;
     ``images`` (the messages' stored pictures) names each picture under its message.
@@ -90,7 +112,9 @@ def session_to_markdown(
         heading = _ROLE_HEADINGS.get(message.role, f"**{message.role}**")
         if message.role == "assistant" and message.persona_name:
             heading = f"**Assistant ({message.persona_name})**"
-        lines += [heading, "", message.content or "", ""]
+        lines += [heading, ""]
+        lines += _markdown_steps((steps or {}).get(message.id, []))
+        lines += [message.content or "", ""]
         pictures = (images or {}).get(message.id, ())
         lines += [f"[picture {n}: {p.name}, {p.width} x {p.height}]" for n, p in enumerate(pictures, start=1)]
         lines += [""] if pictures else []
@@ -135,12 +159,18 @@ def session_to_json(
     knowledge_bases: Sequence[str] = (),
     tree: list[Message] | None = None,
     images: Pictures | None = None,
+    steps: dict[str, list[tool_steps.Step]] | None = None,
 ) -> dict[str, Any]:
     """The session as a JSON-ready dict in the OpenAI ``messages`` shape (see the module docstring): ``messages``
     is the current path; ``tree`` (every message, ``HistoryStore.all_messages``) adds ``"tree"`` and ``"current"``.
-    ``rag`` None leaves the RAG keys out; ``images`` (the messages' stored pictures) go in as ``image_url`` parts."""
+    ``rag`` None leaves the RAG keys out; ``images`` (the messages' stored pictures) go in as ``image_url`` parts;
+    ``steps`` (``core.history.steps.steps_of``) are the answers' tool calls."""
     pictures = images or {}
-    out = [_item(message, pictures.get(message.id, ())) for message in messages]
+    steps = steps or {}
+    out = []
+    for message in messages:
+        out += tool_steps.openai_messages(message.id, steps.get(message.id, []))
+        out.append(_item(message, pictures.get(message.id, ())))
     data = {
         "id": session.id,
         "title": session.title,
@@ -153,7 +183,9 @@ def session_to_json(
         data.update(rag=rag, knowledge_bases=list(knowledge_bases))
     if tree is not None:
         data["tree"] = [{"id": m.id, "parent_id": m.parent_id, **_item(m, pictures.get(m.id, ())),
-                         **({"good": True} if m.good else {})} for m in tree]
+                         **({"good": True} if m.good else {}),
+                         **({"tool_steps": tool_steps.tree_steps(m.id, steps[m.id])} if steps.get(m.id) else {})}
+                        for m in tree]
         data["current"] = messages[-1].id if messages else None
     return {**data, "messages": out}
 
@@ -179,8 +211,12 @@ def _problems(data: Any, decoded: Decoded) -> list[str]:
     messages = data.get("messages")
     if not isinstance(messages, list):
         return [*problems, '"messages" is missing or not a list']
+    calls: set[str] = set()
     for i, item in enumerate(messages):
-        problems += _item_problems(item, f"messages[{i}]", decoded)
+        if tool_steps.is_call_item(item):
+            problems += tool_steps.call_item_problems(item, f"messages[{i}]", calls)
+        else:
+            problems += _item_problems(item, f"messages[{i}]", decoded)
     if data.get("tree") is not None:
         problems += _tree_problems(data["tree"], data.get("current"), decoded)
     return problems
@@ -212,6 +248,8 @@ def _item_problems(item: Any, where: str, decoded: Decoded) -> list[str]:
     sources = item.get("sources", [])
     if not isinstance(sources, list) or not all(isinstance(s, dict) for s in sources):
         problems.append(f"{where}.sources is not a list of objects")
+    if item.get("tool_steps") is not None:
+        problems += tool_steps.tree_steps_problems(item["tool_steps"], where)
     return problems
 
 
@@ -341,7 +379,13 @@ def _store_session(store: HistoryStore, data: dict[str, Any], decoded: Decoded) 
     new_ids: dict[str, str] = {}
     try:
         previous: str | None = None
+        calls: list[dict[str, Any]] = []  # tool-call messages before the answer they belong to
         for item in _parents_first(tree) if tree is not None else items:
+            if tool_steps.is_call_item(item):
+                calls.append(item)
+                continue
+            if calls and item["role"] != "assistant":  # calls with no answer after them: kept on an empty one
+                previous = _add_steps_answer(store, session.id, previous, calls)
             status = item.get("status", "complete")
             parent = new_ids.get(item.get("parent_id")) if tree is not None else previous
             text, pictures = _text_and_pictures(item, decoded)
@@ -361,6 +405,13 @@ def _store_session(store: HistoryStore, data: dict[str, Any], decoded: Decoded) 
                 store.update_message(message.id, sources=item.get("sources"), error=item.get("error"))
             if item.get("good") is True and item["role"] == "assistant":
                 store.mark_good(message.id)
+            found = tool_steps.from_tree(item["tool_steps"]) if item.get("tool_steps") else \
+                tool_steps.from_messages(calls) if item["role"] == "assistant" else []
+            calls = []
+            if found:
+                tool_steps.save_steps(store, message.id, found)
+        if calls:
+            _add_steps_answer(store, session.id, previous, calls)
         if tree is not None and data.get("current") is not None:
             store.switch_branch(session.id, new_ids[data["current"]])
     except InkstoneError:
@@ -369,6 +420,13 @@ def _store_session(store: HistoryStore, data: dict[str, Any], decoded: Decoded) 
             store.delete_session(session.id)
         raise
     return store.get_session(session.id)
+
+
+def _add_steps_answer(store: HistoryStore, session_id: str, parent: str | None, calls: list[dict[str, Any]]) -> str:
+    """An empty stopped answer holding tool calls that no answer followed in the document; returns its id."""
+    answer = store.add_message(session_id, "assistant", "", status="stopped", parent_id=parent)
+    tool_steps.save_steps(store, answer.id, tool_steps.from_messages(calls))
+    return answer.id
 
 
 def _parents_first(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:

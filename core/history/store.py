@@ -516,8 +516,8 @@ class HistoryStore(SqliteStore):
 
     def fork_session(self, message_id: str, *, title: str | None = None) -> Session:
         """A new chat from here: a new session (same model, persona, settings and RAG choice) holding a copy of
-        the path down to ``message_id``, which is left as it was. An answer still being written is copied as
-        ``stopped``. NotFoundError if the message is gone."""
+        the path down to ``message_id`` (answers with their tool calls), which is left as it was. An answer still
+        being written is copied as ``stopped``. NotFoundError if the message is gone."""
         path = self.path_to(message_id)
         source = self.get_session(path[-1].session_id)
         stamp = now()
@@ -535,10 +535,11 @@ class HistoryStore(SqliteStore):
         with self._write() as db:
             db["sessions"].insert({**asdict(session), "settings": _dumps(session.settings)})
             db["messages"].insert_all(rows)
-            for message, copy in zip(path, rows, strict=True):  # the pictures go with their messages (same files)
-                db.execute("INSERT INTO message_images (message_id, position, sha256, mime, width, height, name) "
-                           "SELECT ?, position, sha256, mime, width, height, name FROM message_images "
-                           "WHERE message_id = ?", [copy["id"], message.id])
+            for message, copy in zip(path, rows, strict=True):  # pictures and tool calls go with their messages
+                for table, columns in (("message_images", "position, sha256, mime, width, height, name"),
+                                       ("tool_steps", "position, call_id, name, arguments, result, seconds, error")):
+                    db.execute(f"INSERT INTO {table} (message_id, {columns}) SELECT ?, {columns} FROM {table} "
+                               "WHERE message_id = ?", [copy["id"], message.id])
             if db["session_knowledge"].exists():  # the chat's RAG switch and knowledge bases go with it
                 db.execute(
                     "INSERT INTO session_knowledge (session_id, rag, kb_ids, updated_at) SELECT ?, rag, kb_ids, ? "

@@ -133,3 +133,20 @@ def server_tools(server: McpServer, enabled: set[str] | None = None) -> list[Too
     """``server``'s tools as ``Tool``s (only those in ``enabled`` when given)."""
     return [Tool(spec, lambda args, n=spec.name: call_tool(server, n, args), f"mcp:{server.name}")
             for spec in list_tools(server) if enabled is None or spec.name in enabled]
+
+
+def list_all(configured: list[McpServer]) -> dict[str, list[ToolSpec] | ToolError]:
+    """Each server's tools, or the ``ToolError`` saying why they cannot be listed; the servers are asked at the same
+    time, so the wait is the slowest one's (at most its ``timeout_s``), not their sum."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(server: McpServer) -> list[ToolSpec] | ToolError:
+        try:
+            return list_tools(server)
+        except ToolError as exc:
+            return exc
+
+    if not configured:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(configured))) as pool:
+        return dict(zip([s.name for s in configured], pool.map(one, configured), strict=True))
