@@ -228,7 +228,7 @@ class QueuedBackend:
         capacity = self.remote or (batch if self.batcher else 1)
         self.queue = FairQueue(capacity, on_shared=self._adapters_off if self.batcher else None)
         self.capabilities = Capabilities(seed=declared.seed, max_concurrent=capacity, adapters=declared.adapters,
-                                         grammar=declared.grammar)
+                                         grammar=declared.grammar, images=declared.images)
         """The wrapped backend's, with as many answers at once as the queue admits."""
 
     @property
