@@ -25,7 +25,7 @@ from core.models.vision import as_parts, language_lora_targets, load_processor
 from tests.fixtures_native import make_native_checkpoint
 from tests.vlm_fixture import make_vlm_checkpoint
 
-KINDS = ["qwen2_vl", "llava"]
+KINDS = ["qwen2_vl", "llava", "smolvlm"]
 GREEDY = GenerationSettings().with_updates(temperature=0, repetition_penalty=1.0, max_new_tokens=8,
                                            prompt_lookup="off")
 
@@ -107,6 +107,10 @@ def test_prompt_count_includes_image_tokens(kind: str, backends: dict[str, Any])
     two = [{**text[0], "images": [picture(1024, 768), picture(64, 48, name="small.png")]}]
     counts = [backend.count_prompt_tokens(m) for m in (text, one, two)]
     assert counts[0] < counts[1] < counts[2]
+    # the per-size shortcut counts exactly what the processor builds, history included
+    history = [*two, {"role": "assistant", "content": "Two pictures."}, {**one[0], "content": "And this?"}]
+    for messages in (one, two, history):
+        assert backend.count_prompt_tokens(messages) == len(backend.loaded.codec.prompt_ids(messages))
     if kind == "qwen2_vl":  # dynamic resolution: a bigger picture costs more tokens
         assert counts[1] - counts[0] > counts[2] - counts[1]
 
@@ -160,7 +164,7 @@ def test_lora_persona_changes_the_answer(kind: str, checkpoints: dict[str, Path]
     adapter_dir = make_lora(checkpoints[kind], tmp_path / "persona")
     with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as f:
         keys = list(f.keys())
-    assert keys and all("language_model" in k for k in keys)  # the vision tower is left alone
+    assert keys and all("language_model" in k or "text_model" in k for k in keys)  # the vision tower is left alone
     backend = backends[kind]
     messages = [{"role": "user", "content": "What is this?", "images": [picture(1024, 768)]}]
     base, _ = answer(backend, messages)

@@ -8,7 +8,9 @@ with the architecture's special tokens and a chat template that takes content pa
 
 Kinds: ``qwen2_vl`` (Qwen2VLForConditionalGeneration, ChatML with ``<|vision_start|><|image_pad|><|vision_end|>``,
 dynamic resolution: a bigger picture gives more image tokens) and ``llava`` (LlavaForConditionalGeneration: a CLIP
-tower on a Llama, a fixed number of ``<image>`` tokens per picture). Weights are random: only formats are real.
+tower on a Llama, a fixed number of ``<image>`` tokens per picture) and ``smolvlm`` (SmolVLMForConditionalGeneration,
+Idefics3's architecture: a SigLIP tower, pixel shuffle, a picture cut into tiles). Weights are random: only formats
+are real.
 """
 
 from __future__ import annotations
@@ -47,6 +49,21 @@ LLAVA_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- 'ASSISTANT:' }}{%- endif %}"
 )
 
+SMOLVLM_TEMPLATE = (
+    "<|im_start|>"
+    "{%- for message in messages %}"
+    "{{- message['role'] | capitalize }}"
+    "{%- if message['content'] is string %}{{- ': ' + message['content'] }}"
+    "{%- else %}{%- if message['content'][0]['type'] == 'image' %}{{- ':' }}{%- else %}{{- ': ' }}{%- endif %}"
+    "{%- for part in message['content'] %}"
+    "{%- if part['type'] == 'image' %}{{- '<image>' }}"
+    "{%- elif part['type'] == 'text' %}{{- part['text'] }}{%- endif %}"
+    "{%- endfor %}{%- endif %}"
+    "{{- '<end_of_utterance>\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- 'Assistant:' }}{%- endif %}"
+)
+
 KINDS: dict[str, dict[str, Any]] = {
     "qwen2_vl": {
         "specials": ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -60,6 +77,13 @@ KINDS: dict[str, dict[str, Any]] = {
         "template": LLAVA_TEMPLATE,
         "tokens": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
         "stop": ["</s>"],
+    },
+    "smolvlm": {
+        "specials": ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>",
+                     "<global-img>"],
+        "template": SMOLVLM_TEMPLATE,
+        "tokens": {"eos_token": "<end_of_utterance>", "pad_token": "<|endoftext|>"},
+        "stop": ["<end_of_utterance>", "<|endoftext|>"],
     },
 }
 
@@ -134,8 +158,25 @@ def _llava(tokenizer: Any) -> tuple[Any, Any]:
     return config, processor
 
 
+def _smolvlm(tokenizer: Any) -> tuple[Any, Any]:
+    from transformers import SmolVLMConfig, SmolVLMImageProcessorPil, SmolVLMProcessor
+
+    text = _text(tokenizer, "smolvlm") | {"model_type": "llama", "head_dim": 16, "tie_word_embeddings": False,
+                                          "initializer_range": 0.2}  # varied logits: answers depend on the picture
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "image_size": 56, "patch_size": 14, "initializer_range": 0.2}
+    config = SmolVLMConfig(text_config=text, vision_config=vision, scale_factor=2,
+                           image_token_id=tokenizer.convert_tokens_to_ids("<image>"), tie_word_embeddings=False)
+    # SmolVLM's own splitting: a picture is resized to 112 px on its longest side and cut into 56 px tiles plus a
+    # global view, each 4 image tokens after the pixel shuffle (real checkpoints: 1536 px, 512 px tiles).
+    image_processor = SmolVLMImageProcessorPil(size={"longest_edge": 112}, max_image_size={"longest_edge": 56})
+    return config, {"processor_class": SmolVLMProcessor.__name__, "image_processor": image_processor,
+                    "tokenizer": tokenizer, "chat_template": SMOLVLM_TEMPLATE, "image_seq_len": 4}
+
+
 def make_vlm_checkpoint(kind: str, dst: Path) -> Path:
-    """Write a tiny random ``kind`` ("qwen2_vl" or "llava") image-text-to-text checkpoint with its processor."""
+    """Write a tiny random ``kind`` ("qwen2_vl", "llava" or "smolvlm") image-text-to-text checkpoint with its
+    processor."""
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
@@ -144,7 +185,7 @@ def make_vlm_checkpoint(kind: str, dst: Path) -> Path:
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     tokenizer = make_vlm_tokenizer(kind)
-    config, processor = (_qwen2_vl if kind == "qwen2_vl" else _llava)(tokenizer)
+    config, processor = {"qwen2_vl": _qwen2_vl, "llava": _llava, "smolvlm": _smolvlm}[kind](tokenizer)
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_config(config)
     text = config.get_text_config()
@@ -154,8 +195,8 @@ def make_vlm_checkpoint(kind: str, dst: Path) -> Path:
         processor["image_processor"].save_pretrained(dst)
         processor["tokenizer"].save_pretrained(dst)
         (dst / "chat_template.jinja").write_text(processor["chat_template"], encoding="utf-8")
-        (dst / "processor_config.json").write_text(json.dumps({"processor_class": processor["processor_class"]}),
-                                                   encoding="utf-8")
+        options = {k: v for k, v in processor.items() if k not in ("image_processor", "tokenizer", "chat_template")}
+        (dst / "processor_config.json").write_text(json.dumps(options), encoding="utf-8")
     else:
         processor.save_pretrained(dst)
     return dst

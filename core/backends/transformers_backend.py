@@ -90,6 +90,8 @@ class TransformersBackend:
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Exact prompt length in the model's chat format (a picture's image tokens included)."""
+        if self.loaded.images:
+            return self.codec.count(messages)  # type: ignore[attr-defined]
         return len(self.codec.prompt_ids(messages))
 
     def _prompt(self, messages: ChatMessages) -> tuple[list[int], dict[str, Any]]:

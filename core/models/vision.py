@@ -46,9 +46,10 @@ def image_models_hint() -> str:
 
 def language_lora_targets(model: Any) -> str:
     """A PEFT ``target_modules`` regex for the linear layers of the language model only (the vision tower and the
-    projector keep their weights): the attention and MLP projections under ``language_model``."""
-    del model  # the module names are the same in every architecture transformers 5 ships
-    return r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+    projector keep their weights): the attention and MLP projections under ``language_model`` (Qwen2-VL, LLaVA,
+    GLM-4V) or ``text_model`` (SmolVLM, Idefics3)."""
+    del model  # transformers 5 names the language part one of these two in every image-text-to-text model
+    return r".*(language_model|text_model).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
 def load_processor(path: Path) -> Any:
@@ -69,6 +70,14 @@ def load_processor(path: Path) -> Any:
         ) from None
 
 
+class NoVideo:
+    """Stands in for a processor's video half where torchvision is missing: the defaults some processors read
+    (SmolVLM's ``num_frames`` and ``fps``) and nothing else; chat messages carry no videos."""
+
+    num_frames = None
+    fps = None
+
+
 def _image_only(path: Path) -> Any:
     """The processor class named in ``processor_config.json``, built from its tokenizer, image processor and chat
     template with no video processor (what needs torchvision)."""
@@ -87,8 +96,8 @@ def _image_only(path: Path) -> Any:
 
     class ImageOnly(cls):  # type: ignore[misc, valid-type]
         def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
-            if argument_name == "video_processor" and argument is None:
-                return None
+            if argument_name == "video_processor" and isinstance(argument, NoVideo):
+                return NoVideo
             return super().check_argument_for_proper_class(argument_name, argument)
 
     template = path / "chat_template.jinja"
@@ -98,20 +107,22 @@ def _image_only(path: Path) -> Any:
                                                          "num_additional_image_tokens", "image_seq_len")}
     ImageOnly.__name__ = cls.__name__
     return ImageOnly(image_processor=AutoImageProcessor.from_pretrained(str(path)), tokenizer=tokenizer,
-                     video_processor=None, chat_template=chat_template or tokenizer.chat_template, **options)
+                     video_processor=NoVideo(), chat_template=chat_template or tokenizer.chat_template, **options)
 
 
-def as_parts(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Messages in content-part form for a processor's template, and the pictures in prompt order."""
+def as_parts(messages: list[dict[str, Any]], pictures: bool = False) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Messages in content-part form for a processor's template, and the pictures (``ImageInput``) in prompt order;
+    with ``pictures`` each image part carries its decoded picture (``"image"``), as the processor loads it."""
     rendered, images = [], []
     for message in messages:
-        pictures = message.get("images") or []
-        parts = [{"type": "image"} for _ in pictures]
+        found = message.get("images") or []
+        parts: list[dict[str, Any]] = [{"type": "image", "image": i.pil()} if pictures else {"type": "image"}
+                                       for i in found]
         content = message.get("content")
         if isinstance(content, str) and (content or not parts):
             parts.append({"type": "text", "text": content})
         rendered.append({**{k: v for k, v in message.items() if k not in ("images", "tools")}, "content": parts})
-        images.extend(pictures)
+        images.extend(found)
     return rendered, images
 
 
@@ -133,26 +144,56 @@ class VisionCodec:
             self.tokenizer.chat_template = processor.chat_template
         text = HFChatCodec(self.tokenizer, generation_config, source)
         self.stop_ids, self.pad_id = text.stop_ids, text.pad_id
-        self._lock = threading.Lock()
+        self._template = processor.chat_template or self.tokenizer.chat_template
+        self._lock = threading.RLock()
+        self._sizes: dict[tuple[int, int], int] = {}
+        """Picture size -> tokens its placeholder expands to (``count``)."""
 
     def prompt_inputs(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """The processor's tensors for ``messages`` (``input_ids``, ``attention_mask``, pixel values and whatever
-        else the architecture takes), batch of one; InputError for a picture the processor cannot take."""
-        parts, images = as_parts(messages)
-        pictures = [image.pil() for image in images]
+        else the architecture takes), batch of one, as ``processor.apply_chat_template`` builds them for
+        ``generate``; InputError for a picture the processor cannot take."""
+        parts, _ = as_parts(messages, pictures=True)
         with self._lock:
-            template = self.processor.chat_template or self.tokenizer.chat_template
-            text = self.processor.apply_chat_template(parts, add_generation_prompt=True, tokenize=False,
-                                                      chat_template=template)
             try:
-                return dict(self.processor(text=[text], images=pictures or None, return_tensors="pt"))
+                return dict(self.processor.apply_chat_template(
+                    parts, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
+                    chat_template=self._template))
             except (ValueError, TypeError, IndexError) as exc:
                 raise InputError(f"The model's processor could not take the pictures in this message ({exc}); "
                                  "attach a PNG or JPEG of ordinary size.") from None
 
     def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
-        """Prompt ids with every picture's image tokens (what the model reads, and what the budget counts)."""
+        """Prompt ids with every picture's image tokens (what the model reads)."""
         return [int(i) for i in self.prompt_inputs(messages)["input_ids"][0].tolist()]
+
+    def count(self, messages: list[dict[str, Any]]) -> int:
+        """``len(prompt_ids(messages))`` without preprocessing every picture again: the text is tokenized with each
+        picture's placeholder as written, plus the tokens a picture of that size expands to (measured once per
+        size; the prompt builder counts the same history many times while it trims)."""
+        parts, images = as_parts(messages)
+        token = getattr(self.processor, "image_token", None)
+        if not images or not isinstance(token, str):
+            return len(self.prompt_ids(messages))
+        with self._lock:
+            text = self.processor.apply_chat_template(parts, add_generation_prompt=True, tokenize=False,
+                                                      chat_template=self._template)
+            plain = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return plain + sum(self._expansion(image, token) for image in images)
+
+    def _expansion(self, image: Any, token: str) -> int:
+        """Tokens one ``image_token`` placeholder grows by for a picture of ``image``'s size."""
+        size = (image.width, image.height)
+        if size not in self._sizes:
+            with self._lock:
+                try:
+                    grown = self.processor(text=[token], images=[image.pil()], add_special_tokens=False)
+                except (ValueError, TypeError, IndexError) as exc:
+                    raise InputError(f"The model's processor could not take {image.name} ({exc}); attach a PNG or "
+                                     "JPEG of ordinary size.") from None
+                alone = len(self.tokenizer(token, add_special_tokens=False)["input_ids"])
+                self._sizes[size] = len(grown["input_ids"][0]) - alone
+        return self._sizes[size]
 
     def decode(self, ids: list[int]) -> str:
         """Decode, skipping special tokens."""
