@@ -1,8 +1,8 @@
-"""Vision-language models (tiny random Qwen2-VL and LLaVA checkpoints built here) through Inkstone's transformers
-backend behind the fair queue: greedy answer ids equal transformers' own ``generate`` on the processor's inputs,
-Stop ends an answer, a LoRA persona on the language model changes the answer and "no adapter" restores it, seeds
-repeat, a 1024 x 768 picture works, the prompt count grows with pictures, and ``model inspect`` says which models
-take pictures."""
+"""Vision-language models (tiny random Qwen2-VL, LLaVA, SmolVLM and GLM-4V checkpoints built here) through
+Inkstone's transformers backend behind the fair queue: greedy answer ids equal transformers' own ``generate`` on
+the processor's inputs, Stop ends an answer, a LoRA persona on the language model changes the answer and "no
+adapter" restores it, seeds repeat, a 1024 x 768 picture works, the prompt count grows with pictures (and equals
+what the processor builds), and ``model inspect`` says which models take pictures."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from core.models.vision import as_parts, language_lora_targets, load_processor
 from tests.fixtures_native import make_native_checkpoint
 from tests.vlm_fixture import make_vlm_checkpoint
 
-KINDS = ["qwen2_vl", "llava", "smolvlm"]
+KINDS = ["qwen2_vl", "llava", "smolvlm", "glm4v"]
 GREEDY = GenerationSettings().with_updates(temperature=0, repetition_penalty=1.0, max_new_tokens=8,
                                            prompt_lookup="off")
 

@@ -9,8 +9,8 @@ with the architecture's special tokens and a chat template that takes content pa
 Kinds: ``qwen2_vl`` (Qwen2VLForConditionalGeneration, ChatML with ``<|vision_start|><|image_pad|><|vision_end|>``,
 dynamic resolution: a bigger picture gives more image tokens) and ``llava`` (LlavaForConditionalGeneration: a CLIP
 tower on a Llama, a fixed number of ``<image>`` tokens per picture) and ``smolvlm`` (SmolVLMForConditionalGeneration,
-Idefics3's architecture: a SigLIP tower, pixel shuffle, a picture cut into tiles). Weights are random: only formats
-are real.
+Idefics3's architecture: a SigLIP tower, pixel shuffle, a picture cut into tiles) and ``glm4v``
+(Glm4vForConditionalGeneration, GLM-4V in its transformers form). Weights are random: only formats are real.
 """
 
 from __future__ import annotations
@@ -64,6 +64,19 @@ SMOLVLM_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- 'Assistant:' }}{%- endif %}"
 )
 
+GLM4V_TEMPLATE = (
+    "[gMASK]<sop>"
+    "{%- for message in messages %}"
+    "{{- '<|' + message['role'] + '|>\n' }}"
+    "{%- if message['content'] is string %}{{- message['content'] }}"
+    "{%- else %}{%- for part in message['content'] %}"
+    "{%- if part['type'] == 'image' %}{{- '<|begin_of_image|><|image|><|end_of_image|>' }}"
+    "{%- elif part['type'] == 'text' %}{{- part['text'] }}{%- endif %}"
+    "{%- endfor %}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>\n' }}{%- endif %}"
+)
+
 KINDS: dict[str, dict[str, Any]] = {
     "qwen2_vl": {
         "specials": ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -84,6 +97,14 @@ KINDS: dict[str, dict[str, Any]] = {
         "template": SMOLVLM_TEMPLATE,
         "tokens": {"eos_token": "<end_of_utterance>", "pad_token": "<|endoftext|>"},
         "stop": ["<end_of_utterance>", "<|endoftext|>"],
+    },
+    "glm4v": {
+        "specials": ["<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
+                     "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>", "<|image|>",
+                     "<|begin_of_video|>", "<|end_of_video|>", "<|video|>"],
+        "template": GLM4V_TEMPLATE,
+        "tokens": {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+        "stop": ["<|endoftext|>", "<|user|>", "<|observation|>"],
     },
 }
 
@@ -174,9 +195,26 @@ def _smolvlm(tokenizer: Any) -> tuple[Any, Any]:
                     "tokenizer": tokenizer, "chat_template": SMOLVLM_TEMPLATE, "image_seq_len": 4}
 
 
+def _glm4v(tokenizer: Any) -> tuple[Any, Any]:
+    from transformers import Glm4vConfig, Glm4vImageProcessorPil, Glm4vProcessor
+
+    ids = tokenizer.convert_tokens_to_ids
+    text = _text(tokenizer, "glm4v") | {"initializer_range": 0.2, "rope_parameters": {
+        "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1], "partial_rotary_factor": 0.5}}
+    vision = {"depth": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64, "out_hidden_size": 64,
+              "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "image_size": 56,
+              "initializer_range": 0.2}
+    config = Glm4vConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image|>"),
+                         video_token_id=ids("<|video|>"), image_start_token_id=ids("<|begin_of_image|>"),
+                         image_end_token_id=ids("<|end_of_image|>"), video_start_token_id=ids("<|begin_of_video|>"),
+                         video_end_token_id=ids("<|end_of_video|>"), tie_word_embeddings=False)
+    image_processor = Glm4vImageProcessorPil(size={"shortest_edge": 28 * 28 * 4, "longest_edge": 28 * 28 * 96})
+    return config, {"processor_class": Glm4vProcessor.__name__, "image_processor": image_processor,
+                    "tokenizer": tokenizer, "chat_template": GLM4V_TEMPLATE}
+
+
 def make_vlm_checkpoint(kind: str, dst: Path) -> Path:
-    """Write a tiny random ``kind`` ("qwen2_vl", "llava" or "smolvlm") image-text-to-text checkpoint with its
-    processor."""
+    """Write a tiny random ``kind`` (a key of ``KINDS``) image-text-to-text checkpoint with its processor."""
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
@@ -185,7 +223,7 @@ def make_vlm_checkpoint(kind: str, dst: Path) -> Path:
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     tokenizer = make_vlm_tokenizer(kind)
-    config, processor = {"qwen2_vl": _qwen2_vl, "llava": _llava, "smolvlm": _smolvlm}[kind](tokenizer)
+    config, processor = {"qwen2_vl": _qwen2_vl, "llava": _llava, "smolvlm": _smolvlm, "glm4v": _glm4v}[kind](tokenizer)
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_config(config)
     text = config.get_text_config()

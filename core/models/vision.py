@@ -126,6 +126,11 @@ def as_parts(messages: list[dict[str, Any]], pictures: bool = False) -> tuple[li
     return rendered, images
 
 
+def _tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The ``tools`` list a message hands the template (``core.tools.formats``), as ``HFChatCodec`` reads it."""
+    return next((m["tools"] for m in messages if m.get("tools")), None)
+
+
 class VisionCodec:
     """A processor's chat template, tokenizer and image processor behind the codec interface, plus
     ``prompt_inputs`` (ids and pixel tensors for ``generate``)."""
@@ -158,7 +163,7 @@ class VisionCodec:
             try:
                 return dict(self.processor.apply_chat_template(
                     parts, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
-                    chat_template=self._template))
+                    chat_template=self._template, tools=_tools(messages)))
             except (ValueError, TypeError, IndexError) as exc:
                 raise InputError(f"The model's processor could not take the pictures in this message ({exc}); "
                                  "attach a PNG or JPEG of ordinary size.") from None
@@ -177,7 +182,7 @@ class VisionCodec:
             return len(self.prompt_ids(messages))
         with self._lock:
             text = self.processor.apply_chat_template(parts, add_generation_prompt=True, tokenize=False,
-                                                      chat_template=self._template)
+                                                      chat_template=self._template, tools=_tools(messages))
             plain = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return plain + sum(self._expansion(image, token) for image in images)
 
