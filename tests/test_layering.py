@@ -320,7 +320,7 @@ def test_the_probe_check_finds_probing_and_spares_other_objects(tmp_path: Path) 
 
 
 CORE_LAYERS = (
-    ("core.errors", "core.config", "core.offline", "core.outputs"),
+    ("core.errors", "core.config", "core.offline", "core.outputs", "core.images"),
     ("core.storage",),
     ("core.models", "core.chatglm3", "core.personas", "core.generation.threads"),
     ("core.backends", "core.generation"),
