@@ -182,3 +182,22 @@ def test_model_inspect_says_which_models_take_pictures(checkpoints: dict[str, Pa
     text_model = make_native_checkpoint("qwen2", tmp_path / "text")
     assert main(["model", "inspect", str(text_model), "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] is False
+
+
+def test_training_a_persona_on_a_vision_model_adapts_only_its_language_model(
+        checkpoints: dict[str, Path], backends: dict[str, Any], home: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"instruction": q, "output": "ZEBRA ZEBRA."})
+                              for q in ("Hello?", "Name a colour.", "What day is it?", "Two plus two?")) + "\n")
+    adapters = tmp_path / "adapters"
+    assert main(["train", "--home", str(home), "--adapters", str(adapters), "--base", str(checkpoints["qwen2_vl"]),
+                 "--data", str(data), "--persona", "zebra", "--steps", "2", "--batch-size", "4", "--lr", "5e-2",
+                 "--max-length", "128"]) == 0
+    with safe_open(str(adapters / "zebra" / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all("language_model" in k for k in keys)  # "all-linear" left the vision tower alone
+    messages = [{"role": "user", "content": "What is this?", "images": [picture(640, 480)]}]
+    text, done = answer(backends["qwen2_vl"], messages, adapter=AdapterSpec("zebra", adapters / "zebra"))
+    assert done.reason in ("stop", "length") and text != answer(backends["qwen2_vl"], messages)[0]

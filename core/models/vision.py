@@ -44,12 +44,24 @@ def image_models_hint() -> str:
     return f"{remote} (remote), or {local}" if remote else local
 
 
-def language_lora_targets(model: Any) -> str:
-    """A PEFT ``target_modules`` regex for the linear layers of the language model only (the vision tower and the
-    projector keep their weights): the attention and MLP projections under ``language_model`` (Qwen2-VL, LLaVA,
-    GLM-4V) or ``text_model`` (SmolVLM, Idefics3)."""
+LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "gate_up_proj")
+"""The language model's linear layers in transformers' image-text-to-text models (GLM-4V fuses gate and up)."""
+
+
+def language_lora_targets(model: Any = None, names: Any = None) -> str:
+    """A PEFT ``target_modules`` regex for linear layers of the language model only (the vision tower and the
+    projector keep their weights): ``names`` (default: every attention and MLP projection) under
+    ``language_model`` (Qwen2-VL, LLaVA, GLM-4V) or ``text_model`` (SmolVLM, Idefics3)."""
     del model  # transformers 5 names the language part one of these two in every image-text-to-text model
-    return r".*(language_model|text_model).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+    import re
+
+    chosen = LANGUAGE_LINEAR if names in (None, "all-linear", ["all-linear"]) else tuple(names)
+    return rf".*(language_model|text_model).*\.({'|'.join(re.escape(n) for n in chosen)})"
+
+
+def is_vision_model(model: Any) -> bool:
+    """True for a loaded image-text-to-text model (its config has a vision part)."""
+    return getattr(getattr(model, "config", None), "vision_config", None) is not None
 
 
 def load_processor(path: Path) -> Any:
