@@ -157,6 +157,9 @@ class Settings:
     """``streamlit run app.py`` also serves the API on api_host:api_port, sharing the app's loaded model."""
     api_cors_origins: tuple[str, ...] = ()
     """Browser origins allowed to call the API (CORS); empty: CORS off."""
+    api_image_downloads: bool = False
+    """Let API clients send pictures as ``http(s)`` URLs, which the server then downloads (size and time limited);
+    off: only ``data:`` URLs are taken, and the server reaches nothing."""
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     """``[models.<id>]`` tables: remote model profiles (``backend = "openai"``, base_url, model, api_key...)."""
     mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -234,15 +237,16 @@ def _coerce_knowledge(name: str, value: Any) -> Any:
     return number
 
 
-_API = {"api_key", "api_host", "api_port", "api_in_app", "api_cors_origins", "models", "mcp_servers"}
+_API = {"api_key", "api_host", "api_port", "api_in_app", "api_cors_origins", "api_image_downloads", "models",
+        "mcp_servers"}
 
 
 def _coerce_api(name: str, value: Any) -> Any:
     """Validate the API server settings and the ``[models.<id>]`` tables (their keys are checked by the backend)."""
     if name == "api_port" and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535):
         raise ConfigError(f"api_port={value!r} is not a port: use a whole number between 1 and 65535.")
-    if name == "api_in_app" and not isinstance(value, bool):
-        raise ConfigError(f"api_in_app={value!r} must be true or false (a TOML boolean).")
+    if name in ("api_in_app", "api_image_downloads") and not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be true or false (a TOML boolean).")
     if name == "api_cors_origins":
         return tuple(value) if isinstance(value, list | tuple) else tuple(v.strip() for v in str(value).split(","))
     if name == "models" and not (isinstance(value, dict) and all(isinstance(t, dict) for t in value.values())):

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.api.errors import ApiError, from_domain
+from core.api.images import request_images
 from core.api.metrics import ApiMetrics
 from core.api.record import start_exchange
-from core.api.schemas import ChatCompletionRequest, ModelCard
+from core.api.schemas import ChatCompletionRequest, ImagePart, ModelCard
 from core.api.tooling import ToolRequest, conversation, has_tool_turns, tool_request
 from core.backends.base import AdapterSpec, ChatMessages, Finished, TextDelta
 from core.chat.config import ChatConfig
@@ -25,6 +26,8 @@ from core.config import GenerationSettings
 from core.errors import ConfigError, GenerationError, InkstoneError, InputError, ModelError, NotFoundError
 from core.generation.constrain import Constraint, compile_for
 from core.history.recorder import NO_FINISH
+from core.images import ImageInput
+from core.models.vision import image_models_hint
 from core.personas.store import Persona
 from core.tools.formats import ToolFormat, tool_format
 from core.tools.spec import ToolCall
@@ -55,6 +58,8 @@ class Prepared:
     """How this model renders and writes tool calls (None: no tools in this request)."""
     constraint: Constraint | None = None
     """The grammar state that forces a call or a JSON answer (one per request), or None."""
+    user_images: list[ImageInput] = field(default_factory=list)
+    """The pictures of the last user message (checked), for the history to store with it (``inkstone_session``)."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,18 @@ class Completions:
         config = self._config(engine, req.model, overrides)
         tools = tool_request(req)
         messages = conversation(req)
-        users = [m["content"] for m in messages if m["role"] == "user"]
-        if not users or not users[-1].strip():
+        pictures = request_images(req, engine.settings.api_image_downloads)
+        if pictures and not backend.capabilities.images:
+            first = min(pictures)
+            where = next(f"messages[{first}].content[{j}]" for j, part in enumerate(req.messages[first].content or [])
+                         if isinstance(part, ImagePart))
+            raise ApiError(400, f"The model {req.model!r} does not read pictures ({where} is one): send text only, or "
+                           f"use a model that takes images: {image_models_hint()}.", code="unsupported_value",
+                           param=where)
+        for i, images in pictures.items():
+            messages[i]["images"] = images
+        users = [m for m in messages if m["role"] == "user"]
+        if not users or not (users[-1]["content"].strip() or users[-1].get("images")):
             raise ApiError(400, "The messages have no non-empty user message: add one with role 'user'.",
                            code="invalid_value", param="messages")
         if config.system_prompt and not any(m["role"] == "system" for m in messages):
@@ -160,8 +175,8 @@ class Completions:
                                param="inkstone_session") from None
         stored = replace(config, settings=settings, stored={**config.stored, **settings.to_dict()})
         return Prepared(req.model, messages, settings, config.adapter, config.persona, prompt_tokens, req.stops,
-                        req.seed, req.inkstone_session, users[-1], stored, tools,
-                        fmt if tools.active else None, constraint)
+                        req.seed, req.inkstone_session, users[-1]["content"], stored, tools,
+                        fmt if tools.active else None, constraint, list(users[-1].get("images") or []))
 
     @staticmethod
     def _constraint(backend: Any, tools: ToolRequest, fmt: ToolFormat) -> Constraint | None:

@@ -1,6 +1,7 @@
 """The OpenAI wire format as pydantic models: requests are validated here, responses are built from these.
 
 Only the fields Inkstone acts on are declared; unknown fields are ignored, as OpenAI-compatible servers do.
+User messages may carry ``image_url`` parts (pictures, for a model that reads them).
 Extensions: ``inkstone_session`` stores the exchange in an Inkstone session; ``top_k`` and
 ``repetition_penalty`` are accepted as vLLM accepts them.
 """
@@ -8,17 +9,37 @@ Extensions: ``inkstone_session`` stores the exchange in an Inkstone session; ``t
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class TextPart(BaseModel):
-    """One part of a multi-part message content; only text parts are supported."""
+    """A text part of a multi-part message content."""
 
     model_config = ConfigDict(extra="ignore")
     type: Literal["text"]
     text: str
+
+
+class ImageURL(BaseModel):
+    """``image_url`` of an image part: a ``data:`` URL (or ``http(s)`` where the server allows downloads)."""
+
+    model_config = ConfigDict(extra="ignore")
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+    """Accepted and ignored: the model's processor decides the resolution."""
+
+
+class ImagePart(BaseModel):
+    """A picture in a user message (``core.api.images`` checks it: count, bytes, pixels, format)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
 class FunctionCall(BaseModel):
@@ -95,7 +116,7 @@ class ChatMessage(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[TextPart] | None = ""
+    content: str | list[ContentPart] | None = ""
     tool_calls: list[ToolCallParam] | None = None
     tool_call_id: str | None = None
     name: str | None = None
@@ -104,7 +125,7 @@ class ChatMessage(BaseModel):
     def text(self) -> str:
         """The content as one string (text parts joined)."""
         if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
+            return "".join(part.text for part in self.content if isinstance(part, TextPart))
         return self.content or ""
 
 

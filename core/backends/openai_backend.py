@@ -12,7 +12,8 @@ A profile in ``inkstone.toml`` names it::
     adapters = { quill = "quill" }       # persona id -> the server's LoRA name (default: the persona id)
 
 A persona's LoRA maps to the server's adapter model (vLLM ``--lora-modules quill=adapters/quill``). Token counts
-come from the server's usage chunk; prompt sizes for trimming history are estimated (no local tokenizer).
+come from the server's usage chunk; prompt sizes for trimming history are estimated (no local tokenizer). A user
+message's pictures travel as ``image_url`` parts with ``data:`` URLs (vLLM and Inkstone take them).
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ def estimate_tokens(text: str) -> int:
 class OpenAIBackend:
     """Streams answers from an OpenAI-compatible server."""
 
-    capabilities = Capabilities(seed=True, max_concurrent=32, adapters=True)
+    capabilities = Capabilities(seed=True, max_concurrent=32, adapters=True, images=True)
     """The server takes a seed; 32 answers are sent to it at once (it batches them; more wait in Inkstone's fair
-    queue); a persona's adapter maps to the server's LoRA model name."""
+    queue); a persona's adapter maps to the server's LoRA model name; pictures are forwarded as ``image_url`` parts
+    (the server decides whether its model reads them, and its refusal is passed on as it says it)."""
 
     def __init__(self, *, model_id: str, base_url: str, model: str, api_key: str | None = None,
                  context_window: int = 4096, adapters: tuple[tuple[str, str], ...] = (),
@@ -69,8 +71,10 @@ class OpenAIBackend:
         return ModelInfo(self.model_id, self.context_window, "openai", device=self.base_url)
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
-        """An estimate (no local tokenizer): characters per message plus 4 for its role markers, plus 2."""
-        return sum(estimate_tokens(m["content"]) + 4 for m in messages) + 2
+        """An estimate (no local tokenizer): characters per message plus 4 for its role markers, plus 2, plus each
+        picture's image tokens as a Qwen2-VL-style server counts them (one per 28 x 28 pixels, 64 to 1,280)."""
+        pictures = sum(estimate_image_tokens(i.width, i.height) for m in messages for i in m.get("images") or [])
+        return sum(estimate_tokens(m["content"]) + 4 for m in messages) + 2 + pictures
 
     def generate_ids(self, messages: ChatMessages, settings: GenerationSettings) -> list[int]:
         """Refused: the server's token ids are not exposed (no local tokenizer)."""
@@ -107,7 +111,7 @@ class OpenAIBackend:
         response: Any = None
         try:
             response = self.client.chat.completions.create(
-                model=self.server_model(adapter), messages=messages, stream=True,  # type: ignore[arg-type]
+                model=self.server_model(adapter), messages=wire_messages(messages), stream=True,  # type: ignore
                 stream_options={"include_usage": True}, max_tokens=settings.max_new_tokens,
                 temperature=settings.temperature, top_p=settings.top_p, **({"seed": seed} if seed is not None else {}),
                 extra_body={"top_k": settings.top_k, "repetition_penalty": settings.repetition_penalty},
@@ -155,6 +159,26 @@ class OpenAIBackend:
         prompt = usage.prompt_tokens if usage is not None else self.count_prompt_tokens(messages)
         completion = usage.completion_tokens if usage is not None else estimate_tokens("".join(produced))
         yield timer.finished(prompt, completion, reason)
+
+
+def estimate_image_tokens(width: int, height: int) -> int:
+    """Image tokens a server's model is likely to spend on a ``width`` x ``height`` picture (an estimate)."""
+    return max(64, min(1280, width * height // (28 * 28)))
+
+
+def wire_messages(messages: ChatMessages) -> list[dict[str, Any]]:
+    """The messages as the OpenAI wire format carries them: a message's pictures (``images``) become ``image_url``
+    parts with ``data:`` URLs after its text part."""
+    out = []
+    for message in messages:
+        images = message.get("images")
+        if not images:
+            out.append(message)
+            continue
+        parts: list[dict[str, Any]] = [{"type": "text", "text": message["content"]}] if message.get("content") else []
+        parts += [{"type": "image_url", "image_url": {"url": image.data_url()}} for image in images]
+        out.append({**{k: v for k, v in message.items() if k != "images"}, "content": parts})
+    return out
 
 
 def _detail(exc: Exception) -> str:

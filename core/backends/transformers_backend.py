@@ -20,11 +20,11 @@ from core.models.loader import LoadedModel
 class TransformersBackend:
     """Streams answers from a model loaded by ``core.models.loader``."""
 
-    capabilities = Capabilities(seed=True, max_concurrent=1, adapters=True, grammar=True)
-    """Seeded sampling (the torch generator, seeded under the lock), one answer at a time, PEFT LoRA adapters,
-    grammar-constrained sampling."""
-
     def __init__(self, loaded: LoadedModel) -> None:
+        self.capabilities = Capabilities(seed=True, max_concurrent=1, adapters=True, grammar=True,
+                                         images=loaded.images)
+        """Seeded sampling (the torch generator, seeded under the lock), one answer at a time, PEFT LoRA adapters,
+        grammar-constrained sampling; pictures for a vision-language model (``core.models.vision``)."""
         self.loaded = loaded
         self.model = loaded.model
         self.codec = loaded.codec
@@ -89,23 +89,37 @@ class TransformersBackend:
                          lm.load_seconds)
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
-        """Exact prompt length in the model's chat format."""
+        """Exact prompt length in the model's chat format (a picture's image tokens included)."""
+        if self.loaded.images:
+            return self.codec.count(messages)  # type: ignore[attr-defined]
         return len(self.codec.prompt_ids(messages))
 
-    def _generate_kwargs(
-        self, prompt: list[int], settings: GenerationSettings, messages: ChatMessages, constraint: Any = None
-    ) -> dict[str, Any]:
-        """``generate`` arguments shared by streaming and non-streaming calls (prompt lookup decided per prompt;
-        never with a grammar, which checks one token at a time)."""
+    def _prompt(self, messages: ChatMessages) -> tuple[list[int], dict[str, Any]]:
+        """The prompt's ids and the tensors ``generate`` takes for it: ids and mask, plus the pixel tensors of a
+        vision-language model's processor (moved to the model's device, floats in its dtype)."""
         import torch
 
+        if self.loaded.images:
+            inputs = self.codec.prompt_inputs(messages)  # type: ignore[attr-defined]
+            dtype = self.model.dtype
+            tensors = {k: v.to(self.model.device, dtype=dtype if v.is_floating_point() else None)
+                       for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+            return [int(i) for i in inputs["input_ids"][0].tolist()], tensors
+        prompt = self.codec.prompt_ids(messages)
+        input_ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
+        return prompt, {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+    def _generate_kwargs(
+        self, prompt: list[int], inputs: dict[str, Any], settings: GenerationSettings, messages: ChatMessages,
+        constraint: Any = None,
+    ) -> dict[str, Any]:
+        """``generate`` arguments shared by streaming and non-streaming calls (prompt lookup decided per prompt;
+        never with a grammar, which checks one token at a time, nor with pictures)."""
         from core.generation.lookup import prompt_lookup_tokens
         from core.generation.sampling import generate_kwargs
 
-        input_ids = torch.tensor([prompt], dtype=torch.long, device=self.model.device)
         kwargs = dict(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
+            **inputs,
             eos_token_id=self.codec.stop_ids,
             pad_token_id=getattr(self.codec, "pad_id", None) or self.codec.stop_ids[0],
             **generate_kwargs(settings),
@@ -114,7 +128,7 @@ class TransformersBackend:
             from core.generation.constrain import GrammarProcessor
 
             kwargs["logits_processor"].insert(0, GrammarProcessor(constraint, len(prompt)))
-        elif lookup := prompt_lookup_tokens(settings, messages, self.loaded.device):
+        elif not self.loaded.images and (lookup := prompt_lookup_tokens(settings, messages, self.loaded.device)):
             kwargs["prompt_lookup_num_tokens"] = lookup  # eos/length crop drafts; stop strings are cut on text
         return kwargs
 
@@ -122,9 +136,9 @@ class TransformersBackend:
         """New token ids for ``messages`` without streaming (a final stop id included), for debugging."""
         import torch
 
-        prompt = self.codec.prompt_ids(messages)
+        prompt, inputs = self._prompt(messages)
         with self._lock, self._use_adapter(None), torch.inference_mode():
-            out = self._runner.generate(**self._generate_kwargs(prompt, settings, messages))
+            out = self._runner.generate(**self._generate_kwargs(prompt, inputs, settings, messages))
         return [int(i) for i in out[0, len(prompt) :].tolist()]
 
     def stream(
@@ -142,12 +156,12 @@ class TransformersBackend:
         import torch
 
         timer = StreamTimer()
-        prompt = self.codec.prompt_ids(messages)
+        prompt, inputs = self._prompt(messages)  # a picture is preprocessed here, before the answer takes the model
         with self._lock, self._use_adapter(adapter):
             if seed is not None:
                 torch.manual_seed(seed)
             streamer = IdStreamer(self.codec, timer)
-            kwargs = self._generate_kwargs(prompt, settings, messages, constraint)
+            kwargs = self._generate_kwargs(prompt, inputs, settings, messages, constraint)
             kwargs.update(streamer=streamer, stopping_criteria=[StopOnEvent(stop)])
 
             def work() -> None:

@@ -19,6 +19,10 @@ cache, per-step scheduling and output routing cost more than the batched matmuls
 client on qwen2.5-coder int8, where this loop reaches over 3x); its packed varlen batches also gave the low-bit
 kernels shapes they crashed on before the layers copied their inputs.
 
+A vision-language model (``core.models.vision``) is not batched at all (``supported``): its prompts carry pixel
+tensors and position ids of their own (Qwen2-VL's 3-D rotary positions), so each answer runs alone, in turn, through
+the backend's ``generate`` behind the same fair queue.
+
 Not batched (``fits`` says no): an answer with a LoRA adapter (adapters are switched on the shared weights), a
 seeded one (its sampling must not depend on what else runs), one longer than the batch's token budget, or one that
 prompt-lookup decoding would speed up (``core.generation.lookup.prompt_lookup_tokens``) arriving while the batch is
@@ -133,8 +137,8 @@ class ContinuousBatcher:
     def supported(backend: Backend) -> bool:
         """True for an in-process causal LM whose attention layers all fit one plain ``DynamicCache``."""
         loaded = backend.loaded
-        if loaded is None or loaded.quantize is not None:
-            return False
+        if loaded is None or loaded.quantize is not None or loaded.images:
+            return False  # a vision-language model's prefill takes pixel tensors: its answers run alone, queued
         model = loaded.model  # the transformers model: what it supports is read from its class and config
         if not hasattr(model, "generate"):
             return False

@@ -50,7 +50,12 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def context_window_of(config: Any) -> int:
-    """The model's context length from its config (object or dict); 2048 when it declares none."""
+    """The model's context length from its config (object or dict; a vision-language model's from its text
+    config); 2048 when it declares none."""
+    if isinstance(config, dict) and isinstance(config.get("text_config"), dict):
+        config = {**config["text_config"], **config}
+    elif not isinstance(config, dict) and hasattr(config, "get_text_config"):
+        config = config.get_text_config(decoder=True)
     for name in ("max_position_embeddings", "seq_length", "n_positions"):
         value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:

@@ -24,6 +24,7 @@ from core.models.checkpoint import check_remote_code, check_tokenizer_files, con
 from core.models.codec import ChatCodec, ChatGLM3Codec, HFChatCodec
 from core.models.modelinfo import check_fits, inspect_directory
 from core.models.registry import ModelProfile
+from core.models.vision import is_vision_config
 from core.storage.dirswap import recover, replace_dir
 
 Progress = Callable[[str], None]
@@ -44,6 +45,8 @@ class LoadedModel:
     from_cache: bool
     cpu_weights: str | None = None
     """int4/int8/bf16/fp32 when ``cpu_weights`` chose the weights held on the CPU (core.models.lowbit)."""
+    images: bool = False
+    """A vision-language model (``core.models.vision``): its codec takes pictures in user messages."""
 
 
 def pick_device(settings: Settings) -> str:
@@ -226,6 +229,7 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
         load_seconds=time.perf_counter() - started,
         from_cache=from_cache,
         cpu_weights=getattr(model, "inkstone_cpu_weights", None),
+        images=bool(getattr(codec, "images", False)),
     )
 
 
@@ -238,15 +242,44 @@ def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Pr
         check_remote_code(path, settings.trust_remote_code, raw)
         check_tokenizer_files(path)
     if not settings.trust_remote_code:  # building a config with remote code would run that code
-        fit_dtype = "bfloat16" if lowbit.applies(settings, device) else str(dtype).removeprefix("torch.")
+        packed = lowbit.applies(settings, device) and not is_vision_config(raw)
+        fit_dtype = "bfloat16" if packed else str(dtype).removeprefix("torch.")
         check_fits(inspect_directory(path), device, fit_dtype, settings.quantize)
     if settings.quantize and device == "cpu":
         say(f"Quantizing to {settings.quantize} on the CPU: it saves memory but answers more slowly than float32.")
     if chatglm3:
         return _load_chatglm3(path, settings, device, dtype, say)
+    if is_vision_config(raw):
+        return _load_vision(path, settings, device, dtype, say)
     say(f"Loading {path.name}…")
     model, tokenizer = _load_hf_dir(path, settings, device, dtype, say)
     return model, HFChatCodec(tokenizer, model.generation_config, str(path))
+
+
+def _load_vision(path: Path, settings: Settings, device: str, dtype: Any, say: Progress) -> tuple[Any, ChatCodec]:
+    """An image-text-to-text model and its processor (float or bitsandbytes weights; the CPU's int8/int4 packing
+    is for text models)."""
+    from huggingface_hub.errors import StrictDataclassError
+    from safetensors import SafetensorError
+    from transformers import AutoModelForImageTextToText
+
+    from core.models.vision import VisionCodec, load_processor
+
+    say(f"Loading {path.name} (a vision-language model)…")
+    processor = load_processor(path)
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}
+    if (qconfig := quantization_config(settings, device, dtype)) is not None:
+        kwargs["quantization_config"] = qconfig
+    if device == "cuda":
+        kwargs["device_map"] = "auto"
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError, StrictDataclassError) as exc:
+        raise ModelError(
+            f"Could not load the model weights in {path} ({type(exc).__name__}: {_first_line(exc)}): check that "
+            "the download is complete (missing or corrupt weight files), or re-download the model."
+        ) from None
+    return model, VisionCodec(processor, model.generation_config, str(path))
 
 
 def _load_chatglm3(path: Path, settings: Settings, device: str, dtype: Any, say: Progress) -> tuple[Any, ChatCodec]:

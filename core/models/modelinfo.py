@@ -39,6 +39,8 @@ class ModelInfo:
     """Estimated memory (weights + overhead) for bf16, 8bit and 4bit."""
     cpu_weights_gib: dict[str, float] = field(default_factory=dict)
     """Weights held on a CPU for each ``cpu_weights`` choice (int4, int8, bf16, fp32), GiB."""
+    images: bool = False
+    """The model reads pictures (an image-text-to-text model, ``core.models.vision``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -63,12 +65,13 @@ def parameter_counts(model: Any) -> tuple[int, int]:
     return total, head_params
 
 
-def _count_parameters(config: Any) -> tuple[int, int]:
+def _count_parameters(config: Any, images: bool = False) -> tuple[int, int]:
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
+    auto = AutoModelForImageTextToText if images else AutoModelForCausalLM
     with torch.device("meta"):
-        return parameter_counts(AutoModelForCausalLM.from_config(config))
+        return parameter_counts(auto.from_config(config))
 
 
 def _safetensors_dtypes(file: Path) -> set[str]:
@@ -116,8 +119,10 @@ def inspect_directory(path: Path, *, trust_remote_code: bool = False) -> ModelIn
     ModelError for a broken directory: unreadable or invalid ``config.json``, remote code, corrupt weight headers.
     """
     from core.chatglm3 import glm_config_from_chatglm3
+    from core.models.vision import is_vision_config
 
     raw = read_config(path)
+    images = is_vision_config(raw)
     if raw.get("model_type") == "chatglm":
         config = glm_config_from_chatglm3(raw)
         family, declared = "chatglm3", raw.get("torch_dtype")
@@ -128,7 +133,7 @@ def inspect_directory(path: Path, *, trust_remote_code: bool = False) -> ModelIn
         family, declared = config.model_type, getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
         architecture = (config.architectures or [type(config).__name__.replace("Config", "ForCausalLM")])[0]
     try:
-        total, head = _count_parameters(config)
+        total, head = _count_parameters(config, images)
     except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
         raise ModelError(
             f"{path / 'config.json'} describes a model transformers cannot build ({type(exc).__name__}: {exc}): "
@@ -143,7 +148,8 @@ def inspect_directory(path: Path, *, trust_remote_code: bool = False) -> ModelIn
         context_window=context_window_of(config),
         dtype_on_disk=_dtype_on_disk(path, declared),
         memory_gib=memory_estimate(total, head),
-        cpu_weights_gib=lowbit.memory_gib(total, head, config),
+        cpu_weights_gib={} if images else lowbit.memory_gib(total, head, config),
+        images=images,
     )
 
 
@@ -213,5 +219,6 @@ def inspect_loaded(loaded: Any) -> ModelInfo:
         context_window=context_window_of(model.config),
         dtype_on_disk="gguf (dequantized to float32)",
         memory_gib=memory_estimate(total, head_params),
-        cpu_weights_gib=lowbit.memory_gib(total, head_params, model.config),
+        cpu_weights_gib={} if getattr(loaded, "images", False) else lowbit.memory_gib(total, head_params, model.config),
+        images=bool(getattr(loaded, "images", False)),
     )

@@ -273,7 +273,7 @@ def _native(m: dict[str, Any]) -> dict[str, Any]:
         out["tool_calls"] = [{"id": c.get("id"), "type": "function",
                               "function": {"name": c["function"]["name"], "arguments": _arguments(c)}}
                              for c in m["tool_calls"]]
-    for key in ("tool_call_id", "name"):
+    for key in ("tool_call_id", "name", "images"):  # images: a user message's pictures (vision-language models)
         if m.get(key):
             out[key] = m[key]
     return out

@@ -143,6 +143,10 @@ def wrap_lora(model: Any, options: TrainOptions, device: str, chatglm3: bool = F
     if options.qlora:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=device == "cuda")
     targets = lora_targets(options, chatglm3)
+    from core.models.vision import is_vision_model, language_lora_targets
+
+    if is_vision_model(model):  # a vision-language base: LoRA on its language model only, never the vision tower
+        targets = language_lora_targets(model, targets)
     config = LoraConfig(r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout,
                         target_modules=targets, task_type="CAUSAL_LM")
     try:
