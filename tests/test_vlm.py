@@ -201,3 +201,26 @@ def test_training_a_persona_on_a_vision_model_adapts_only_its_language_model(
     messages = [{"role": "user", "content": "What is this?", "images": [picture(640, 480)]}]
     text, done = answer(backends["qwen2_vl"], messages, adapter=AdapterSpec("zebra", adapters / "zebra"))
     assert done.reason in ("stop", "length") and text != answer(backends["qwen2_vl"], messages)[0]
+
+
+def test_a_chat_with_a_picture_runs_on_a_vision_model_and_the_stored_picture_answers_again(
+    backends: dict[str, Any], tmp_path: Path
+) -> None:
+    """The whole way: the chat service stores the attached picture, the real model sees it, and a regenerated
+    answer (the picture read back from the data dir) is the same greedy answer; another picture changes it."""
+    from core.chat.service import ChatService, Done
+    from core.history.store import HistoryStore
+
+    store = HistoryStore.open(tmp_path / "inkstone.db")
+    backend = backends["qwen2_vl"]
+    service = ChatService(store, backend)
+    sid = store.create_session(model=backend.model_id, settings=GREEDY.with_updates(max_new_tokens=6).to_dict()).id
+    first = list(service.send(sid, "What is in the picture?", images=[picture(64, 48)]))[-1]
+    again = list(service.regenerate(sid))[-1]
+    assert isinstance(first, Done) and isinstance(again, Done)
+    assert first.stats.text and again.stats.text == first.stats.text
+    question = store.messages(sid)[0]
+    assert [p.sha256 for p in store.images_of(question.id)] == [picture(64, 48).sha256]
+    other = list(service.send(sid, "And this one?", images=[picture(64, 48, (10, 200, 10))]))[-1]
+    assert isinstance(other, Done) and other.stats.prompt_tokens > first.stats.prompt_tokens
+    store.close()
