@@ -65,8 +65,12 @@ def test_the_loop_runs_the_call_and_answers_from_its_result() -> None:
     assert "<tool_response>\n1081\n</tool_response>" in backend.prompts[-1][-1]["content"]
 
 
+def calc(expression: str) -> str:
+    return f'<tool_call>{{"name": "calculator", "arguments": {{"expression": "{expression}"}}}}</tool_call>'
+
+
 def test_a_model_that_calls_forever_is_stopped_at_the_limit() -> None:
-    items, backend = turn([CALC] * 10, max_steps=3)
+    items, backend = turn([calc(f"{n} * 47") for n in range(10)], max_steps=3)
     result = items[-1]
     assert len(result.steps) == 3 and result.limit_hit and len(backend.prompts) == 4
     assert "You can call tools" not in backend.prompts[-1][0]["content"]  # the last round offers no tools
@@ -102,3 +106,11 @@ def test_chat_tools_stores_the_calls_and_they_survive_a_restart(tmp_path: Path) 
         pick_tools(engine, "kb", None)
     with pytest.raises(InputError, match="Unknown tool"):
         pick_tools(engine, "shell", None)
+
+
+def test_a_repeated_call_gets_the_earlier_result_and_the_model_answers_without_tools() -> None:
+    items, backend = turn([CALC, CALC, "It is 1081."])
+    steps = [i for i in items if isinstance(i, ToolStep)]
+    assert [s.result for s in steps] == ["1081", "1081"] and items[-1].text == "It is 1081."
+    assert not items[-1].limit_hit and len(backend.prompts) == 3
+    assert "You can call tools" not in backend.prompts[-1][0]["content"]  # the round after the repeat offers none

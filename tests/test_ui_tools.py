@@ -75,7 +75,7 @@ def test_a_calculator_call_is_folded_under_the_answer_and_survives_a_restart(app
 def test_a_model_that_calls_forever_is_stopped_and_says_so(app_store: HistoryStore) -> None:
     at = start()
     at.multiselect(key="tools-new").set_value(["calculator"]).run()
-    script(at, [CALC] * 8 + ["I stop here."])
+    script(at, [CALC.replace("23", str(n)) for n in range(8)] + ["I stop here."])
     send(at, "Count forever")
     assert len(steps(at)) == 5
     assert any("Stopped after 5 tool calls" in c.value for c in at.caption)

@@ -1,7 +1,9 @@
 """The tool-call loop of a chat turn: generate, parse calls with the model's format, run each tool (timed, its
 result capped), feed the results back, and generate again, until the model answers in text or the step limit is
 reached (then the answer says so). Only tools the user turned on run; an unknown tool or a failing one becomes a
-readable result the model sees, never an exception."""
+readable result the model sees, never an exception. A call that repeats an earlier one exactly (same tool, same
+arguments: small models loop on their own result) is answered with the earlier result, and the next round offers
+no tools, so the model answers from what it has."""
 
 from __future__ import annotations
 
@@ -81,8 +83,10 @@ def tool_turn(backend: Any, messages: list[dict[str, Any]], settings: Generation
     specs = [t.spec for t in tools]
     conversation = list(messages)
     result = LoopResult()
+    done: dict[str, ToolStep] = {}  # each distinct call's step (tool name + arguments)
+    repeated = False
     while True:
-        allowed = len(result.steps) < max_steps
+        allowed = len(result.steps) < max_steps and not repeated
         prompt = fmt.render(conversation, specs if allowed else [])
         stream = ToolStream(fmt, specs) if allowed else None
         text: list[str] = []
@@ -103,13 +107,18 @@ def tool_turn(backend: Any, messages: list[dict[str, Any]], settings: Generation
         if not calls or stop.is_set():
             result.text += "".join(text)
             result.finish_reason = result.finished.reason if result.finished else "error"
-            result.limit_hit = not allowed
+            result.limit_hit = len(result.steps) >= max_steps
             yield result
             return
         conversation.append({"role": "assistant", "content": "".join(text), "tool_calls": [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
         for call in calls:
-            step = run_tool(by_name, call)
+            key = f"{call.name}:{json.dumps(call.arguments, sort_keys=True, ensure_ascii=False)}"
+            earlier = done.get(key)
+            repeated = repeated or earlier is not None
+            step = run_tool(by_name, call) if earlier is None else ToolStep(
+                call.name, call.arguments, earlier.result, 0.0, earlier.error, call.id)
+            done.setdefault(key, step)
             result.steps.append(step)
             yield step
             conversation.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
