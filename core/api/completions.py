@@ -195,6 +195,7 @@ class Completions:
         if prep.constraint is not None:
             kwargs["constraint"] = prep.constraint
         calls = ToolStream(prep.tool_format, prep.tools.tools, prep.tools.forced) if prep.tool_format else None
+        lead = prep.constraint is not None and prep.tools.json_mode  # whitespace a grammar lets open the JSON
         events = backend.stream(prep.messages, prep.settings, stop, prep.adapter, **kwargs)
         try:
             for event in events:
@@ -206,6 +207,12 @@ class Completions:
                         stop.set()
                     if calls is not None:
                         text = calls.feed(text)
+                        if calls.repeated and not stop.is_set():  # the model repeats its call: end it here
+                            stop.set()
+                            hit_stop = True
+                    if lead:
+                        text = text.lstrip()
+                        lead = not text
                     if text:
                         if record:
                             record.add(text)
@@ -230,11 +237,13 @@ class Completions:
             tail = calls.feed(tail)
             rest, made = calls.finish()
             tail += rest
+        if lead:
+            tail = tail.lstrip()
         if tail:
             if record:
                 record.add(tail)
             yield tail
-        if hit_stop:  # the client's stop string ended it (through the stop event): OpenAI's ``stop``
+        if hit_stop:  # a stop string (or a repeated call) ended it through the stop event: OpenAI's ``stop``
             finished = replace(finished, reason="stop")
         prompt = finished.prompt_tokens or prep.prompt_tokens
         completion, ttft, rate = finished.completion_tokens, finished.ttft_s, finished.tokens_per_s

@@ -1,6 +1,7 @@
 """Streamed text that may turn into tool calls: plain text flows on at once, while text that could open a call is
 held back; once a call starts, the rest of the answer is kept and parsed at the end. A call that does not parse
-(or names a tool that was not offered) comes back as the text it was."""
+(or names a tool that was not offered) comes back as the text it was. A call written twice in a row is a model
+looping: the repeat is dropped and ``repeated`` tells the caller to end the answer."""
 
 from __future__ import annotations
 
@@ -20,11 +21,18 @@ class ToolStream:
         self._call = ""
         self._emitted = False
         self._names = frozenset(t.name for t in tools)
+        self.repeated = False
+        """True once the answer wrote its last call again (``ToolFormat.repeat_at``): the repeat and all after it
+        are dropped, and the caller should end the answer."""
 
     def feed(self, text: str) -> str:
         """The part of ``text`` (with what was held back) that is plain answer text for sure."""
         if self.in_call:
-            self._call += text
+            if not self.repeated:
+                self._call += text
+                cut = self.fmt.repeat_at(self._call)
+                if cut is not None:
+                    self._call, self.repeated = self._call[:cut].rstrip(), True
             return ""
         self._buffer += text
         at_start = not self._emitted
