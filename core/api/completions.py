@@ -27,7 +27,7 @@ from core.generation.constrain import Constraint, compile_for
 from core.history.recorder import NO_FINISH
 from core.personas.store import Persona
 from core.tools.formats import ToolFormat, tool_format
-from core.tools.spec import ToolCall
+from core.tools.spec import ToolCall, new_call_id
 from core.tools.stream import ToolStream
 
 EngineGetter = Callable[[], Any]
@@ -211,7 +211,7 @@ class Completions:
                 if isinstance(event, Finished):
                     finished = event
                 elif isinstance(event, ToolCalls):  # a remote server's calls
-                    made = list(event.calls)
+                    made = [ToolCall(c["id"] or new_call_id(), c["name"], c["arguments"]) for c in event.calls]
                 elif isinstance(event, TextDelta) and not hit_stop:
                     text, hit_stop = scanner.feed(event.text)
                     if hit_stop:

@@ -60,10 +60,11 @@ class Finished:
 
 @dataclass(frozen=True)
 class ToolCalls:
-    """The calls a remote server's answer made (``core.tools.spec.ToolCall`` each), sent before ``Finished`` by a
-    backend that declares ``capabilities.tools`` when it was given ``tools=``."""
+    """The calls a remote server's answer made, sent before ``Finished`` by a backend that declares
+    ``capabilities.tools`` when it was given ``tools=``: each ``{"id", "name", "arguments"}`` (arguments a dict; the
+    id may be empty)."""
 
-    calls: list[Any]
+    calls: list[dict[str, Any]]
 
 
 StreamEvent = TextDelta | ToolCalls | Finished

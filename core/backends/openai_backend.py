@@ -178,11 +178,10 @@ class OpenAIBackend:
         completion = usage.completion_tokens if usage is not None else estimate_tokens("".join(produced))
         yield timer.finished(prompt, completion, reason)
 
-    def _calls(self, pieces: dict[int, dict[str, str]]) -> list[Any]:
-        """The server's streamed calls, in index order, with their arguments read as JSON objects."""
+    def _calls(self, pieces: dict[int, dict[str, str]]) -> list[dict[str, Any]]:
+        """The server's streamed calls, in index order: ``{"id", "name", "arguments"}`` with the arguments read as
+        a JSON object."""
         import json
-
-        from core.tools.spec import ToolCall, new_call_id
 
         calls = []
         for _, piece in sorted(pieces.items()):
@@ -194,7 +193,7 @@ class OpenAIBackend:
                 raise GenerationError(f"The model server at {self.base_url} returned a tool call that is not a "
                                       f"function name with a JSON object of arguments ({piece['name']!r}, "
                                       f"{piece['arguments'][:80]!r}); check the server's tool-call parser.")
-            calls.append(ToolCall(piece["id"] or new_call_id(), piece["name"], args))
+            calls.append({"id": piece["id"], "name": piece["name"], "arguments": args})
         return calls
 
 
