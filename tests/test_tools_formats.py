@@ -210,3 +210,17 @@ def test_chatglm3_calls_read_json_literals_and_refuse_unwritable_argument_names(
     bad = ToolSpec("f", "", {"type": "object", "properties": {"from": {"type": "string"}}})
     with pytest.raises(InputError, match="'from'.*Python identifier"):
         ChatGLM3Format().grammar([bad], parallel=False)
+
+
+def test_an_answer_cut_inside_a_later_call_keeps_the_complete_calls() -> None:
+    first = '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'
+    stream = ToolStream(HermesFormat(), TOOLS, forced=True)
+    stream.feed(first + '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par')
+    assert stream.finish() == (first + '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par', [])
+    cut = ToolStream(HermesFormat(), TOOLS, forced=True)
+    cut.feed(first + '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par')
+    rest, calls = cut.finish(cut=True)
+    assert rest == "" and [(c.name, c.arguments) for c in calls] == [("add", {"a": 1})]
+    alone = ToolStream(HermesFormat(), TOOLS, forced=True)
+    alone.feed('<tool_call>\n{"name": "add", "argu')
+    assert alone.finish(cut=True) == ('<tool_call>\n{"name": "add", "argu', [])  # nothing complete: the text

@@ -245,7 +245,7 @@ class Completions:
         tail = scanner.flush() if not hit_stop else ""
         if calls is not None:
             tail = calls.feed(tail)
-            rest, made = calls.finish()
+            rest, made = calls.finish(cut=finished.reason == "length")
             tail += rest
         if lead:
             tail = tail.lstrip()
@@ -262,9 +262,9 @@ class Completions:
             record.finish(finished)
             record.save(record.end())
         reason = "cancelled" if finished.reason == "stopped" else finished.reason
-        if made and reason in ("stop", "length"):
+        if made and reason == "stop":
             reason = "function_call" if prep.tools.legacy else "tool_calls"
-        elif made:
+        elif made and reason != "length":  # cut by max_tokens: the complete calls, finish_reason "length"
             made = []  # a cancelled answer's calls are not complete
         yield Outcome(reason, prompt, completion, ttft, rate, record.session_id if record else None, made)
 

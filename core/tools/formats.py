@@ -76,6 +76,12 @@ class ToolFormat:
             return None
         return blocks[-1].start()
 
+    def complete_part(self, text: str) -> str | None:
+        """``text`` up to the end of its last complete call block, or None without one (the rest of an answer that
+        ran out of tokens inside a later call)."""
+        end = text.rfind("</tool_call>")
+        return text[: end + len("</tool_call>")] if end >= 0 else None
+
     def json_grammar(self, schema: dict[str, Any] | None) -> Grammar:
         """The grammar of a ``response_format`` answer: any JSON object (``schema`` None) or one matching
         ``schema``."""
@@ -246,6 +252,12 @@ class ChatGLM3Format(ToolFormat):
             rules += _glm3_arguments(tool, f"t{j}")
         calls = " | ".join(f"t{j}" for j in range(len(tools)))
         return Grammar.lark(f'start: " "? ({calls})\n' + "\n".join(rules) + "\n", "tools")
+
+    def complete_part(self, text: str) -> str | None:
+        """``text`` up to the end of its last complete call block, or None without one (the rest of an answer that
+        ran out of tokens inside a later call)."""
+        end = text.rfind("</tool_call>")
+        return text[: end + len("</tool_call>")] if end >= 0 else None
 
     def json_grammar(self, schema: dict[str, Any] | None) -> Grammar:
         """The JSON answer after the line break that ends ChatGLM3's (empty) metadata line, as the model writes it

@@ -46,12 +46,16 @@ class ToolStream:
         self._emitted = self._emitted or bool(out)
         return out
 
-    def finish(self) -> tuple[str, list[ToolCall]]:
-        """At the end of the answer: the remaining text and the parsed calls (none when they do not parse)."""
+    def finish(self, cut: bool = False) -> tuple[str, list[ToolCall]]:
+        """At the end of the answer: the remaining text and the parsed calls (none when they do not parse). An
+        answer ``cut`` by ``max_tokens`` inside a later call keeps the complete calls before it."""
         if not self.in_call:
             out, self._buffer = self._buffer, ""
             return out, []
         parsed = self.fmt.parse(self._call, self.tools)
+        complete = self.fmt.complete_part(self._call) if cut and parsed is None else None
+        if complete:
+            parsed = self.fmt.parse(complete, self.tools)
         if parsed is None:
             return self._call, []
         return parsed
