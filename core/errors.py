@@ -28,6 +28,11 @@ class GenerationError(InkstoneError):
 class InputError(InkstoneError):
     """A user message is refused before it is stored (empty, or larger than the context budget)."""
 
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        """The request field at fault, where it is not the messages (the API names it)."""
+
 
 class NotFoundError(InkstoneError):
     """A session, message or persona id does not exist."""

@@ -296,3 +296,61 @@ def test_structured_output_through_the_clients_own_helpers(qwen: Any) -> None:
     assert content.startswith("{")  # a random model starts a JSON object only because the grammar says so
     if mode.choices[0].finish_reason == "stop":
         assert isinstance(json.loads(content), dict)
+
+
+# -- ChatGLM3: constrained decoding on our own SentencePiece codec (the tiny fixture, random weights) ----------------
+
+
+@pytest.fixture(scope="module")
+def glm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    import shutil
+
+    from openai import OpenAI
+
+    from tests.chatglm3_fixture import FIXTURE
+
+    root = tmp_path_factory.mktemp("glm-tools")
+    model_dir = root / "chatglm3-tiny"
+    shutil.copytree(FIXTURE, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["seq_length"] = 2048  # the fixture's small vocabulary spells tool JSON nearly byte by byte
+    (model_dir / "config.json").write_text(json.dumps(config))
+    home = root / "home"
+    engine = build_engine(load_settings({"model": str(model_dir), "home": str(home), "temperature": 1.0,
+                                         "max_new_tokens": 200, "repetition_penalty": 1.0, "dtype": "float32"},
+                                        config_file=home / "absent.toml"))
+    for srv in serve(engine):
+        yield OpenAI(base_url=srv.url, api_key="unused", max_retries=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_chatglm3_json_schema_answers_parse_and_match_with_random_weights(glm: Any, seed: int) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA, "strict": True}}
+    answer = ask(glm, f"JSON {seed}", model="chatglm3-tiny", response_format=fmt, seed=seed)
+    assert answer.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(answer.choices[0].message.content), SCHEMA)  # no leading whitespace either
+    assert answer.choices[0].message.content.startswith("{")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_chatglm3_forced_calls_parse_in_its_own_format(glm: Any, seed: int) -> None:
+    named = ask(glm, f"天气 {seed}", model="chatglm3-tiny", tools=[WEATHER, ADD], seed=seed,
+                tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    required = ask(glm, f"add {seed}", model="chatglm3-tiny", tools=[WEATHER, ADD], tool_choice="required",
+                   seed=seed)
+    for answer in (named, required):
+        assert answer.choices[0].finish_reason == "tool_calls", answer.choices[0].message.content
+        (call,) = answer.choices[0].message.tool_calls
+        schema = {"get_weather": WEATHER, "add": ADD}[call.function.name]["function"]["parameters"]
+        jsonschema.validate(json.loads(call.function.arguments), schema)
+    assert named.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+
+def test_chatglm3_forced_call_with_an_unwritable_argument_name_is_a_400(glm: Any) -> None:
+    from openai import BadRequestError
+
+    tool = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"class": {"type": "string"}}}}}
+    with pytest.raises(BadRequestError) as caught:
+        ask(glm, "x", model="chatglm3-tiny", tools=[tool], tool_choice="required")
+    assert caught.value.body["param"] == "tool_choice" and "Python identifier" in caught.value.body["message"]

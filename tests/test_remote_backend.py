@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -212,3 +213,101 @@ def test_remote_profiles_from_inkstone_toml(tmp_path: Path, monkeypatch: pytest.
     assert backend.server_model(AdapterSpec("quill", tmp_path)) == "quill-v2"
     assert backend.server_model(AdapterSpec("concise", tmp_path)) == "concise"
     assert backend.server_model(None) == "Qwen/Qwen2.5-7B-Instruct"
+
+
+COUNT = {"type": "function", "function": {"name": "count", "description": "Count", "parameters": {
+    "type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["n"]}}}
+
+
+@pytest.fixture(scope="module")
+def long_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """A tiny random Llama with room for tool prompts (its byte-level tokenizer spells them out)."""
+    import json
+
+    from tests.fixtures_native import make_native_checkpoint
+
+    root = tmp_path_factory.mktemp("long-llama")
+    model_dir = make_native_checkpoint("llama", root / "tiny-llama")
+    config = json.loads((model_dir / "config.json").read_text())
+    config["max_position_embeddings"] = 2048
+    (model_dir / "config.json").write_text(json.dumps(config))
+    engine = build_engine(load_settings({"model": str(model_dir), "home": str(root / "home"), "dtype": "float32"},
+                                        config_file=root / "absent.toml"))
+    srv = ApiServer(lambda: engine, port=free_port()).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def remote_api(tmp_path: Path, long_server: ApiServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The OpenAI client of a second Inkstone whose model is the first one, through the remote backend."""
+    from openai import OpenAI
+
+    config = tmp_path / "inkstone.toml"
+    config.write_text(f'[models.tiny-llama]\nbase_url = "{long_server.url}"\nmodel = "tiny-llama"\n'
+                      'context_window = 2048\n', encoding="utf-8")
+    monkeypatch.setenv("INKSTONE_CONFIG", str(config))
+    engine = build_engine(load_settings({"model": "tiny-llama", "home": str(tmp_path / "front"),
+                                         "max_new_tokens": 80, "temperature": 1.0, "repetition_penalty": 1.0}))
+    front = ApiServer(lambda: engine, port=free_port()).start()
+    yield OpenAI(base_url=front.url, api_key="unused", max_retries=0)
+    front.stop()
+
+
+def test_tools_and_response_format_are_forwarded_and_calls_come_back(remote_api: Any) -> None:
+    """The remote server (an Inkstone that constrains its tiny random model) renders, forces and parses the call;
+    the front returns its calls as its own, as JSON and as a stream, and sends results back in OpenAI's shape."""
+    import json
+
+    import jsonschema
+
+    user = {"role": "user", "content": "n?"}
+    answer = remote_api.chat.completions.create(model="tiny-llama", messages=[user], tools=[COUNT],
+                                                tool_choice="required", parallel_tool_calls=False)
+    assert answer.choices[0].finish_reason == "tool_calls", answer.choices[0].message.content
+    (call,) = answer.choices[0].message.tool_calls
+    assert call.function.name == "count" and call.id.startswith("call_")
+    jsonschema.validate(json.loads(call.function.arguments), COUNT["function"]["parameters"])
+    streamed = [c.choices[0].delta for c in remote_api.chat.completions.create(
+        model="tiny-llama", messages=[user], tools=[COUNT], stream=True,
+        tool_choice={"type": "function", "function": {"name": "count"}}) if c.choices]
+    pieces = [d.tool_calls[0] for d in streamed if d.tool_calls]
+    assert pieces[0].function.name == "count"
+    jsonschema.validate(json.loads("".join(p.function.arguments or "" for p in pieces)),
+                        COUNT["function"]["parameters"])
+    result = remote_api.chat.completions.create(model="tiny-llama", tools=[COUNT], max_tokens=4, messages=[
+        user, answer.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "3"}])  # the remote server checks the id
+    assert result.choices[0].finish_reason in ("stop", "length")
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    shaped = remote_api.chat.completions.create(model="tiny-llama", messages=[user], response_format={
+        "type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": True}})
+    jsonschema.validate(json.loads(shaped.choices[0].message.content), schema)
+
+
+def test_a_remote_server_that_cannot_constrain_says_so_plainly(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from openai import BadRequestError, OpenAI
+
+    from core.backends.fake import FakeBackend
+
+    served = build_engine(load_settings({"model": "fake", "home": str(tmp_path / "server")},
+                                        config_file=tmp_path / "absent.toml"), backend=FakeBackend())
+    remote = ApiServer(lambda: served, port=free_port()).start()
+    config = tmp_path / "inkstone.toml"
+    config.write_text(f'[models.far]\nbase_url = "{remote.url}"\nmodel = "fake"\n', encoding="utf-8")
+    monkeypatch.setenv("INKSTONE_CONFIG", str(config))
+    engine = build_engine(load_settings({"model": "far", "home": str(tmp_path / "client")}))
+    front = ApiServer(lambda: engine, port=free_port()).start()
+    try:
+        client = OpenAI(base_url=front.url, api_key="unused", max_retries=0)
+        with pytest.raises(BadRequestError) as caught:
+            client.chat.completions.create(model="far", messages=[{"role": "user", "content": "hi"}], tools=[COUNT],
+                                           tool_choice="required")
+        error = caught.value.body
+        assert error["param"] == "tool_choice" and remote.url in error["message"] and "refused" in error["message"]
+        assert "constrained decoding" in error["message"]  # the remote server's own reason, passed on
+        ok = client.chat.completions.create(model="far", messages=[{"role": "user", "content": "hi"}])
+        assert ok.choices[0].message.content  # still usable
+    finally:
+        front.stop()
+        remote.stop()

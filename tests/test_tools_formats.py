@@ -136,3 +136,91 @@ def test_a_schema_nested_too_deeply_is_refused_not_a_crash() -> None:
         schema = {"type": "object", "properties": {"a": schema}}
     with pytest.raises(InputError, match="nested too deeply"):
         check_tools([{"name": "f", "parameters": schema}])
+
+
+def test_grammars_close_objects_that_list_their_properties() -> None:
+    """LangChain sends tool schemas without ``additionalProperties``: a small model under such a grammar invents
+    keys until max_tokens. The grammar closes what is safe to close (the answer then matches the schema as sent)."""
+    from core.generation.constrain import closed
+
+    sent = {"type": "object", "properties": {"city": {"type": "string"}, "where": {
+        "type": "object", "properties": {"lat": {"type": "number"}}}, "tags": {"type": "array", "items": {
+            "type": "object", "properties": {"t": {"type": "string"}}}}}, "$defs": {"P": {"properties": {}}}}
+    out = closed(sent)
+    assert out["additionalProperties"] is False and out["properties"]["where"]["additionalProperties"] is False
+    assert out["properties"]["tags"]["items"]["additionalProperties"] is False
+    assert out["$defs"]["P"]["additionalProperties"] is False and "additionalProperties" not in sent  # a copy
+    kept = {"type": "object", "properties": {"a": {}}, "additionalProperties": {"type": "integer"}}
+    assert closed(kept) == kept
+    mixed = {"allOf": [{"properties": {"a": {}}}, {"properties": {"b": {}}}], "properties": {"a": {}}}
+    assert closed(mixed) == mixed  # closing a branch of allOf would refuse the keys of the other
+    one = {"oneOf": [{"properties": {"a": {}}}, {"properties": {"b": {}}}]}
+    assert closed(one) == one
+
+
+def test_a_call_written_twice_in_a_row_ends_the_answer_with_one_call() -> None:
+    block = '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'
+    stream = ToolStream(HermesFormat(), TOOLS, forced=True)
+    stream.feed(block + "\n")
+    assert not stream.repeated
+    stream.feed(block.replace('"a": 1', '"a":1') + "\n<tool_")  # the same call (spacing aside)
+    assert stream.repeated
+    stream.feed('call>\n{"name": "add"')  # what the model writes after it is dropped
+    rest, calls = stream.finish()
+    assert rest == "" and [(c.name, c.arguments) for c in calls] == [("add", {"a": 1})]
+    two = ToolStream(HermesFormat(), TOOLS, forced=True)
+    two.feed(block + "\n" + block.replace('"a": 1', '"a": 2'))
+    assert not two.repeated and len(two.finish()[1]) == 2  # two different calls are parallel calls
+
+
+GLM_TOOL = ToolSpec("get_weather", "w", {"type": "object", "properties": {
+    "city": {"type": "string"}, "days": {"type": "integer"}, "metric": {"type": "boolean"}}, "required": ["city"]})
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    (' get_weather\n ```python\ntool_call(city="北京", days=2)\n```', True),  # spaces as SentencePiece writes them
+    ('get_weather\n```python\ntool_call(city="x", metric=true)\n```', True),  # optional ones may be left out
+    ('get_weather\n```python\ntool_call(days=2)\n```', False),  # city is required
+    ('get_weather\n```python\ntool_call(city="x", extra=1)\n```', False),  # not a property
+    ('get_weather\n```python\ntool_call(city=__import__("os"))\n```', False),  # values are JSON, never code
+    ('rm_rf\n```python\ntool_call()\n```', False),  # not offered
+])
+def test_the_chatglm3_grammar_allows_only_calls_of_offered_tools(text: str, ok: bool) -> None:
+    """The grammar runs on ChatGLM3's own token bytes (the fixture's SentencePiece vocabulary through llguidance)."""
+    from llguidance import LLMatcher
+
+    from core.chatglm3 import ChatGLM3Tokenizer
+    from core.generation.constrain import _tokenizer
+    from core.models.codec import ChatGLM3Codec
+    from tests.chatglm3_fixture import FIXTURE
+
+    tokenizer = _tokenizer(ChatGLM3Codec(ChatGLM3Tokenizer(FIXTURE)))
+    matcher = LLMatcher(tokenizer, ChatGLM3Format().grammar([GLM_TOOL], parallel=True).text, log_level=0)
+    accepted = all(matcher.consume_token(t) for t in tokenizer.tokenize_str(text)) and matcher.is_accepting()
+    assert accepted == ok
+    if ok:
+        _, calls = ChatGLM3Format().parse(text, [GLM_TOOL])  # type: ignore[misc]
+        assert calls[0].arguments["city"] in ("北京", "x") and calls[0].arguments.get("metric", True) is True
+
+
+def test_chatglm3_calls_read_json_literals_and_refuse_unwritable_argument_names() -> None:
+    parsed = ChatGLM3Format().parse("get_weather\n```python\ntool_call(city=\"x\", metric=false, days=null)\n```",
+                                    [GLM_TOOL])
+    assert parsed is not None and parsed[1][0].arguments == {"city": "x", "metric": False, "days": None}
+    bad = ToolSpec("f", "", {"type": "object", "properties": {"from": {"type": "string"}}})
+    with pytest.raises(InputError, match="'from'.*Python identifier"):
+        ChatGLM3Format().grammar([bad], parallel=False)
+
+
+def test_an_answer_cut_inside_a_later_call_keeps_the_complete_calls() -> None:
+    first = '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'
+    stream = ToolStream(HermesFormat(), TOOLS, forced=True)
+    stream.feed(first + '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par')
+    assert stream.finish() == (first + '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par', [])
+    cut = ToolStream(HermesFormat(), TOOLS, forced=True)
+    cut.feed(first + '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par')
+    rest, calls = cut.finish(cut=True)
+    assert rest == "" and [(c.name, c.arguments) for c in calls] == [("add", {"a": 1})]
+    alone = ToolStream(HermesFormat(), TOOLS, forced=True)
+    alone.feed('<tool_call>\n{"name": "add", "argu')
+    assert alone.finish(cut=True) == ('<tool_call>\n{"name": "add", "argu', [])  # nothing complete: the text

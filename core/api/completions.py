@@ -20,7 +20,7 @@ from core.api.metrics import ApiMetrics
 from core.api.record import start_exchange
 from core.api.schemas import ChatCompletionRequest, ImagePart, ModelCard
 from core.api.tooling import ToolRequest, conversation, has_tool_turns, tool_request
-from core.backends.base import AdapterSpec, ChatMessages, Finished, TextDelta
+from core.backends.base import AdapterSpec, ChatMessages, Finished, TextDelta, ToolCalls
 from core.chat.config import ChatConfig
 from core.config import GenerationSettings
 from core.errors import ConfigError, GenerationError, InkstoneError, InputError, ModelError, NotFoundError
@@ -30,7 +30,7 @@ from core.images import ImageInput
 from core.models.vision import image_models_hint
 from core.personas.store import Persona
 from core.tools.formats import ToolFormat, tool_format
-from core.tools.spec import ToolCall
+from core.tools.spec import ToolCall, new_call_id
 from core.tools.stream import ToolStream
 
 EngineGetter = Callable[[], Any]
@@ -60,6 +60,9 @@ class Prepared:
     """The grammar state that forces a call or a JSON answer (one per request), or None."""
     user_images: list[ImageInput] = field(default_factory=list)
     """The pictures of the last user message (checked), for the history to store with it (``inkstone_session``)."""
+    forward: dict[str, Any] | None = None
+    """For a backend that forwards tools (a remote server): the request's OpenAI tool and ``response_format``
+    fields, sent as they are; the server renders, parses and constrains them."""
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,12 @@ class Completions:
             messages.insert(0, {"role": "system", "content": config.system_prompt})
         loaded = backend.loaded
         fmt = tool_format(loaded.codec if loaded is not None else None)
-        if tools.active or has_tool_turns(messages):
-            messages = fmt.render(messages, tools.tools if tools.active else [])
-        constraint = self._constraint(backend, tools, fmt)
+        forward = _forward(req, tools) if backend.capabilities.tools else None
+        constraint = None
+        if forward is None:
+            if tools.active or has_tool_turns(messages):
+                messages = fmt.render(messages, tools.tools if tools.active else [])
+            constraint = self._constraint(backend, tools, fmt)
         window = backend.context_window
         prompt_tokens = _count(backend, messages)
         if prompt_tokens >= window:
@@ -176,7 +182,8 @@ class Completions:
         stored = replace(config, settings=settings, stored={**config.stored, **settings.to_dict()})
         return Prepared(req.model, messages, settings, config.adapter, config.persona, prompt_tokens, req.stops,
                         req.seed, req.inkstone_session, users[-1]["content"], stored, tools,
-                        fmt if tools.active else None, constraint, list(users[-1].get("images") or []))
+                        fmt if tools.active and forward is None else None, constraint,
+                        list(users[-1].get("images") or []), forward or None)
 
     @staticmethod
     def _constraint(backend: Any, tools: ToolRequest, fmt: ToolFormat) -> Constraint | None:
@@ -209,18 +216,30 @@ class Completions:
         kwargs: dict[str, Any] = {"seed": prep.seed} if prep.seed is not None and _takes_seed(backend) else {}
         if prep.constraint is not None:
             kwargs["constraint"] = prep.constraint
+        if prep.forward:
+            kwargs["tools"] = prep.forward
+        made: list[ToolCall] = []
         calls = ToolStream(prep.tool_format, prep.tools.tools, prep.tools.forced) if prep.tool_format else None
+        lead = prep.constraint is not None and prep.tools.json_mode  # whitespace a grammar lets open the JSON
         events = backend.stream(prep.messages, prep.settings, stop, prep.adapter, **kwargs)
         try:
             for event in events:
                 if isinstance(event, Finished):
                     finished = event
+                elif isinstance(event, ToolCalls):  # a remote server's calls
+                    made = [ToolCall(c["id"] or new_call_id(), c["name"], c["arguments"]) for c in event.calls]
                 elif isinstance(event, TextDelta) and not hit_stop:
                     text, hit_stop = scanner.feed(event.text)
                     if hit_stop:
                         stop.set()
                     if calls is not None:
                         text = calls.feed(text)
+                        if calls.repeated and not stop.is_set():  # the model repeats its call: end it here
+                            stop.set()
+                            hit_stop = True
+                    if lead:
+                        text = text.lstrip()
+                        lead = not text
                     if text:
                         if record:
                             record.add(text)
@@ -240,16 +259,17 @@ class Completions:
                     with suppress(InkstoneError):
                         record.save(record.end())  # stored as ``stopped``
         tail = scanner.flush() if not hit_stop else ""
-        made: list[ToolCall] = []
         if calls is not None:
             tail = calls.feed(tail)
-            rest, made = calls.finish()
+            rest, made = calls.finish(cut=finished.reason == "length")
             tail += rest
+        if lead:
+            tail = tail.lstrip()
         if tail:
             if record:
                 record.add(tail)
             yield tail
-        if hit_stop:  # the client's stop string ended it (through the stop event): OpenAI's ``stop``
+        if hit_stop:  # a stop string (or a repeated call) ended it through the stop event: OpenAI's ``stop``
             finished = replace(finished, reason="stop")
         prompt = finished.prompt_tokens or prep.prompt_tokens
         completion, ttft, rate = finished.completion_tokens, finished.ttft_s, finished.tokens_per_s
@@ -258,9 +278,9 @@ class Completions:
             record.finish(finished)
             record.save(record.end())
         reason = "cancelled" if finished.reason == "stopped" else finished.reason
-        if made and reason in ("stop", "length"):
+        if made and reason == "stop":
             reason = "function_call" if prep.tools.legacy else "tool_calls"
-        elif made:
+        elif made and reason != "length":  # cut by max_tokens: the complete calls, finish_reason "length"
             made = []  # a cancelled answer's calls are not complete
         yield Outcome(reason, prompt, completion, ttft, rate, record.session_id if record else None, made)
 
@@ -290,6 +310,22 @@ class StopScanner:
         """The held-back tail, at the end of the answer."""
         out, self.buffer = self.buffer, ""
         return out
+
+
+def _forward(req: ChatCompletionRequest, tools: ToolRequest) -> dict[str, Any]:
+    """The request's tool and ``response_format`` fields in OpenAI's shape (legacy ``functions`` as ``tools``), for
+    a server that handles them itself; only the fields the client sent."""
+    out: dict[str, Any] = {}
+    if tools.tools:
+        out["tools"] = [t.openai() for t in tools.tools]
+        if req.tool_choice is not None or req.function_call is not None:
+            out["tool_choice"] = tools.choice if tools.choice in ("none", "auto", "required") else \
+                {"type": "function", "function": {"name": tools.choice}}
+        if req.parallel_tool_calls is not None:
+            out["parallel_tool_calls"] = req.parallel_tool_calls
+    if req.response_format is not None and req.response_format.type != "text":
+        out["response_format"] = req.response_format.model_dump(by_alias=True, exclude_none=True)
+    return out
 
 
 def _count(backend: Any, messages: ChatMessages) -> int:

@@ -37,7 +37,7 @@ def from_domain(exc: InkstoneError) -> ApiError:
     message = str(exc)
     if isinstance(exc, InputError):
         code = "context_length_exceeded" if "context window" in message else "invalid_value"
-        return ApiError(400, message, code=code, param="messages")
+        return ApiError(400, message, code=code, param=exc.param or "messages")
     if isinstance(exc, NotFoundError):
         return ApiError(404, message, code="not_found")
     if isinstance(exc, ModelError):

@@ -52,10 +52,13 @@ class ToolRequest:
                                f"tool format ({fmt.name}) does not support yet: use tool_choice 'auto'.",
                                code="unsupported_value", param="tool_choice")
             tools = self.tools if self.choice == "required" else [t for t in self.tools if t.name == self.choice]
-            return fmt.grammar(tools, self.parallel and self.choice == "required", codec)
+            try:
+                return fmt.grammar(tools, self.parallel and self.choice == "required", codec)
+            except InputError as exc:
+                raise ApiError(400, str(exc), code="invalid_value", param="tool_choice") from None
         if self.json_mode:
             try:
-                return Grammar.json_schema(self.schema)
+                return fmt.json_grammar(self.schema)
             except InputError as exc:
                 raise ApiError(400, str(exc), code="invalid_value", param="response_format") from None
         return None

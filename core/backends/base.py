@@ -58,7 +58,16 @@ class Finished:
         return (self.completion_tokens - 1) / self.decode_s
 
 
-StreamEvent = TextDelta | Finished
+@dataclass(frozen=True)
+class ToolCalls:
+    """The calls a remote server's answer made, sent before ``Finished`` by a backend that declares
+    ``capabilities.tools`` when it was given ``tools=``: each ``{"id", "name", "arguments"}`` (arguments a dict; the
+    id may be empty)."""
+
+    calls: list[dict[str, Any]]
+
+
+StreamEvent = TextDelta | ToolCalls | Finished
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,11 @@ class Capabilities:
     grammar: bool = False
     """``stream`` takes a keyword ``constraint`` (``core.generation.constrain.Constraint``): every sampled token is
     one the grammar allows. Callers pass ``constraint=`` only to a backend that declares it."""
+    tools: bool = False
+    """``stream`` takes a keyword ``tools``: the request's OpenAI fields (``tools``, ``tool_choice``,
+    ``parallel_tool_calls``, ``response_format``) to forward to a server that renders, parses and constrains them
+    itself; its calls come back as one ``ToolCalls`` event. Callers pass ``tools=`` only to a backend that
+    declares it, and then render nothing themselves."""
     images: bool = False
     """The model reads pictures: user messages may carry ``"images"`` (``core.images.ImageInput``). Callers refuse
     a message with pictures, before storing it, for a backend that does not declare it."""

@@ -22,10 +22,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from core.backends.base import AdapterSpec, Capabilities, ChatMessages, ModelInfo, StreamEvent, TextDelta
+from core.backends.base import AdapterSpec, Capabilities, ChatMessages, ModelInfo, StreamEvent, TextDelta, ToolCalls
 from core.backends.timing import StreamTimer
 from core.config import GenerationSettings
-from core.errors import GenerationError, ModelError
+from core.errors import GenerationError, InputError, ModelError
 
 
 def estimate_tokens(text: str) -> int:
@@ -37,10 +37,11 @@ def estimate_tokens(text: str) -> int:
 class OpenAIBackend:
     """Streams answers from an OpenAI-compatible server."""
 
-    capabilities = Capabilities(seed=True, max_concurrent=32, adapters=True, images=True)
+    capabilities = Capabilities(seed=True, max_concurrent=32, adapters=True, images=True, tools=True)
     """The server takes a seed; 32 answers are sent to it at once (it batches them; more wait in Inkstone's fair
     queue); a persona's adapter maps to the server's LoRA model name; pictures are forwarded as ``image_url`` parts
-    (the server decides whether its model reads them, and its refusal is passed on as it says it)."""
+    (the server decides whether its model reads them, and its refusal is passed on as it says it); tools and
+    ``response_format`` are forwarded (the server renders, parses and constrains them)."""
 
     def __init__(self, *, model_id: str, base_url: str, model: str, api_key: str | None = None,
                  context_window: int = 4096, adapters: tuple[tuple[str, str], ...] = (),
@@ -74,7 +75,7 @@ class OpenAIBackend:
         """An estimate (no local tokenizer): characters per message plus 4 for its role markers, plus 2, plus each
         picture's image tokens as a Qwen2-VL-style server counts them (one per 28 x 28 pixels, 64 to 1,280)."""
         pictures = sum(estimate_image_tokens(i.width, i.height) for m in messages for i in m.get("images") or [])
-        return sum(estimate_tokens(m["content"]) + 4 for m in messages) + 2 + pictures
+        return sum(estimate_tokens(m.get("content") or "") + 4 for m in messages) + 2 + pictures
 
     def generate_ids(self, messages: ChatMessages, settings: GenerationSettings) -> list[int]:
         """Refused: the server's token ids are not exposed (no local tokenizer)."""
@@ -97,24 +98,29 @@ class OpenAIBackend:
         stop: threading.Event,
         adapter: AdapterSpec | None = None,
         seed: int | None = None,
+        tools: dict[str, Any] | None = None,
     ) -> Iterator[StreamEvent]:
         """Stream from the server (see ``Backend.stream``); a dropped connection or server error raises
-        GenerationError naming the server, after the text received so far was yielded."""
+        GenerationError naming the server, after the text received so far was yielded. ``tools`` (OpenAI fields:
+        ``tools``, ``tool_choice``, ``parallel_tool_calls``, ``response_format``) are forwarded; the server's calls
+        come back as one ``ToolCalls`` event; a server that refuses them raises ``InputError`` naming the field."""
         import openai
 
         timer = StreamTimer()
         with self._count_lock:
             self._active += 1
         produced: list[str] = []
+        pieces: dict[int, dict[str, str]] = {}  # streamed calls by index: id, name, arguments so far
         usage: Any = None
         finish: str | None = None
         response: Any = None
         try:
             response = self.client.chat.completions.create(
-                model=self.server_model(adapter), messages=wire_messages(messages), stream=True,  # type: ignore
-                stream_options={"include_usage": True}, max_tokens=settings.max_new_tokens,
+                model=self.server_model(adapter), messages=wire_messages(messages),  # type: ignore[misc]
+                stream=True, stream_options={"include_usage": True}, max_tokens=settings.max_new_tokens,
                 temperature=settings.temperature, top_p=settings.top_p, **({"seed": seed} if seed is not None else {}),
                 extra_body={"top_k": settings.top_k, "repetition_penalty": settings.repetition_penalty},
+                **(tools or {}),
             )
             for chunk in response:
                 if stop.is_set():
@@ -126,11 +132,25 @@ class OpenAIBackend:
                         timer.token()
                         produced.append(choice.delta.content)
                         yield TextDelta(choice.delta.content)
+                    for piece in choice.delta.tool_calls or []:
+                        timer.token()
+                        call = pieces.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+                        call["id"] = piece.id or call["id"]
+                        if piece.function is not None:
+                            call["name"] += piece.function.name or ""
+                            call["arguments"] += piece.function.arguments or ""
                     finish = choice.finish_reason or finish
         except openai.NotFoundError as exc:
             raise ModelError(f"The server at {self.base_url} has no model {self.server_model(adapter)!r} "
                              f"({_detail(exc)}): check `model` / `adapters` in [models.{self.model_id}].") from None
         except openai.APIStatusError as exc:
+            if tools and exc.status_code in (400, 422) and not produced:
+                fields = ", ".join(tools)
+                raise InputError(f"The model server at {self.base_url} refused this request, which sent {fields} "
+                                 f"(HTTP {exc.status_code}: {_detail(exc)}). If the server does not support them "
+                                 "(vLLM needs --enable-auto-tool-choice and --tool-call-parser for tools), leave them "
+                                 "out, or load the model in-process, where Inkstone renders and constrains them.",
+                                 param=_param(exc, list(tools))) from None
             raise GenerationError(f"The server at {self.base_url} refused the answer (HTTP {exc.status_code}: "
                                   f"{_detail(exc)}).") from None
         except openai.APIConnectionError as exc:
@@ -156,9 +176,55 @@ class OpenAIBackend:
                                   "the text so far is kept. Check the server, then regenerate.")
         else:
             reason = "length" if finish == "length" else "stop"  # the server's reason (tool calls, filter: stop)
+        if pieces and not stop.is_set():
+            yield ToolCalls(self._calls(pieces))
         prompt = usage.prompt_tokens if usage is not None else self.count_prompt_tokens(messages)
         completion = usage.completion_tokens if usage is not None else estimate_tokens("".join(produced))
         yield timer.finished(prompt, completion, reason)
+
+    def _calls(self, pieces: dict[int, dict[str, str]]) -> list[dict[str, Any]]:
+        """The server's streamed calls, in index order: ``{"id", "name", "arguments"}`` with the arguments read as
+        a JSON object."""
+        import json
+
+        calls = []
+        for _, piece in sorted(pieces.items()):
+            try:
+                args = json.loads(piece["arguments"] or "{}")
+            except (ValueError, RecursionError):
+                args = None
+            if not isinstance(args, dict) or not piece["name"]:
+                raise GenerationError(f"The model server at {self.base_url} returned a tool call that is not a "
+                                      f"function name with a JSON object of arguments ({piece['name']!r}, "
+                                      f"{piece['arguments'][:80]!r}); check the server's tool-call parser.")
+            calls.append({"id": piece["id"], "name": piece["name"], "arguments": args})
+        return calls
+
+
+def _wire(message: dict[str, Any]) -> dict[str, Any]:
+    """A prompt message as OpenAI's API takes it: role and content, an assistant's calls with their arguments as
+    JSON strings, a tool result with its ``tool_call_id``."""
+    import json
+
+    out: dict[str, Any] = {"role": message["role"], "content": message.get("content")}
+    if message.get("tool_calls"):
+        out["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
+            "name": c["function"]["name"], "arguments": c["function"]["arguments"]
+            if isinstance(c["function"]["arguments"], str) else json.dumps(c["function"]["arguments"],
+                                                                            ensure_ascii=False)}}
+            for c in message["tool_calls"]]
+        out["content"] = out["content"] or None
+    if message["role"] == "tool":
+        out["tool_call_id"] = message.get("tool_call_id", "")
+    return out
+
+
+def _param(exc: Exception, fields: list[str]) -> str:
+    """The forwarded field the server named in its error (``param``), else the first one sent."""
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, dict) else None
+    named = error.get("param") if isinstance(error, dict) else None
+    return named if named in fields else fields[0]
 
 
 def estimate_image_tokens(width: int, height: int) -> int:
@@ -167,17 +233,16 @@ def estimate_image_tokens(width: int, height: int) -> int:
 
 
 def wire_messages(messages: ChatMessages) -> list[dict[str, Any]]:
-    """The messages as the OpenAI wire format carries them: a message's pictures (``images``) become ``image_url``
-    parts with ``data:`` URLs after its text part."""
+    """The messages as the OpenAI wire format carries them (``_wire``): a message's pictures (``images``) become
+    ``image_url`` parts with ``data:`` URLs after its text part."""
     out = []
     for message in messages:
-        images = message.get("images")
-        if not images:
-            out.append(message)
-            continue
-        parts: list[dict[str, Any]] = [{"type": "text", "text": message["content"]}] if message.get("content") else []
-        parts += [{"type": "image_url", "image_url": {"url": image.data_url()}} for image in images]
-        out.append({**{k: v for k, v in message.items() if k != "images"}, "content": parts})
+        wired = _wire(message)
+        if images := message.get("images"):
+            parts: list[dict[str, Any]] = [{"type": "text", "text": message["content"]}] if message.get("content") \
+                else []
+            wired["content"] = parts + [{"type": "image_url", "image_url": {"url": i.data_url()}} for i in images]
+        out.append(wired)
     return out
 
 

@@ -131,6 +131,27 @@ class ChatGLM3Tokenizer:
             text.append(self.sp.decode(buffer))
         return "".join(text)
 
+    def token_bytes(self) -> list[bytes]:
+        """The bytes each id stands for, as a grammar library needs them (``core.generation.constrain``): a piece's
+        text with ``▁`` as a space, a byte-fallback piece ``<0xNN>`` as that byte, and control pieces (``<s>``,
+        ``</s>``, ``<unk>``) and the ChatGLM3 specials as their text after a 0xFF byte (never valid UTF-8, so no
+        text can spell them). The first piece of an answer keeps its space here; ``decode`` drops it."""
+        out: list[bytes] = []
+        for i in range(self.sp_vocab_size):
+            piece = self.sp.id_to_piece(i)
+            if self.sp.is_byte(i):
+                out.append(bytes([int(piece[3:5], 16)]))
+            elif self.sp.is_control(i) or self.sp.is_unknown(i):
+                out.append(b"\xff" + piece.encode())
+            else:
+                out.append(piece.replace("\u2581", " ").encode())
+        return out + [b"\xff" + tok.encode() for tok in SPECIAL_TOKENS]
+
+    def special_token_ids(self) -> list[int]:
+        """Ids that stand for no text: SentencePiece control and unknown pieces, and the ChatGLM3 specials."""
+        plain = [i for i in range(self.sp_vocab_size) if self.sp.is_control(i) or self.sp.is_unknown(i)]
+        return plain + list(self.special_ids.values())
+
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
         """Piece text of each id (special token text for specials, ``""`` for padded-vocabulary ids)."""
         n = self.sp_vocab_size

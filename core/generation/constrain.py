@@ -43,7 +43,7 @@ class Grammar:
         """Any JSON object (``schema`` None: ``json_object``) or one that matches ``schema``."""
         from llguidance import LLMatcher
 
-        body = schema if schema is not None else {"type": "object"}
+        body = closed(schema) if schema is not None else {"type": "object"}
         options = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
         try:
             text = LLMatcher.grammar_from_json_schema(body, overrides=options)  # type: ignore[arg-type]
@@ -60,14 +60,50 @@ class Grammar:
         return Grammar(LLMatcher.grammar_from_lark(source), purpose)
 
 
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+_SUBSCHEMA_LISTS = ("anyOf", "prefixItems")
+_SUBSCHEMAS = ("items", "additionalProperties", "contains")
+
+
+def closed(schema: Any) -> Any:
+    """``schema`` with every object that lists its ``properties`` closed (``additionalProperties: false``) unless it
+    says otherwise, for the grammar only: what matches the closed schema matches ``schema`` too, and a small model
+    no longer invents keys until it runs out of tokens (a tool schema from LangChain leaves objects open).
+
+    Only places where a stricter part makes the whole stricter are walked: not ``allOf`` (closing one branch would
+    refuse the keys the others add; an object beside ``allOf``, ``anyOf``, ``oneOf`` or ``$ref`` stays open too),
+    ``oneOf`` (a branch closed could leave one match where the original had two), ``not`` or ``if``."""
+    if isinstance(schema, list):
+        return [closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: closed(sub) for name, sub in out[key].items()}
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [closed(sub) for sub in out[key]]
+    for key in _SUBSCHEMAS:
+        if key in out:
+            out[key] = closed(out[key])
+    opened_elsewhere = any(k in out for k in ("additionalProperties", "patternProperties", "unevaluatedProperties",
+                                               "allOf", "anyOf", "oneOf", "$ref"))
+    if isinstance(out.get("properties"), dict) and not opened_elsewhere:
+        out["additionalProperties"] = False
+    return out
+
+
 def lark_json(schema: dict[str, Any]) -> str:
     """``schema`` as an inline ``%json`` rule body for a Lark grammar (compact separators with one space)."""
-    guided = {**schema, "x-guidance": {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}}
+    guidance = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+    guided = {**closed(schema), "x-guidance": guidance}
     return "%json " + json.dumps(guided, ensure_ascii=False)
 
 
 def _tokenizer(codec: Any) -> Any:
-    """The llguidance tokenizer of ``codec`` (built once per codec: about a second)."""
+    """The llguidance tokenizer of ``codec`` (built once per codec: about a second): from a fast Hugging Face
+    tokenizer, or from a tokenizer that lists its tokens' bytes (``token_bytes``, ChatGLM3's SentencePiece codec)."""
     with _LOCK:
         found = _TOKENIZERS.get(codec)
         if found is not None:
@@ -75,15 +111,55 @@ def _tokenizer(codec: Any) -> Any:
         tokenizer = getattr(codec, "tokenizer", None)
         from transformers import PreTrainedTokenizerFast
 
-        if not isinstance(tokenizer, PreTrainedTokenizerFast):
-            raise ModelError("Constrained decoding (tool_choice required or named, response_format json) needs a "
-                             "model with a fast Hugging Face tokenizer; this model's tokenizer is not one (ChatGLM3's "
-                             "SentencePiece codec is not supported yet): leave these options out.")
-        import llguidance.hf
+        if isinstance(tokenizer, PreTrainedTokenizerFast):
+            import llguidance.hf
 
-        built = llguidance.hf.from_tokenizer(tokenizer, n_vocab=len(tokenizer), eos_token=list(codec.stop_ids))
+            built = llguidance.hf.from_tokenizer(tokenizer, n_vocab=len(tokenizer), eos_token=list(codec.stop_ids))
+        elif callable(getattr(tokenizer, "token_bytes", None)):
+            from llguidance import LLTokenizer, TokenizerWrapper
+
+            built = LLTokenizer(TokenizerWrapper(ByteVocab(tokenizer.token_bytes(), tokenizer.special_token_ids(),
+                                                           int(codec.stop_ids[0]))))
+        else:
+            raise ModelError("Constrained decoding (tool_choice required or named, response_format json) needs a "
+                             "model whose tokenizer llguidance can read (a fast Hugging Face tokenizer, or ChatGLM3's "
+                             f"codec); this model's is a {type(tokenizer).__name__}: leave these options out.")
         _TOKENIZERS[codec] = built
         return built
+
+
+class ByteVocab:
+    """A vocabulary given as each id's bytes, in the shape ``llguidance.TokenizerWrapper`` reads: ``tokens``,
+    ``special_token_ids``, ``eos_token_id``, ``bos_token_id``, and a call that tokenizes bytes (greedily, longest
+    token first: llguidance needs some tokenization of forced text, not the model's own)."""
+
+    def __init__(self, tokens: list[bytes], special_ids: list[int], eos_id: int) -> None:
+        self.tokens = tokens
+        self.special_token_ids = special_ids
+        self.eos_token_id = eos_id
+        self.bos_token_id = None
+        special = set(special_ids)
+        self._ids: dict[bytes, int] = {}
+        for i, tok in enumerate(tokens):
+            if tok and i not in special:
+                self._ids.setdefault(tok, i)
+        self._longest = max((len(t) for t in self._ids), default=1)
+
+    def __call__(self, text: bytes | str) -> list[int]:
+        """Ids whose bytes spell ``text`` (bytes without a token of their own are skipped)."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        ids: list[int] = []
+        i = 0
+        while i < len(data):
+            for size in range(min(self._longest, len(data) - i), 0, -1):
+                found = self._ids.get(data[i : i + size])
+                if found is not None:
+                    ids.append(found)
+                    i += size
+                    break
+            else:
+                i += 1
+        return ids
 
 
 def compile_for(codec: Any, grammar: Grammar) -> Constraint:
@@ -98,17 +174,20 @@ def compile_for(codec: Any, grammar: Grammar) -> Constraint:
     if matcher.is_error():
         raise InputError(f"The {grammar.purpose} cannot be used for constrained decoding: "
                          f"{matcher.get_error()[:500]}. Fix the schema.")
-    return Constraint(matcher, list(codec.stop_ids), tokenizer.vocab_size)
+    return Constraint(matcher, list(codec.stop_ids), tokenizer.vocab_size, tokenizer.eos_token)
 
 
 class Constraint:
     """One answer's grammar state: which tokens may come next, advanced token by token."""
 
-    def __init__(self, matcher: Any, stop_ids: list[int], vocab: int) -> None:
+    def __init__(self, matcher: Any, stop_ids: list[int], vocab: int, eos: int | None = None) -> None:
         self.matcher = matcher
         self.stop_ids = stop_ids
         self.vocab = vocab
         """Tokens the matcher knows (the tokenizer's vocabulary; the model's logits may be wider)."""
+        self.eos = stop_ids[0] if eos is None else eos
+        """The end token the matcher knows; where it may come, every stop id may (ChatGLM3 ends a call with
+        ``<|observation|>``)."""
         self._bits: Any = None
 
     @property
@@ -133,6 +212,8 @@ class Constraint:
         fill_next_token_bitmask(self.matcher, self._bits, 0)
         shifts = torch.arange(32, dtype=torch.int32)
         allowed = ((self._bits[0].unsqueeze(-1) >> shifts) & 1).reshape(-1)[:size].bool()
+        if self.eos < size and allowed[self.eos]:
+            allowed[[i for i in self.stop_ids if i < size]] = True
         allowed = allowed.to(out.device)
         if size < vocab:
             out[..., size:] = float("-inf")
@@ -141,8 +222,10 @@ class Constraint:
 
     def consume(self, token: int) -> None:
         """Advance past the sampled ``token`` (a stop id after completion is accepted)."""
-        if token in self.stop_ids and self.matcher.is_stopped():
-            return
+        if token in self.stop_ids:
+            if self.matcher.is_stopped():
+                return
+            token = self.eos
         self.matcher.consume_token(token)
 
 

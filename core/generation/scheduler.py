@@ -228,7 +228,7 @@ class QueuedBackend:
         capacity = self.remote or (batch if self.batcher else 1)
         self.queue = FairQueue(capacity, on_shared=self._adapters_off if self.batcher else None)
         self.capabilities = Capabilities(seed=declared.seed, max_concurrent=capacity, adapters=declared.adapters,
-                                         grammar=declared.grammar, images=declared.images)
+                                         grammar=declared.grammar, images=declared.images, tools=declared.tools)
         """The wrapped backend's, with as many answers at once as the queue admits."""
 
     @property
@@ -283,12 +283,16 @@ class QueuedBackend:
         adapter: AdapterSpec | None = None,
         seed: int | None = None,
         constraint: Any = None,
+        tools: dict[str, Any] | None = None,
     ) -> Iterator[StreamEvent]:
         """Wait for a turn (in arrival order), then stream, batched or alone (see ``Backend.stream``); a
-        ``constraint`` (grammar) goes to the batch or to the backend, both sample under it."""
+        ``constraint`` (grammar) goes to the batch or to the backend, both sample under it; ``tools`` (OpenAI
+        fields to forward) go to a backend that declares ``capabilities.tools``."""
         seeded: dict[str, Any] = {"seed": seed} if seed is not None and self.inner.capabilities.seed else {}
         if constraint is not None and self.inner.capabilities.grammar:
             seeded["constraint"] = constraint
+        if tools and self.inner.capabilities.tools:
+            seeded["tools"] = tools
         batched = self.batcher is not None and adapter is None and self.batcher.fits(messages, settings, seed)
         asked = time.perf_counter()
         with self.queue.turn(stop, shared=batched or bool(self.remote)) as admitted:

@@ -21,6 +21,7 @@ import json
 import re
 from typing import Any
 
+from core.errors import InputError
 from core.generation.constrain import Grammar, lark_json
 from core.tools.spec import ToolCall, ToolSpec, new_call_id
 
@@ -29,6 +30,7 @@ TOOLS_KEY = "tools"
 """Key of the message that carries the offered tools to the codec (``HFChatCodec`` passes them to the template)."""
 
 _BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+_CLOSED_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
 FALLBACK_SYSTEM = (
     "You can call tools. To call one, answer with only a block <tool_call>{{\"name\": <tool name>, \"arguments\": "
     "<arguments object>}}</tool_call> (one block per call); each result comes back in a <tool_response> block, "
@@ -62,6 +64,28 @@ class ToolFormat:
                 return None
             calls.append(call)
         return _BLOCK.sub("", text).strip(), calls
+
+    def repeat_at(self, text: str) -> int | None:
+        """Where ``text`` (an answer's calls so far) starts writing its last complete call a second time in a row
+        (same name, same arguments), or None: a small model under a grammar that allows several calls may repeat
+        one until ``max_tokens``; the caller ends the answer there and keeps the calls before."""
+        blocks = list(_CLOSED_BLOCK.finditer(text))
+        if len(blocks) < 2 or _loads(blocks[-1].group(1)) is None:
+            return None
+        if _loads(blocks[-1].group(1)) != _loads(blocks[-2].group(1)):
+            return None
+        return blocks[-1].start()
+
+    def complete_part(self, text: str) -> str | None:
+        """``text`` up to the end of its last complete call block, or None without one (the rest of an answer that
+        ran out of tokens inside a later call)."""
+        end = text.rfind("</tool_call>")
+        return text[: end + len("</tool_call>")] if end >= 0 else None
+
+    def json_grammar(self, schema: dict[str, Any] | None) -> Grammar:
+        """The grammar of a ``response_format`` answer: any JSON object (``schema`` None) or one matching
+        ``schema``."""
+        return Grammar.json_schema(schema)
 
     def call_start(self, text: str, at_start: bool, names: frozenset[str] = frozenset()) -> int | None:
         """Where a call starts in ``text`` (None: none yet); ``at_start`` when nothing was emitted before it (an
@@ -166,7 +190,6 @@ class ChatGLM3Format(ToolFormat):
 
     name = "chatglm3"
     opener = ""
-    constrainable = False
 
     def render(self, messages: Messages, tools: list[ToolSpec]) -> Messages:
         """Tools in the system message (the codec appends them as JSON), calls as name + block, observations."""
@@ -204,7 +227,7 @@ class ChatGLM3Format(ToolFormat):
         try:
             node = ast.parse(f"f({found.group(1)})", mode="eval").body
             assert isinstance(node, ast.Call) and not node.args
-            args = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
+            args = {kw.arg: ast.literal_eval(_JsonNames().visit(kw.value)) for kw in node.keywords if kw.arg}
             if len(args) != len(node.keywords):
                 return None
         except (SyntaxError, ValueError, TypeError, AssertionError, MemoryError, RecursionError):
@@ -220,10 +243,69 @@ class ChatGLM3Format(ToolFormat):
         return len(text) if at_start and "\n" not in text.lstrip() and len(text) < 80 else 0
 
     def grammar(self, tools: list[ToolSpec], parallel: bool, codec: Any = None) -> Grammar:  # noqa: ARG002
-        """Not available: the ChatGLM3 codec has no fast tokenizer for llguidance."""
-        raise NotImplementedError
+        """One call (ChatGLM3 makes one per turn): an offered tool's name, a line break, then ``tool_call(...)`` with
+        the arguments as keywords in the schema's order, each value JSON (which Python reads too; ``parse`` takes
+        ``true``/``false``/``null``). A space may open the answer and the block, as SentencePiece writes them."""
+        rules = []
+        for j, tool in enumerate(tools):
+            rules.append(f't{j}: {json.dumps(tool.name)} "\\n" " "? "```python\\ntool_call(" t{j}a0 ")\\n```"')
+            rules += _glm3_arguments(tool, f"t{j}")
+        calls = " | ".join(f"t{j}" for j in range(len(tools)))
+        return Grammar.lark(f'start: " "? ({calls})\n' + "\n".join(rules) + "\n", "tools")
+
+    def complete_part(self, text: str) -> str | None:
+        """``text`` up to the end of its last complete call block, or None without one (the rest of an answer that
+        ran out of tokens inside a later call)."""
+        end = text.rfind("</tool_call>")
+        return text[: end + len("</tool_call>")] if end >= 0 else None
+
+    def json_grammar(self, schema: dict[str, Any] | None) -> Grammar:
+        """The JSON answer after the line break that ends ChatGLM3's (empty) metadata line, as the model writes it
+        (the API strips the whitespace before the JSON)."""
+        body = lark_json(schema if schema is not None else {"type": "object"})
+        return Grammar.lark(f'start: " "? "\\n"? " "? body\nbody: {body}\n', "response_format")
 
 
+class _JsonNames(ast.NodeTransformer):
+    """``true``, ``false`` and ``null`` (JSON, as a grammar writes values) as Python constants; other names stay
+    names, which ``ast.literal_eval`` refuses."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:  # noqa: N802 (the visitor's naming)
+        value = {"true": True, "false": False, "null": None}
+        return ast.Constant(value[node.id]) if node.id in value else node
+
+
+def _glm3_arguments(tool: ToolSpec, prefix: str) -> list[str]:
+    """Lark rules for ``tool``'s keyword arguments: rule ``{prefix}a0`` is the whole list. With declared
+    ``properties``, each in order (``required`` ones always, others optional); without, any ``name=value`` pairs.
+    ``InputError`` for a property name a Python keyword argument cannot have."""
+    import keyword
+
+    props = tool.parameters.get("properties")
+    if not isinstance(props, dict) or not props:
+        if isinstance(props, dict):  # declared without properties: no arguments
+            return [f'{prefix}a0: ""']
+        return [f'{prefix}a0: ({prefix}kv (", " {prefix}kv)*)?',
+                f'{prefix}kv: /[A-Za-z_][A-Za-z0-9_]*/ "=" {lark_json({})}']
+    names = list(props)
+    for name in names:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise InputError(f"The tool {tool.name!r} has the argument {name!r}, which ChatGLM3's call format "
+                             "(tool_call(name=value)) cannot write: rename it to a Python identifier, or use "
+                             "tool_choice 'auto'.")
+    required = set(tool.parameters.get("required") or [])
+    rules = [f"{prefix}v{i}: {lark_json(props[name] if isinstance(props[name], dict) else {})}"
+             for i, name in enumerate(names)]
+    n = len(names)
+    for i, name in enumerate(names):  # a{i}: the list from argument i on, none written yet; r{i}: after one was
+        arg = f'"{name}=" {prefix}v{i}'
+        rest = f" {prefix}r{i + 1}" if i + 1 < n else ""
+        later = f"{prefix}a{i + 1}" if i + 1 < n else '""'
+        rules.append(f"{prefix}a{i}: {arg}{rest}" + ("" if name in required else f" | {later}"))
+        if i > 0:
+            pair = f'", " {arg}' if name in required else f'(", " {arg})?'
+            rules.append(f"{prefix}r{i}: {pair}{rest}")
+    return rules
 
 
 def _tag(codec: Any, tag: str) -> str:
@@ -288,6 +370,14 @@ def _merge_users(messages: Messages) -> Messages:
         else:
             out.append(m)
     return out
+
+
+def _loads(text: str) -> Any:
+    """``text`` as JSON, or None when it is not JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _json_call(block: str, names: set[str], key: str) -> ToolCall | None:
