@@ -25,6 +25,7 @@ from typing import Any
 
 from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
 from core.chat.config import ChatConfig, PersonaLoader, chat_config
+from core.chat.followup import standalone_query
 from core.chat.prompt import PromptPlan, build_prompt, fit_sources, with_context
 from core.config import GenerationSettings
 from core.errors import InkstoneError, InputError, NotFoundError
@@ -94,26 +95,15 @@ class Failed:
 ChatEvent = Started | Token | Sources | Done | Failed
 
 Retriever = Callable[[Session, str], list[dict[str, Any]] | None]
-"""Given a chat and what to search for (``retrieval_query``: the question after the user turn before it), the
+"""Given a chat and what to search for (``retrieval_query``: the question, a follow-up with its subject), the
 sources (dicts with ``n``, ``source``, ``page``, ``text``...) for its answer: None when the chat has RAG off, ``[]``
 when nothing relevant was found. An InkstoneError it raises makes the answer go without sources
 (``Sources.notice`` says why)."""
 
-RETRIEVAL_TURNS = 2
-"""User messages the knowledge bases are searched with: the question and the one before it."""
-RETRIEVAL_CHARS = 1000
-"""At most this much earlier text goes into the search (the question itself always goes in whole)."""
-
-
 def retrieval_query(history: list[tuple[str, str]]) -> str:
-    """The text the knowledge bases are searched with: the last user message after the user turn(s) before it,
-    so a follow-up ("and what about its price?") still finds what the conversation is about. Earlier turns are
-    cut to ``RETRIEVAL_CHARS`` (their ends kept: closest to the question)."""
-    asked = [" ".join(text.split()) for role, text in history if role == "user"][-RETRIEVAL_TURNS:]
-    if not asked:
-        return ""
-    earlier = " ".join(asked[:-1])[-RETRIEVAL_CHARS:]
-    return f"{earlier}\n{asked[-1]}" if earlier.strip() else asked[-1]
+    """The text the knowledge bases are searched with: the last user message, with the subject of the turns before
+    it put in front when it is a follow-up that does not name its own (``core.chat.followup``)."""
+    return standalone_query(history)
 
 
 class ChatService:

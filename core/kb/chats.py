@@ -37,8 +37,8 @@ def retrieve(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, ses
              question: str) -> list[dict[str, Any]] | None:  # fmt: skip
     """Sources for ``question`` in ``session``: None when the chat has RAG off, else its numbered sources
     ``[{"n", "source", "page", "ocr", "date", "score", "text", "query"}]`` (empty: nothing relevant found), where
-    ``query`` is what was searched for (the chat's follow-up rule puts the user turn before the question in
-    front of it: hit@4 on follow-ups 1.00 against 0.17 for the question alone, bench/rag_eval.py --hard).
+    ``query`` is what was searched for (``core.chat.followup``: a follow-up gets the subject of the turns before it;
+    hit@4 on the dev follow-ups 1.00 against 0.12 for the question alone, bench/rag_eval.py --hard).
     Raises a KnowledgeBaseError when it cannot search (the chat then answers without sources and says why).
     """
     rag, kbs = session_knowledge(rows, session.id)
