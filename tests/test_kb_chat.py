@@ -112,7 +112,7 @@ def test_context_is_trimmed_before_history() -> None:
         return sum(len(m["content"].split()) for m in messages)
 
     history = [("user", "old question " * 50), ("assistant", "old answer " * 50), ("user", "new question")]
-    sources = [{"n": i, "source": f"f{i}.txt", "page": None, "text": "chunk " * 60} for i in range(1, 5)]
+    sources = [{"n": i, "source": f"f{i}.txt", "page": None, "text": "chunk " * 55} for i in range(1, 5)]
     budget = dict(count_tokens=words, context_window=400, max_new_tokens=100)
     kept = fit_sources(history, sources, **budget, system="Be brief.")
     assert [s["n"] for s in kept] == [1, 2]  # within 60% of the 300-token budget: the best two
