@@ -32,6 +32,7 @@ from core.errors import InkstoneError, InputError, NotFoundError
 from core.history.recorder import AnswerRecorder, RecordedAnswer
 from core.history.store import HistoryStore, Message, Session
 from core.personas.store import Persona
+from knowledge.citations import check_sources
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class TurnStats:
     omitted_turns: int
     finish_reason: str | None = None
     """Why generation ended (``Finished.reason``: ``stop``, ``length``, ``stopped``)."""
+    sources: list[dict] | None = None
+    """The sources as stored with the answer, each checked one marked ``citation`` (``verified`` or
+    ``unverified``); None without RAG."""
 
 
 @dataclass(frozen=True)
@@ -357,6 +361,7 @@ class ChatService:
     def _finalize(self, turn: _Turn, rec: AnswerRecorder, end: RecordedAnswer) -> ChatEvent:
         """Write the answer row's end (text, status, error, figures, sources), settle a regenerate, and
         return the event that reports it. Never raises an Inkstone error: a failed write becomes ``Failed``."""
+        end, sources = checked_citations(end, turn.sources)
         stats = TurnStats(
             message_id=end.message_id,
             status=end.status,
@@ -367,9 +372,10 @@ class ChatService:
             tokens_per_s=end.tokens_per_s,
             omitted_turns=turn.plan.omitted_turns,
             finish_reason=end.reason,
+            sources=sources,
         )
         try:
-            rec.save(end, sources=turn.sources or None)
+            rec.save(end, sources=sources or None)
             self._settle_replacement(turn.replaces, end.message_id, end.status, end.text)
         except InkstoneError as exc:  # locked or disk full: written with the store's next write, or at close
             prefix = f"{end.error} " if end.error else ""
@@ -406,6 +412,17 @@ class _Turn:
     """Why RAG could not search for this answer."""
     persona: Persona | None = None
     """The persona that writes the answer, stored with it (None: no persona)."""
+
+
+def checked_citations(
+    end: RecordedAnswer, sources: list[dict[str, Any]] | None
+) -> tuple[RecordedAnswer, list[dict[str, Any]] | None]:
+    """The answer with each [n] checked against source n (``knowledge.citations``): re-pointed citations in its
+    text, its checked sources marked ``verified`` or ``unverified``. A failed answer is left as it is."""
+    if not sources or end.status == "error" or not end.text:
+        return end, sources
+    text, marked = check_sources(end.text, sources)
+    return replace(end, text=text), marked
 
 
 def _check_encodable(text: str) -> None:
