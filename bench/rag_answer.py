@@ -3,7 +3,8 @@
 Ingests the documents of tests/data/rag/ and tests/data/rag_hard/ into one knowledge base of a throwaway data dir
 (default embedder), then asks each question of a rag_hard question file (and, with ``--basic N``, the first N of the
 basic set tests/data/rag/questions.jsonl) in a new chat with RAG on, through ``ChatService`` as the chat view does
-(follow-ups get their earlier questions stored first, with a short placeholder answer). Prints per kind:
+(follow-ups get their earlier questions stored first, each answered "Sure. What would you like to know?").
+Prints per kind:
 
 - right: the expected answer is in the reply (its figures by value, so "42 metres" answers 四十二米);
 - language: the reply is in the question's language (Chinese characters for a Chinese question, few for English);
@@ -77,7 +78,7 @@ def ask(engine, question: dict) -> dict:  # noqa: ANN001 - an Engine
     engine.knowledge.set_session_knowledge(sid, True, ["eval"])
     for earlier in question.get("history", []):
         engine.store.add_message(sid, "user", earlier)
-        engine.store.add_message(sid, "assistant", "(answered from the documents)")
+        engine.store.add_message(sid, "assistant", "Sure. What would you like to know?")  # no facts to copy
     start = time.perf_counter()
     events = list(engine.service.send(sid, question["question"]))
     seconds = time.perf_counter() - start

@@ -100,7 +100,8 @@ _GUIDE = {
         "The user's documents were searched for this question and no relevant passage was found. If the question "
         "needs facts from the documents, say that the documents do not contain them; do not invent an answer. "
         "Answer in the language of the user's question.",
-        "Answer the user's question from these passages in the language of the question, citing them like [1].",
+        "Answer the user's question from these passages in the language of the question. Put the number of the "
+        "passage after each fact, for example: The price is 10 euros [2].",
     ),
     "zh": (
         "请只根据下面用户文档中带编号的资料回答，并像 [1] 这样标注所引用资料的编号。"
