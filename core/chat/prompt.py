@@ -100,8 +100,8 @@ _GUIDE = {
         "The user's documents were searched for this question and no relevant passage was found. If the question "
         "needs facts from the documents, say that the documents do not contain them; do not invent an answer. "
         "Answer in the language of the user's question.",
-        "Answer the user's question from these passages in the language of the question. Put the number of the "
-        "passage after each fact, for example: The price is 10 euros [2].",
+        "Answer the user's question from these passages in the language of the question, and put the number of "
+        "the passage you used in square brackets after the fact, like [1].",
     ),
     "zh": (
         "请只根据下面用户文档中带编号的资料回答，并像 [1] 这样标注所引用资料的编号。"
@@ -112,7 +112,8 @@ _GUIDE = {
     ),
 }
 """Per question language: the instructions before the passages, the reply when none was found, and a reminder
-after the passages (a small model follows the language of the last thing it read: English passages under a Chinese
+after the passages (no example sentence: the bundled 0.5B model copied one, "The price is 10 euros [2].", as its
+answer) (a small model follows the language of the last thing it read: English passages under a Chinese
 question otherwise pull it into English, and the reverse)."""
 _WHERE = {"en": ("p. {}", "dated {}", "OCR: may hold misread characters"),
           "zh": ("第 {} 页", "日期 {}", "OCR 识别，可能有错字")}  # fmt: skip
