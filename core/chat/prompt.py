@@ -112,9 +112,9 @@ _GUIDE = {
     ),
 }
 """Per question language: the instructions before the passages, the reply when none was found, and a reminder
-after the passages (no example sentence: the bundled 0.5B model copied one, "The price is 10 euros [2].", as its
-answer) (a small model follows the language of the last thing it read: English passages under a Chinese
-question otherwise pull it into English, and the reverse)."""
+after the passages (a small model follows the language of the last thing it read: English passages under a Chinese
+question otherwise pull it into English, and the reverse). The reminder has no example sentence: the bundled 0.5B
+model answered with one ("The price is 10 euros [2].") instead of the facts."""
 _WHERE = {"en": ("p. {}", "dated {}", "OCR: may hold misread characters"),
           "zh": ("第 {} 页", "日期 {}", "OCR 识别，可能有错字")}  # fmt: skip
 
