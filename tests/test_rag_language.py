@@ -30,7 +30,7 @@ def test_an_english_question_asks_for_the_language_of_the_question() -> None:
     block = context_block(SOURCES, "How much is the monthly parking fee?")
     assert block is not None
     assert block.startswith("Answer using only") and "language of the user's question" in block
-    assert block.endswith("in square brackets after the fact, like [1].")
+    assert block.endswith("in the language of the question, citing them like [1].")
     assert "[1] notice.html, p. 3, dated 2025-07-01" in block
     assert question_language("Orbit K2 电水壶的功率？") == "zh" and question_language("BW-170 price?") == "en"
 

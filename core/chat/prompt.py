@@ -100,8 +100,7 @@ _GUIDE = {
         "The user's documents were searched for this question and no relevant passage was found. If the question "
         "needs facts from the documents, say that the documents do not contain them; do not invent an answer. "
         "Answer in the language of the user's question.",
-        "Answer the user's question from these passages in the language of the question, and put the number of "
-        "the passage you used in square brackets after the fact, like [1].",
+        "Answer the user's question from these passages in the language of the question, citing them like [1].",
     ),
     "zh": (
         "请只根据下面用户文档中带编号的资料回答，并像 [1] 这样标注所引用资料的编号。"
@@ -113,8 +112,9 @@ _GUIDE = {
 }
 """Per question language: the instructions before the passages, the reply when none was found, and a reminder
 after the passages (a small model follows the language of the last thing it read: English passages under a Chinese
-question otherwise pull it into English, and the reverse). The reminder has no example sentence: the bundled 0.5B
-model answered with one ("The price is 10 euros [2].") instead of the facts."""
+question otherwise pull it into English, and the reverse). The reminder has no example sentence (the bundled 0.5B
+model answered with it: "The price is 10 euros [2].") and does not say "square brackets after the fact" (it then
+answered with passage labels, "[1] 2026-12-04"): measured with bench/rag_answer.py."""
 _WHERE = {"en": ("p. {}", "dated {}", "OCR: may hold misread characters"),
           "zh": ("第 {} 页", "日期 {}", "OCR 识别，可能有错字")}  # fmt: skip
 
