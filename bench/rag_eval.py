@@ -94,16 +94,19 @@ def evaluate(lib: KnowledgeLibrary, collection: str, embedder: str, mode: str, q
 
 
 HARD = Path(__file__).resolve().parents[1] / "tests" / "data" / "rag_hard"
-KINDS = ("same", "cross", "followup", "versioned", "table")
+KINDS = ("same", "cross", "followup", "switch", "versioned", "table")
 
 
 def followup_query(q: dict, rule: str) -> str:
-    """What a chat searches for this question: ``app`` is the chat's own rule (``retrieval_query``: the user turn
-    before it, then the question), ``last`` the question alone."""
+    """What a chat searches for this question: ``app`` is the chat's own rule (``retrieval_query``: the subject of the
+    turns before a follow-up put in front of it), ``prev`` the user turn before it always put in front (the rule
+    before), ``last`` the question alone."""
     from core.chat.service import retrieval_query
 
     if rule == "last" or not q.get("history"):
         return q["question"]
+    if rule == "prev":
+        return f"{q['history'][-1]}\n{q['question']}"
     turns = [("user", text) for text in q["history"]] + [("user", q["question"])]
     return retrieval_query(turns)
 
@@ -144,7 +147,7 @@ def main_hard(args: argparse.Namespace) -> None:
                                      DEFAULT_CHUNK_OVERLAP)  # fmt: skip
             print(f"{embedder}: ingested in {time.perf_counter() - start:.1f} s")
             print(f"{'embedder':10} {'follow-up':9} " + " ".join(f"{k:>9}" for k in (*KINDS, "unrelated")))
-            for rule in ("app", "last"):
+            for rule in ("app", "prev", "last"):
                 r = evaluate_hard(lib, [(collection, embedder)], questions, rule)
                 print(
                     f"{embedder:10} {rule:9} "

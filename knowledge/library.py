@@ -177,7 +177,7 @@ class KnowledgeLibrary:
         self.store = ChromaStore(Path(chroma_path), chroma_url)
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.Lock()
-        self._bm25 = Bm25Cache()
+        self._bm25 = Bm25Cache(Path(chroma_path).with_name(f"{Path(chroma_path).name}-bm25"))  # saved tokens
         self._cache = Path(chroma_path).parent / "cache"  # data/cache/: the ONNX graph of e5-small
 
     def register_embedder(self, embedder: Embedder) -> None:

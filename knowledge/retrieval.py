@@ -3,7 +3,8 @@
 Tokens: Chinese (and Japanese kana) runs are cut by jieba in search mode (words plus their sub-words, so
 "知识库" also matches "知识"); other scripts are lowercased words; a short stop list drops function words.
 The BM25 index of a collection is built once from its stored texts and cached until the collection's
-generation token (bumped by every write) or its size changes.
+generation token (bumped by every write) or its size changes; its tokens are saved next to the Chroma directory
+(``knowledge.bm25_file``), so a fresh process reads them instead of tokenizing every chunk again.
 
 Fusion: each candidate gets 1/(60 + rank) from the vector list and from the BM25 list; the k best fused
 candidates are kept. Their score is the calibrated cosine similarity to the query: the embedder's typical
@@ -14,9 +15,11 @@ best score first.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -92,32 +95,49 @@ class Bm25Index:
 
 
 class Bm25Cache:
-    """One BM25 index per collection, rebuilt (incrementally) when the collection changes."""
+    """One BM25 index per collection, rebuilt (incrementally) when the collection changes; with a ``directory``,
+    the tokens are also saved there (``knowledge.bm25_file``) so a fresh process starts from them."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path | None = None) -> None:
         self._indexes: dict[str, Bm25Index] = {}
         self._lock = threading.Lock()
+        self.directory = directory
 
     def get(self, store, name: str, generation: str, count: int) -> Bm25Index:  # store: ChromaStore
         """The index for ``name`` at ``generation``/``count``, building it from the stored texts if needed."""
+        from knowledge import bm25_file
+
         with self._lock:
             index = self._indexes.get(name)
             if index is not None and index.generation == generation and index.count == count:
                 return index
+            path = bm25_file.index_path(self.directory, name) if self.directory else None
+            if index is None and path is not None and (saved := bm25_file.load_tokens(path)) is not None:
+                meta, ids, vocab, tokens = saved
+                if meta.get("generation") == generation and meta.get("count") == count:
+                    index = index_from_tokens(generation, count, ids, vocab, tokens)
+                    self._indexes[name] = index
+                    return index
+                index = Bm25Index(str(meta.get("generation")), -1, ids, None, vocab, tokens)  # unchanged chunks
             index = build_index(store, name, generation, count, previous=index)
             self._indexes[name] = index
+            if path is not None:
+                with contextlib.suppress(OSError):  # a read-only or full disk: searches work, the next open rebuilds
+                    bm25_file.save_tokens(path, generation, count, index.ids, index.vocab, index.tokens)
             return index
 
     def forget(self, name: str) -> None:
-        """Drop the cached index of ``name``."""
+        """Drop the cached index of ``name`` (and its saved tokens)."""
+        from knowledge import bm25_file
+
         with self._lock:
             self._indexes.pop(name, None)
+            if self.directory is not None:
+                bm25_file.remove(bm25_file.index_path(self.directory, name))
 
 
 def build_index(store, name: str, generation: str, count: int, previous: Bm25Index | None = None) -> Bm25Index:
     """Index every stored chunk of ``name`` with bm25s, tokenizing only chunks ``previous`` has not seen."""
-    import bm25s
-
     vocab = previous.vocab if previous else {}
     known = previous.tokens if previous else {}
     ids = store.all_ids(name)
@@ -129,6 +149,14 @@ def build_index(store, name: str, generation: str, count: int, previous: Bm25Ind
             words = tokenize(chunk.text if chunk.text.startswith(title) else f"{title}\n{chunk.text}")
             tokens[chunk.id] = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int32)
     ids = [cid for cid in ids if cid in tokens]
+    return index_from_tokens(generation, count, ids, vocab, tokens)
+
+
+def index_from_tokens(generation: str, count: int, ids: list[str], vocab: dict[str, int],
+                      tokens: dict[str, np.ndarray]) -> Bm25Index:  # fmt: skip
+    """The BM25 scores of chunks already tokenized (``tokens`` per id in ``ids``)."""
+    import bm25s
+
     if not any(len(tokens[cid]) for cid in ids):
         return Bm25Index(generation, count, ids, None, vocab, tokens)
     model = bm25s.BM25()

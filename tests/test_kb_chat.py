@@ -54,7 +54,8 @@ def test_sources_reach_the_prompt_the_events_and_the_stored_answer(home: Path, t
     assert system["role"] == "system" and f"[1] volcano.txt, dated {date.today()}\n" + FACT in system["content"]
     assert "cite" in system["content"] and "do not invent" in system["content"]
     stored = engine.store.messages(sid)[-1]
-    assert stored.sources == sources.items and stored.content == "The last eruption was in 1822 [1]."
+    assert stored.sources == [{**sources.items[0], "citation": "verified"}, *sources.items[1:]]  # 1822 is in [1]
+    assert stored.content == "The last eruption was in 1822 [1]."
     assert isinstance(events[-1], Done)
 
     engine.knowledge.set_session_knowledge(sid, False)  # off again: no context, no Sources event
@@ -112,7 +113,7 @@ def test_context_is_trimmed_before_history() -> None:
         return sum(len(m["content"].split()) for m in messages)
 
     history = [("user", "old question " * 50), ("assistant", "old answer " * 50), ("user", "new question")]
-    sources = [{"n": i, "source": f"f{i}.txt", "page": None, "text": "chunk " * 60} for i in range(1, 5)]
+    sources = [{"n": i, "source": f"f{i}.txt", "page": None, "text": "chunk " * 55} for i in range(1, 5)]
     budget = dict(count_tokens=words, context_window=400, max_new_tokens=100)
     kept = fit_sources(history, sources, **budget, system="Be brief.")
     assert [s["n"] for s in kept] == [1, 2]  # within 60% of the 300-token budget: the best two
@@ -211,4 +212,31 @@ def test_a_follow_up_question_finds_the_subject_of_the_previous_turn(home: Path,
     [sources] = [e.items for e in events if isinstance(e, Sources)]
     assert [s["source"] for s in sources] == ["kettle.txt"]
     assert "costs 49 euros" in backend.prompts[-1][0]["content"]
-    assert engine.store.messages(sid)[-1].sources == sources
+    assert engine.store.messages(sid)[-1].sources == [{**sources[0], "citation": "verified"}]  # 49 euros is in [1]
+    assert sources[0]["query"] == "Aurora X2 kettle And what about its price?"  # what was searched for
+
+
+def test_citations_are_checked_when_the_answer_is_stored(home: Path, tmp_path: Path) -> None:
+    backend = FakeBackend(["Mount Korvath last erupted in 1822 [1]. It erupted again in 1907 [1]."])
+    engine = engine_with_kb(home, tmp_path, backend)
+    sid = engine.new_session()
+    engine.knowledge.set_session_knowledge(sid, True, ["facts"])
+    done = list(engine.service.send(sid, "When did the volcano last erupt?"))[-1]
+    stored = engine.store.messages(sid)[-1]
+    assert stored.sources[0]["source"] == "volcano.txt" and stored.sources[0]["citation"] == "unverified"  # 1907
+    assert isinstance(done, Done) and done.stats.sources == stored.sources
+    from core.history.export import source_label
+
+    assert source_label(stored.sources[0], 1).endswith("volcano.txt (unverified)")  # the chat view's sources line
+
+
+def test_a_wrong_citation_is_repointed_in_the_stored_answer() -> None:
+    from knowledge.citations import check_sources
+
+    sources = [{"n": 1, "source": "tea.txt", "text": "The Lunwick tea garden harvests its first flush in April."},
+               {"n": 2, "source": "volcano.txt", "text": FACT}]  # fmt: skip
+    text, marked = check_sources("Korvath last erupted in 1822 [1].", sources)
+    assert text == "Korvath last erupted in 1822 [2]."
+    assert "citation" not in marked[0] and marked[1]["citation"] == "verified"
+    text, marked = check_sources("蒙特火山在1822年喷发，掩埋了塞尔姆[2]。", sources)
+    assert text.endswith("[2]。") and marked[1]["citation"] == "verified"

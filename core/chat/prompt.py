@@ -106,17 +106,33 @@ _GUIDE = {
     "en": (
         "Answer using only the numbered passages from the user's documents below, and cite the passages you use "
         "like [1]. If they do not contain the answer, say that the documents do not contain it; do not invent an "
-        "answer.",
+        "answer. Answer in the language of the user's question.",
         "The user's documents were searched for this question and no relevant passage was found. If the question "
-        "needs facts from the documents, say that the documents do not contain them; do not invent an answer.",
+        "needs facts from the documents, say that the documents do not contain them; do not invent an answer. "
+        "Answer in the language of the user's question.",
+        "Answer the user's question from these passages in the language of the question, citing them like [1].",
     ),
     "zh": (
         "请只根据下面用户文档中带编号的资料回答，并像 [1] 这样标注所引用资料的编号。"
-        "如果资料中没有答案，请说明文档中没有相关内容，不要编造答案。",
+        "如果资料中没有答案，请说明文档中没有相关内容，不要编造答案。请用中文回答。",
         "已在用户的文档中检索这个问题，但没有找到相关内容。"
-        "如果问题需要文档中的信息，请说明文档中没有相关内容，不要编造答案。",
+        "如果问题需要文档中的信息，请说明文档中没有相关内容，不要编造答案。请用中文回答。",
+        "请根据以上资料用中文回答用户的问题，并像 [1] 这样标注引用的资料编号。",
     ),
 }
+"""Per question language: the instructions before the passages, the reply when none was found, and a reminder
+after the passages (a small model follows the language of the last thing it read: English passages under a Chinese
+question otherwise pull it into English, and the reverse). The reminder has no example sentence (the bundled 0.5B
+model answered with it: "The price is 10 euros [2].") and does not say "square brackets after the fact" (it then
+answered with passage labels, "[1] 2026-12-04"): measured with bench/rag_answer.py."""
+_WHERE = {"en": ("p. {}", "dated {}", "OCR: may hold misread characters"),
+          "zh": ("第 {} 页", "日期 {}", "OCR 识别，可能有错字")}  # fmt: skip
+
+
+def question_language(question: str) -> str:
+    """``zh`` for a question with Chinese (or other CJK) characters, else ``en``: the language of the RAG
+    instructions and the language the answer is asked for."""
+    return "zh" if _CJK.search(question or "") else "en"
 
 
 def context_block(sources: Sequence[dict] | None, question: str = "") -> str | None:
@@ -124,22 +140,26 @@ def context_block(sources: Sequence[dict] | None, question: str = "") -> str | N
     nothing found, the instruction to say the documents do not contain the answer rather than invent one.
 
     Each source dict gives ``n`` (else its position), ``source`` (or ``file``/``title``), ``page`` and ``text``.
-    The instructions are in Chinese when the question is, else in English.
+    The instructions are in the question's language (Chinese when it has Chinese characters, else English, which
+    also asks for an answer in the question's language), before and after the passages.
     """
     if sources is None:
         return None
-    found, nothing = _GUIDE["zh" if _CJK.search(question or "") else "en"]
+    lang = question_language(question)
+    found, nothing, reminder = _GUIDE[lang]
+    page_fmt, date_fmt, ocr_note = _WHERE[lang]
     if not sources:
         return nothing
     lines = [found]
     for number, source in enumerate(sources, start=1):
         name = next((str(source[k]) for k in ("source", "file", "document", "title") if source.get(k)), "")
         page = source.get("page")
-        where = name + (f", p. {page}" if page not in (None, "") else "")
-        where += " (OCR: may hold misread characters)" if source.get("ocr") else ""
-        where += f", dated {source['date']}" if source.get("date") else ""  # the model picks the newer version
+        where = name + (", " + page_fmt.format(page) if page not in (None, "") else "")
+        where += f" ({ocr_note})" if source.get("ocr") else ""
+        where += ", " + date_fmt.format(source["date"]) if source.get("date") else ""  # the model picks the newer
         label = f"[{source.get('n', number)}]" + (f" {where}" if where else "")
         lines.append(f"{label}\n{source.get('text', '')}".rstrip())
+    lines.append(reminder)
     return "\n\n".join(lines)
 
 

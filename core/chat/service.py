@@ -34,6 +34,7 @@ from typing import Any
 
 from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
 from core.chat.config import ChatConfig, PersonaLoader, chat_config
+from core.chat.followup import standalone_query
 from core.chat.prompt import HistoryItem, PromptPlan, build_prompt, fit_sources, with_context
 from core.config import GenerationSettings
 from core.errors import InkstoneError, InputError, NotFoundError, StorageError
@@ -45,6 +46,7 @@ from core.personas.store import Persona
 from core.tools.chat import ChatTools
 from core.tools.history import save_steps
 from core.tools.loop import LoopResult, ToolStep, tool_turn
+from knowledge.citations import check_sources
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ class TurnStats:
     """Tool calls the answer made."""
     tool_limit_hit: bool = False
     """The tool loop reached its limit and the model answered without more tools."""
+    sources: list[dict] | None = None
+    """The sources as stored with the answer, each checked one marked ``citation`` (``verified`` or
+    ``unverified``); None without RAG."""
 
 
 @dataclass(frozen=True)
@@ -128,19 +133,13 @@ class Failed:
 ChatEvent = Started | Token | Sources | ToolsOn | ToolUsed | Done | Failed
 
 Retriever = Callable[[Session, str], list[dict[str, Any]] | None]
-"""Given a chat and what to search for (``retrieval_query``: the question after the user turn before it), the
+"""Given a chat and what to search for (``retrieval_query``: the question, a follow-up with its subject), the
 sources (dicts with ``n``, ``source``, ``page``, ``text``...) for its answer: None when the chat has RAG off, ``[]``
 when nothing relevant was found. An InkstoneError it raises makes the answer go without sources
 (``Sources.notice`` says why)."""
 
 ToolProvider = Callable[[Session], ChatTools | None]
 """Given a chat, the tools its answer may call (None: it turned none on); see ``core.tools.chat.chat_tools``."""
-
-RETRIEVAL_TURNS = 2
-"""User messages the knowledge bases are searched with: the question and the one before it."""
-RETRIEVAL_CHARS = 1000
-"""At most this much earlier text goes into the search (the question itself always goes in whole)."""
-
 
 TEXT_ONLY = (
     "{model} reads text only and cannot see pictures: load a vision-language model directory (Qwen2-VL or "
@@ -156,14 +155,9 @@ def picture_note(count: int, missing: bool = False) -> str:
 
 
 def retrieval_query(history: Sequence[HistoryItem]) -> str:
-    """The text the knowledge bases are searched with: the last user message after the user turn(s) before it,
-    so a follow-up ("and what about its price?") still finds what the conversation is about. Earlier turns are
-    cut to ``RETRIEVAL_CHARS`` (their ends kept: closest to the question)."""
-    asked = [" ".join(text.split()) for role, text, *_ in history if role == "user"][-RETRIEVAL_TURNS:]
-    if not asked:
-        return ""
-    earlier = " ".join(asked[:-1])[-RETRIEVAL_CHARS:]
-    return f"{earlier}\n{asked[-1]}" if earlier.strip() else asked[-1]
+    """The text the knowledge bases are searched with: the last user message, with the subject of the turns before
+    it put in front when it is a follow-up that does not name its own (``core.chat.followup``)."""
+    return standalone_query([(item[0], item[1]) for item in history])
 
 
 class ChatService:
@@ -494,6 +488,7 @@ class ChatService:
     def _finalize(self, turn: _Turn, rec: AnswerRecorder, end: RecordedAnswer, loop: LoopResult) -> ChatEvent:
         """Write the answer row's end (text, status, error, figures, sources, tool calls), settle a regenerate, and
         return the event that reports it. Never raises an Inkstone error: a failed write becomes ``Failed``."""
+        end, sources = checked_citations(end, turn.sources)
         stats = TurnStats(
             message_id=end.message_id,
             status=end.status,
@@ -506,9 +501,10 @@ class ChatService:
             finish_reason=end.reason,
             tool_steps=len(loop.steps),
             tool_limit_hit=loop.limit_hit,
+            sources=sources,
         )
         try:
-            rec.save(end, sources=turn.sources or None)
+            rec.save(end, sources=sources or None)
             if loop.steps:
                 save_steps(self.store, end.message_id, loop.steps)
             self._settle_replacement(turn.replaces, end.message_id, end.status, end.text)
@@ -547,6 +543,17 @@ class _Turn:
     """Why RAG could not search for this answer."""
     persona: Persona | None = None
     """The persona that writes the answer, stored with it (None: no persona)."""
+
+
+def checked_citations(
+    end: RecordedAnswer, sources: list[dict[str, Any]] | None
+) -> tuple[RecordedAnswer, list[dict[str, Any]] | None]:
+    """The answer with each [n] checked against source n (``knowledge.citations``): re-pointed citations in its
+    text, its checked sources marked ``verified`` or ``unverified``. A failed answer is left as it is."""
+    if not sources or end.status == "error" or not end.text:
+        return end, sources
+    text, marked = check_sources(end.text, sources)
+    return replace(end, text=text), marked
 
 
 def _check_encodable(text: str) -> None:

@@ -156,6 +156,7 @@ def answer(
                 result.update(reply=s.text, prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens,
                               ttft_ms=s.ttft_ms, tokens_per_s=s.tokens_per_s, finish_reason=s.finish_reason,
                               status=s.status)
+                result["sources"] = s.sources if s.sources is not None else result["sources"]  # citations checked
             elif isinstance(event, Failed):
                 result.update(status="error", error=event.error)
     if result["status"] == "stopped":

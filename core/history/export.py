@@ -69,11 +69,12 @@ def figures_line(message: Message, stopped: str = "stopped") -> str:
 
 def source_label(source: dict[str, Any], number: int) -> str:
     """``[n] file, p. X`` for one cited source (the page part only when the source has a page; `` (OCR)`` when
-    its text was read from a picture)."""
+    its text was read from a picture; `` (unverified)`` when the answer cites it for something it does not hold)."""
     name = next(
         (source[k] for k in ("file", "source", "document", "title") if source.get(k)), "unknown source"
     )
-    return f"[{number}] " + where_label(str(name), source.get("page"), bool(source.get("ocr")))
+    unverified = " (unverified)" if source.get("citation") == "unverified" else ""
+    return f"[{number}] " + where_label(str(name), source.get("page"), bool(source.get("ocr"))) + unverified
 
 
 def _markdown_steps(steps: list[tool_steps.Step]) -> list[str]:
