@@ -22,14 +22,16 @@ from core.storage.dirswap import recover, replace_dir
 
 CHOICES = ("int4", "int8", "bf16", "fp32")
 """Values of the ``cpu_weights`` setting, fastest first (the fallback order)."""
-FORMAT = 2
-"""Version of the cache layout; a cache with another version is rebuilt."""
+FORMAT = 3
+"""Version of the cache layout; a cache with another version is rebuilt (3: int4 repacked from GGUF blocks)."""
 GROUP_SIZE = 32
 """int4 values per scale/zero pair (same as ``lowbit_layers.GROUP_SIZE``)."""
 BYTES_PER_WEIGHT = {"int4": 0.5 + 4 / GROUP_SIZE, "int8": 1.0, "bf16": 2.0, "fp32": 4.0}
 """Bytes per Linear weight (int4: codes + one bf16 scale and zero per group)."""
 
 Say = Callable[[str], None]
+Repack = Callable[[Any], dict[str, dict[str, Any]]]
+"""Given the float model, the int4 codes of its layers stored as 4-bit blocks (``core.models.gguf_blocks``)."""
 
 
 def resolve_kind(requested: str) -> tuple[str, str | None]:
@@ -67,7 +69,7 @@ def cache_dir_for(model_dir: Path, cache_root: Path, kind: str) -> Path:
 
 
 def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest: Path, tokenizer: Any = None,
-               extra: dict[str, str] | None = None) -> None:
+               extra: dict[str, str] | None = None, repacked: list[str] | None = None) -> None:
     """Write the quantized ``model`` to ``dest`` (safetensors + lowbit.json + config), atomically; with a
     ``tokenizer`` and ``extra`` text files when the cache is the model's only copy on disk (a bundled model)."""
     from safetensors.torch import save_file
@@ -85,7 +87,8 @@ def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest:
             continue
         seen[ident] = key
         tensors[key] = tensor.contiguous()
-    meta = {"format": FORMAT, "kind": kind, "group_size": GROUP_SIZE, "layers": sorted(portable), "aliases": aliases}
+    meta = {"format": FORMAT, "kind": kind, "group_size": GROUP_SIZE, "layers": sorted(portable), "aliases": aliases,
+            "repacked": sorted(repacked or [])}
     with replace_dir(dest) as tmp:  # two processes may pack the same model at once: the first copy in stays
         save_file(tensors, str(tmp / "model.safetensors"))
         model.config.save_pretrained(tmp)
@@ -132,6 +135,7 @@ def load_cache(src: Path, kind: str) -> Any:
         setattr(model.get_submodule(owner), attr, getattr(model.get_submodule(t_owner), t_attr))
     if (src / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(str(src))
+    model.inkstone_repacked = list(meta.get("repacked", []))
     return model.eval()
 
 
@@ -150,11 +154,13 @@ def applies(settings: Any, device: str) -> bool:
             and not settings.trust_remote_code and settings.cpu_weights != "fp32")
 
 
-def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any], say: Say | None = None) -> Any:
+def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any], say: Say | None = None,
+                 repack: Repack | None = None) -> Any:
     """The model in ``model_dir`` with ``settings.cpu_weights`` (or the CPU's fallback), from the cache if any.
 
-    ``load_float(dtype)`` loads the float model (only on a cache miss). The weights used are recorded on the
-    model as ``inkstone_cpu_weights``. A broken cache is rebuilt, never fatal.
+    ``load_float(dtype)`` loads the float model (only on a cache miss); ``repack`` gives int4 codes to take as
+    they are (a bundled GGUF's 4-bit blocks). The weights used are recorded on the model as
+    ``inkstone_cpu_weights``. A broken cache is rebuilt, never fatal.
     """
     import torch
 
@@ -172,19 +178,21 @@ def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any
         dest = cache_dir_for(model_dir, settings.cache_dir, kind)
         model = _read_cache(dest, kind, say)
         if model is None:
-            model = _pack(load_float(torch.bfloat16), kind, dest, say)
+            model = _pack(load_float(torch.bfloat16), kind, dest, say, repack=repack)
     model.inkstone_cpu_weights = kind
     return model.eval()
 
 
 def bundled_for_cpu(converted: Path, settings: Any, convert: Callable[[], tuple[Any, Any]],
-                    extra: dict[str, str], say: Say | None = None) -> tuple[Any, Any, bool] | None:
+                    extra: dict[str, str], say: Say | None = None, repack: Repack | None = None
+                    ) -> tuple[Any, Any, bool] | None:
     """Model, tokenizer and whether they came from the cache, for a bundled model with int4/int8 CPU weights.
 
     Packed straight from the GGUF: the first start quantizes the model ``convert()`` dequantized in memory
-    and caches only the packed copy (with the tokenizer and ``extra`` files), never the float32 one it would
-    not use: that skips writing ~4 bytes per weight. None when the setting resolves to float weights or a
-    converted float copy already exists in ``converted``; ``load_for_cpu`` on that copy applies then.
+    (int4: its own 4-bit blocks taken as they are through ``repack``, the other layers as int8) and caches only
+    the packed copy (with the tokenizer and ``extra`` files), never the float32 one it would not use: that skips
+    writing ~4 bytes per weight. None when the setting resolves to float weights or a converted float copy
+    already exists in ``converted``; ``load_for_cpu`` on that copy applies then.
     """
     from transformers import AutoTokenizer
 
@@ -203,7 +211,7 @@ def bundled_for_cpu(converted: Path, settings: Any, convert: Callable[[], tuple[
             model.inkstone_cpu_weights = kind
             return model.eval(), tokenizer, True
     model, tokenizer = convert()
-    model = _pack(model, kind, dest, say, tokenizer, extra)
+    model = _pack(model, kind, dest, say, tokenizer, extra, repack)
     model.inkstone_cpu_weights = kind
     return model.eval(), tokenizer, False
 
@@ -228,14 +236,20 @@ def _read_cache(dest: Path, kind: str, say: Say) -> Any:
 
 
 def _pack(model: Any, kind: str, dest: Path, say: Say, tokenizer: Any = None,
-          extra: dict[str, str] | None = None) -> Any:
+          extra: dict[str, str] | None = None, repack: Repack | None = None) -> Any:
     """Quantize the float ``model`` to ``kind`` in place and cache it in ``dest`` (a failed write is a notice)."""
     from core.models.lowbit_layers import quantize_model
 
-    say(f"Packing the weights as {kind} for fast CPU answers (first start only)…")
-    portable = quantize_model(model, kind)
+    repacked = repack(model) if repack is not None and kind == "int4" else None
+    if repacked is not None:
+        say(f"Repacking the model's own 4-bit blocks as int4 ({len(repacked)} layers, the rest int8; first start "
+            "only)…")
+    else:
+        say(f"Packing the weights as {kind} for fast CPU answers (first start only)…")
+    portable = quantize_model(model, kind, repacked)
+    model.inkstone_repacked = sorted(repacked or [])
     try:
-        save_cache(model, kind, portable, dest, tokenizer, extra)
+        save_cache(model, kind, portable, dest, tokenizer, extra, model.inkstone_repacked)
     except OSError as exc:
         say(f"Could not cache the {kind} weights in {dest} ({exc}); the next start packs them again.")
     return model
