@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", choices=["auto", "cuda", "cpu"])
         q.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
         q.add_argument("--quantize", choices=["4bit", "8bit", "none"])
-        q.add_argument("--cpu-weights", choices=["int4", "int8", "bf16", "fp32"], help="weights held on a CPU")
+        q.add_argument("--cpu-weights", choices=["auto", "int4", "int8", "bf16", "fp32"], help="weights held on a CPU")
         if name != "inspect":
             q.add_argument("--messages", required=True, type=Path, help='JSON file: [{"role": ..., "content": ...}]')
         if name == "generate":

@@ -20,6 +20,7 @@ from core.config import Settings
 from core.errors import ModelError
 from core.generation.threads import release_idle_workers
 from core.models import bundled, lowbit
+from core.models.autoweights import gguf_shapes
 from core.models.checkpoint import check_remote_code, check_tokenizer_files, context_window_of, read_config
 from core.models.codec import ChatCodec, ChatGLM3Codec, HFChatCodec
 from core.models.modelinfo import check_fits, inspect_directory
@@ -44,6 +45,8 @@ class LoadedModel:
     from_cache: bool
     cpu_weights: str | None = None
     """int4/int8/bf16/fp32 when ``cpu_weights`` chose the weights held on the CPU (core.models.lowbit)."""
+    cpu_weights_auto: dict[str, Any] | None = None
+    """With ``cpu_weights = "auto"``: the choice, each candidate's timed figure and what was left out, and why."""
 
 
 def pick_device(settings: Settings) -> str:
@@ -145,7 +148,7 @@ def _source_json(source: bundled.GGUFSource) -> str:
 
 def _load_hf_dir(
     path: Path, settings: Settings, device: str, dtype: Any, say: Progress | None = None,
-    repack: lowbit.Repack | None = None,
+    repack: lowbit.Repack | None = None, model_key: str | None = None,
 ) -> tuple[Any, Any]:
     """Tokenizer and model of a Hugging Face directory; ModelError names the file that failed and the fix."""
     from huggingface_hub.errors import StrictDataclassError
@@ -168,7 +171,7 @@ def _load_hf_dir(
     try:
         if lowbit.applies(settings, device):  # int4/int8/bf16 weights on the CPU, cached once packed
             model = lowbit.load_for_cpu(path, settings, lambda dt: AutoModelForCausalLM.from_pretrained(
-                str(path), **{**kwargs, "dtype": dt}), say, repack)
+                str(path), **{**kwargs, "dtype": dt}), say, repack, model_key)
         else:
             model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError, StrictDataclassError) as exc:
@@ -209,17 +212,18 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
             if lowbit.applies(settings, device):  # int4/int8: only the packed copy is cached
                 packed = lowbit.bundled_for_cpu(
                     cached, settings, lambda: _convert_gguf(source, None, settings.cache_dir, say),
-                    {"inkstone-source.json": _source_json(source)}, say, repack)
+                    {"inkstone-source.json": _source_json(source)}, say, repack, profile.id,
+                    lambda: gguf_shapes(bundled.assemble(source, settings.cache_dir / "gguf")))
             if packed is not None:
                 model, tokenizer, from_cache = packed
             elif (cached / "config.json").is_file() and (cached / "inkstone-source.json").is_file():
                 say(f"Loading {profile.title} from the converted cache…")
-                model, tokenizer = _load_hf_dir(cached, settings, device, dtype, say, repack)
+                model, tokenizer = _load_hf_dir(cached, settings, device, dtype, say, repack, profile.id)
                 from_cache = True
             else:
                 model, tokenizer = _convert_gguf(source, cached, settings.cache_dir, say)
                 if lowbit.applies(settings, device):
-                    model = lowbit.load_for_cpu(cached, settings, lambda _dt: model, say, repack)
+                    model = lowbit.load_for_cpu(cached, settings, lambda _dt: model, say, repack, profile.id)
                 if device != "cpu" or settings.quantize or str(dtype) != "torch.float32":
                     del model
                     model, tokenizer = _load_hf_dir(cached, settings, device, dtype)
@@ -245,7 +249,18 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
         load_seconds=time.perf_counter() - started,
         from_cache=from_cache,
         cpu_weights=getattr(model, "inkstone_cpu_weights", None),
+        cpu_weights_auto=_auto_record(model),
     )
+
+
+def _auto_record(model: Any) -> dict[str, Any] | None:
+    made = getattr(model, "inkstone_auto", None)
+    if made is None:
+        return None
+    from dataclasses import asdict
+
+    return {**asdict(made), "summary": made.summary(), "repacked_int4_layers": len(
+        getattr(model, "inkstone_repacked", []))}
 
 
 def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Progress) -> tuple[Any, ChatCodec]:

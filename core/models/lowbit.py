@@ -21,7 +21,9 @@ from typing import Any
 from core.storage.dirswap import recover, replace_dir
 
 CHOICES = ("int4", "int8", "bf16", "fp32")
-"""Values of the ``cpu_weights`` setting, fastest first (the fallback order)."""
+"""Weights a model is held in on the CPU, fastest first (the fallback order)."""
+SETTINGS = ("auto", *CHOICES)
+"""Values of the ``cpu_weights`` setting: ``auto`` times the choices on this CPU (``core.models.autoweights``)."""
 FORMAT = 3
 """Version of the cache layout; a cache with another version is rebuilt (3: int4 repacked from GGUF blocks)."""
 GROUP_SIZE = 32
@@ -154,8 +156,25 @@ def applies(settings: Any, device: str) -> bool:
             and not settings.trust_remote_code and settings.cpu_weights != "fp32")
 
 
+def decide(settings: Any, model_dir: Path, model_key: str | None, say: Say,
+           shapes: Callable[[], list[tuple[int, int, bool]]] | None = None) -> tuple[str, str | None, Any]:
+    """The weights to hold, a fallback notice, and for ``auto`` its ``autoweights.Choice`` (else None).
+
+    ``auto`` reads the choice saved for ``model_dir`` on this CPU, or times the candidates on the Linear
+    ``shapes`` (default: the model built from ``model_dir``'s config on the meta device) and saves it.
+    """
+    if settings.cpu_weights != "auto":
+        return (*resolve_kind(settings.cpu_weights), None)
+    from core.models import autoweights
+    from core.models.lowbit_layers import cpu_supports
+
+    made = autoweights.choose(autoweights.record_path(model_dir, settings.cache_dir),
+                              shapes or (lambda: autoweights.config_shapes(model_dir)), model_key, cpu_supports, say)
+    return made.choice, None, made
+
+
 def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any], say: Say | None = None,
-                 repack: Repack | None = None) -> Any:
+                 repack: Repack | None = None, model_key: str | None = None) -> Any:
     """The model in ``model_dir`` with ``settings.cpu_weights`` (or the CPU's fallback), from the cache if any.
 
     ``load_float(dtype)`` loads the float model (only on a cache miss); ``repack`` gives int4 codes to take as
@@ -167,7 +186,7 @@ def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any
     from core.models.lowbit_layers import to_bf16
 
     say = say or (lambda _msg: None)
-    kind, notice = resolve_kind(settings.cpu_weights)
+    kind, notice, made = decide(settings, model_dir, model_key, say)
     _tell(notice, say)
     model = None
     if kind in ("fp32", "bf16"):
@@ -179,12 +198,13 @@ def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any
         model = _read_cache(dest, kind, say)
         if model is None:
             model = _pack(load_float(torch.bfloat16), kind, dest, say, repack=repack)
-    model.inkstone_cpu_weights = kind
+    model.inkstone_cpu_weights, model.inkstone_auto = kind, made
     return model.eval()
 
 
 def bundled_for_cpu(converted: Path, settings: Any, convert: Callable[[], tuple[Any, Any]],
-                    extra: dict[str, str], say: Say | None = None, repack: Repack | None = None
+                    extra: dict[str, str], say: Say | None = None, repack: Repack | None = None,
+                    model_key: str | None = None, shapes: Callable[[], list[tuple[int, int, bool]]] | None = None
                     ) -> tuple[Any, Any, bool] | None:
     """Model, tokenizer and whether they came from the cache, for a bundled model with int4/int8 CPU weights.
 
@@ -197,7 +217,7 @@ def bundled_for_cpu(converted: Path, settings: Any, convert: Callable[[], tuple[
     from transformers import AutoTokenizer
 
     say = say or (lambda _msg: None)
-    kind, notice = resolve_kind(settings.cpu_weights)
+    kind, notice, made = decide(settings, converted, model_key, say, shapes)
     if kind not in ("int4", "int8") or (converted / "config.json").is_file():
         return None  # load_for_cpu gives the notice then
     _tell(notice, say)
@@ -208,11 +228,11 @@ def bundled_for_cpu(converted: Path, settings: Any, convert: Callable[[], tuple[
         except (OSError, ValueError, TypeError, KeyError) as exc:
             say(f"The tokenizer cached in {dest} is unreadable ({type(exc).__name__}); converting again.")
         else:
-            model.inkstone_cpu_weights = kind
+            model.inkstone_cpu_weights, model.inkstone_auto = kind, made
             return model.eval(), tokenizer, True
     model, tokenizer = convert()
     model = _pack(model, kind, dest, say, tokenizer, extra, repack)
-    model.inkstone_cpu_weights = kind
+    model.inkstone_cpu_weights, model.inkstone_auto = kind, made
     return model.eval(), tokenizer, False
 
 
