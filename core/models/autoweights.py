@@ -189,13 +189,26 @@ def choose(path: Path, shapes: Callable[[], list[Shape]], model_key: str | None,
     made = Choice(choice, {k: round(v, 2) for k, v in figures.items()}, excluded, cpu, signature,
                   torch.get_num_threads(), time.time())
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(made), indent=1), encoding="utf-8")
-        tmp.replace(path)
+        save_choice(path, made)
     except OSError as exc:
         say(f"Could not save the CPU weight choice in {path} ({exc}); the next start times them again.")
     return made
+
+
+def save_choice(path: Path, made: Choice) -> None:
+    """Write ``made`` to ``path`` atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(asdict(made), indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def pinned(choice: str) -> Choice:
+    """A choice made without timing, valid on this CPU (a data dir prepared for ``choice``)."""
+    import torch
+
+    cpu, signature = cpu_signature()
+    return Choice(choice, {}, {"timing": "pinned, not measured"}, cpu, signature, torch.get_num_threads(), time.time())
 
 
 def config_shapes(model_dir: Path) -> list[Shape]:

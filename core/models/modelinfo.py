@@ -39,6 +39,11 @@ class ModelInfo:
     """Estimated memory (weights + overhead) for bf16, 8bit and 4bit."""
     cpu_weights_gib: dict[str, float] = field(default_factory=dict)
     """Weights held on a CPU for each ``cpu_weights`` choice (int4, int8, bf16, fp32), GiB."""
+    cpu_weights: str | None = None
+    """The weights held on the CPU (a loaded model) where ``cpu_weights`` decided them."""
+    cpu_weights_auto: dict[str, Any] | None = None
+    """``cpu_weights = "auto"``: the choice saved for this CPU, each candidate's timed ms per decode step and
+    what the quality rule or the CPU left out."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -214,4 +219,6 @@ def inspect_loaded(loaded: Any) -> ModelInfo:
         dtype_on_disk="gguf (dequantized to float32)",
         memory_gib=memory_estimate(total, head_params),
         cpu_weights_gib=lowbit.memory_gib(total, head_params, model.config),
+        cpu_weights=loaded.cpu_weights,
+        cpu_weights_auto=loaded.cpu_weights_auto,
     )
