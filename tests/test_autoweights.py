@@ -98,3 +98,31 @@ def test_gguf_shapes_match_the_model() -> None:
     shapes = autoweights.gguf_shapes(bundled.source_for("smollm2-135m").parts[0])
     assert len(shapes) == 211 and shapes[-1] == (49152, 576, True)
     assert (1536, 576, False) in shapes and (576, 1536, False) in shapes and (192, 576, False) in shapes
+
+
+def test_inspect_and_settings_page_show_the_choice(
+    tiny_llama: Path, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a start, ``model inspect`` lists the saved choice with each candidate's figure, and the Model &
+    settings page says which weights were chosen and why."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from core.cli.model import main
+
+    monkeypatch.setenv("INKSTONE_MODEL", str(tiny_llama))
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page("ui/settings_page.py").run()
+        assert not at.exception, at.exception
+        text = " ".join(md.value for md in at.main.markdown)
+        info = at.session_state["inkstone_engine"].backend.info()
+        assert f"**CPU weights:** auto chose {info.cpu_weights} on " in text and " ms" in text
+    finally:
+        st.cache_resource.clear()
+    assert main(["inspect", str(tiny_llama), "--json", "--home", str(home)]) == 0
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cpu_weights_auto"]
+    assert shown["choice"] == info.cpu_weights and shown["choice"] in shown["ms_per_step"]
+    assert "auto chose" in shown["summary"]
