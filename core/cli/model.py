@@ -90,10 +90,10 @@ def _with_saved_choice(info: Any, path: Path, args: argparse.Namespace) -> Any:
     """``info`` with the ``cpu_weights = "auto"`` choice saved for this CPU, if a start has made one."""
     from dataclasses import asdict, replace
 
-    from core.models import autoweights
+    from core.models import autoweights, lowbit
 
     settings = settings_from_args(args, model=args.model)
-    made = autoweights.read_choice(autoweights.record_path(path, settings.cache_dir))
+    made = autoweights.read_choice(lowbit.auto_record_path(path, settings.cache_dir))
     if made is None:
         return info
     return replace(info, cpu_weights_auto={**asdict(made), "summary": made.summary()})

@@ -153,13 +153,6 @@ def _random_layer(kind: str, rows: int, inp: int, gen: Any, build_layer: Callabl
     return build_layer("int4", {"codes": codes, "scales_zeros": sz}, None)
 
 
-def record_path(model_dir: Path, cache_root: Path) -> Path:
-    """Where the choice for the model in ``model_dir`` is saved (beside its converted/packed copies)."""
-    from core.models.lowbit import cache_dir_for
-
-    return Path(f"{cache_dir_for(model_dir, cache_root, 'auto')}.json")
-
-
 def read_choice(path: Path) -> Choice | None:
     """The saved choice in ``path`` if it was measured on this CPU (same signature), else None."""
     try:

@@ -70,6 +70,11 @@ def cache_dir_for(model_dir: Path, cache_root: Path, kind: str) -> Path:
     return cache_root / "lowbit" / f"{model_dir.name}-{h.hexdigest()[:16]}.{tag}"
 
 
+def auto_record_path(model_dir: Path, cache_root: Path) -> Path:
+    """Where the ``cpu_weights = "auto"`` choice for the model in ``model_dir`` is saved (beside its packed copies)."""
+    return Path(f"{cache_dir_for(model_dir, cache_root, 'auto')}.json")
+
+
 def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest: Path, tokenizer: Any = None,
                extra: dict[str, str] | None = None, repacked: list[str] | None = None) -> None:
     """Write the quantized ``model`` to ``dest`` (safetensors + lowbit.json + config), atomically; with a
@@ -168,7 +173,7 @@ def decide(settings: Any, model_dir: Path, model_key: str | None, say: Say,
     from core.models import autoweights
     from core.models.lowbit_layers import cpu_supports
 
-    made = autoweights.choose(autoweights.record_path(model_dir, settings.cache_dir),
+    made = autoweights.choose(auto_record_path(model_dir, settings.cache_dir),
                               shapes or (lambda: autoweights.config_shapes(model_dir)), model_key, cpu_supports, say)
     return made.choice, None, made
 
