@@ -5,7 +5,7 @@ forward passes with a KV cache (what ``generate`` does per new token) and prints
 grouped as Linear kernels (int4/int8/bf16 matmuls), attention, and the rest (norms, rotary, casts, Python and
 module overhead: wall time minus operator time).
 
-    .venv/bin/python bench/profile_decode.py [--model smollm2-135m] [--weights int8] [--steps 16]
+    .venv/bin/python bench/profile_decode.py [--model smollm2-135m] [--weights int8] [--steps 16] [--threads 1]
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ def main() -> None:
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--weights", default="int8")
     p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--threads", type=int, help="torch threads (1: no OpenMP waits, robust on a busy machine)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     home = Path(os.environ.get("INKSTONE_BENCH_HOME", Path(tempfile.gettempdir()) / "inkstone-bench"))
     loaded = load_model(resolve(args.model), load_settings(
         {"home": str(home), "model": args.model, "device": "cpu", "cpu_weights": args.weights}))
