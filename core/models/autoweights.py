@@ -3,8 +3,10 @@
 At the first start (and again when the CPU changes: its model name, feature flags, torch's kernel level, the
 thread count or the torch version) each candidate (int8, int4, bf16, fp32) runs a few decode steps' worth of the
 model's own Linear shapes on this CPU: one row through every layer, as one new token does, with random weights of
-the candidate's kind. Decoding is memory-bound, so a candidate whose layers pass a budget is timed on a prefix of
-them (beyond the CPU caches) and scaled to all of them by bytes. Attention and norms cost every candidate alike.
+the candidate's kind, the candidates taking turns step by step. Decoding is memory-bound, so a candidate whose
+layers pass a budget is timed on a prefix of them (well past the CPU caches) and scaled to all of them by bytes.
+Attention and norms cost every candidate alike. A machine busy with other work at the first start skews the
+figures (they are saved for inspection; delete the ``.auto.json`` file to time again).
 
 The quality rule: int4 only where its perplexity change against fp32 is measured (``bench/cpu_quality.py``) and
 declared below within ``INT4_MAX_PPL_DELTA``; a model without a figure keeps int4 off in "auto" (it can still be
@@ -34,7 +36,7 @@ DECLARED_PPL_DELTA: dict[tuple[str, str], float] = {
     ("smollm2-135m", "int4"): 0.14,
     ("qwen2.5-coder-0.5b", "int4"): 1.16,
 }
-BUDGET_BYTES = 384 * 1024**2
+BUDGET_BYTES = 256 * 1024**2
 """Weight bytes timed per candidate at most (the rest is scaled by bytes): well past any CPU cache."""
 BYTES = {"int4": 0.5 + 4 / 32, "int8": 1.0, "bf16": 2.0, "fp32": 4.0}
 
@@ -105,11 +107,27 @@ def linear_shapes(model: Any) -> list[Shape]:
 
 
 def time_candidates(shapes: list[Shape], candidates: Iterable[str], steps: int = 6) -> dict[str, float]:
-    """Milliseconds of one decode step's Linear layers per candidate on this CPU (median of ``steps``)."""
-    return {kind: _time_kind(shapes, kind, steps) for kind in candidates}
+    """Milliseconds of one decode step's Linear layers per candidate on this CPU (median of ``steps``).
+
+    The candidates take turns step by step, so a passing load on the machine slows them alike.
+    """
+    import torch
+
+    built = {kind: _build_kind(shapes, kind) for kind in candidates}
+    runs: dict[str, list[float]] = {kind: [] for kind in built}
+    with torch.inference_mode():
+        for step in range(steps + 1):
+            for kind, (layers, xs, _) in built.items():
+                start = time.perf_counter()
+                for layer in layers:
+                    layer(xs[layer.in_features])
+                if step:  # the first pass warms up
+                    runs[kind].append(time.perf_counter() - start)
+    return {kind: statistics.median(runs[kind]) * 1000 * scale for kind, (_, _, scale) in built.items()}
 
 
-def _time_kind(shapes: list[Shape], kind: str, steps: int) -> float:
+def _build_kind(shapes: list[Shape], kind: str) -> tuple[list[Any], dict[int, Any], float]:
+    """Layers of ``kind`` for a prefix of ``shapes`` within the budget, their inputs, and total / timed bytes."""
     import torch
 
     from core.models.lowbit_layers import GROUP_SIZE, build_layer
@@ -128,23 +146,18 @@ def _time_kind(shapes: list[Shape], kind: str, steps: int) -> float:
         layers.append(_random_layer(layer_kind, rows, inp, gen, build_layer))
     dtype = torch.float32 if kind == "fp32" else torch.bfloat16
     xs = {inp: torch.randn(1, inp, generator=gen).to(dtype) for _, inp, _ in shapes}
-    runs = []
-    with torch.inference_mode():
-        for step in range(steps + 1):
-            start = time.perf_counter()
-            for layer in layers:
-                layer(xs[layer.in_features])
-            if step:  # the first pass warms up
-                runs.append(time.perf_counter() - start)
-    return statistics.median(runs) * 1000 * (total / timed if timed else 1.0)
+    return layers, xs, (total / timed if timed else 1.0)
 
 
 def _random_layer(kind: str, rows: int, inp: int, gen: Any, build_layer: Callable[..., Any]) -> Any:
+    """A layer of ``kind`` and shape; the values do not change a kernel's speed, so they are cheap to make."""
     import torch
 
     if kind in ("bf16", "fp32"):
-        layer = torch.nn.Linear(inp, rows, bias=False, dtype=torch.bfloat16 if kind == "bf16" else torch.float32)
-        return layer.requires_grad_(False)
+        layer = torch.nn.Linear(inp, rows, bias=False, dtype=torch.bfloat16 if kind == "bf16" else torch.float32,
+                                device="meta")
+        layer.weight = torch.nn.Parameter(torch.full((rows, inp), 0.01, dtype=layer.weight.dtype), requires_grad=False)
+        return layer
     if kind == "int8":
         codes = torch.randint(-127, 128, (rows, inp), generator=gen, dtype=torch.int8)
         return build_layer("int8", {"codes": codes, "scales": torch.full((rows,), 0.01, dtype=torch.bfloat16)}, None)
