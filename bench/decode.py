@@ -1,11 +1,14 @@
-"""CPU decode speed: float32 weights vs the default ``cpu_weights`` setting, and a full Inkstone turn vs a bare
-``model.generate`` on the default setting; plus time to first token of a 500-token prompt. Figures only.
+"""CPU decode speed: float32 weights vs ``cpu_weights`` settings vs llama.cpp on the same GGUF, and a full Inkstone
+turn vs a bare ``model.generate``; plus time to first token of a 500-token prompt. Figures only.
 
-Both models are loaded in one process and timed alternately (same prompt, greedy, 128 new tokens, same stop
-ids), so the ratios come from the same run. Targets: default / fp32 >= 4 on qwen2.5-coder-0.5b; Inkstone turn /
-bare generate >= 0.95; prefill of the default setting not slower than fp32.
+All settings are loaded in one process and timed alternately (same prompt, greedy, 128 new tokens, same stop
+ids), so the ratios come from the same run. Then llama.cpp's own ``llama-bench`` runs on the same GGUF file
+(``bench/llamacpp.py``: built once from PyPI source, skipped with a message without a compiler) and each setting
+is printed as Inkstone / llama.cpp for decode and prefill. Targets: Inkstone / llama.cpp >= 0.9 decode and >= 1.0
+prefill on qwen2.5-coder-0.5b; Inkstone turn / bare generate >= 0.95; prefill not slower than fp32.
 
-    .venv/bin/python bench/decode.py [--models smollm2-135m qwen2.5-coder-0.5b] [--runs 3] [--weights int4]
+    .venv/bin/python bench/decode.py [--models smollm2-135m qwen2.5-coder-0.5b] [--runs 3] [--weights int4 int8]
+        [--no-llamacpp]
 """
 
 from __future__ import annotations
@@ -87,27 +90,28 @@ def long_prompt_ids(loaded) -> object:  # noqa: ANN001
     return torch.tensor([ids[:LONG_PROMPT_TOKENS]])
 
 
-def bench_model(model_id: str, runs: int, weights: str | None = None) -> None:
-    """Load ``model_id`` with fp32 and with ``weights`` (default: the cpu_weights default); time decode, turns
-    and prefill."""
+def bench_model(model_id: str, runs: int, weights: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Load ``model_id`` with fp32 and with each of ``weights`` (default: the cpu_weights default); time decode,
+    turns and prefill; return tokens/s of bare decode and prefill seconds per setting."""
     from core.config import Settings, load_settings
     from core.engine import build_engine
 
     home = Path(os.environ.get("INKSTONE_BENCH_HOME", Path(tempfile.gettempdir()) / "inkstone-bench"))
-    default = weights or Settings().cpu_weights
+    kinds = ["fp32", *[w for w in (weights or [Settings().cpu_weights]) if w != "fp32"]]
+    default = kinds[1] if len(kinds) > 1 else "fp32"
     engines = {}
-    for kind in ("fp32", default):
+    for kind in kinds:
         settings = load_settings({"home": str(home), "model": model_id, "device": "cpu", "cpu_weights": kind})
         engines[kind] = build_engine(settings)
     messages = [{"role": "user", "content": PROMPT}]
     low = engines[default]
-    used = low.backend.loaded.cpu_weights or "fp32"
+    used = {k: e.backend.loaded.cpu_weights or "fp32" for k, e in engines.items()}
     long_ids = long_prompt_ids(low.backend.loaded)
     for engine in engines.values():  # warm-up
         bare_generate(engine.backend, messages, 8)
     inkstone_turn(low)
-    bare: dict[str, list[tuple[int, float, float]]] = {"fp32": [], default: []}
-    prefill: dict[str, list[float]] = {"fp32": [], default: []}
+    bare: dict[str, list[tuple[int, float, float]]] = {k: [] for k in kinds}
+    prefill: dict[str, list[float]] = {k: [] for k in kinds}
     ours = []
     for _ in range(runs):
         for kind, engine in engines.items():
@@ -118,21 +122,45 @@ def bench_model(model_id: str, runs: int, weights: str | None = None) -> None:
     def tps(rows: list[tuple[int, float, float]]) -> float:
         return statistics.median(n / s for n, s, _ in rows)
 
-    f_tps, d_tps, o_tps = tps(bare["fp32"]), tps(bare[default]), tps(ours)
-    f_pre, d_pre = (statistics.median(prefill[w]) * 1000 for w in ("fp32", default))
-    print(f"{model_id}: cpu_weights={default} (this CPU: {used}), {bare[default][-1][0]} new tokens "
-          f"(fp32: {bare['fp32'][-1][0]}), median of {runs}, {os.cpu_count()} CPUs, torch threads "
-          f"{__import__('torch').get_num_threads()}")
-    print(f"  bare generate tokens/s   fp32 {f_tps:7.2f} | {used} {d_tps:7.2f} | ratio {d_tps / f_tps:.2f} "
-          "(target >= 4 on qwen2.5-coder-0.5b)")
-    print(f"  {used} tokens/s          Inkstone turn {o_tps:7.2f} | bare generate {d_tps:7.2f} | "
+    f_tps, o_tps = tps(bare["fp32"]), tps(ours)
+    f_pre = statistics.median(prefill["fp32"]) * 1000
+    print(f"{model_id}: cpu_weights {', '.join(f'{k} (ran as {used[k]})' for k in kinds[1:])}, "
+          f"{bare[default][-1][0]} new tokens (fp32: {bare['fp32'][-1][0]}), median of {runs}, {os.cpu_count()} CPUs, "
+          f"torch threads {__import__('torch').get_num_threads()}")
+    auto = low.backend.loaded.cpu_weights_auto
+    if auto:
+        print(f"  {auto['summary']}")
+    for kind in kinds[1:]:
+        d_tps, d_pre = tps(bare[kind]), statistics.median(prefill[kind]) * 1000
+        print(f"  bare generate tokens/s   fp32 {f_tps:7.2f} | {kind}={used[kind]} {d_tps:7.2f} | ratio "
+              f"{d_tps / f_tps:.2f}")
+        print(f"  TTFT {LONG_PROMPT_TOKENS}-token prompt ms fp32 {f_pre:7.1f} | {kind}={used[kind]} {d_pre:7.1f} | "
+              f"ratio {f_pre / d_pre:.2f} (>= 1: prefill not slower than fp32)")
+    d_tps = tps(bare[default])
+    print(f"  {used[default]} tokens/s          Inkstone turn {o_tps:7.2f} | bare generate {d_tps:7.2f} | "
           f"ratio {o_tps / d_tps:.3f} (target >= 0.95)")
-    print(f"  TTFT {LONG_PROMPT_TOKENS}-token prompt ms fp32 {f_pre:7.1f} | {used} {d_pre:7.1f} | "
-          f"ratio {f_pre / d_pre:.2f} (>= 1: prefill not slower than fp32)")
     print(f"  TTFT short prompt ms     Inkstone turn {statistics.median(t for *_, t in ours) * 1000:7.1f} | "
           f"bare generate {statistics.median(t for *_, t in bare[default]) * 1000:7.1f}")
     for engine in engines.values():
         engine.store.close()
+    return {f"{k}={used[k]}": {"decode_tps": tps(bare[k]), "prefill_s": statistics.median(prefill[k])} for k in kinds}
+
+
+def compare_llamacpp(model_id: str, ours: dict[str, dict[str, float]], threads: int) -> None:
+    """Run llama.cpp's ``llama-bench`` on the same GGUF now and print Inkstone / llama.cpp per setting."""
+    from bench import llamacpp
+
+    binary = llamacpp.ensure_binary()
+    if binary is None:
+        return
+    theirs = llamacpp.run_bench(binary, llamacpp.bundled_gguf(model_id, llamacpp.CACHE / "gguf"), threads,
+                                LONG_PROMPT_TOKENS, NEW_TOKENS)
+    print(f"  llama.cpp (llama-bench -t {threads} -p {LONG_PROMPT_TOKENS} -n {NEW_TOKENS}, same GGUF, same run): "
+          f"decode {theirs['decode_tps']:.1f} tok/s, prefill {theirs['prefill_tps']:.1f} tok/s "
+          f"({theirs['prefill_s']:.2f} s)")
+    for kind, fig in ours.items():
+        print(f"  Inkstone {kind:10s} / llama.cpp: decode {fig['decode_tps'] / theirs['decode_tps']:.2f} "
+              f"(target >= 0.9) | prefill {theirs['prefill_s'] / fig['prefill_s']:.2f} (target >= 1.0)")
 
 
 def main() -> None:
@@ -140,11 +168,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["smollm2-135m", "qwen2.5-coder-0.5b"])
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--weights", choices=("int4", "int8", "bf16"), help="the setting set against fp32 (default: the "
-                   "cpu_weights default)")
+    p.add_argument("--weights", nargs="+", choices=("auto", "int4", "int8", "bf16"),
+                   help="the settings set against fp32 (default: the cpu_weights default)")
+    p.add_argument("--no-llamacpp", action="store_true", help="skip llama.cpp's llama-bench on the same GGUF")
     args = p.parse_args()
     for model_id in args.models:
-        bench_model(model_id, args.runs, args.weights)
+        ours = bench_model(model_id, args.runs, args.weights)
+        if not args.no_llamacpp:
+            compare_llamacpp(model_id, ours, __import__("torch").get_num_threads())
 
 
 if __name__ == "__main__":

@@ -131,8 +131,9 @@ class Settings:
     """auto (bf16 on CUDA where supported, else fp16; fp32 on CPU), float32, bfloat16 or float16."""
     quantize: str | None = None
     """None, "4bit" or "8bit" (bitsandbytes, CUDA only)."""
-    cpu_weights: str = "int8"
-    """Weights held on a CPU (dtype auto, no quantize): int8 (default: fp32 quality), int4 (fastest), bf16, fp32."""
+    cpu_weights: str = "auto"
+    """Weights held on a CPU (dtype auto, no quantize): auto (default: the fastest on this CPU that keeps the
+    model's quality, timed once; ``core.models.autoweights``), int8, int4, bf16 or fp32."""
     trust_remote_code: bool = False
     """Allow a checkpoint's own Python files to run. Off; only for checkpoints you have read."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -203,8 +204,8 @@ def _coerce(name: str, value: Any) -> Any:
         return _coerce_knowledge(name, value)
     if name in _API:
         return _coerce_api(name, value)
-    if name == "cpu_weights" and value not in ("int4", "int8", "bf16", "fp32"):
-        raise ConfigError(f"cpu_weights={value!r} is not supported: use int4, int8, bf16 or fp32.")
+    if name == "cpu_weights" and value not in ("auto", "int4", "int8", "bf16", "fp32"):
+        raise ConfigError(f"cpu_weights={value!r} is not supported: use auto, int4, int8, bf16 or fp32.")
     if name == "dtype" and value not in ("auto", "float32", "bfloat16", "float16"):
         raise ConfigError(f"dtype={value!r} is not supported: use auto, float32, bfloat16 or float16.")
     return value

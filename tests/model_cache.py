@@ -81,6 +81,16 @@ def seed(root: Path, home: Path, *kinds: str) -> None:
                 dest = target / src.name
                 if not dest.exists():
                     _link_tree(src, dest)
+        _pin_auto(target, kinds[0])
+
+
+def _pin_auto(models: Path, kind: str) -> None:
+    """``cpu_weights = "auto"`` (the default) picks the first seeded kind in this data dir without timing."""
+    from core.models import autoweights
+
+    for src in _dirs(models, kind):
+        base = models / src.name.split(".", 1)[0]
+        autoweights.save_choice(Path(f"{base}.auto.json"), autoweights.pinned(WEIGHTS[kind]))
 
 
 def _link_tree(src: Path, dest: Path) -> None:

@@ -91,6 +91,10 @@ class ModelInfo:
     quantize: str | None = None
     load_seconds: float | None = None
     """Seconds the model took to load (None: nothing was loaded in this process)."""
+    cpu_weights: str | None = None
+    """Weights held on the CPU (int4, int8, bf16, fp32) where the ``cpu_weights`` setting decided them."""
+    cpu_weights_note: str | None = None
+    """With ``cpu_weights = "auto"``: the choice and each candidate's timed figure on this CPU, in one line."""
 
 
 @dataclass(frozen=True)

@@ -85,8 +85,9 @@ class TransformersBackend:
     def info(self) -> ModelInfo:
         """Model id, context window, device, dtype, quantization and load time of the loaded model."""
         lm = self.loaded
+        auto = lm.cpu_weights_auto
         return ModelInfo(self.model_id, self.context_window, "transformers", lm.device, lm.dtype, lm.quantize,
-                         lm.load_seconds)
+                         lm.load_seconds, lm.cpu_weights, auto["summary"] if auto else None)
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Exact prompt length in the model's chat format (a picture's image tokens included)."""

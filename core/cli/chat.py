@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="longest answer in tokens")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"])
     p.add_argument("--quantize", choices=["4bit", "8bit", "none"])
-    p.add_argument("--cpu-weights", choices=["int4", "int8", "bf16", "fp32"], help="weights held on a CPU")
+    p.add_argument("--cpu-weights", choices=["auto", "int4", "int8", "bf16", "fp32"], help="weights held on a CPU")
     p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a checkpoint's own code")
     p.add_argument("--json", action="store_true", help="print one JSON object with the reply and figures last")
     p.add_argument("--kb", help="turn RAG on for this chat with these knowledge bases (NAME[,NAME...])")

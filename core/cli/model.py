@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.cli.common import add_home_flag, fail, print_json, settings_from_args
 from core.errors import InkstoneError, InputError
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", choices=["auto", "cuda", "cpu"])
         q.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
         q.add_argument("--quantize", choices=["4bit", "8bit", "none"])
-        q.add_argument("--cpu-weights", choices=["int4", "int8", "bf16", "fp32"], help="weights held on a CPU")
+        q.add_argument("--cpu-weights", choices=["auto", "int4", "int8", "bf16", "fp32"], help="weights held on a CPU")
         if name != "inspect":
             q.add_argument("--messages", required=True, type=Path, help='JSON file: [{"role": ..., "content": ...}]')
         if name == "generate":
@@ -86,6 +86,19 @@ def _load(args: argparse.Namespace) -> tuple[Backend, Settings]:
     return backend, settings
 
 
+def _with_saved_choice(info: Any, path: Path, args: argparse.Namespace) -> Any:
+    """``info`` with the ``cpu_weights = "auto"`` choice saved for this CPU, if a start has made one."""
+    from dataclasses import asdict, replace
+
+    from core.models import autoweights, lowbit
+
+    settings = settings_from_args(args, model=args.model)
+    made = autoweights.read_choice(lowbit.auto_record_path(path, settings.cache_dir))
+    if made is None:
+        return info
+    return replace(info, cpu_weights_auto={**asdict(made), "summary": made.summary()})
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one ``model`` action."""
     from core.models.registry import profiles, resolve
@@ -107,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             profile = resolve(args.model)
             if profile.path is not None:
                 info = inspect_directory(profile.path, trust_remote_code=bool(args.trust_remote_code))
+                info = _with_saved_choice(info, profile.path, args)
             else:
                 backend, _ = _load(args)
                 info = inspect_loaded(backend.loaded)  # the protocol's in-process model

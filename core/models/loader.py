@@ -20,6 +20,7 @@ from core.config import Settings
 from core.errors import ModelError
 from core.generation.threads import release_idle_workers
 from core.models import bundled, lowbit
+from core.models.autoweights import gguf_shapes
 from core.models.checkpoint import check_remote_code, check_tokenizer_files, context_window_of, read_config
 from core.models.codec import ChatCodec, ChatGLM3Codec, HFChatCodec
 from core.models.modelinfo import check_fits, inspect_directory
@@ -47,6 +48,8 @@ class LoadedModel:
     """int4/int8/bf16/fp32 when ``cpu_weights`` chose the weights held on the CPU (core.models.lowbit)."""
     images: bool = False
     """A vision-language model (``core.models.vision``): its codec takes pictures in user messages."""
+    cpu_weights_auto: dict[str, Any] | None = None
+    """With ``cpu_weights = "auto"``: the choice, each candidate's timed figure and what was left out, and why."""
 
 
 def pick_device(settings: Settings) -> str:
@@ -103,7 +106,7 @@ def quantization_config(settings: Settings, device: str, compute_dtype: Any) -> 
 def _convert_gguf(source: bundled.GGUFSource, dest: Path | None, cache_root: Path, progress: Progress
                   ) -> tuple[Any, Any]:
     """Load a bundled GGUF (dequantized to fp32) and save it as safetensors at ``dest`` (None: keep it in memory
-    only); return model, tokenizer."""
+    only, and the joined GGUF for ``_repacker``); return model, tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -115,17 +118,31 @@ def _convert_gguf(source: bundled.GGUFSource, dest: Path | None, cache_root: Pat
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    if dest is None:  # the caller caches another form of it
-        if gguf.is_relative_to(cache_root):
-            gguf.unlink(missing_ok=True)
+    if dest is None:  # the caller caches another form of it (and drops the joined GGUF: _drop_joined)
         return model, tokenizer
     with replace_dir(dest) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "inkstone-source.json").write_text(_source_json(source), encoding="utf-8")
-    if gguf.is_relative_to(cache_root):
-        gguf.unlink(missing_ok=True)  # the safetensors copy replaces it; the packages still hold the original
+    _drop_joined(source, cache_root)  # the safetensors copy replaces it; the packages still hold the original
     return model, tokenizer
+
+
+def _repacker(source: bundled.GGUFSource, cache_root: Path) -> lowbit.Repack:
+    """int4 codes of a float model taken from the bundled GGUF's own 4-bit blocks (core.models.gguf_blocks)."""
+    def repack(model: Any) -> dict[str, dict[str, Any]]:
+        from core.models.gguf_blocks import repack_int4
+
+        return repack_int4(bundled.assemble(source, cache_root / "gguf"), model)[0]
+
+    return repack
+
+
+def _drop_joined(source: bundled.GGUFSource, cache_root: Path) -> None:
+    """Remove the GGUF joined from package slices in the cache (never a package's own file)."""
+    gguf = cache_root / "gguf" / source.gguf_name
+    if len(source.parts) > 1 or source.sha256 is not None:
+        gguf.unlink(missing_ok=True)
 
 
 def _source_json(source: bundled.GGUFSource) -> str:
@@ -133,7 +150,8 @@ def _source_json(source: bundled.GGUFSource) -> str:
 
 
 def _load_hf_dir(
-    path: Path, settings: Settings, device: str, dtype: Any, say: Progress | None = None
+    path: Path, settings: Settings, device: str, dtype: Any, say: Progress | None = None,
+    repack: lowbit.Repack | None = None, model_key: str | None = None,
 ) -> tuple[Any, Any]:
     """Tokenizer and model of a Hugging Face directory; ModelError names the file that failed and the fix."""
     from huggingface_hub.errors import StrictDataclassError
@@ -156,7 +174,7 @@ def _load_hf_dir(
     try:
         if lowbit.applies(settings, device):  # int4/int8/bf16 weights on the CPU, cached once packed
             model = lowbit.load_for_cpu(path, settings, lambda dt: AutoModelForCausalLM.from_pretrained(
-                str(path), **{**kwargs, "dtype": dt}), say)
+                str(path), **{**kwargs, "dtype": dt}), say, repack, model_key)
         else:
             model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError, StrictDataclassError) as exc:
@@ -192,23 +210,28 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
         cached = settings.cache_dir / "models" / f"{profile.id}-{source.fingerprint()}"
         recover(cached)  # a conversion killed while swapping left the previous copy aside
         packed = None
-        if lowbit.applies(settings, device):  # int4/int8: only the packed copy is cached
-            packed = lowbit.bundled_for_cpu(
-                cached, settings, lambda: _convert_gguf(source, None, settings.cache_dir, say),
-                {"inkstone-source.json": _source_json(source)}, say)
-        if packed is not None:
-            model, tokenizer, from_cache = packed
-        elif (cached / "config.json").is_file() and (cached / "inkstone-source.json").is_file():
-            say(f"Loading {profile.title} from the converted cache…")
-            model, tokenizer = _load_hf_dir(cached, settings, device, dtype, say)
-            from_cache = True
-        else:
-            model, tokenizer = _convert_gguf(source, cached, settings.cache_dir, say)
-            if lowbit.applies(settings, device):
-                model = lowbit.load_for_cpu(cached, settings, lambda _dt: model, say)
-            if device != "cpu" or settings.quantize or str(dtype) != "torch.float32":
-                del model
-                model, tokenizer = _load_hf_dir(cached, settings, device, dtype)
+        repack = _repacker(source, settings.cache_dir)
+        try:
+            if lowbit.applies(settings, device):  # int4/int8: only the packed copy is cached
+                packed = lowbit.bundled_for_cpu(
+                    cached, settings, lambda: _convert_gguf(source, None, settings.cache_dir, say),
+                    {"inkstone-source.json": _source_json(source)}, say, repack, profile.id,
+                    lambda: gguf_shapes(bundled.assemble(source, settings.cache_dir / "gguf")))
+            if packed is not None:
+                model, tokenizer, from_cache = packed
+            elif (cached / "config.json").is_file() and (cached / "inkstone-source.json").is_file():
+                say(f"Loading {profile.title} from the converted cache…")
+                model, tokenizer = _load_hf_dir(cached, settings, device, dtype, say, repack, profile.id)
+                from_cache = True
+            else:
+                model, tokenizer = _convert_gguf(source, cached, settings.cache_dir, say)
+                if lowbit.applies(settings, device):
+                    model = lowbit.load_for_cpu(cached, settings, lambda _dt: model, say, repack, profile.id)
+                if device != "cpu" or settings.quantize or str(dtype) != "torch.float32":
+                    del model
+                    model, tokenizer = _load_hf_dir(cached, settings, device, dtype)
+        finally:
+            _drop_joined(source, settings.cache_dir)
         codec: ChatCodec = HFChatCodec(tokenizer, model.generation_config, profile.title)
     elif profile.source == "local" and profile.path is not None:
         model, codec = _load_local(profile.path, settings, device, dtype, say)
@@ -230,7 +253,18 @@ def load_model(profile: ModelProfile, settings: Settings, progress: Progress | N
         from_cache=from_cache,
         cpu_weights=getattr(model, "inkstone_cpu_weights", None),
         images=bool(getattr(codec, "images", False)),
+        cpu_weights_auto=_auto_record(model),
     )
+
+
+def _auto_record(model: Any) -> dict[str, Any] | None:
+    made = getattr(model, "inkstone_auto", None)
+    if made is None:
+        return None
+    from dataclasses import asdict
+
+    return {**asdict(made), "summary": made.summary(), "repacked_int4_layers": len(
+        getattr(model, "inkstone_repacked", []))}
 
 
 def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Progress) -> tuple[Any, ChatCodec]:

@@ -21,15 +21,19 @@ from typing import Any
 from core.storage.dirswap import recover, replace_dir
 
 CHOICES = ("int4", "int8", "bf16", "fp32")
-"""Values of the ``cpu_weights`` setting, fastest first (the fallback order)."""
-FORMAT = 2
-"""Version of the cache layout; a cache with another version is rebuilt."""
+"""Weights a model is held in on the CPU, fastest first (the fallback order)."""
+SETTINGS = ("auto", *CHOICES)
+"""Values of the ``cpu_weights`` setting: ``auto`` times the choices on this CPU (``core.models.autoweights``)."""
+FORMAT = 3
+"""Version of the cache layout; a cache with another version is rebuilt (3: int4 repacked from GGUF blocks)."""
 GROUP_SIZE = 32
 """int4 values per scale/zero pair (same as ``lowbit_layers.GROUP_SIZE``)."""
 BYTES_PER_WEIGHT = {"int4": 0.5 + 4 / GROUP_SIZE, "int8": 1.0, "bf16": 2.0, "fp32": 4.0}
 """Bytes per Linear weight (int4: codes + one bf16 scale and zero per group)."""
 
 Say = Callable[[str], None]
+Repack = Callable[[Any], dict[str, dict[str, Any]]]
+"""Given the float model, the int4 codes of its layers stored as 4-bit blocks (``core.models.gguf_blocks``)."""
 
 
 def resolve_kind(requested: str) -> tuple[str, str | None]:
@@ -66,8 +70,13 @@ def cache_dir_for(model_dir: Path, cache_root: Path, kind: str) -> Path:
     return cache_root / "lowbit" / f"{model_dir.name}-{h.hexdigest()[:16]}.{tag}"
 
 
+def auto_record_path(model_dir: Path, cache_root: Path) -> Path:
+    """Where the ``cpu_weights = "auto"`` choice for the model in ``model_dir`` is saved (beside its packed copies)."""
+    return Path(f"{cache_dir_for(model_dir, cache_root, 'auto')}.json")
+
+
 def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest: Path, tokenizer: Any = None,
-               extra: dict[str, str] | None = None) -> None:
+               extra: dict[str, str] | None = None, repacked: list[str] | None = None) -> None:
     """Write the quantized ``model`` to ``dest`` (safetensors + lowbit.json + config), atomically; with a
     ``tokenizer`` and ``extra`` text files when the cache is the model's only copy on disk (a bundled model)."""
     from safetensors.torch import save_file
@@ -85,7 +94,8 @@ def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest:
             continue
         seen[ident] = key
         tensors[key] = tensor.contiguous()
-    meta = {"format": FORMAT, "kind": kind, "group_size": GROUP_SIZE, "layers": sorted(portable), "aliases": aliases}
+    meta = {"format": FORMAT, "kind": kind, "group_size": GROUP_SIZE, "layers": sorted(portable), "aliases": aliases,
+            "repacked": sorted(repacked or [])}
     with replace_dir(dest) as tmp:  # two processes may pack the same model at once: the first copy in stays
         save_file(tensors, str(tmp / "model.safetensors"))
         model.config.save_pretrained(tmp)
@@ -132,6 +142,7 @@ def load_cache(src: Path, kind: str) -> Any:
         setattr(model.get_submodule(owner), attr, getattr(model.get_submodule(t_owner), t_attr))
     if (src / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(str(src))
+    model.inkstone_repacked = list(meta.get("repacked", []))
     return model.eval()
 
 
@@ -150,18 +161,37 @@ def applies(settings: Any, device: str) -> bool:
             and not settings.trust_remote_code and settings.cpu_weights != "fp32")
 
 
-def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any], say: Say | None = None) -> Any:
+def decide(settings: Any, model_dir: Path, model_key: str | None, say: Say,
+           shapes: Callable[[], list[tuple[int, int, bool]]] | None = None) -> tuple[str, str | None, Any]:
+    """The weights to hold, a fallback notice, and for ``auto`` its ``autoweights.Choice`` (else None).
+
+    ``auto`` reads the choice saved for ``model_dir`` on this CPU, or times the candidates on the Linear
+    ``shapes`` (default: the model built from ``model_dir``'s config on the meta device) and saves it.
+    """
+    if settings.cpu_weights != "auto":
+        return (*resolve_kind(settings.cpu_weights), None)
+    from core.models import autoweights
+    from core.models.lowbit_layers import cpu_supports
+
+    made = autoweights.choose(auto_record_path(model_dir, settings.cache_dir),
+                              shapes or (lambda: autoweights.config_shapes(model_dir)), model_key, cpu_supports, say)
+    return made.choice, None, made
+
+
+def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any], say: Say | None = None,
+                 repack: Repack | None = None, model_key: str | None = None) -> Any:
     """The model in ``model_dir`` with ``settings.cpu_weights`` (or the CPU's fallback), from the cache if any.
 
-    ``load_float(dtype)`` loads the float model (only on a cache miss). The weights used are recorded on the
-    model as ``inkstone_cpu_weights``. A broken cache is rebuilt, never fatal.
+    ``load_float(dtype)`` loads the float model (only on a cache miss); ``repack`` gives int4 codes to take as
+    they are (a bundled GGUF's 4-bit blocks). The weights used are recorded on the model as
+    ``inkstone_cpu_weights``. A broken cache is rebuilt, never fatal.
     """
     import torch
 
     from core.models.lowbit_layers import to_bf16
 
     say = say or (lambda _msg: None)
-    kind, notice = resolve_kind(settings.cpu_weights)
+    kind, notice, made = decide(settings, model_dir, model_key, say)
     _tell(notice, say)
     model = None
     if kind in ("fp32", "bf16"):
@@ -172,24 +202,27 @@ def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any
         dest = cache_dir_for(model_dir, settings.cache_dir, kind)
         model = _read_cache(dest, kind, say)
         if model is None:
-            model = _pack(load_float(torch.bfloat16), kind, dest, say)
-    model.inkstone_cpu_weights = kind
+            model = _pack(load_float(torch.bfloat16), kind, dest, say, repack=repack)
+    model.inkstone_cpu_weights, model.inkstone_auto = kind, made
     return model.eval()
 
 
 def bundled_for_cpu(converted: Path, settings: Any, convert: Callable[[], tuple[Any, Any]],
-                    extra: dict[str, str], say: Say | None = None) -> tuple[Any, Any, bool] | None:
+                    extra: dict[str, str], say: Say | None = None, repack: Repack | None = None,
+                    model_key: str | None = None, shapes: Callable[[], list[tuple[int, int, bool]]] | None = None
+                    ) -> tuple[Any, Any, bool] | None:
     """Model, tokenizer and whether they came from the cache, for a bundled model with int4/int8 CPU weights.
 
     Packed straight from the GGUF: the first start quantizes the model ``convert()`` dequantized in memory
-    and caches only the packed copy (with the tokenizer and ``extra`` files), never the float32 one it would
-    not use: that skips writing ~4 bytes per weight. None when the setting resolves to float weights or a
-    converted float copy already exists in ``converted``; ``load_for_cpu`` on that copy applies then.
+    (int4: its own 4-bit blocks taken as they are through ``repack``, the other layers as int8) and caches only
+    the packed copy (with the tokenizer and ``extra`` files), never the float32 one it would not use: that skips
+    writing ~4 bytes per weight. None when the setting resolves to float weights or a converted float copy
+    already exists in ``converted``; ``load_for_cpu`` on that copy applies then.
     """
     from transformers import AutoTokenizer
 
     say = say or (lambda _msg: None)
-    kind, notice = resolve_kind(settings.cpu_weights)
+    kind, notice, made = decide(settings, converted, model_key, say, shapes)
     if kind not in ("int4", "int8") or (converted / "config.json").is_file():
         return None  # load_for_cpu gives the notice then
     _tell(notice, say)
@@ -200,11 +233,11 @@ def bundled_for_cpu(converted: Path, settings: Any, convert: Callable[[], tuple[
         except (OSError, ValueError, TypeError, KeyError) as exc:
             say(f"The tokenizer cached in {dest} is unreadable ({type(exc).__name__}); converting again.")
         else:
-            model.inkstone_cpu_weights = kind
+            model.inkstone_cpu_weights, model.inkstone_auto = kind, made
             return model.eval(), tokenizer, True
     model, tokenizer = convert()
-    model = _pack(model, kind, dest, say, tokenizer, extra)
-    model.inkstone_cpu_weights = kind
+    model = _pack(model, kind, dest, say, tokenizer, extra, repack)
+    model.inkstone_cpu_weights, model.inkstone_auto = kind, made
     return model.eval(), tokenizer, False
 
 
@@ -228,14 +261,20 @@ def _read_cache(dest: Path, kind: str, say: Say) -> Any:
 
 
 def _pack(model: Any, kind: str, dest: Path, say: Say, tokenizer: Any = None,
-          extra: dict[str, str] | None = None) -> Any:
+          extra: dict[str, str] | None = None, repack: Repack | None = None) -> Any:
     """Quantize the float ``model`` to ``kind`` in place and cache it in ``dest`` (a failed write is a notice)."""
     from core.models.lowbit_layers import quantize_model
 
-    say(f"Packing the weights as {kind} for fast CPU answers (first start only)…")
-    portable = quantize_model(model, kind)
+    repacked = repack(model) if repack is not None and kind == "int4" else None
+    if repacked is not None:
+        say(f"Repacking the model's own 4-bit blocks as int4 ({len(repacked)} layers, the rest int8; first start "
+            "only)…")
+    else:
+        say(f"Packing the weights as {kind} for fast CPU answers (first start only)…")
+    portable = quantize_model(model, kind, repacked)
+    model.inkstone_repacked = sorted(repacked or [])
     try:
-        save_cache(model, kind, portable, dest, tokenizer, extra)
+        save_cache(model, kind, portable, dest, tokenizer, extra, model.inkstone_repacked)
     except OSError as exc:
         say(f"Could not cache the {kind} weights in {dest} ({exc}); the next start packs them again.")
     return model

@@ -190,20 +190,30 @@ def dequantize(layer: nn.Module) -> torch.Tensor:
 # -- whole models --------------------------------------------------------------------------------------------
 
 
-def quantize_model(model: nn.Module, kind: str) -> dict[str, dict[str, torch.Tensor]]:
-    """Turn ``model`` (in place) into ``kind`` weights with bf16 elsewhere; return the portable codes per layer."""
+def quantize_model(model: nn.Module, kind: str, repacked: dict[str, dict[str, torch.Tensor]] | None = None
+                   ) -> dict[str, dict[str, torch.Tensor]]:
+    """Turn ``model`` (in place) into ``kind`` weights with bf16 elsewhere; return the portable codes per layer.
+
+    ``repacked``: int4 codes taken as they are (a GGUF's own 4-bit blocks, ``core.models.gguf_blocks``); with it,
+    an int4 model holds every other layer as int8 rather than requantizing it to 4 bits.
+    """
     portable: dict[str, dict[str, torch.Tensor]] = {}
     if kind == "fp32":
         return portable
     if kind in ("int4", "int8"):
         head = model.get_output_embeddings()
-        names = [n for n, m in model.named_modules() if _eligible("int8" if m is head else kind, m)]
-        for name in names:
-            module = model.get_submodule(name)
+        for name, module in list(model.named_modules()):
             # int8 for the output head: its error lands directly on the logits (int4 there cost smollm2 +7%
             # perplexity)
             layer_kind = "int8" if module is head else kind
-            t = quantize_int4(module.weight) if layer_kind == "int4" else quantize_int8(module.weight)
+            if layer_kind == "int4" and repacked is not None and name not in repacked:
+                layer_kind = "int8"  # not 4-bit in the GGUF: 8 bits keep its 5-8-bit blocks closely
+            if not _eligible(layer_kind, module):
+                continue
+            if layer_kind == "int4" and repacked is not None:
+                t = repacked[name]
+            else:
+                t = quantize_int4(module.weight) if layer_kind == "int4" else quantize_int8(module.weight)
             model.set_submodule(name, build_layer(layer_kind, t, module.bias, GROUP_SIZE))
             portable[name] = t
     to_bf16(model)

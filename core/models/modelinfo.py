@@ -41,6 +41,11 @@ class ModelInfo:
     """Weights held on a CPU for each ``cpu_weights`` choice (int4, int8, bf16, fp32), GiB."""
     images: bool = False
     """The model reads pictures (an image-text-to-text model, ``core.models.vision``)."""
+    cpu_weights: str | None = None
+    """The weights held on the CPU (a loaded model) where ``cpu_weights`` decided them."""
+    cpu_weights_auto: dict[str, Any] | None = None
+    """``cpu_weights = "auto"``: the choice saved for this CPU, each candidate's timed ms per decode step and
+    what the quality rule or the CPU left out."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -221,4 +226,6 @@ def inspect_loaded(loaded: Any) -> ModelInfo:
         memory_gib=memory_estimate(total, head_params),
         cpu_weights_gib={} if getattr(loaded, "images", False) else lowbit.memory_gib(total, head_params, model.config),
         images=bool(getattr(loaded, "images", False)),
+        cpu_weights=loaded.cpu_weights,
+        cpu_weights_auto=loaded.cpu_weights_auto,
     )
