@@ -178,11 +178,16 @@ def _load_hf_dir(
         else:
             model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError, StrictDataclassError) as exc:
-        raise ModelError(
-            f"Could not load the model weights in {path} ({type(exc).__name__}: {_first_line(exc)}): check that "
-            "the download is complete (missing or corrupt weight files), or re-download the model."
-        ) from None
+        raise _weights_error(path, exc) from None
     return model, tokenizer
+
+
+def _weights_error(path: Path, exc: BaseException) -> ModelError:
+    """What a user reads when a directory's weights do not load: the path, the cause, the fix."""
+    return ModelError(
+        f"Could not load the model weights in {path} ({type(exc).__name__}: {_first_line(exc)}): check that "
+        "the download is complete (missing or corrupt weight files), or re-download the model."
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -309,10 +314,7 @@ def _load_vision(path: Path, settings: Settings, device: str, dtype: Any, say: P
     try:
         model = AutoModelForImageTextToText.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError, StrictDataclassError) as exc:
-        raise ModelError(
-            f"Could not load the model weights in {path} ({type(exc).__name__}: {_first_line(exc)}): check that "
-            "the download is complete (missing or corrupt weight files), or re-download the model."
-        ) from None
+        raise _weights_error(path, exc) from None
     return model, VisionCodec(processor, model.generation_config, str(path))
 
 
