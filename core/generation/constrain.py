@@ -4,8 +4,13 @@ answer or a tool call always parses and matches its schema (unless ``max_new_tok
 Why llguidance: it is installed and locked, needs no precomputation per schema (``bench/tools.py``: decoding with a
 grammar ran at 1.01x the speed without one on qwen2.5-coder-0.5b on a CPU), and takes JSON schemas and Lark grammars
 with an inline ``%json`` schema, which tool calls need (tags around a schema). xgrammar cannot be installed here: it
-pins a triton version that conflicts with the CUDA torch's; outlines and lm-format-enforcer are not installed, so
-they were not measured.
+pins a triton version that conflicts with the CUDA torch's. Measured against lm-format-enforcer 0.11.3
+(``bench/grammar_libs.py``, qwen2.5-coder-0.5b's 151,936-token tokenizer, three schemas: flat object, tool arguments
+with a nested object and an enum, a list of objects; busy 2-core machine, torch on one thread): both accept every
+token of the valid answers and refuse a letter where a bracket or quote must come; setup per tokenizer 3.6 s vs
+3.9 s; compile 0.9-1.0 ms vs 0.3 ms; the allowed-token mask per step 0.75-0.91 ms mean (p95 1.0-1.3 ms) vs
+21-25 ms mean (p95 163-168 ms), 28x faster. LMFE also walks Python per step and its transformers integration does
+not import under transformers 5, so llguidance stays.
 
 A ``Grammar`` is text in llguidance's format (``grammar_from_json_schema`` / ``grammar_from_lark``); ``compile``
 checks it against a codec's tokenizer (``InputError`` naming the problem). ``Constraint`` is the per-answer state:
