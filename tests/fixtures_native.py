@@ -99,12 +99,17 @@ FAMILIES: dict[str, dict[str, Any]] = {
 
 def make_tokenizer(family: str) -> Any:
     """Train a small byte-level BPE with ``family``'s special tokens; return a ``PreTrainedTokenizerFast``."""
+    return bpe_tokenizer(FAMILIES[family], qwen2_pipeline=family == "qwen2")
+
+
+def bpe_tokenizer(spec: dict[str, Any], *, qwen2_pipeline: bool) -> Any:
+    """A small byte-level BPE trained on ``CORPUS`` with ``spec``'s ``specials``, ``template`` and ``tokens``
+    (eos/pad); ``qwen2_pipeline``: Qwen2.5's NFC + split regex before the byte level."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    spec = FAMILIES[family]
     tok = Tokenizer(models.BPE())
-    if family == "qwen2":  # Qwen2.5's own pipeline (transformers' Qwen2Tokenizer rebuilds exactly this)
+    if qwen2_pipeline:  # Qwen2.5's own pipeline (transformers' Qwen2Tokenizer rebuilds exactly this)
         tok.normalizer = normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_native import CORPUS, QWEN2_SPLIT
+from tests.fixtures_native import bpe_tokenizer
 
 QWEN2_VL_TEMPLATE = (
     "{%- for message in messages %}"
@@ -111,23 +111,7 @@ KINDS: dict[str, dict[str, Any]] = {
 
 def make_vlm_tokenizer(kind: str) -> Any:
     """A small byte-level BPE with ``kind``'s special tokens and chat template (``PreTrainedTokenizerFast``)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    spec = KINDS[kind]
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=spec["specials"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
-    extra = [s for s in spec["specials"] if s not in spec["tokens"].values()]
-    return PreTrainedTokenizerFast(tokenizer_object=tok, chat_template=spec["template"],
-                                   additional_special_tokens=extra, **spec["tokens"])
+    return bpe_tokenizer(KINDS[kind], qwen2_pipeline=True)
 
 
 def _text(tokenizer: Any, kind: str) -> dict[str, Any]:
