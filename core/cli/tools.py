@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from core.errors import InputError
 from core.history.recorder import AnswerRecorder
-from core.tools.builtin import BUILTIN_NAMES, Tool, ToolError, calculator, clock, knowledge_search
+from core.tools.builtin import BUILTIN_NAMES, PLAIN_TOOLS, Tool, ToolError, knowledge_search
 from core.tools.history import save_steps
 from core.tools.loop import LoopResult, ToolStep, tool_turn
 from core.tools.mcp_client import server_tools, servers
@@ -36,10 +36,8 @@ def pick_tools(engine: Any, names: str, kb: str | None) -> list[Tool]:
                 tools += server_tools(configured[name[4:]])
             except ToolError as exc:
                 raise InputError(str(exc)) from None
-        elif name == "calculator":
-            tools.append(calculator())
-        elif name == "datetime":
-            tools.append(clock())
+        elif name in PLAIN_TOOLS:
+            tools.append(PLAIN_TOOLS[name]())
         else:
             if not kb or engine.knowledge is None:
                 raise InputError("The kb tool searches knowledge bases: name them with --kb NAME[,NAME...].")

@@ -138,4 +138,7 @@ def knowledge_search(search: Callable[[str], list[Any]], names: list[str]) -> To
 
 
 BUILTIN_NAMES = ("calculator", "datetime", "kb")
+
+PLAIN_TOOLS: dict[str, Callable[[], Tool]] = {"calculator": calculator, "datetime": clock}
+"""The built-ins that need nothing from the chat (``kb`` needs its knowledge bases), by the name users pick them."""
 """What ``--tools`` and the chat's settings accept."""

@@ -17,7 +17,7 @@ from typing import Any
 from core.config import Settings
 from core.errors import ConfigError, InputError
 from core.history.store import HistoryStore, Session
-from core.tools.builtin import Tool, ToolError, calculator, clock, knowledge_search
+from core.tools.builtin import PLAIN_TOOLS, Tool, ToolError, knowledge_search
 from core.tools.loop import MAX_STEPS
 from core.tools.mcp_client import McpServer, server_tools, servers
 
@@ -89,10 +89,8 @@ def chat_tools(session: Session, settings: Settings, kb_search: KbSearch | None)
         configured, notices = {}, [str(exc)]
     tools: list[Tool] = []
     for name in names:
-        if name == "calculator":
-            tools.append(calculator())
-        elif name == "datetime":
-            tools.append(clock())
+        if name in PLAIN_TOOLS:
+            tools.append(PLAIN_TOOLS[name]())
         elif name == "kb":
             found = kb_search(session) if kb_search is not None else None
             if found is None:
