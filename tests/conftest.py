@@ -1,4 +1,5 @@
-"""Shared test setup: offline Hugging Face flags, a temp data dir per test, and the ``cuda`` marker skip."""
+"""Shared test setup: offline Hugging Face flags, the PyTorch engine unless a test asks for llama.cpp, a temp data
+dir per test, and the ``cuda`` marker skip."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from core.history.store import HistoryStore
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# The suite's tests of the PyTorch path keep it where llama.cpp is built (the `engine` default reads this, also in
+# the CLI and server processes tests start); tests/test_llamacpp_*.py run the same user flows on llama.cpp.
+os.environ.setdefault("INKSTONE_ENGINE", "torch")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -149,8 +149,7 @@ class Completions:
                            code="invalid_value", param="messages")
         if config.system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": config.system_prompt})
-        loaded = backend.loaded
-        fmt = tool_format(loaded.codec if loaded is not None else None)
+        fmt = tool_format(backend.codec)
         forward = _forward(req, tools) if backend.capabilities.tools else None
         constraint = None
         if forward is None:
@@ -188,17 +187,17 @@ class Completions:
     @staticmethod
     def _constraint(backend: Any, tools: ToolRequest, fmt: ToolFormat) -> Constraint | None:
         """The grammar state for a forced call or a JSON answer (ApiError 400 when it cannot be built)."""
-        loaded = backend.loaded
-        grammar = tools.grammar(fmt, loaded.codec if loaded is not None else None)
+        codec = backend.codec
+        grammar = tools.grammar(fmt, codec)
         if grammar is None:
             return None
         param = "response_format" if grammar.purpose == "response_format" else "tool_choice"
-        if not backend.capabilities.grammar or backend.loaded is None:
+        if not backend.capabilities.grammar or codec is None:
             raise ApiError(400, f"{param} needs constrained decoding, which this model's backend does not offer "
                            "(it runs only on a model loaded in-process): leave it out.", code="unsupported_value",
                            param=param)
         try:
-            return compile_for(backend.loaded.codec, grammar)
+            return compile_for(codec, grammar)
         except InputError as exc:
             raise ApiError(400, str(exc), code="invalid_value", param=param) from None
         except ModelError as exc:

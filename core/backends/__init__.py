@@ -1,4 +1,6 @@
-"""Backends: one file each (``fake``, ``transformers_backend``), one protocol (``base.Backend``).
+"""Backends: one file each (``fake``, ``transformers_backend``, ``llamacpp_backend``, ``openai_backend``), one
+protocol (``base.Backend``). The ``transformers`` entry runs a bundled GGUF on llama.cpp's server where that is the
+better engine (``core.llamacpp.engine``).
 
 A model profile names its backend (``ModelProfile.backend``); ``create_backend`` looks the name up in
 ``FACTORIES``, so a new backend (``openai``, ``llama.cpp``) is one file and one entry here.
@@ -28,9 +30,14 @@ def _transformers(
     profile: ModelProfile, settings: Settings, progress: Progress | None, options: dict[str, Any]
 ) -> Backend:
     from core.backends.transformers_backend import TransformersBackend
+    from core.llamacpp.engine import choose
     from core.models.loader import load_model
 
-    return TransformersBackend(load_model(profile, settings, progress), **options)
+    def on_torch(note: str | None = None, say: Progress | None = None) -> Backend:
+        return TransformersBackend(load_model(profile, settings, say), engine_note=note, **options)
+
+    fast, note = choose(profile, settings, progress, on_torch)
+    return fast if fast is not None else on_torch(note, progress)
 
 
 def _openai(profile: ModelProfile, settings: Settings, progress: Progress | None, options: dict[str, Any]) -> Backend:

@@ -95,6 +95,9 @@ class ModelInfo:
     """Weights held on the CPU (int4, int8, bf16, fp32) where the ``cpu_weights`` setting decided them."""
     cpu_weights_note: str | None = None
     """With ``cpu_weights = "auto"``: the choice and each candidate's timed figure on this CPU, in one line."""
+    engine_note: str | None = None
+    """Which engine runs the model and why (llama.cpp's server, or PyTorch because llama.cpp is not built or did
+    not start), in one line; None where there was no choice."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,9 @@ class Backend(Protocol):
 
     model_id: str
     context_window: int
+    codec: Any
+    """The chat codec (``core.models.codec``) that renders this model's prompts here (tool formats and grammars are
+    built for it); None for a backend whose server renders its own (remote) or that has none (fake)."""
 
     @property
     def capabilities(self) -> Capabilities:

@@ -51,6 +51,7 @@ class FakeBackend:
             self.capabilities = Capabilities(seed=False, max_concurrent=1, adapters=True, images=True)
         self.model_id = model_id
         self.context_window = context_window
+        self.codec = None
         self.delay_s = delay_s
         self._replies = replies
         self._index = 0

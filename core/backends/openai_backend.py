@@ -50,6 +50,7 @@ class OpenAIBackend:
 
         self.model_id = model_id
         self.context_window = context_window
+        self.codec = None
         self.base_url = base_url
         self.remote_model = model
         self.adapters = dict(adapters)

@@ -20,7 +20,7 @@ from core.models.loader import LoadedModel
 class TransformersBackend:
     """Streams answers from a model loaded by ``core.models.loader``."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, engine_note: str | None = None) -> None:
         self.capabilities = Capabilities(seed=True, max_concurrent=1, adapters=True, grammar=True,
                                          images=loaded.images)
         """Seeded sampling (the torch generator, seeded under the lock), one answer at a time, PEFT LoRA adapters,
@@ -33,6 +33,8 @@ class TransformersBackend:
         self._lock = threading.Lock()
         self._peft: Any = None
         """The PeftModel wrapping ``model`` once the first adapter is loaded; adapters are then switched in place."""
+        self._engine_note = engine_note
+        """Why PyTorch runs this model where llama.cpp could have (not built, did not start); None otherwise."""
         self._adapter_files: dict[str, tuple[int, int] | None] = {}
         """Per loaded adapter, the (mtime, size) of its weights file, to notice a persona retrained in place."""
 
@@ -87,7 +89,7 @@ class TransformersBackend:
         lm = self.loaded
         auto = lm.cpu_weights_auto
         return ModelInfo(self.model_id, self.context_window, "transformers", lm.device, lm.dtype, lm.quantize,
-                         lm.load_seconds, lm.cpu_weights, auto["summary"] if auto else None)
+                         lm.load_seconds, lm.cpu_weights, auto["summary"] if auto else None, self._engine_note)
 
     def count_prompt_tokens(self, messages: ChatMessages) -> int:
         """Exact prompt length in the model's chat format (a picture's image tokens included)."""

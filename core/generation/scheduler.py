@@ -247,6 +247,11 @@ class QueuedBackend:
         return self.queue.full
 
     @property
+    def codec(self) -> Any:
+        """The wrapped backend's chat codec (None for remote or scripted backends)."""
+        return self.inner.codec
+
+    @property
     def loaded(self) -> LoadedModel | None:
         """The wrapped backend's in-process model (None for remote or scripted backends)."""
         return self.inner.loaded

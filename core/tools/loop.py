@@ -77,8 +77,7 @@ def tool_turn(backend: Any, messages: list[dict[str, Any]], settings: Generation
               stop: threading.Event, *, max_steps: int = MAX_STEPS, adapter: Any = None,
               ) -> Iterator[str | ToolStep | LoopResult]:
     """Answer ``messages`` with ``tools`` on: text pieces and ``ToolStep``s as they happen, then one ``LoopResult``."""
-    loaded = backend.loaded
-    fmt: ToolFormat = tool_format(loaded.codec if loaded is not None else None)
+    fmt: ToolFormat = tool_format(backend.codec)
     by_name = {t.spec.name: t for t in tools}
     specs = [t.spec for t in tools]
     conversation = list(messages)

@@ -1,0 +1,206 @@
+"""A managed ``llama-server`` process: started on a free loopback port with a random key, checked, restarted with
+another set of LoRA adapters, stopped with Inkstone.
+
+Why a server process rather than bindings: the server is llama.cpp's own continuous batch over parallel slots (the
+fair queue admits several answers at once), it builds from the same source package as ``llama-bench`` with no
+Python binding to keep in step with llama.cpp's C API, and a crash in native code ends that process, not the app
+(the backend says so and the next answer starts it again).
+
+The process listens on 127.0.0.1 only, with an ``--api-key`` only this process knows, and dies with its parent
+(Linux ``PR_SET_PDEATHSIG``). Its log goes to a file in the cache; a start that fails names the log's last lines.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelError
+
+START_TIMEOUT_S = 120.0
+"""Seconds a start may take (loading the GGUF and warming up) before it counts as failed."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class LlamaServer:
+    """One ``llama-server`` for one GGUF, with ``slots`` parallel answers sharing ``context`` tokens of KV cache."""
+
+    def __init__(self, binary: Path, gguf: Path, *, context: int, slots: int, threads: int, log: Path) -> None:
+        self.binary, self.gguf, self.context, self.slots, self.threads = binary, gguf, context, slots, threads
+        self.log = log
+        self.adapters: list[Path] = []
+        """GGUF LoRA files the running process loaded, in order: request ``lora`` ids are indexes into it."""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._key = secrets.token_hex(16)
+        self._port = 0
+        self._lock = threading.Lock()
+        self._client: Any = None
+        atexit.register(self.stop)
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, adapters: list[Path] | None = None) -> None:
+        """Start (or restart with ``adapters``) and wait until it answers; ModelError with its log otherwise."""
+        with self._lock:
+            self._stop_locked()
+            self.adapters = list(adapters or [])
+            self._port = _free_port()
+            args = [str(self.binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(self._port),
+                    "--api-key", self._key, "-c", str(self.context), "-np", str(self.slots), "--kv-unified",
+                    "-t", str(self.threads), "-tb", str(self.threads), "--no-webui", "--no-warmup"]
+            for path in self.adapters:
+                args += ["--lora", str(path)]
+            if self.adapters:
+                args.append("--lora-init-without-apply")  # every adapter at scale 0 unless a request names it
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with self.log.open("wb") as out:
+                self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        import httpx
+
+        self._client = httpx.Client(base_url=f"http://127.0.0.1:{self._port}", timeout=httpx.Timeout(30.0),
+                                    headers={"Authorization": f"Bearer {self._key}"},
+                                    limits=httpx.Limits(max_connections=self.slots * 2 + 4), trust_env=False)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                raise ModelError(f"llama-server did not start (exit code {self._proc.returncode if self._proc else '?'}"
+                                 f"): {self.log_tail()}")
+            try:
+                if self._client.get("/health", timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self._stop_locked()
+        raise ModelError(f"llama-server did not answer within {START_TIMEOUT_S:.0f} s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 6) -> str:
+        """The last lines of the server's log, in one line (for error messages)."""
+        try:
+            text = self.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        except OSError:
+            return f"(no log at {self.log})"
+        return " | ".join(text[-lines:]) + f" (full log: {self.log})"
+
+    def stream(self, body: dict[str, Any], stop: threading.Event) -> Iterator[dict[str, Any]]:
+        """POST ``/completion`` with ``stream: true`` and yield each event; setting ``stop`` closes the connection
+        (the server then ends that answer and frees its slot). ModelError when the server is gone or refuses."""
+        import httpx
+
+        if not self.running or self._client is None:
+            raise ModelError(f"llama-server is not running: {self.log_tail()}")
+        events: list[Any] = []
+        ready = threading.Condition()
+        done = object()
+        response_box: list[Any] = []
+
+        def read() -> None:
+            try:
+                with self._client.stream("POST", "/completion", json={**body, "stream": True},
+                                         timeout=httpx.Timeout(None, connect=10.0)) as response:
+                    response_box.append(response)
+                    if response.status_code != 200:
+                        response.read()
+                        raise ModelError(f"llama-server refused the request ({response.status_code}): "
+                                         f"{response.text[:300]}")
+                    for line in response.iter_lines():
+                        if line.startswith("data: "):
+                            with ready:
+                                events.append(json.loads(line[6:]))
+                                ready.notify()
+            except BaseException as exc:  # handed to the consumer
+                with ready:
+                    events.append(exc)
+                    ready.notify()
+            finally:
+                with ready:
+                    events.append(done)
+                    ready.notify()
+
+        reader = threading.Thread(target=read, name="inkstone-llamacpp-read", daemon=True)
+        reader.start()
+        try:
+            while True:
+                with ready:
+                    while not events and not stop.is_set():
+                        ready.wait(0.05)
+                    if stop.is_set() and not events:
+                        break
+                    item = events.pop(0)
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    if stop.is_set():
+                        break
+                    if isinstance(item, ModelError):
+                        raise item
+                    if isinstance(item, httpx.TransportError | httpx.StreamError):
+                        raise ModelError(f"llama-server stopped answering ({type(item).__name__}): "
+                                         f"{self.log_tail()}")
+                    raise item
+                yield item
+                if stop.is_set():
+                    break
+        finally:
+            if response_box:
+                response_box[0].close()
+            reader.join(timeout=5.0)
+
+    def stop(self) -> None:
+        """End the process (if any)."""
+        with self._lock:
+            self._stop_locked()
+
+    def _stop_locked(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def default_threads() -> int:
+    """Threads for the server: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
