@@ -126,6 +126,22 @@ def test_chat_with_the_default_cpu_weights_stays_offline(shared: tuple[Path, Pat
     assert child.attempts() == []
 
 
+def test_chat_on_the_llama_cpp_engine_stays_offline(shared: tuple[Path, Path]) -> None:
+    """The user's default where set-up built llama.cpp: the CLI and its llama-server child reach only loopback."""
+    from core.llamacpp.build import find_binary
+
+    if find_binary() is None:
+        pytest.skip("llama.cpp is not built here")
+    child = Child(*shared, "chat-llamacpp")
+    child.env["INKSTONE_ENGINE"] = "auto"
+    done = child.run("chat", "--model", MODEL, "--temperature", "0", "--max-new-tokens", "12", "--json",
+                     "What is the capital of France?")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["reply"].strip()
+    assert child.attempts() == []
+    assert (shared[0] / "cache" / "llamacpp" / "logs" / f"{MODEL}.log").is_file()  # it ran on llama.cpp
+
+
 def test_chat_with_bitsandbytes_4bit_on_cpu_stays_offline_and_loads_no_hub_kernel(shared: tuple[Path, Path]) -> None:
     child = Child(*shared, "chat4bit")
     done = child.run("chat", "--model", MODEL, "--quantize", "4bit", "--temperature", "0", "--max-new-tokens", "8",

@@ -24,6 +24,8 @@ facts = [f"**Loaded model:** {info.model_id}", f"**Context window:** {info.conte
 if info.device is not None:
     details = ", ".join(part for part in (info.dtype, info.quantize) if part)
     facts.append(f"**Device:** {info.device}" + (f" ({details})" if details else ""))
+if info.engine_note:
+    facts.append(f"**Engine:** {info.engine_note}")
 if info.cpu_weights:
     facts.append(f"**CPU weights:** {info.cpu_weights_note or info.cpu_weights}")
 estimate = engine.memory_estimate()

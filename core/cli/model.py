@@ -72,8 +72,8 @@ def _load(args: argparse.Namespace) -> tuple[Backend, Settings]:
 
     settings = settings_from_args(
         args, model=args.model, device=args.device, dtype=args.dtype, quantize=args.quantize,
-        cpu_weights=args.cpu_weights, trust_remote_code=args.trust_remote_code,
-    )
+        cpu_weights=args.cpu_weights, trust_remote_code=args.trust_remote_code, engine="torch",
+    )  # these commands look at the in-process model (weights, tokenizer), which llama.cpp's server does not have
     profile = resolve(settings.model)
     if profile.backend != "transformers":
         raise InputError(
