@@ -1,8 +1,9 @@
 """Typed settings, defaulted in one place and layered: CLI flags > inkstone.toml > environment > defaults.
 
 This is the only module that reads the environment (``INKSTONE_HOME``, ``INKSTONE_MODEL``,
-``INKSTONE_ADAPTERS``, ``INKSTONE_CHROMA_URL``, ``INKSTONE_API_KEY``, ``INKSTONE_CONFIG``, and the process-wide
-switches ``INKSTONE_ONLINE`` and ``INKSTONE_VERBOSE`` that ``core.offline`` applies before any model library loads).
+``INKSTONE_ADAPTERS``, ``INKSTONE_CHROMA_URL``, ``INKSTONE_API_KEY``, ``INKSTONE_RERANKER``, ``INKSTONE_CONFIG``, and
+the process-wide switches ``INKSTONE_ONLINE`` and ``INKSTONE_VERBOSE`` that ``core.offline`` applies before any model
+library loads).
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ class Settings:
     """Characters shared by neighbouring chunks of new knowledge bases (None: the library default)."""
     rag_top_k: int = 4
     """Sources retrieved for one answer when a chat has RAG on."""
+    reranker: str | None = None
+    """A local cross-encoder directory (e.g. bge-reranker-v2-m3) that reorders the fused search candidates; None:
+    no reranking."""
     api_key: str | None = None
     """Key API clients send (``Authorization: Bearer``); required to serve on anything but loopback."""
     api_host: str = "127.0.0.1"
@@ -211,12 +215,12 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-_KNOWLEDGE = {"chroma_url", "embedder", "kb_chunk_size", "kb_chunk_overlap", "rag_top_k"}
+_KNOWLEDGE = {"chroma_url", "embedder", "kb_chunk_size", "kb_chunk_overlap", "rag_top_k", "reranker"}
 
 
 def _coerce_knowledge(name: str, value: Any) -> Any:
     """Validate the knowledge-base settings (``None`` or ``""`` means the default where one exists)."""
-    if name in ("chroma_url", "embedder"):
+    if name in ("chroma_url", "embedder", "reranker"):
         if value in (None, ""):
             return None
         if not isinstance(value, str):
@@ -282,7 +286,8 @@ def env_layer(environ: dict[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if environ is None else environ
     layer: dict[str, Any] = {}
     for var, key in (("INKSTONE_HOME", "home"), ("INKSTONE_MODEL", "model"), ("INKSTONE_ADAPTERS", "adapters"),
-                     ("INKSTONE_CHROMA_URL", "chroma_url"), ("INKSTONE_API_KEY", "api_key")):
+                     ("INKSTONE_CHROMA_URL", "chroma_url"), ("INKSTONE_API_KEY", "api_key"),
+                     ("INKSTONE_RERANKER", "reranker")):
         if env.get(var):
             layer[key] = env[var]
     return layer
