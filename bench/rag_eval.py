@@ -112,12 +112,14 @@ def followup_query(q: dict, rule: str) -> str:
 
 
 def evaluate_hard(lib: KnowledgeLibrary, targets: list[tuple[str, str]], questions: list[dict], rule: str = "app",
-                  floor: float | None = None) -> dict:  # fmt: skip
-    """hit@4 per kind, and the share of unrelated questions that get any source, on a rag_hard question file."""
+                  floor: float | None = None, also: dict[str, list[str]] | None = None) -> dict:  # fmt: skip
+    """hit@4 per kind, and the share of unrelated questions that get any source, on a rag_hard question file;
+    ``also``: the translations searched with each query (``--translate``)."""
     per_kind: dict[str, list[bool]] = {}
     misses: list[str] = []
     for q in questions:
-        hits = lib.search(targets, followup_query(q, rule), k=4, floor=floor)
+        query = followup_query(q, rule)
+        hits = lib.search(targets, query, k=4, floor=floor, also=(also or {}).get(query, []))
         if q["kind"] == "unrelated":
             per_kind.setdefault("unrelated", []).append(bool(hits))
             if hits:
@@ -131,11 +133,54 @@ def evaluate_hard(lib: KnowledgeLibrary, targets: list[tuple[str, str]], questio
     return {kind: sum(v) / len(v) for kind, v in per_kind.items()} | {"misses": misses}
 
 
+_TRANSLATOR: list = []  # the loaded model's translator, once per run
+
+
+def translate_all(lib: KnowledgeLibrary, targets: list[tuple[str, str]], queries: list[str],
+                  cache: Path | None) -> dict[str, list[str]]:  # fmt: skip
+    """Each query's translations by the default chat model (``core.kb.translate``), as a chat makes them; prints the
+    model's load time and the seconds a translation adds to a question. ``cache`` keeps them between runs."""
+    from core.backends import create_backend
+    from core.config import load_settings
+    from core.kb.translate import model_translator
+    from core.models.registry import resolve
+    from knowledge.crosslingual import translations
+
+    done = json.loads(cache.read_text(encoding="utf-8")) if cache and cache.is_file() else {}
+    todo = [q for q in dict.fromkeys(queries) if q not in done]
+    if todo:
+        if not _TRANSLATOR:
+            settings = load_settings({"home": tempfile.mkdtemp(prefix="rag-eval-")})
+            start = time.perf_counter()
+            backend = create_backend(resolve(settings.model), settings, None)
+            print(f"translator: {settings.model} loaded in {time.perf_counter() - start:.0f} s")
+            _TRANSLATOR.append(model_translator(backend))
+            _TRANSLATOR[0]("Hello?", "zh")  # warm-up, not timed
+        translate = _TRANSLATOR[0]
+        present = lib.languages(targets)
+        seconds = []
+        for query in todo:
+            start = time.perf_counter()
+            done[query] = translations(query, present, translate)
+            seconds.append(time.perf_counter() - start)
+        print(f"translation: {len(todo)} questions, median {statistics.median(seconds):.2f} s, "
+              f"max {max(seconds):.2f} s added per question (load: {os.getloadavg()[0]:.1f})")  # fmt: skip
+        if cache:
+            cache.write_text(json.dumps(done, ensure_ascii=False, indent=1), encoding="utf-8")
+    return {q: done[q] for q in queries}
+
+
 def main_hard(args: argparse.Namespace) -> None:
     """hit@4 per kind on the hard set (documents of both sets), plus the unrelated-question false-source rate."""
-    lines = (HARD / args.hard).read_text(encoding="utf-8").splitlines()
-    questions = [json.loads(line) for line in lines if line.strip()]
-    print(f"{args.hard}: {len(questions)} questions; hit@4 per kind; 'unrelated' = share that wrongly got sources")
+    for name in args.hard.split(","):
+        lines = (HARD / name).read_text(encoding="utf-8").splitlines()
+        questions = [json.loads(line) for line in lines if line.strip()]
+        print(f"{name}: {len(questions)} questions; hit@4 per kind; 'unrelated' = share that wrongly got sources")
+        hard_set(args, questions)
+
+
+def hard_set(args: argparse.Namespace, questions: list[dict]) -> None:
+    """One question file of the hard set, every embedder, every follow-up rule (and with translations)."""
     with tempfile.TemporaryDirectory() as tmp:
         lib = KnowledgeLibrary(Path(tmp) / "chroma")
         for embedder in args.embedders.split(","):
@@ -147,13 +192,18 @@ def main_hard(args: argparse.Namespace) -> None:
                                      DEFAULT_CHUNK_OVERLAP)  # fmt: skip
             print(f"{embedder}: ingested in {time.perf_counter() - start:.1f} s")
             print(f"{'embedder':10} {'follow-up':9} " + " ".join(f"{k:>9}" for k in (*KINDS, "unrelated")))
-            for rule in ("app", "prev", "last"):
-                r = evaluate_hard(lib, [(collection, embedder)], questions, rule)
+            targets = [(collection, embedder)]
+            also = None
+            if args.translate:
+                also = translate_all(lib, targets, [followup_query(q, "app") for q in questions], args.translate_cache)
+            for rule in ("app", "prev", "last") + (("app+tr",) if also else ()):
+                with_tr = also if rule.endswith("+tr") else None
+                r = evaluate_hard(lib, targets, questions, rule.removesuffix("+tr"), also=with_tr)
                 print(
                     f"{embedder:10} {rule:9} "
                     + " ".join(f"{r.get(k, float('nan')):9.2f}" for k in (*KINDS, "unrelated"))
                 )
-                if rule == "app" and (args.show_misses or embedder == DEFAULT_EMBEDDER):
+                if rule.startswith("app") and (args.show_misses or embedder == DEFAULT_EMBEDDER):
                     for miss in r["misses"]:
                         print(f"    miss: {miss}")
         lib.close()
@@ -167,6 +217,9 @@ def main() -> None:
     parser.add_argument("--show-misses", action="store_true", help="list the missed questions of every run")
     parser.add_argument("--data", type=Path, default=DATA, help="folder with docs/ and questions.jsonl")
     parser.add_argument("--hard", help="a question file of tests/data/rag_hard/ (dev.jsonl; heldout.jsonl at the end)")
+    parser.add_argument("--translate", action="store_true",
+                        help="with --hard: also search with the default chat model's translations (row app+tr)")
+    parser.add_argument("--translate-cache", type=Path, help="JSON file keeping the translations between runs")
     args = parser.parse_args()
     if args.hard:
         main_hard(args)

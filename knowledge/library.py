@@ -375,6 +375,16 @@ class KnowledgeLibrary:
 
         return load_reranker(self.reranker)  # type: ignore[arg-type]
 
+    def languages(self, targets: list[tuple[str, str]]) -> set[str]:
+        """The passage languages ("en", "zh") of the collections in ``targets`` (from their BM25 tokens)."""
+        found: set[str] = set()
+        for collection, _spec in targets:
+            meta = self.store.metadata(collection)
+            count = self.store.count(collection) if meta is not None else 0
+            if count:
+                found |= self._bm25.get(self.store, collection, str(meta.get("generation", "")), count).languages()
+        return found
+
     def _lists(self, targets: list[tuple[str, str]], query: str, k: int, mode: str) -> tuple[
         dict[tuple[str, str], _Candidate], dict[tuple[str, str], int], dict[tuple[str, str], int]
     ]:  # fmt: skip
