@@ -112,14 +112,23 @@ def followup_query(q: dict, rule: str) -> str:
 
 
 def evaluate_hard(lib: KnowledgeLibrary, targets: list[tuple[str, str]], questions: list[dict], rule: str = "app",
-                  floor: float | None = None, also: dict[str, list[str]] | None = None) -> dict:  # fmt: skip
+                  floor: float | None = None, also: dict[str, list[str]] | None = None,
+                  gate: bool = False) -> dict:  # fmt: skip
     """hit@4 per kind, and the share of unrelated questions that get any source, on a rag_hard question file;
-    ``also``: the translations searched with each query (``--translate``)."""
+    ``also``: the translations searched with each query (``--translate``); ``gate``: only where the query's own
+    search is unsure (``needs_translation``, as a chat does). "translated": the share of questions that used one."""
+    from knowledge.crosslingual import needs_translation
+
     per_kind: dict[str, list[bool]] = {}
     misses: list[str] = []
+    used = 0
     for q in questions:
         query = followup_query(q, rule)
-        hits = lib.search(targets, query, k=4, floor=floor, also=(also or {}).get(query, []))
+        hits = lib.search(targets, query, k=4, floor=floor)
+        extra = (also or {}).get(query, [])
+        if extra and (not gate or needs_translation(h.score for h in hits)):
+            hits = lib.search(targets, query, k=4, floor=floor, also=extra)
+            used += 1
         if q["kind"] == "unrelated":
             per_kind.setdefault("unrelated", []).append(bool(hits))
             if hits:
@@ -130,7 +139,8 @@ def evaluate_hard(lib: KnowledgeLibrary, targets: list[tuple[str, str]], questio
         per_kind.setdefault(q["kind"], []).append(good)
         if not good:
             misses.append(f"[{q['kind']}] {q['question']} -> {[(h.source, h.score) for h in hits]}")
-    return {kind: sum(v) / len(v) for kind, v in per_kind.items()} | {"misses": misses}
+    return {kind: sum(v) / len(v) for kind, v in per_kind.items()} | {"misses": misses,
+                                                                       "translated": used / len(questions)}
 
 
 _TRANSLATOR: list = []  # the loaded model's translator, once per run
@@ -196,12 +206,13 @@ def hard_set(args: argparse.Namespace, questions: list[dict]) -> None:
             also = None
             if args.translate:
                 also = translate_all(lib, targets, [followup_query(q, "app") for q in questions], args.translate_cache)
-            for rule in ("app", "prev", "last") + (("app+tr",) if also else ()):
-                with_tr = also if rule.endswith("+tr") else None
-                r = evaluate_hard(lib, targets, questions, rule.removesuffix("+tr"), also=with_tr)
+            for rule in ("app", "prev", "last") + (("app+tr", "app+gate") if also else ()):
+                with_tr = also if "+" in rule else None
+                r = evaluate_hard(lib, targets, questions, rule.split("+")[0], also=with_tr, gate=rule.endswith("gate"))
                 print(
                     f"{embedder:10} {rule:9} "
                     + " ".join(f"{r.get(k, float('nan')):9.2f}" for k in (*KINDS, "unrelated"))
+                    + (f"  (translated: {r['translated']:.2f} of the questions)" if with_tr else "")
                 )
                 if rule.startswith("app") and (args.show_misses or embedder == DEFAULT_EMBEDDER):
                     for miss in r["misses"]:
@@ -218,7 +229,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="folder with docs/ and questions.jsonl")
     parser.add_argument("--hard", help="a question file of tests/data/rag_hard/ (dev.jsonl; heldout.jsonl at the end)")
     parser.add_argument("--translate", action="store_true",
-                        help="with --hard: also search with the default chat model's translations (row app+tr)")
+                        help="with --hard: also search with the default chat model's translations (rows app+tr: "
+                        "always, app+gate: where the question's own search is unsure, as a chat does)")
     parser.add_argument("--translate-cache", type=Path, help="JSON file keeping the translations between runs")
     args = parser.parse_args()
     if args.hard:

@@ -3,7 +3,8 @@
 What a user relies on: an English question finds a Chinese passage its own words do not reach once the translator
 (the loaded model in the app; a plain function here) gives the Chinese question, and the sources say what was
 searched; without a translator (``kb query``, a scripted or remote backend) the search is the question alone; the
-translator is only asked when the knowledge base holds another language, and a translator that fails or answers
+translator is only asked when the knowledge base holds another language and the question's own search is unsure
+(no hit scoring 0.5), and a translator that fails or answers
 instead of translating costs nothing. Real Chroma, real embedders (fake-4096 for the library, minilm for the service).
 """
 
@@ -89,10 +90,20 @@ def test_a_chat_searches_with_the_translation_and_shows_it(home: Path, tmp_path:
     session = engine.store.get_session(sid)
     before = engine.knowledge.retrieve(session, QUESTION)
     assert before[0]["source"] != "noodles.txt"  # English near misses rank above the Chinese answer
-    engine.knowledge.translate = lambda question, target: TRANSLATED if target == "zh" else None
+    asked: list[str] = []
+
+    def translate(question: str, target: str) -> str | None:
+        asked.append(question)
+        return TRANSLATED if target == "zh" else None
+
+    engine.knowledge.translate = translate
     found = engine.knowledge.retrieve(session, QUESTION)
     assert found[0]["source"] == "noodles.txt"
     assert found[0]["query"] == f"{QUESTION} | {TRANSLATED}"  # the sources say what was searched for
+    sure = "How tall is Harrow Point Lighthouse, first lit on 14 March 1871?"
+    found = engine.knowledge.retrieve(session, sure)  # its own search is sure: no seconds spent translating
+    assert found[0]["source"] == "lighthouse.md" and found[0]["query"] == sure
+    assert asked == [QUESTION]
     engine.knowledge.close()
 
 
