@@ -349,7 +349,10 @@ class KnowledgeLibrary:
         candidates: dict[tuple[str, str], _Candidate] = {}
         lists: list[dict[tuple[str, str], int]] = []
         for text in texts:
-            found, vector_ranks, bm25_ranks = self._lists(targets, text, k, mode)
+            # A translation stands for the question in its own language only: its cosines to passages in other
+            # languages would be read through a cross-language range and let near misses in.
+            only = text_language(text) if text != query else None
+            found, vector_ranks, bm25_ranks = self._lists(targets, text, k, mode, only)
             for key, candidate in found.items():
                 if key not in candidates or candidate.relevance > candidates[key].relevance:
                     candidates[key] = candidate
@@ -385,10 +388,11 @@ class KnowledgeLibrary:
                 found |= self._bm25.get(self.store, collection, str(meta.get("generation", "")), count).languages()
         return found
 
-    def _lists(self, targets: list[tuple[str, str]], query: str, k: int, mode: str) -> tuple[
+    def _lists(self, targets: list[tuple[str, str]], query: str, k: int, mode: str, only: str | None = None) -> tuple[
         dict[tuple[str, str], _Candidate], dict[tuple[str, str], int], dict[tuple[str, str], int]
     ]:  # fmt: skip
-        """For one query text: the candidates (calibrated relevance), their vector ranks and their BM25 ranks."""
+        """For one query text: the candidates (calibrated relevance), their vector ranks and their BM25 ranks;
+        ``only``: passages in that language only."""
         query_tokens = tokenize(query)
         candidates: dict[tuple[str, str], _Candidate] = {}
         bm25_ranks: dict[tuple[str, str], int] = {}
@@ -416,13 +420,16 @@ class KnowledgeLibrary:
                 vector_found.add((collection, chunk.id))
             index = self._bm25.get(self.store, collection, str(meta.get("generation", "")), count)
             lexical = index.top(query_tokens, n)
-            for rank, (cid, _score) in enumerate(lexical):
-                bm25_ranks[(collection, cid)] = rank
             missing = [cid for cid, _ in lexical if (collection, cid) not in candidates]
             for chunk in self.store.get(collection, missing, with_embeddings=True):
                 cosine = float(np.dot(chunk.embedding, qvec)) if chunk.embedding is not None else 0.0
                 span = similarity_range(embedder, qlang, chunk.text)
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
+            if only is not None:
+                candidates = {key: c for key, c in candidates.items() if text_language(c.chunk.text) == only}
+                lexical = [(cid, score) for cid, score in lexical if (collection, cid) in candidates]
+            for rank, (cid, _score) in enumerate(lexical):
+                bm25_ranks[(collection, cid)] = rank
         # One vector list over all collections: calibrated scores are comparable across embedders. In "vector"
         # mode only what the vector search itself found may rank (no BM25 candidates by the back door).
         pool = candidates if mode != "vector" else {k: v for k, v in candidates.items() if k in vector_found}

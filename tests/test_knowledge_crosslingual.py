@@ -115,3 +115,13 @@ def test_the_model_translator_asks_for_a_translation_only() -> None:
     assert "Simplified Chinese" in system["content"] and "Do not answer" in system["content"]
     assert question == {"role": "user", "content": QUESTION}
     assert translate(QUESTION, "fr") is None and len(backend.prompts) == 1
+
+
+def test_translation_is_opt_in_and_its_setting_is_a_boolean(tmp_path: Path) -> None:
+    from core.config import load_settings as load
+    from core.errors import ConfigError
+
+    assert load(config_file=tmp_path / "none.toml", environ={}).rag_translate is False
+    assert load({"rag_translate": True}, config_file=tmp_path / "none.toml", environ={}).rag_translate is True
+    with pytest.raises(ConfigError, match="rag_translate='yes' must be true or false"):
+        load({"rag_translate": "yes"}, config_file=tmp_path / "none.toml", environ={})

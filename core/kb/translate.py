@@ -3,7 +3,8 @@
 An English question over Chinese passages (or the reverse) is also searched with its translation. The translation
 is one short greedy answer of the loaded model, in its own turn of the model's queue, with a one-example prompt
 that asks for the translation only (without the example the bundled 0.5B model answers the question instead).
-Figures (hit@4 and the added seconds per question) in README, Knowledge bases; ``bench/rag_eval.py --translate``.
+Used only with the ``rag_translate`` setting (off: with the bundled model it did not help, README, Knowledge
+bases; figures from ``bench/rag_eval.py --translate``: hit@4 and the seconds a translation adds to a question).
 """
 
 from __future__ import annotations
