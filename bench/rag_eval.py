@@ -11,6 +11,11 @@ show what the relevance floor does. Prints figures only; it asserts nothing.
 
 ``--data`` points at another set laid out the same way (``DIR/docs/``, ``DIR/questions.jsonl`` with ``lang``,
 ``question``, ``answer``, ``source`` and ``page`` per line).
+
+``--hard dev.jsonl[,heldout2.jsonl]`` runs question files of tests/data/rag_hard/ instead: hit@4 per kind, the
+share of unrelated questions that got sources. ``--translate`` adds the rows with the default chat model's
+translations (``app+tr``: every question, ``app+gate``: where its own search is unsure, as ``rag_translate`` does)
+and prints the seconds a translation adds; ``--translate-cache FILE`` keeps the translations between runs.
 """
 
 from __future__ import annotations
