@@ -11,6 +11,11 @@ show what the relevance floor does. Prints figures only; it asserts nothing.
 
 ``--data`` points at another set laid out the same way (``DIR/docs/``, ``DIR/questions.jsonl`` with ``lang``,
 ``question``, ``answer``, ``source`` and ``page`` per line).
+
+``--hard dev.jsonl[,heldout2.jsonl]`` runs question files of tests/data/rag_hard/ instead: hit@4 per kind, the
+share of unrelated questions that got sources. ``--translate`` adds the rows with the default chat model's
+translations (``app+tr``: every question, ``app+gate``: where its own search is unsure, as ``rag_translate`` does)
+and prints the seconds a translation adds; ``--translate-cache FILE`` keeps the translations between runs.
 """
 
 from __future__ import annotations
@@ -112,12 +117,23 @@ def followup_query(q: dict, rule: str) -> str:
 
 
 def evaluate_hard(lib: KnowledgeLibrary, targets: list[tuple[str, str]], questions: list[dict], rule: str = "app",
-                  floor: float | None = None) -> dict:  # fmt: skip
-    """hit@4 per kind, and the share of unrelated questions that get any source, on a rag_hard question file."""
+                  floor: float | None = None, also: dict[str, list[str]] | None = None,
+                  gate: bool = False) -> dict:  # fmt: skip
+    """hit@4 per kind, and the share of unrelated questions that get any source, on a rag_hard question file;
+    ``also``: the translations searched with each query (``--translate``); ``gate``: only where the query's own
+    search is unsure (``needs_translation``, as a chat does). "translated": the share of questions that used one."""
+    from knowledge.crosslingual import needs_translation
+
     per_kind: dict[str, list[bool]] = {}
     misses: list[str] = []
+    used = 0
     for q in questions:
-        hits = lib.search(targets, followup_query(q, rule), k=4, floor=floor)
+        query = followup_query(q, rule)
+        hits = lib.search(targets, query, k=4, floor=floor)
+        extra = (also or {}).get(query, [])
+        if extra and (not gate or needs_translation(h.score for h in hits)):
+            hits = lib.search(targets, query, k=4, floor=floor, also=extra)
+            used += 1
         if q["kind"] == "unrelated":
             per_kind.setdefault("unrelated", []).append(bool(hits))
             if hits:
@@ -128,14 +144,58 @@ def evaluate_hard(lib: KnowledgeLibrary, targets: list[tuple[str, str]], questio
         per_kind.setdefault(q["kind"], []).append(good)
         if not good:
             misses.append(f"[{q['kind']}] {q['question']} -> {[(h.source, h.score) for h in hits]}")
-    return {kind: sum(v) / len(v) for kind, v in per_kind.items()} | {"misses": misses}
+    return {kind: sum(v) / len(v) for kind, v in per_kind.items()} | {"misses": misses,
+                                                                       "translated": used / len(questions)}
+
+
+_TRANSLATOR: list = []  # the loaded model's translator, once per run
+
+
+def translate_all(lib: KnowledgeLibrary, targets: list[tuple[str, str]], queries: list[str],
+                  cache: Path | None) -> dict[str, list[str]]:  # fmt: skip
+    """Each query's translations by the default chat model (``core.kb.translate``), as a chat makes them; prints the
+    model's load time and the seconds a translation adds to a question. ``cache`` keeps them between runs."""
+    from core.backends import create_backend
+    from core.config import load_settings
+    from core.kb.translate import model_translator
+    from core.models.registry import resolve
+    from knowledge.crosslingual import translations
+
+    done = json.loads(cache.read_text(encoding="utf-8")) if cache and cache.is_file() else {}
+    todo = [q for q in dict.fromkeys(queries) if q not in done]
+    if todo:
+        if not _TRANSLATOR:
+            settings = load_settings({"home": tempfile.mkdtemp(prefix="rag-eval-")})
+            start = time.perf_counter()
+            backend = create_backend(resolve(settings.model), settings, None)
+            print(f"translator: {settings.model} loaded in {time.perf_counter() - start:.0f} s")
+            _TRANSLATOR.append(model_translator(backend))
+            _TRANSLATOR[0]("Hello?", "zh")  # warm-up, not timed
+        translate = _TRANSLATOR[0]
+        present = lib.languages(targets)
+        seconds = []
+        for query in todo:
+            start = time.perf_counter()
+            done[query] = translations(query, present, translate)
+            seconds.append(time.perf_counter() - start)
+        print(f"translation: {len(todo)} questions, median {statistics.median(seconds):.2f} s, "
+              f"max {max(seconds):.2f} s added per question (load: {os.getloadavg()[0]:.1f})")  # fmt: skip
+        if cache:
+            cache.write_text(json.dumps(done, ensure_ascii=False, indent=1), encoding="utf-8")
+    return {q: done[q] for q in queries}
 
 
 def main_hard(args: argparse.Namespace) -> None:
     """hit@4 per kind on the hard set (documents of both sets), plus the unrelated-question false-source rate."""
-    lines = (HARD / args.hard).read_text(encoding="utf-8").splitlines()
-    questions = [json.loads(line) for line in lines if line.strip()]
-    print(f"{args.hard}: {len(questions)} questions; hit@4 per kind; 'unrelated' = share that wrongly got sources")
+    for name in args.hard.split(","):
+        lines = (HARD / name).read_text(encoding="utf-8").splitlines()
+        questions = [json.loads(line) for line in lines if line.strip()]
+        print(f"{name}: {len(questions)} questions; hit@4 per kind; 'unrelated' = share that wrongly got sources")
+        hard_set(args, questions)
+
+
+def hard_set(args: argparse.Namespace, questions: list[dict]) -> None:
+    """One question file of the hard set, every embedder, every follow-up rule (and with translations)."""
     with tempfile.TemporaryDirectory() as tmp:
         lib = KnowledgeLibrary(Path(tmp) / "chroma")
         for embedder in args.embedders.split(","):
@@ -147,13 +207,19 @@ def main_hard(args: argparse.Namespace) -> None:
                                      DEFAULT_CHUNK_OVERLAP)  # fmt: skip
             print(f"{embedder}: ingested in {time.perf_counter() - start:.1f} s")
             print(f"{'embedder':10} {'follow-up':9} " + " ".join(f"{k:>9}" for k in (*KINDS, "unrelated")))
-            for rule in ("app", "prev", "last"):
-                r = evaluate_hard(lib, [(collection, embedder)], questions, rule)
+            targets = [(collection, embedder)]
+            also = None
+            if args.translate:
+                also = translate_all(lib, targets, [followup_query(q, "app") for q in questions], args.translate_cache)
+            for rule in ("app", "prev", "last") + (("app+tr", "app+gate") if also else ()):
+                with_tr = also if "+" in rule else None
+                r = evaluate_hard(lib, targets, questions, rule.split("+")[0], also=with_tr, gate=rule.endswith("gate"))
                 print(
                     f"{embedder:10} {rule:9} "
                     + " ".join(f"{r.get(k, float('nan')):9.2f}" for k in (*KINDS, "unrelated"))
+                    + (f"  (translated: {r['translated']:.2f} of the questions)" if with_tr else "")
                 )
-                if rule == "app" and (args.show_misses or embedder == DEFAULT_EMBEDDER):
+                if rule.startswith("app") and (args.show_misses or embedder == DEFAULT_EMBEDDER):
                     for miss in r["misses"]:
                         print(f"    miss: {miss}")
         lib.close()
@@ -167,6 +233,10 @@ def main() -> None:
     parser.add_argument("--show-misses", action="store_true", help="list the missed questions of every run")
     parser.add_argument("--data", type=Path, default=DATA, help="folder with docs/ and questions.jsonl")
     parser.add_argument("--hard", help="a question file of tests/data/rag_hard/ (dev.jsonl; heldout.jsonl at the end)")
+    parser.add_argument("--translate", action="store_true",
+                        help="with --hard: also search with the default chat model's translations (rows app+tr: "
+                        "always, app+gate: where the question's own search is unsure, as a chat does)")
+    parser.add_argument("--translate-cache", type=Path, help="JSON file keeping the translations between runs")
     args = parser.parse_args()
     if args.hard:
         main_hard(args)

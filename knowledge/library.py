@@ -12,7 +12,7 @@ import re
 import threading
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ DEFAULT_CHUNK_SIZE = 500
 DEFAULT_CHUNK_OVERLAP = 80
 DEFAULT_FLOOR = 0.15
 CANDIDATES = 24  # per list (vector, BM25) and collection, at least 4 * k
+RERANK_POOL = 16  # fused candidates a reranker (a local cross-encoder) puts in order
 
 
 @dataclass(frozen=True)
@@ -173,8 +174,10 @@ def collection_name(kb_name: str) -> str:
 class KnowledgeLibrary:
     """One Chroma client (persistent dir or server) plus cached embedders."""
 
-    def __init__(self, chroma_path: Path, chroma_url: str | None = None) -> None:
+    def __init__(self, chroma_path: Path, chroma_url: str | None = None, reranker: str | Path | None = None) -> None:
         self.store = ChromaStore(Path(chroma_path), chroma_url)
+        self.reranker = reranker or None
+        """A local cross-encoder directory that orders the fused candidates (``knowledge.rerank``); None: off."""
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.Lock()
         self._bm25 = Bm25Cache(Path(chroma_path).with_name(f"{Path(chroma_path).name}-bm25"))  # saved tokens
@@ -329,9 +332,12 @@ class KnowledgeLibrary:
         k: int = 4,
         floor: float | None = None,
         mode: str = "hybrid",
+        also: Sequence[str] = (),
     ) -> list[Hit]:
         """Hybrid search over ``targets`` [(collection, embedder_spec)]: best ``k`` hits at or above ``floor``.
 
+        ``also``: more texts to search with (a translation of ``query``, ``knowledge.crosslingual``); each adds its
+        own vector and BM25 list to the fusion, and a chunk's relevance is its best over all the texts.
         ``mode`` "vector" or "bm25" uses one list only (for evaluation); EmbedderMismatch, StoreUnavailable.
         """
         if mode not in ("hybrid", "vector", "bm25"):
@@ -339,11 +345,60 @@ class KnowledgeLibrary:
         floor = DEFAULT_FLOOR if floor is None else floor
         if not query.strip() or k <= 0:
             return []
+        texts = [query] + [t for t in dict.fromkeys(also) if t.strip() and t != query]
+        candidates: dict[tuple[str, str], _Candidate] = {}
+        lists: list[dict[tuple[str, str], int]] = []
+        for text in texts:
+            # A translation stands for the question in its own language only: its cosines to passages in other
+            # languages would be read through a cross-language range and let near misses in.
+            only = text_language(text) if text != query else None
+            found, vector_ranks, bm25_ranks = self._lists(targets, text, k, mode, only)
+            for key, candidate in found.items():
+                if key not in candidates or candidate.relevance > candidates[key].relevance:
+                    candidates[key] = candidate
+            lists += {"hybrid": [vector_ranks, bm25_ranks], "vector": [vector_ranks], "bm25": [bm25_ranks]}[mode]
+        fused = sorted(
+            (key for key in candidates if any(key in ranks for ranks in lists)),
+            key=lambda key: (-rrf([ranks.get(key) for ranks in lists]), -candidates[key].relevance),
+        )
+        # The floor applies before the cut to k: a cross-language hit ranked below same-language near misses
+        # still gets in once they fall under the floor.
+        chosen = [candidates[key] for key in fused if candidates[key].relevance >= floor]
+        if self.reranker is not None and len(chosen) > 1:
+            # The cross-encoder orders the fused candidates (the best RERANK_POOL of them); no re-sort after it.
+            pool = chosen[: max(RERANK_POOL, k)]
+            scores = self._cross_encoder().scores(query, [c.chunk.text for c in pool])
+            chosen = [c for _, c in sorted(zip(scores, pool, strict=True), key=lambda pair: -pair[0])][:k]
+        else:
+            chosen = sorted(chosen[:k], key=lambda c: -c.relevance)
+        return [c.hit() for c in newer_first(chosen)]
+
+    def _cross_encoder(self):  # -> knowledge.rerank.CrossEncoder
+        from knowledge.rerank import load_reranker
+
+        return load_reranker(self.reranker)  # type: ignore[arg-type]
+
+    def languages(self, targets: list[tuple[str, str]]) -> set[str]:
+        """The passage languages ("en", "zh") of the collections in ``targets`` (from their BM25 tokens)."""
+        found: set[str] = set()
+        for collection, _spec in targets:
+            meta = self.store.metadata(collection)
+            count = self.store.count(collection) if meta is not None else 0
+            if count:
+                found |= self._bm25.get(self.store, collection, str(meta.get("generation", "")), count).languages()
+        return found
+
+    def _lists(self, targets: list[tuple[str, str]], query: str, k: int, mode: str, only: str | None = None) -> tuple[
+        dict[tuple[str, str], _Candidate], dict[tuple[str, str], int], dict[tuple[str, str], int]
+    ]:  # fmt: skip
+        """For one query text: the candidates (calibrated relevance), their vector ranks and their BM25 ranks;
+        ``only``: passages in that language only."""
         query_tokens = tokenize(query)
         candidates: dict[tuple[str, str], _Candidate] = {}
         bm25_ranks: dict[tuple[str, str], int] = {}
         query_vectors: dict[str, np.ndarray] = {}
         vector_found: set[tuple[str, str]] = set()
+        qlang = text_language(query)
         for collection, spec in targets:
             meta = self.store.metadata(collection)
             if meta is None:
@@ -359,35 +414,29 @@ class KnowledgeLibrary:
                 query_vectors[embedder.id] = embedder.embed_query(query)
             qvec = query_vectors[embedder.id]
             n = min(count, max(CANDIDATES, 4 * k))
-            qlang = text_language(query)
             for chunk, cosine in self.store.query(collection, qvec, n):
                 span = similarity_range(embedder, qlang, chunk.text)
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
                 vector_found.add((collection, chunk.id))
             index = self._bm25.get(self.store, collection, str(meta.get("generation", "")), count)
             lexical = index.top(query_tokens, n)
-            for rank, (cid, _score) in enumerate(lexical):
-                bm25_ranks[(collection, cid)] = rank
             missing = [cid for cid, _ in lexical if (collection, cid) not in candidates]
             for chunk in self.store.get(collection, missing, with_embeddings=True):
                 cosine = float(np.dot(chunk.embedding, qvec)) if chunk.embedding is not None else 0.0
                 span = similarity_range(embedder, qlang, chunk.text)
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
+            if only is not None:
+                candidates = {key: c for key, c in candidates.items() if text_language(c.chunk.text) == only}
+                lexical = [(cid, score) for cid, score in lexical if (collection, cid) in candidates]
+            for rank, (cid, _score) in enumerate(lexical):
+                bm25_ranks[(collection, cid)] = rank
         # One vector list over all collections: calibrated scores are comparable across embedders. In "vector"
         # mode only what the vector search itself found may rank (no BM25 candidates by the back door).
         pool = candidates if mode != "vector" else {k: v for k, v in candidates.items() if k in vector_found}
         by_relevance = sorted(pool, key=lambda key: -candidates[key].relevance)
-        vector_ranks = {key: rank for rank, key in enumerate(by_relevance)}
-        lists = {"hybrid": (vector_ranks, bm25_ranks), "vector": (vector_ranks,), "bm25": (bm25_ranks,)}[mode]
-        fused = sorted(
-            (key for key in candidates if any(key in ranks for ranks in lists)),
-            key=lambda key: (-rrf([ranks.get(key) for ranks in lists]), -candidates[key].relevance),
-        )
-        # The floor applies before the cut to k: a cross-language hit ranked below same-language near misses
-        # still gets in once they fall under the floor.
-        chosen = [candidates[key] for key in fused if candidates[key].relevance >= floor][:k]
-        chosen.sort(key=lambda c: -c.relevance)
-        return [c.hit() for c in newer_first(chosen)]
+        if mode == "vector":
+            candidates = pool
+        return candidates, {key: rank for rank, key in enumerate(by_relevance)}, bm25_ranks
 
     def reembed(self, collection: str, new_embedder_spec: str, progress: Progress | None = None) -> EmbedderInfo:
         """Re-embed the stored chunk texts with another embedder, into a fresh collection that replaces the old."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +81,23 @@ class Bm25Index:
     model: object | None  # bm25s.BM25, or None for a collection without tokens
     vocab: dict[str, int]
     tokens: dict[str, np.ndarray]
+
+    _languages: frozenset[str] | None = field(default=None, repr=False)
+
+    def languages(self) -> frozenset[str]:
+        """The languages of the chunks ("zh": at least 30% of a chunk's tokens are Chinese words, else "en"),
+        worked out once per generation from the stored tokens."""
+        if self._languages is None:
+            by_id = sorted(self.vocab, key=self.vocab.__getitem__)
+            cjk = np.fromiter((bool(_CJK_RUN.search(w)) for w in by_id), dtype=bool, count=len(by_id))
+            found: set[str] = set()
+            for ids in self.tokens.values():
+                if len(ids):
+                    found.add("zh" if cjk[ids].mean() >= 0.3 else "en")
+                    if len(found) == 2:
+                        break
+            self._languages = frozenset(found)
+        return self._languages
 
     def top(self, query_tokens: list[str], n: int) -> list[tuple[str, float]]:
         """The ``n`` best (chunk id, BM25 score) pairs with a positive score, best first."""

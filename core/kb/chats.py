@@ -15,7 +15,7 @@ from core.errors import KnowledgeBaseError
 from core.kb.library import LibraryHandle
 from core.kb.naming import QueryHit
 from core.kb.rows import KnowledgeBase, KnowledgeRows, SessionKnowledge
-from core.kb.search import query
+from core.kb.search import Translate, query, translated
 
 if TYPE_CHECKING:  # the retrieval reads a chat's row; history itself sits above kb
     from core.history.store import Session
@@ -50,11 +50,13 @@ def relevant(hits: list[QueryHit]) -> list[QueryHit]:
 
 
 def retrieve(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, session: Session,
-             question: str) -> list[dict[str, Any]] | None:  # fmt: skip
+             question: str, translate: Translate | None = None) -> list[dict[str, Any]] | None:  # fmt: skip
     """Sources for ``question`` in ``session``: None when the chat has RAG off, else its numbered sources
     ``[{"n", "source", "page", "ocr", "date", "score", "text", "query"}]`` (empty: nothing relevant found), where
     ``query`` is what was searched for (``core.chat.followup``: a follow-up gets the subject of the turns before it;
-    hit@4 on the dev follow-ups 1.00 against 0.12 for the question alone, bench/rag_eval.py --hard).
+    hit@4 on the dev follow-ups 1.00 against 0.12 for the question alone, bench/rag_eval.py --hard), followed by
+    its translations (`` | ``-separated) when ``translate`` is given, the passages are in another language and the
+    question's own search is unsure (``knowledge.crosslingual.needs_translation``).
     Raises a KnowledgeBaseError when it cannot search (the chat then answers without sources and says why).
     """
     rag, kbs = session_knowledge(rows, session.id)
@@ -65,7 +67,13 @@ def retrieve(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, ses
             "RAG is on for this chat but it has no knowledge base chosen: pick one next to the RAG switch "
             "(or `python -m core chat --kb NAME`)."
         )
-    hits = relevant(query(settings, rows, handle, kbs, question, k=settings.rag_top_k))
-    searched = " ".join(question.split())
+    from knowledge.crosslingual import needs_translation
+
+    found = query(settings, rows, handle, kbs, question, k=settings.rag_top_k)
+    also = translated(handle, kbs, question, translate) if needs_translation(h.score for h in found) else []
+    if also:
+        found = query(settings, rows, handle, kbs, question, k=settings.rag_top_k, also=also)
+    hits = relevant(found)
+    searched = " | ".join([" ".join(question.split()), *also])
     return [{"n": h.rank, "source": h.source, "page": h.page, "ocr": h.ocr, "date": h.date, "score": round(h.score, 4),
              "text": h.text, "query": searched} for h in hits]  # fmt: skip

@@ -51,7 +51,9 @@ class LibraryHandle:
                 with self.calls():
                     from knowledge import KnowledgeLibrary
 
-                    self._library = KnowledgeLibrary(self.settings.chroma_path, self.settings.chroma_url)
+                    self._library = KnowledgeLibrary(
+                        self.settings.chroma_path, self.settings.chroma_url, self.settings.reranker
+                    )
             return self._library
 
     def close(self) -> None:

@@ -44,6 +44,8 @@ class KnowledgeService:
         self.settings = settings
         self.rows = rows
         self.handle = LibraryHandle(settings)
+        self.translate: search.Translate | None = None
+        """Translates a chat's question for passages in another language (the engine sets the loaded model's)."""
 
     @classmethod
     def open(cls, settings: Settings) -> KnowledgeService:
@@ -266,4 +268,4 @@ class KnowledgeService:
         ``[{"n", "source", "page", "score", "text"}]`` (empty: nothing relevant found). Raises a
         KnowledgeBaseError when it cannot search (the chat then answers without sources and says why).
         """
-        return chats.retrieve(self.settings, self.rows, self.handle, session, question)
+        return chats.retrieve(self.settings, self.rows, self.handle, session, question, self.translate)
