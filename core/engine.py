@@ -90,7 +90,7 @@ def build_engine(settings: Settings, progress: Progress | None = None, backend: 
         backend = create_backend(profile, settings, progress)
     backend = queued(backend)  # one fair queue: the UI's answers and API requests take turns in arrival order
     knowledge = KnowledgeService.open(settings)
-    if settings.rag_translate and backend.loaded is not None:  # the model also translates questions (opt-in)
+    if settings.rag_translate and backend.codec is not None:  # the local model also translates questions (opt-in)
         from core.kb.translate import model_translator
 
         knowledge.translate = model_translator(backend)
