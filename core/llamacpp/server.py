@@ -7,7 +7,8 @@ Python binding to keep in step with llama.cpp's C API, and a crash in native cod
 (the backend says so and the next answer starts it again).
 
 The process listens on 127.0.0.1 only, with an ``--api-key`` only this process knows, and dies with its parent
-(Linux ``PR_SET_PDEATHSIG``). Its log goes to a file in the cache; a start that fails names the log's last lines.
+(Linux ``PR_SET_PDEATHSIG``, from a launcher thread that lives as long as the app). Its log goes to a file in the
+cache; a start that fails names the log's last lines.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,11 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inkstone-llamacpp-launch")
+"""Every server is started from this one long-lived thread: Linux delivers ``PR_SET_PDEATHSIG`` when the *thread*
+that started the child ends, and answers (which may restart the server for a new adapter) run on short-lived ones."""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -82,8 +89,9 @@ class LlamaServer:
                 args.append("--lora-init-without-apply")  # every adapter at scale 0 unless a request names it
             self.log.parent.mkdir(parents=True, exist_ok=True)
             with self.log.open("wb") as out:
-                self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                              preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                self._proc = _LAUNCHER.submit(
+                    subprocess.Popen, args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None).result()
             self._wait_ready()
 
     def _wait_ready(self) -> None:
