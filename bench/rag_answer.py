@@ -8,12 +8,19 @@ Prints per kind:
 
 - right: the expected answer is in the reply (its figures by value, so "42 metres" answers 四十二米);
 - language: the reply is in the question's language (Chinese characters for a Chinese question, few for English);
-- cited: replies with at least one [n]; verified: of the checked citations, the share that hold
-  (``knowledge.citations``: the passage holds the sentence's numbers and names), after re-pointing;
+- cited: replies with at least one [n] as stored (m.cite: as the model wrote them, before the app cites a
+  sentence a passage supports, ``knowledge.citations.attach_citations``); verified: of the checked citations, the
+  share that hold (``knowledge.citations``: the passage holds the sentence's numbers and names), after re-pointing;
 - for unrelated questions: no sources at all, and the reply says the documents do not contain it.
 
-    .venv/bin/python bench/rag_answer.py [--hard dev.jsonl,heldout.jsonl] [--basic 20] [--max-new-tokens 96]
-        [--out rows.jsonl] [--show]        # questions of the sets taken in turn; --summary rows.jsonl re-prints
+Each question is also answered by the plain recipe in the same run, for comparison: plain vector top-4 of the
+question alone (no floor, no follow-up rule, no newer-first order) under a plain prompt (the usual "use the following
+pieces of context" instruction with the passages in the system message, the question as the user message), its
+citations checked the same way.
+
+    .venv/bin/python bench/rag_answer.py [--hard dev.jsonl,answer_heldout.jsonl] [--basic 20] [--max-new-tokens 64]
+        [--limit 12] [--kinds cross,table] [--recipes app,plain] [--out rows.jsonl] [--show]
+        # questions of the sets taken in turn (--limit: the first N of them); --summary rows.jsonl re-prints
 
 Figures only; it asserts nothing. Slow on a CPU (a few seconds per answer on an idle 2-core machine).
 """
@@ -70,9 +77,17 @@ def load(path: Path, limit: int | None = None) -> list[dict]:
     return rows[:limit] if limit is not None else rows
 
 
-def ask(engine, question: dict) -> dict:  # noqa: ANN001 - an Engine
+PLAIN_PROMPT = ("Use the following pieces of context to answer the question at the end. If you don't know the answer, "
+                "just say that you don't know, don't try to make up an answer.\n\n{context}")
+"""The plain recipe's prompt (the common "stuff" question-answering prompt), passages separated by blank lines."""
+
+
+def ask(engine, question: dict, recipe: str = "app") -> dict:  # noqa: ANN001 - an Engine
     """One question in a new RAG chat: the reply, its stored sources and the seconds it took."""
-    from core.chat.service import Done, Failed
+    from core.chat.service import Done, Failed, Token
+
+    if recipe == "plain":
+        return ask_plain(engine, question)
 
     sid = engine.new_session()
     engine.knowledge.set_session_knowledge(sid, True, ["eval"])
@@ -86,7 +101,38 @@ def ask(engine, question: dict) -> dict:  # noqa: ANN001 - an Engine
     if isinstance(end, Failed):
         return {"reply": "", "sources": [], "seconds": seconds, "error": end.error}
     assert isinstance(end, Done)
-    return {"reply": end.stats.text, "sources": end.stats.sources or [], "seconds": seconds}
+    streamed = "".join(e.text for e in events if isinstance(e, Token))  # before the app's citation check
+    return {"reply": end.stats.text, "streamed": streamed, "sources": end.stats.sources or [], "seconds": seconds}
+
+
+def ask_plain(engine, question: dict) -> dict:  # noqa: ANN001 - an Engine
+    """The plain recipe: vector top-4 of the question alone, the plain prompt, the same model and settings."""
+    import threading
+
+    from core.backends.base import Finished, TextDelta
+    from knowledge.citations import check_sources
+
+    kb = engine.knowledge.resolve(["eval"])[0]
+    library = engine.knowledge.handle.get()
+    hits = library.search([(kb.collection, kb.embedder)], question["question"], k=4, floor=-1e9, mode="vector")
+    sources = [{"n": i, "source": h.source, "page": h.page, "text": h.text} for i, h in enumerate(hits, start=1)]
+    context = "\n\n".join(s["text"] for s in sources)
+    messages = [{"role": "system", "content": PLAIN_PROMPT.format(context=context)}]
+    for earlier in question.get("history", []):
+        messages += [{"role": "user", "content": earlier},
+                     {"role": "assistant", "content": "Sure. What would you like to know?"}]  # fmt: skip
+    messages.append({"role": "user", "content": question["question"]})
+    start = time.perf_counter()
+    text = ""
+    for event in engine.backend.stream(messages, engine.service.config(None).settings, threading.Event()):
+        if isinstance(event, TextDelta):
+            text += event.text
+        elif isinstance(event, Finished):
+            break
+    seconds = time.perf_counter() - start
+    streamed = text
+    text, sources = check_sources(text, sources) if sources and text else (text, sources)
+    return {"reply": text, "streamed": streamed, "sources": sources, "seconds": seconds}
 
 
 def interleaved(sets: dict[str, list[dict]]) -> list[dict]:
@@ -104,7 +150,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hard", default="dev.jsonl", help="question files of tests/data/rag_hard/, comma-separated")
     parser.add_argument("--basic", type=int, default=0, help="also the first N questions of tests/data/rag/")
-    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--limit", type=int, help="only the first N questions (of the sets taken in turn)")
+    parser.add_argument("--kinds", help="only these kinds, comma-separated (cross,table,versioned,...)")
+    parser.add_argument("--recipes", default="app,plain", help="app (the chat as it is), plain (the plain recipe)")
     parser.add_argument("--out", type=Path, help="write each question's outcome to this JSON-lines file")
     parser.add_argument("--summary", type=Path, help="only print the figures of an --out file (a run cut short)")
     parser.add_argument("--show", action="store_true", help="print each question, reply and citation outcome")
@@ -119,7 +168,9 @@ def main() -> None:
     sets = {name: load(HARD / name) for name in args.hard.split(",") if name}
     if args.basic:
         sets["basic"] = [{**q, "kind": "basic"} for q in load(BASIC / "questions.jsonl", args.basic)]
-    questions = interleaved(sets)
+    if args.kinds:
+        sets = {name: [q for q in qs if q["kind"] in args.kinds.split(",")] for name, qs in sets.items()}
+    questions = interleaved(sets)[: args.limit]
     home = Path(os.environ.get("INKSTONE_BENCH_HOME", Path(tempfile.gettempdir()) / "inkstone-rag-answer"))
     settings = load_settings({"home": str(home), "temperature": 0, "max_new_tokens": args.max_new_tokens})
     started = time.perf_counter()
@@ -130,14 +181,16 @@ def main() -> None:
           f"{len(questions)} questions ({', '.join(sets)})", flush=True)  # fmt: skip
     rows: list[dict] = []
     out = args.out.open("w", encoding="utf-8") if args.out else None
-    for q in questions:
-        got = ask(engine, q)
+    for q, recipe in ((q, r) for q in questions for r in args.recipes.split(",")):
+        got = ask(engine, q, recipe)
         verdicts = [s.get("citation") for s in got["sources"] if s.get("citation")]
         row = {
-            "set": q["set"], "kind": q["kind"], "lang": q["lang"], "question": q["question"], "reply": got["reply"],
+            "set": q["set"], "recipe": recipe, "kind": q["kind"], "lang": q["lang"], "question": q["question"],
+            "reply": got["reply"],
             "right": q["kind"] != "unrelated" and right(got["reply"], q.get("answer", "")),
             "language": in_language(got["reply"], q["lang"]),
             "cited": bool(re.search(r"\[\d+\]", got["reply"])),
+            "model_cited": bool(re.search(r"\[\d+\]", got.get("streamed", got["reply"]))),
             "verified": verdicts.count("verified"),
             "checked": len(verdicts),
             "no_sources": not got["sources"],
@@ -149,7 +202,8 @@ def main() -> None:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
         if args.show:
-            print(f"[{q['set']} {q['kind']}/{q['lang']}] {q['question']}\n    -> {got['reply'].strip()[:300]!r}\n    "
+            print(f"[{recipe} {q['set']} {q['kind']}/{q['lang']}] {q['question']}\n"
+                  f"    -> {got['reply'].strip()[:300]!r}\n    "
                   f"right={row['right']} lang={row['language']} citations={verdicts}", flush=True)  # fmt: skip
     engine.knowledge.close()
     report(rows)
@@ -157,10 +211,10 @@ def main() -> None:
 
 def report(rows: list[dict]) -> None:
     """The figures per set and kind of these outcomes."""
-    for name in dict.fromkeys(r["set"] for r in rows):
-        mine = [r for r in rows if r["set"] == name]
-        print(f"\n{name}: {len(mine)} questions")
-        print(f"{'kind':10} {'n':>3} {'right':>6} {'lang':>6} {'cited':>6} {'verif.':>7} {'s/ans':>6}")
+    for name, recipe in dict.fromkeys((r["set"], r.get("recipe", "app")) for r in rows):
+        mine = [r for r in rows if r["set"] == name and r.get("recipe", "app") == recipe]
+        print(f"\n{name}, {recipe} recipe: {len(mine)} questions")
+        print(f"{'kind':10} {'n':>3} {'right':>6} {'lang':>6} {'cited':>6} {'m.cite':>6} {'verif.':>7} {'s/ans':>6}")
         by_kind: dict[str, list[dict]] = {}
         for r in mine:
             by_kind.setdefault(r["kind"], []).append(r)
@@ -169,7 +223,8 @@ def report(rows: list[dict]) -> None:
             checked = sum(r["checked"] for r in rs)
             verified = sum(r["verified"] for r in rs) / checked if checked else float("nan")
             line = (f"{kind:10} {len(rs):3} {'' if kind == 'unrelated' else format(_share(rs, 'right'), '6.2f'):>6} "
-                    f"{_share(rs, 'language'):6.2f} {_share(rs, 'cited'):6.2f} {verified:7.2f} {_mean(rs):6.1f}")
+                    f"{_share(rs, 'language'):6.2f} {_share(rs, 'cited'):6.2f} {_share(rs, 'model_cited'):6.2f} "
+                    f"{verified:7.2f} {_mean(rs):6.1f}")
             if kind == "unrelated":
                 line += (f"   no sources {_share(rs, 'no_sources'):.2f}, says not in the documents "
                          f"{_share(rs, 'says_not_found'):.2f}")  # fmt: skip

@@ -8,6 +8,11 @@ a name case-insensitively, a Chinese term whole or by at least half of its chara
 traditional spellings of one name still meet). A citation that does not hold is re-pointed to the first passage
 that holds every claim, else marked unverified. Sentences without checkable claims are left unchecked.
 
+A small model seldom writes ``[n]`` itself, so before the check the app cites for it (``attach_citations``): a
+sentence without a mark whose claims are all held by a passage gets that passage's number (the best-ranked one
+holding them) before its end mark; such a citation is verified by construction, and one no passage supports is
+never added.
+
 Pure functions over strings: no model, no store.
 """
 
@@ -217,17 +222,35 @@ def check_citations(answer: str, passages: Mapping[int, str]) -> CheckedAnswer:
     return CheckedAnswer("".join(out), citations)
 
 
+def attach_citations(answer: str, passages: Mapping[int, str]) -> str:
+    """``answer`` with ``[n]`` added to each sentence that has none and whose numbers, names and Chinese terms are
+    all in passage n (the first such n of ``passages``, which are best first); other sentences are left as they
+    are."""
+    out: list[str] = []
+    for sentence in sentences(answer):
+        said = claims(sentence) if not _MARK.search(sentence) else (set(), set(), set())
+        holding = next((n for n in passages if missing_claims(said, passages[n]) == ()), None) if any(said) else None
+        if holding is None:
+            out.append(sentence)
+            continue
+        end = re.search(r"[\s.。!?！？;；:：]*$", sentence)
+        cut = end.start() if end else len(sentence)
+        out.append(f"{sentence[:cut]} [{holding}]{sentence[cut:]}")
+    return "".join(out)
+
+
 def _renumber(mark: re.Match[str], moves: dict[int, int]) -> str:
     numbers_in = [int(n) for n in re.split(r"\s*[,，、]\s*", mark.group(1))]
     return "[" + ", ".join(str(moves.get(n, n)) for n in numbers_in) + "]"
 
 
 def check_sources(answer: str, sources: list[dict]) -> tuple[str, list[dict]]:
-    """``check_citations`` over an answer's numbered source dicts (``n`` and ``text`` each): the answer with
-    re-pointed citations, and copies of the sources with ``citation`` set on each one whose citations were checked
+    """``check_citations`` over an answer's numbered source dicts (``n`` and ``text`` each), after
+    ``attach_citations``: the answer with added and re-pointed citations, and copies of the sources with
+    ``citation`` set on each one whose citations were checked
     (``verified`` or ``unverified``; absent: not cited, or cited by sentences with nothing to check)."""
     passages = {int(s.get("n", i)): str(s.get("text", "")) for i, s in enumerate(sources, start=1)}
-    checked = check_citations(answer, passages)
+    checked = check_citations(attach_citations(answer, passages), passages)
     marked = []
     for i, source in enumerate(sources, start=1):
         status = checked.status_of(int(source.get("n", i)))

@@ -70,8 +70,8 @@ def test_retriever_sources_reach_prompt_events_and_row(store: HistoryStore) -> N
     sources = [e for e in events if isinstance(e, Sources)]
     assert sources and sources[0].items[0]["file"] == "atlas.pdf"
     assert isinstance(events[-1], Done)
-    system = backend.prompts[-1][0]
-    assert system["role"] == "system" and "[1] atlas.pdf, p. 3\nParis is the capital of France." in system["content"]
+    asked = backend.prompts[-1][-1]
+    assert asked["role"] == "user" and "Paris is the capital of France.\n(atlas.pdf, p. 3)" in asked["content"]
     assert store.messages(sid)[-1].sources == sources[0].items
 
 

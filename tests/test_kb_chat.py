@@ -1,7 +1,8 @@
-"""Chats with RAG on: the numbered context reaches the prompt (beside a persona's system prompt, in Chinese for
-a Chinese question, trimmed before history), ``Sources`` comes before the tokens and is stored with the
-answer, "nothing found" tells the model not to invent, a Chroma server that is down leaves the chat working
-(and says so), ``python -m core chat --kb`` turns RAG on, and the real ChatGLM3 and smollm2 paths take it."""
+"""Chats with RAG on: the numbered context reaches the prompt (with the question, beside a persona's system
+prompt, in Chinese for a Chinese question, trimmed before history), ``Sources`` comes before the tokens and is stored
+with the answer, "nothing found" is said by the app in the asker's language before the model's general answer, a
+Chroma server that is down leaves the chat working (and says so), ``python -m core chat --kb`` turns RAG on, and the
+real ChatGLM3 and smollm2 paths take it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from core.backends.fake import FakeBackend
 from core.chat.prompt import build_prompt, fit_sources, with_context
+from core.chat.rag_prompt import rag_question
 from core.chat.service import Done, Sources, Started, Token
 from core.cli import main
 from core.config import load_settings
@@ -36,7 +38,7 @@ def engine_with_kb(home: Path, tmp_path: Path, backend: FakeBackend | None = Non
 
 
 def test_sources_reach_the_prompt_the_events_and_the_stored_answer(home: Path, tmp_path: Path) -> None:
-    backend = FakeBackend(["The last eruption was in 1822 [1]."])
+    backend = FakeBackend(["The last eruption was in 1822."])
     engine = engine_with_kb(home, tmp_path, backend)
     sid = engine.new_session()
     engine.knowledge.set_session_knowledge(sid, True, ["facts"])
@@ -50,12 +52,14 @@ def test_sources_reach_the_prompt_the_events_and_the_stored_answer(home: Path, t
     assert sources.items[0]["ocr"] is False  # typed text, not read from a picture
     assert sources.items[0]["query"] == "When did the volcano last erupt?"  # what was searched for
     assert sources.items[0]["date"] == date.today().isoformat()  # no date in the text: the file's date
-    system = backend.prompts[-1][0]
-    assert system["role"] == "system" and f"[1] volcano.txt, dated {date.today()}\n" + FACT in system["content"]
-    assert "cite" in system["content"] and "do not invent" in system["content"]
+    [asked] = backend.prompts[-1]  # no system prompt: passages and instructions come with the question
+    assert asked["role"] == "user" and f"Passages:\n{FACT}\n(volcano.txt, {date.today()})" in asked["content"]
+    assert asked["content"].startswith("Answer the question using the passages") and "[1]" not in asked["content"]
+    assert asked["content"].endswith("\n\nQuestion: When did the volcano last erupt?")
+    assert engine.store.messages(sid)[-2].content == "When did the volcano last erupt?"  # stored as asked
     stored = engine.store.messages(sid)[-1]
     assert stored.sources == [{**sources.items[0], "citation": "verified"}, *sources.items[1:]]  # 1822 is in [1]
-    assert stored.content == "The last eruption was in 1822 [1]."
+    assert stored.content == "The last eruption was in 1822 [1]."  # cited by the app: the model wrote no [n]
     assert isinstance(events[-1], Done)
 
     engine.knowledge.set_session_knowledge(sid, False)  # off again: no context, no Sources event
@@ -66,17 +70,22 @@ def test_sources_reach_the_prompt_the_events_and_the_stored_answer(home: Path, t
     assert engine.knowledge.session_knowledge(sid)[1][0].name == "facts"  # the choice of kb is kept
 
 
-def test_nothing_found_tells_the_model_not_to_invent(home: Path, tmp_path: Path) -> None:
-    backend = FakeBackend()
+def test_nothing_found_is_said_first_by_the_app_in_the_askers_language(home: Path, tmp_path: Path) -> None:
+    backend = FakeBackend(["1815年。", "It is Canberra."])
     engine = build_engine(load_settings({"model": "fake"}), backend=backend)
     engine.knowledge.create("空的知识库", EMBEDDER)
     sid = engine.new_session()
     engine.knowledge.set_session_knowledge(sid, True, ["空的知识库"])
     events = list(engine.service.send(sid, "火山最后一次喷发是哪一年？"))
     assert [e.items for e in events if isinstance(e, Sources)] == [[]]
-    assert "没有找到相关内容" in backend.prompts[-1][0]["content"]  # a Chinese question gets Chinese instructions
-    assert "不要编造" in backend.prompts[-1][0]["content"]
-    assert engine.store.messages(sid)[-1].status == "complete"
+    assert backend.prompts[-1] == [{"role": "user", "content": "火山最后一次喷发是哪一年？"}]  # no instructions
+    answer = engine.store.messages(sid)[-1]
+    assert answer.status == "complete" and answer.sources == []
+    assert answer.content == "文档中没有提到这个问题。以下回答来自模型的一般知识，不是来自你的文档：\n\n1815年。"
+    assert [e.text for e in events if isinstance(e, Token)][0].startswith("文档中没有提到这个问题。")
+    list(engine.service.send(sid, "What is the capital of Australia?"))
+    assert engine.store.messages(sid)[-1].content == (
+        "The documents do not mention this. From general knowledge, not from your documents:\n\nIt is Canberra.")
 
 
 def test_persona_system_prompt_and_context_both_reach_the_prompt(home: Path, tmp_path: Path) -> None:
@@ -88,8 +97,9 @@ def test_persona_system_prompt_and_context_both_reach_the_prompt(home: Path, tmp
     sid = engine.new_session(persona="guide")
     engine.knowledge.set_session_knowledge(sid, True, ["facts"])
     list(engine.service.send(sid, "volcano eruption year"))
-    content = backend.prompts[-1][0]["content"]
-    assert content.startswith("You are a mountain guide.\n\n") and "[1] volcano.txt" in content
+    system, asked = backend.prompts[-1]
+    assert system == {"role": "system", "content": "You are a mountain guide."}
+    assert f"{FACT}\n(volcano.txt, " in asked["content"] and asked["content"].endswith("volcano eruption year")
 
 
 def test_a_chroma_server_that_is_down_leaves_the_chat_working(home: Path, tmp_path: Path) -> None:
@@ -137,7 +147,8 @@ def test_cli_chat_kb_turns_rag_on(home: Path, tmp_path: Path, capsys: pytest.Cap
     out = capsys.readouterr().out
     summary = json.loads(out.splitlines()[-1])
     assert summary["sources"][0]["source"] == "volcano.txt" and summary["sources"][0]["n"] == 1
-    assert set(summary["sources"][0]) == {"n", "source", "page", "date", "score", "text", "query", "ocr"}
+    assert set(summary["sources"][0]) == {"n", "source", "page", "date", "score", "text", "query", "ocr", "citation"}
+    assert summary["sources"][0]["citation"] == "verified"  # the fake model echoes the passage: the app cites it
     assert "  [1] volcano.txt" in out
     engine = build_engine(load_settings({"model": "fake"}))
     rag, kbs = engine.knowledge.session_knowledge(summary["session_id"])
@@ -156,10 +167,9 @@ def test_chatglm3_prompt_format_takes_the_context(home: Path, tmp_path: Path) ->
     question = "When did the volcano last erupt?"
     events = list(engine.service.send(sid, question))
     [sources] = [e.items for e in events if isinstance(e, Sources)]
-    expected = [{"role": "system", "content": with_context(None, sources, question)},
-                {"role": "user", "content": question}]  # fmt: skip
+    expected = [{"role": "user", "content": rag_question(sources, question)}]
     assert events[0].prompt_tokens == engine.backend.count_prompt_tokens(expected)
-    assert events[0].prompt_tokens > engine.backend.count_prompt_tokens(expected[1:])
+    assert events[0].prompt_tokens > engine.backend.count_prompt_tokens([{"role": "user", "content": question}])
     assert isinstance(events[-1], Done) and engine.store.messages(sid)[-1].sources == sources
 
 
@@ -211,7 +221,7 @@ def test_a_follow_up_question_finds_the_subject_of_the_previous_turn(home: Path,
     events = list(engine.service.send(sid, "And what about its price?"))
     [sources] = [e.items for e in events if isinstance(e, Sources)]
     assert [s["source"] for s in sources] == ["kettle.txt"]
-    assert "costs 49 euros" in backend.prompts[-1][0]["content"]
+    assert "costs 49 euros" in backend.prompts[-1][-1]["content"]
     assert engine.store.messages(sid)[-1].sources == [{**sources[0], "citation": "verified"}]  # 49 euros is in [1]
     assert sources[0]["query"] == "Aurora X2 kettle And what about its price?"  # what was searched for
 

@@ -1,11 +1,15 @@
 """The RAG context in the asker's language, and only relevant passages numbered in it.
 
 Checks ``core.chat.prompt.context_block`` (Chinese instructions, labels and closing reminder for a Chinese question;
-English ones asking for the question's language otherwise) and ``core.kb.chats.relevant`` (hits far below the best
-stay out of the numbered context, the rest renumbered from [1]).
+English ones asking for the question's language otherwise), ``core.chat.rag_prompt`` (the question's message as the
+model reads it: instructions in its language, each passage's text with the file on a line after it), the app's own
+citations (``knowledge.citations.attach_citations``) and ``core.kb.chats.relevant`` (hits far below the best stay out
+of the numbered context, the rest renumbered from [1]).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from core.chat.prompt import context_block, question_language
 from core.kb.chats import relevant
@@ -44,3 +48,46 @@ def test_passages_far_below_the_best_stay_out_of_the_numbered_context() -> None:
     assert [(h.rank, h.source) for h in kept] == [(1, "a.md"), (2, "b.md")]
     assert [h.source for h in relevant([hit(1, 0.37, "x"), hit(2, 0.2, "y")])] == ["x", "y"]  # close: both stay
     assert relevant([]) == []
+
+
+def test_a_chinese_question_reads_chinese_instructions_with_plain_passages() -> None:
+    from core.chat.rag_prompt import rag_question, with_passages
+
+    asked = rag_question(SOURCES, "兰亭花园地面车位月租多少？")
+    assert asked.startswith("请根据下面用户文档中的资料回答问题。") and "请用中文回答" in asked
+    assert "资料：\n地面车位月租300元。\n(notice.html，第 3 页，2025-07-01)\n\nWater costs 3.5 yuan" in asked
+    assert "[1]" not in asked and "[2]" not in asked  # nothing label-like for the model to copy as its answer
+    assert asked.endswith("问题：兰亭花园地面车位月租多少？") and "Answer" not in asked
+    english = rag_question(SOURCES, "How much is the monthly parking fee?")
+    assert english.startswith("Answer the question using") and "Answer in English." in english
+    assert english.endswith("Question: How much is the monthly parking fee?") and "问题" not in english
+    history = [("user", "停车场在哪？"), ("assistant", "在北门。"), ("user", "月租多少？")]
+    assert with_passages(history, SOURCES)[:2] == history[:2]  # only the question being answered carries them
+    assert with_passages(history, SOURCES)[2][1] == rag_question(SOURCES, "月租多少？")
+    assert with_passages(history, []) == history and with_passages(history, None) == history
+
+
+def test_the_app_cites_a_sentence_that_one_passage_supports() -> None:
+    from knowledge.citations import attach_citations, check_sources
+
+    passages = {1: "Water costs 3.5 yuan per tonne.", 2: "地面车位月租300元，地下车位450元。"}
+    cited = attach_citations("地面车位每月300元。水价是每吨3.5元。", passages)
+    assert cited == "地面车位每月300元 [2]。水价是每吨3.5元 [1]。"
+    assert attach_citations("It costs 999 yuan. Hello!", passages) == "It costs 999 yuan. Hello!"  # nothing holds 999
+    text, marked = check_sources("Water is 3.5 yuan a tonne.", SOURCES)
+    assert text == "Water is 3.5 yuan a tonne [2]." and marked[1]["citation"] == "verified"
+    assert "citation" not in marked[0]
+    assert check_sources("Parking is 300 [2].", SOURCES)[0] == "Parking is 300 [1]."  # a wrong [n] is re-pointed
+
+
+def test_only_the_version_the_question_is_about_stays_in_the_context() -> None:
+    from core.kb.chats import one_version
+
+    old = QueryHit(1, 0.9, "expense_policy_2023.md", None, "Hotels up to 140 euros.", "kb", "2023-03-01")
+    new = QueryHit(2, 0.8, "expense_policy_2025_revision.md", None, "Hotels up to 165 euros.", "kb", "2025-01-01")
+    other = QueryHit(3, 0.5, "handbook.md", None, "Annual leave.", "kb", "2025-06-01")
+    kept = one_version([old, new, other], "What is the hotel limit now?")
+    assert [(h.rank, h.source) for h in kept] == [(1, "expense_policy_2025_revision.md"), (2, "handbook.md")]
+    asked_old = one_version([old, new, other], "What was the hotel limit in the 2023 policy?")
+    assert [h.source for h in asked_old] == ["expense_policy_2023.md", "handbook.md"]
+    assert one_version([old, other], "hotel limit?") == [old, replace(other, rank=2)]  # one version: kept

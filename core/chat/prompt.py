@@ -176,13 +176,15 @@ def fit_sources(
     context_window: int,
     max_new_tokens: int,
     system: str | None = None,
+    layout: Callable[[str | None, list[dict] | None, ChatMessages], ChatMessages] | None = None,
 ) -> list[dict] | None:
     """The best-ranked sources whose context block fits beside the system prompt and the question.
 
     Context is trimmed before any history is: the block may take up to ``CONTEXT_SHARE`` of the prompt
     budget (never more than what the system prompt and the question leave); sources that do not fit are
     left out from the lowest-ranked up (and are then neither shown nor stored). If not even the best one
-    fits whole, its text is shortened. History then gets what remains (``build_prompt``).
+    fits whole, its text is shortened. History then gets what remains (``build_prompt``). ``layout(system, kept,
+    last_turn)`` gives the messages the model reads (default: the context block in the system message).
     """
     if not sources:
         return sources
@@ -192,6 +194,8 @@ def fit_sources(
     budget = context_window - max_new_tokens
 
     def tokens(kept: list[dict] | None) -> int:
+        if layout is not None:
+            return count_tokens(layout(system, kept, last))
         head = with_context(system, kept, question)
         return count_tokens(([{"role": "system", "content": head}] if head else []) + last)
 

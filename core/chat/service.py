@@ -35,7 +35,8 @@ from typing import Any
 from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
 from core.chat.config import ChatConfig, PersonaLoader, chat_config
 from core.chat.followup import standalone_query
-from core.chat.prompt import HistoryItem, PromptPlan, build_prompt, fit_sources, with_context
+from core.chat.prompt import ChatMessages, HistoryItem, PromptPlan, build_prompt, fit_sources
+from core.chat.rag_prompt import not_found_line, with_passages
 from core.config import GenerationSettings
 from core.errors import InkstoneError, InputError, NotFoundError, StorageError
 from core.history.images import check_count
@@ -350,11 +351,11 @@ class ChatService:
     def _plan(
         self, history: list[HistoryItem], config: ChatConfig, sources: list[dict[str, Any]] | None, max_turns: int
     ) -> PromptPlan:
-        """Fit ``history`` into this backend's context window (InputError when the last message cannot fit)."""
-        question = next((text for role, text, *_ in reversed(history) if role == "user"), "")
-        system = with_context(config.system_prompt, sources, question)
+        """Fit ``history`` into this backend's context window (InputError when the last message cannot fit); with
+        sources, the last user message carries them (``core.chat.rag_prompt``)."""
+        system = config.system_prompt
         return build_prompt(
-            history,
+            with_passages(history, sources),
             count_tokens=self.backend.count_prompt_tokens,
             context_window=self.backend.context_window,
             max_new_tokens=config.settings.max_new_tokens,
@@ -387,10 +388,12 @@ class ChatService:
             system=config.system_prompt,
             context_window=self.backend.context_window,
             max_new_tokens=config.settings.max_new_tokens,
+            layout=_rag_layout,
         )
         plan = self._plan(history, config, sources, max_turns=config.settings.max_turns)
+        question = next((item[1] for item in reversed(history) if item[0] == "user"), "")
         return _Turn(session, "", plan, config.settings, stop, config.adapter, replaces, sources, notice,
-                     config.persona)
+                     config.persona, question)
 
     def _history(self, messages: list[Message], asked: bool) -> list[HistoryItem]:
         """The prompt history of ``messages``, user messages with their stored pictures (``asked``: the last user
@@ -437,6 +440,10 @@ class ChatService:
             yield Started(turn.user_message_id, rec.answer_id, turn.plan.prompt_tokens, turn.plan.omitted_turns)
             if turn.sources is not None or turn.notice:
                 yield Sources(turn.sources or [], turn.notice)
+            if turn.sources == []:  # RAG on, nothing relevant found: the app says so first, in the user's language
+                opening = not_found_line(turn.question) + "\n\n"
+                rec.add(opening)
+                yield Token(opening)
             tools = self.tools(turn.session) if self.tools is not None else None
             if tools is not None:
                 yield ToolsOn([t.spec.name for t in tools.tools], tools.max_steps, tools.notice)
@@ -543,6 +550,15 @@ class _Turn:
     """Why RAG could not search for this answer."""
     persona: Persona | None = None
     """The persona that writes the answer, stored with it (None: no persona)."""
+    question: str = ""
+    """The user message being answered (the language of the app's own "not in the documents" line)."""
+
+
+def _rag_layout(system: str | None, sources: list[dict[str, Any]] | None, last: ChatMessages) -> ChatMessages:
+    """The messages the model reads for the last turn: ``fit_sources`` counts them as ``_plan`` sends them."""
+    head: ChatMessages = [{"role": "system", "content": system}] if system else []
+    items = [(m["role"], m["content"]) for m in last]
+    return head + [{**m, "content": item[1]} for m, item in zip(last, with_passages(items, sources), strict=True)]
 
 
 def checked_citations(

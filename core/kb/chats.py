@@ -7,7 +7,9 @@ into the numbered sources an answer cites. Names are resolved to knowledge bases
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from core.config import Settings
@@ -49,6 +51,31 @@ def relevant(hits: list[QueryHit]) -> list[QueryHit]:
     return [replace(h, rank=rank) for rank, h in enumerate(kept, start=1)]
 
 
+def one_version(hits: list[QueryHit], question: str) -> list[QueryHit]:
+    """Where hits come from several versions of one document (file names equal once years and words such as
+    "revision" are left out: an expense policy of 2023 and its 2025 revision), only the version the question is
+    about keeps its hits: the one whose date or file name holds a year the question names, else the newest. A
+    0.5B model shown both versions answered from the older one (bench/rag_answer.py); the sources show which
+    version was used, with its date."""
+    from knowledge.library import version_family
+
+    def family(hit: QueryHit) -> str:
+        return version_family(re.sub(r"[_\-.]+", " ", PurePath(hit.source).stem))
+
+    years = set(re.findall(r"(?:19|20)\d\d", question))
+    drop: set[str] = set()
+    for name in {family(h) for h in hits}:
+        versions = {h.source: h.date for h in hits if family(h) == name}
+        if not name or len(versions) < 2:
+            continue
+        asked = [src for src, day in versions.items() if years & set(re.findall(r"(?:19|20)\d\d", f"{src} {day}"))]
+        newest = max(versions.values())
+        keep = set(asked) if asked else {src for src, day in versions.items() if day == newest}
+        drop |= set(versions) - keep
+    kept = [h for h in hits if h.source not in drop]
+    return [replace(h, rank=rank) for rank, h in enumerate(kept, start=1)]
+
+
 def retrieve(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, session: Session,
              question: str, translate: Translate | None = None) -> list[dict[str, Any]] | None:  # fmt: skip
     """Sources for ``question`` in ``session``: None when the chat has RAG off, else its numbered sources
@@ -73,7 +100,7 @@ def retrieve(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, ses
     also = translated(handle, kbs, question, translate) if needs_translation(h.score for h in found) else []
     if also:
         found = query(settings, rows, handle, kbs, question, k=settings.rag_top_k, also=also)
-    hits = relevant(found)
+    hits = one_version(relevant(found), question)
     searched = " | ".join([" ".join(question.split()), *also])
     return [{"n": h.rank, "source": h.source, "page": h.page, "ocr": h.ocr, "date": h.date, "score": round(h.score, 4),
              "text": h.text, "query": searched} for h in hits]  # fmt: skip
