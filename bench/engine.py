@@ -7,7 +7,8 @@ For each bundled model the default engine is started (``engine = "llama.cpp"``) 
   so no cached prompt helps);
 - the bare engine: the same prompt ids straight to the server's ``/completion``, its own timings;
 - ``llama-bench -p 500 -n 128`` on the same GGUF with the same threads.
-Then 1 and 8 clients at once through the fair queue (64 new tokens each): total tokens/s and the ratio.
+Then 1 and 8 clients at once through the fair queue (64 new tokens each): total tokens/s and the ratio; and the
+time from nothing loaded to the first token of an answer, on a first start (fresh data dir) and a cached one.
 Targets (issue 19): Inkstone / llama.cpp decode >= 0.9 and prefill >= 1.0; turn / bare >= 0.95; 8 clients >= 4x.
 
     .venv/bin/python bench/engine.py [--models smollm2-135m qwen2.5-coder-0.5b] [--runs 3]
@@ -77,13 +78,32 @@ def clients(engine, n: int, new: int = 64) -> float:  # noqa: ANN001
     return sum(counts) / (time.perf_counter() - started)
 
 
-def bench_model(model_id: str, runs: int, home: Path) -> None:
-    """Print the figures of one model."""
+def start_to_first_token(model_id: str, home: Path):  # noqa: ANN201
+    """(seconds from nothing loaded to the first token of a short answer, the engine)."""
     from core.config import Settings
     from core.engine import build_engine
+
+    started = time.perf_counter()
+    engine = build_engine(Settings(home=home, model=model_id, engine="llama.cpp"))
+    sid = engine.new_session(overrides={"max_new_tokens": 4, "temperature": 0})
+    for event in engine.service.send(sid, "Hi"):
+        if getattr(event, "text", None):
+            break
+    return time.perf_counter() - started, engine
+
+
+def bench_model(model_id: str, runs: int, home: Path) -> None:
+    """Print the figures of one model."""
     from core.llamacpp.server import default_threads
 
-    engine = build_engine(Settings(home=home, model=model_id, engine="llama.cpp"))
+    with tempfile.TemporaryDirectory() as cold:
+        first, engine = start_to_first_token(model_id, Path(cold))
+        engine.backend.inner.server.stop()
+        cached, engine = start_to_first_token(model_id, Path(cold))
+        engine.backend.inner.server.stop()
+        engine.store.close()
+    print(f"{model_id}: start to first token: first start {first:.1f} s, cached start {cached:.1f} s")
+    _, engine = start_to_first_token(model_id, home)
     print(f"{model_id}: {engine.backend.info().engine_note}")
     threads = default_threads()
     binary = ensure_binary()
