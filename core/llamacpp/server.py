@@ -13,7 +13,6 @@ cache; a start that fails names the log's last lines.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import secrets
@@ -23,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,12 +62,22 @@ class LlamaServer:
         self.log = log
         self.adapters: list[Path] = []
         """GGUF LoRA files the running process loaded, in order: request ``lora`` ids are indexes into it."""
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._held: list[subprocess.Popen[bytes] | None] = [None]
+        """The running process, in a list the finalizer shares: a replaced engine (another model picked) that is
+        garbage collected, or the app's exit, ends its server."""
         self._key = secrets.token_hex(16)
         self._port = 0
         self._lock = threading.Lock()
         self._client: Any = None
-        atexit.register(self.stop)
+        weakref.finalize(self, _end, self._held)
+
+    @property
+    def _proc(self) -> subprocess.Popen[bytes] | None:
+        return self._held[0]
+
+    @_proc.setter
+    def _proc(self, proc: subprocess.Popen[bytes] | None) -> None:
+        self._held[0] = proc
 
     @property
     def running(self) -> bool:
@@ -195,15 +205,20 @@ class LlamaServer:
         if self._client is not None:
             self._client.close()
             self._client = None
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _end(self._held)
+
+
+def _end(held: list[subprocess.Popen[bytes] | None]) -> None:
+    """Terminate the process in ``held`` (killed if it does not end within 10 s) and empty the slot."""
+    proc, held[0] = held[0], None
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def default_threads() -> int:
