@@ -283,9 +283,11 @@ def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Pr
         check_remote_code(path, settings.trust_remote_code, raw)
         check_tokenizer_files(path)
     if not settings.trust_remote_code:  # building a config with remote code would run that code
-        packed = lowbit.applies(settings, device) and not is_vision_config(raw)
-        fit_dtype = "bfloat16" if packed else str(dtype).removeprefix("torch.")
-        check_fits(inspect_directory(path), device, fit_dtype, settings.quantize)
+        info, fit_dtype = inspect_directory(path), str(dtype).removeprefix("torch.")  # the config checked first
+        if lowbit.applies(settings, device) and not is_vision_config(raw):  # the weights cpu_weights holds
+            kind = lowbit.decide(settings, path, None, say)[0]
+            fit_dtype = {"bf16": "bfloat16", "fp32": "float32"}.get(kind, kind)
+        check_fits(info, device, fit_dtype, settings.quantize)
     if settings.quantize and device == "cpu":
         say(f"Quantizing to {settings.quantize} on the CPU: it saves memory but answers more slowly than float32.")
     if chatglm3:

@@ -81,7 +81,7 @@ def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest:
                extra: dict[str, str] | None = None, repacked: list[str] | None = None) -> None:
     """Write the quantized ``model`` to ``dest`` (safetensors parts + lowbit.json + config), atomically; with a
     ``tokenizer`` and ``extra`` text files when the cache is the model's only copy on disk (a bundled model)."""
-    from core.models.packstream import PartWriter
+    from core.models.safeparts import PartWriter
 
     with replace_dir(dest) as tmp:  # two processes may pack the same model at once: the first copy in stays
         writer = PartWriter(tmp)

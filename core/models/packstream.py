@@ -12,7 +12,6 @@ memory for as long as any tensor views them (the kernels need aligned copies, so
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +21,10 @@ import torch
 from torch import nn
 
 from core.errors import ModelError
+from core.models.safeparts import PartWriter, read_safetensors
 
-PART_BYTES = 256 * 1024**2
-"""Packed bytes per cache file: what is held beside the model while it is written."""
 ROWS_ELEMENTS = 8 * 1024**2
 """Weights quantized at a time (row blocks): float32 temporaries stay ~100 MB for the widest layers."""
-_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
-           "I8": torch.int8, "U8": torch.uint8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
-           "BOOL": torch.bool}
 
 
 @dataclass
@@ -41,68 +36,6 @@ class PackSource:
     generation_config: Any
     tensors: Callable[[], Iterator[tuple[str, torch.Tensor]]]
     """Yields (native state-dict name, float tensor); raises ModelError for a bad checkpoint."""
-
-
-def read_safetensors(file: Path) -> Iterator[tuple[str, torch.Tensor]]:
-    """The tensors of a safetensors file, each read into its own freshly allocated (aligned) tensor.
-
-    ValueError for a file that is not complete safetensors (bad header, a tensor past the end); OSError when
-    it cannot be read.
-    """
-    size = file.stat().st_size
-    with file.open("rb", buffering=0) as f:
-        length = int.from_bytes(f.read(8), "little")
-        if not 2 <= length <= min(size - 8, 100 << 20):
-            raise ValueError(f"{file.name}: header length {length} does not fit the file ({size} bytes)")
-        header = json.loads(f.read(length))
-        header.pop("__metadata__", None)
-        for name, entry in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-            dtype, shape, (start, end) = _DTYPES[entry["dtype"]], entry["shape"], entry["data_offsets"]
-            nbytes = math.prod(shape) * dtype.itemsize
-            if end - start != nbytes or 8 + length + end > size:
-                raise ValueError(f"{file.name}: tensor {name} lies outside the file (truncated?)")
-            buf = torch.empty(nbytes, dtype=torch.uint8)
-            f.seek(8 + length + start)
-            view, got = memoryview(buf.numpy()), 0
-            while got < nbytes:
-                n = f.readinto(view[got:])
-                if not n:
-                    raise ValueError(f"{file.name}: ends inside tensor {name} (truncated)")
-                got += n
-            yield name, buf.view(dtype).reshape(shape)
-
-
-class PartWriter:
-    """Writes tensors as ``model-NNNNN.safetensors`` parts of about ``PART_BYTES``; an OSError is kept in
-    ``error`` (writing stops, the load goes on)."""
-
-    def __init__(self, folder: Path | None) -> None:
-        self.folder, self.files, self.error = folder, [], None
-        self._pending: dict[str, torch.Tensor] = {}
-        self._bytes = 0
-
-    def add(self, name: str, tensor: torch.Tensor) -> None:
-        """Queue ``tensor`` under ``name``; write a part when enough is queued."""
-        if self.folder is None or self.error is not None:
-            return
-        self._pending[name] = tensor.contiguous()
-        self._bytes += tensor.numel() * tensor.element_size()
-        if self._bytes >= PART_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write what is queued as one part."""
-        from safetensors.torch import save_file
-
-        if self.folder is None or self.error is not None or not self._pending:
-            return
-        name = f"model-{len(self.files) + 1:05d}.safetensors"
-        try:
-            save_file(self._pending, str(self.folder / name))
-        except OSError as exc:
-            self.error = exc
-        self.files.append(name)
-        self._pending, self._bytes = {}, 0
 
 
 def empty_model(config: Any) -> nn.Module:
