@@ -129,7 +129,8 @@ def test_a_cache_of_the_previous_layout_still_loads(tmp_path: Path) -> None:
     torch.testing.assert_close(_logits(again.model), _logits(first.model), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("damage", ["missing part", "garbage header", "truncated", "unknown tensor"])
+@pytest.mark.parametrize("damage", ["missing part", "garbage header", "truncated", "unknown tensor", "bad entry",
+                                    "bad lowbit.json"])
 def test_a_damaged_cache_is_rebuilt_with_a_notice(tmp_path: Path, damage: str) -> None:
     """Whatever is wrong with a packed cache, the start says so, packs again and answers as before."""
     first = _load(FIXTURE, tmp_path, "int8")
@@ -141,6 +142,12 @@ def test_a_damaged_cache_is_rebuilt_with_a_notice(tmp_path: Path, damage: str) -
         part.write_bytes(b"\xff" * 64)
     elif damage == "truncated":
         part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    elif damage == "bad entry":
+        header = json.dumps({"x": {"dtype": "I8", "shape": "oops", "data_offsets": [0, 1]}}).encode()
+        part.write_bytes(len(header).to_bytes(8, "little") + header + b"\0")
+    elif damage == "bad lowbit.json":
+        meta = json.loads((cache / "lowbit.json").read_text())
+        (cache / "lowbit.json").write_text(json.dumps({**meta, "layers": 5}), encoding="utf-8")
     else:
         from safetensors.torch import save_file
 

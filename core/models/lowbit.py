@@ -252,7 +252,7 @@ def _read_cache(dest: Path, kind: str, say: Say) -> Any:
     recover(dest)  # a pack killed while swapping left the previous cache aside
     try:
         return load_cache(dest, kind)
-    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, SafetensorError) as exc:
         say(f"The {kind} cache in {dest} is unreadable ({type(exc).__name__}: {exc}); rebuilding it.")
         shutil.rmtree(dest, ignore_errors=True)
         return None

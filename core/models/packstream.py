@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from core.errors import ModelError
-from core.models.safeparts import PartWriter, read_safetensors
+from core.models.safeparts import PartWriter, read_safetensors, tensor_names
 
 ROWS_ELEMENTS = 8 * 1024**2
 """Weights quantized at a time (row blocks): float32 temporaries stay ~100 MB for the widest layers."""
@@ -203,8 +203,7 @@ def hf_source(path: Path) -> PackSource | None:
             files = [path / "model.safetensors"] if (path / "model.safetensors").is_file() else []
         names: set[str] = set()
         for file in files:
-            with file.open("rb") as f:
-                names.update(json.loads(f.read(int.from_bytes(f.read(8), "little"))).keys() - {"__metadata__"})
+            names.update(tensor_names(file))
         config = AutoConfig.from_pretrained(str(path))
         skeleton = empty_model(config)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

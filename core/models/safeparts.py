@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,13 +31,14 @@ def read_safetensors(file: Path) -> Iterator[tuple[str, torch.Tensor]]:
     """
     size = file.stat().st_size
     with file.open("rb", buffering=0) as f:
-        length = int.from_bytes(f.read(8), "little")
-        if not 2 <= length <= min(size - 8, 100 << 20):
-            raise ValueError(f"{file.name}: header length {length} does not fit the file ({size} bytes)")
-        header = json.loads(f.read(length))
-        header.pop("__metadata__", None)
-        for name, entry in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-            dtype, shape, (start, end) = _DTYPES[entry["dtype"]], entry["shape"], entry["data_offsets"]
+        length, header = _header(f, file.name, size)
+        try:
+            entries = sorted(((name, _DTYPES[e["dtype"]], [int(d) for d in e["shape"]],
+                               [int(o) for o in e["data_offsets"]]) for name, e in header.items()),
+                             key=lambda entry: entry[3][0])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"{file.name}: a tensor entry of the header is not valid ({exc!r})") from None
+        for name, dtype, shape, (start, end) in entries:
             nbytes = math.prod(shape) * dtype.itemsize
             if end - start != nbytes or 8 + length + end > size:
                 raise ValueError(f"{file.name}: tensor {name} lies outside the file (truncated?)")
@@ -49,6 +51,23 @@ def read_safetensors(file: Path) -> Iterator[tuple[str, torch.Tensor]]:
                     raise ValueError(f"{file.name}: ends inside tensor {name} (truncated)")
                 got += n
             yield name, buf.view(dtype).reshape(shape)
+
+
+def _header(f: Any, name: str, size: int) -> tuple[int, dict[str, Any]]:
+    length = int.from_bytes(f.read(8), "little")
+    if not 2 <= length <= min(size - 8, 100 << 20):
+        raise ValueError(f"{name}: header length {length} does not fit the file ({size} bytes)")
+    header = json.loads(f.read(length))
+    if not isinstance(header, dict):
+        raise ValueError(f"{name}: the header is not a JSON object")
+    header.pop("__metadata__", None)
+    return length, header
+
+
+def tensor_names(file: Path) -> set[str]:
+    """The tensor names in a safetensors file's header (ValueError / OSError for a file that is not one)."""
+    with file.open("rb") as f:
+        return set(_header(f, file.name, file.stat().st_size)[1])
 
 
 class PartWriter:
