@@ -203,3 +203,14 @@ def test_row_blocks_give_the_same_codes(kind: str, monkeypatch: pytest.MonkeyPat
     assert blocks.keys() == whole.keys()
     for part in whole:
         assert torch.equal(blocks[part], whole[part]), part
+
+
+def test_a_cache_that_cannot_be_written_is_a_notice(tmp_path: Path) -> None:
+    """Where the packed copy cannot be written the start says so and answers anyway, with the same logits."""
+    reference = _load(FIXTURE, tmp_path / "ok", "int8")
+    (tmp_path / "home" / "cache").mkdir(parents=True)
+    (tmp_path / "home" / "cache" / "lowbit").write_text("not a folder", encoding="utf-8")
+    notes: list[str] = []
+    loaded = _load(FIXTURE, tmp_path / "home", "int8", notes)
+    assert any("Could not cache the int8 weights" in n for n in notes), notes
+    torch.testing.assert_close(_logits(loaded.model), _logits(reference.model), rtol=0, atol=0)

@@ -195,10 +195,7 @@ def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any
         model = _read_cache(dest, kind, say)
         stream = source() if model is None and source is not None and repack is None else None
         if stream is not None:
-            from core.models.packstream import pack
-
-            say(f"Packing the weights as {kind} for fast CPU answers, tensor by tensor (first start only)…")
-            model = pack(stream, kind, dest, say)
+            model = _pack_stream(stream, kind, dest, say)
         elif model is None:
             model = _pack(load_float(torch.bfloat16), kind, dest, say, repack=repack)
     model.inkstone_cpu_weights, model.inkstone_auto = kind, made
@@ -256,6 +253,30 @@ def _read_cache(dest: Path, kind: str, say: Say) -> Any:
         say(f"The {kind} cache in {dest} is unreadable ({type(exc).__name__}: {exc}); rebuilding it.")
         shutil.rmtree(dest, ignore_errors=True)
         return None
+
+
+def _pack_stream(source: Any, kind: str, dest: Path, say: Say) -> Any:
+    """``source``'s model (a ``packstream.PackSource``) with ``kind`` Linear layers, packed tensor by tensor and
+    cached in ``dest`` (atomically; a cache that cannot be written is a notice, the model still loads)."""
+    from core.models.packstream import empty_model, fill
+    from core.models.safeparts import PartWriter
+
+    say(f"Packing the weights as {kind} for fast CPU answers, tensor by tensor (first start only)…")
+    model, layers = empty_model(source.config), None
+    model.generation_config = source.generation_config
+    try:
+        with replace_dir(dest) as tmp:
+            writer = PartWriter(tmp)
+            layers = fill(model, source, kind, writer)
+            finish_cache(tmp, writer, model, kind, layers, {})
+    except OSError as exc:
+        say(f"Could not cache the {kind} weights in {dest} ({exc}); the next start packs them again.")
+        if layers is None:  # the folder could not even be made: pack in memory only
+            model = empty_model(source.config)
+            model.generation_config = source.generation_config
+            fill(model, source, kind, PartWriter(None))
+    model.inkstone_repacked = []
+    return model
 
 
 def _pack(model: Any, kind: str, dest: Path, say: Say, tokenizer: Any = None,

@@ -166,29 +166,6 @@ def load_packed(src: Path, meta: dict[str, Any]) -> nn.Module:
     return model.eval()
 
 
-def pack(source: PackSource, kind: str, dest: Path, say: Callable[[str], None]) -> nn.Module:
-    """``source``'s model with ``kind`` Linear layers, packed tensor by tensor and cached in ``dest`` (atomically;
-    a cache that cannot be written is a notice, the model still loads)."""
-    from core.models.lowbit import finish_cache
-    from core.storage.dirswap import replace_dir
-
-    model, layers = empty_model(source.config), None
-    model.generation_config = source.generation_config
-    try:
-        with replace_dir(dest) as tmp:
-            writer = PartWriter(tmp)
-            layers = fill(model, source, kind, writer)
-            finish_cache(tmp, writer, model, kind, layers, {})
-    except OSError as exc:
-        say(f"Could not cache the {kind} weights in {dest} ({exc}); the next start packs them again.")
-        if layers is None:  # the folder could not even be made: pack in memory only
-            model = empty_model(source.config)
-            model.generation_config = source.generation_config
-            fill(model, source, kind, PartWriter(None))
-    model.inkstone_repacked = []
-    return model.eval()
-
-
 def hf_source(path: Path) -> PackSource | None:
     """A Hugging Face directory whose safetensors hold exactly the model's own tensor names (a tied output head
     may be absent), as a ``PackSource``; None otherwise (renamed or missing tensors, ``.bin`` weights), and the
