@@ -161,6 +161,7 @@ def main() -> None:
     p.add_argument("--local", type=Path, help="a local model directory instead of the bundled models")
     p.add_argument("--chatglm3-layers", type=int, help="write and measure a ChatGLM3-6B-shaped checkpoint")
     p.add_argument("--weights", nargs="+", default=[Settings().cpu_weights, "fp32"])
+    p.add_argument("--no-conversion", action="store_true", help="skip measuring a ChatGLM3 conversion's peak")
     args = p.parse_args()
     built = None
     if args.chatglm3_layers:
@@ -173,7 +174,8 @@ def main() -> None:
     try:
         models = [str(args.local)] if args.local else args.models
         convert_peak = None
-        if args.local and json.loads((args.local / "config.json").read_text()).get("model_type") == "chatglm":
+        chatglm3 = args.local and json.loads((args.local / "config.json").read_text()).get("model_type") == "chatglm"
+        if chatglm3 and not args.no_conversion:
             convert_peak = conversion_peak(args.local)
             print(f"converting it to native GLM safetensors, shard by shard: peak resident {convert_peak:.2f} GiB",
                   flush=True)
