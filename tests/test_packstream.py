@@ -173,7 +173,7 @@ def test_a_checkpoint_that_does_not_fit_its_config_is_refused(tmp_path: Path) ->
     assert not lowbit.exists() or not [p for p in lowbit.iterdir() if p.is_dir()]
 
 
-def test_reader_reads_what_safetensors_writes(tmp_path: Path) -> None:
+def test_reader_and_writer_agree_with_safetensors(tmp_path: Path) -> None:
     """Every dtype the caches use comes back equal and 64-byte aligned; a cut file is a ValueError, not a crash."""
     from safetensors.torch import save_file
 
@@ -187,6 +187,11 @@ def test_reader_reads_what_safetensors_writes(tmp_path: Path) -> None:
     for name, t in tensors.items():
         assert got[name].dtype == t.dtype and torch.equal(got[name], t)
         assert got[name].data_ptr() % 64 == 0 or got[name].numel() == 0
+    safeparts.write_safetensors(tmp_path / "ours.safetensors", tensors)  # and what it writes, safetensors reads
+    from safetensors.torch import load_file
+
+    back = load_file(str(tmp_path / "ours.safetensors"))
+    assert back.keys() == tensors.keys() and all(torch.equal(back[k], t) for k, t in tensors.items())
     raw = (tmp_path / "x.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(raw[:-10])
     with pytest.raises(ValueError, match="truncated"):

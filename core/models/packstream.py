@@ -78,17 +78,17 @@ def layer_kinds(model: nn.Module, kind: str) -> dict[str, str]:
 
 
 def quantize_rows(kind: str, weight: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``quantize_int4`` / ``quantize_int8`` of ``weight`` computed on blocks of rows (the same codes: both work
-    row by row), so the float32 temporaries of a 100M-weight layer are not all alive at once."""
+    """``quantize_int4`` / ``quantize_int8`` of ``weight`` rounded to bf16, computed on blocks of rows (the same
+    codes: both work row by row), so no bf16 or float32 copy of a 100M-weight layer is alive at once."""
     from core.models.lowbit_layers import quantize_int4, quantize_int8
 
     quantize = quantize_int4 if kind == "int4" else quantize_int8
     rows = max(16, ROWS_ELEMENTS // max(weight.shape[1], 1) // 16 * 16)
     if weight.shape[0] <= rows:
-        return quantize(weight)
+        return quantize(weight.to(torch.bfloat16))
     out: dict[str, torch.Tensor] = {}
-    for start in range(0, weight.shape[0], rows):
-        for part, t in quantize(weight[start:start + rows]).items():
+    for start in range(0, weight.shape[0], rows):  # each block rounded to bf16 first, as a bf16 load holds it
+        for part, t in quantize(weight[start:start + rows].to(torch.bfloat16)).items():
             if part not in out:  # scales_zeros is [groups, rows, 2]: rows are its second dimension
                 shape = list(t.shape)
                 shape[1 if part == "scales_zeros" else 0] = weight.shape[0]
@@ -130,11 +130,13 @@ def fill(model: nn.Module, source: PackSource, kind: str, writer: PartWriter) ->
                              f"config.json (expected {shapes.get(name, 'no such tensor')}); fix config.json or "
                              "re-download the checkpoint")
         owner, _, attr = name.rpartition(".")
+        if owner in kinds and attr == "weight":
+            put(owner, tensor)  # rounded to bf16 block by block: never a whole bf16 copy beside the original
+            del tensor
+            continue
         tensor = tensor.to(torch.bfloat16)  # what a bf16 from_pretrained holds
         if owner in kinds and attr == "bias":
             biases[owner] = tensor
-        elif owner in kinds and attr == "weight":
-            put(owner, tensor)
         else:
             model.load_state_dict({name: tensor}, strict=False, assign=True)
             writer.add(name, tensor)

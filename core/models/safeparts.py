@@ -3,7 +3,7 @@
 ``read_safetensors`` reads each tensor with plain file reads into its own freshly allocated tensor: the pages of a
 memory-mapped file count as resident memory for as long as any tensor views them, and the low-bit kernels need
 aligned copies anyway, so ``safetensors.torch.load_file`` held a packed cache twice. ``PartWriter`` writes the
-tensors handed to it as files of about ``PART_BYTES`` (through ``safetensors``), so only one part is buffered.
+tensors handed to it as files of about ``PART_BYTES``, straight from their memory, so only one part is queued.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ PART_BYTES = 256 * 1024**2
 _DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
            "I8": torch.int8, "U8": torch.uint8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
            "BOOL": torch.bool}
+_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 
 def read_safetensors(file: Path) -> Iterator[tuple[str, torch.Tensor]]:
@@ -90,14 +91,30 @@ class PartWriter:
 
     def flush(self) -> None:
         """Write what is queued as one part."""
-        from safetensors.torch import save_file
-
         if self.folder is None or self.error is not None or not self._pending:
             return
         name = f"model-{len(self.files) + 1:05d}.safetensors"
         try:
-            save_file(self._pending, str(self.folder / name))
+            write_safetensors(self.folder / name, self._pending)
         except OSError as exc:
             self.error = exc
         self.files.append(name)
         self._pending, self._bytes = {}, 0
+
+
+def write_safetensors(file: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write ``tensors`` as a safetensors file straight from their memory (``safetensors.torch.save_file`` first
+    copies every tensor into a bytes object: a part's size more held while it writes)."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, t in tensors.items():
+        nbytes = t.numel() * t.element_size()
+        header[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    with file.open("wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw)
+        for t in tensors.values():
+            if t.numel():
+                f.write(memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy()))
