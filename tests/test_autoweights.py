@@ -126,3 +126,14 @@ def test_inspect_and_settings_page_show_the_choice(
     shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cpu_weights_auto"]
     assert shown["choice"] == info.cpu_weights and shown["choice"] in shown["ms_per_step"]
     assert "auto chose" in shown["summary"]
+
+
+def test_auto_leaves_out_weights_that_do_not_fit_in_memory() -> None:
+    """A candidate whose weights alone exceed the RAM available is left out with the reason (a 6B model in fp32
+    on a 16 GB machine), but never every candidate."""
+    shapes = [(4096, 4096, False)] * 10 + [(65024, 4096, True)]  # ~0.43 B weights
+    weights = sum(o * i for o, i, _ in shapes)
+    out = autoweights.memory_exclusions(shapes, ["int8", "bf16", "fp32"], available=weights * 3)
+    assert list(out) == ["fp32"] and "GiB of RAM available" in out["fp32"]
+    assert autoweights.memory_exclusions(shapes, ["int8", "bf16", "fp32"], available=weights * 5) == {}
+    assert autoweights.memory_exclusions(shapes, ["bf16", "fp32"], available=1) == {}

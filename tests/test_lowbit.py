@@ -123,13 +123,15 @@ def test_cache_is_written_then_reused(tiny_llama: Path, tmp_path: Path, monkeypa
     caches = list((tmp_path / "cache" / "lowbit").iterdir())
     assert len(caches) == 1 and caches[0].name.endswith(".int4-g32")
     assert sorted(p.name for p in caches[0].iterdir() if p.suffix in (".safetensors", ".json", ".bin", ".pt")) == [
-        "config.json", "generation_config.json", "lowbit.json", "model.safetensors"]
-    assert json.loads((caches[0] / "lowbit.json").read_text())["kind"] == "int4"
+        "config.json", "generation_config.json", "lowbit.json", "model-00001.safetensors"]
+    meta = json.loads((caches[0] / "lowbit.json").read_text())
+    assert meta["kind"] == "int4" and meta["files"] == ["model-00001.safetensors"]
 
     def no_quantizing(*_a: object, **_k: object) -> None:
         raise AssertionError("a cached start must not quantize")
 
-    monkeypatch.setattr(lowbit_layers, "quantize_model", no_quantizing)
+    for name in ("quantize_model", "quantize_int4", "quantize_int8"):
+        monkeypatch.setattr(lowbit_layers, name, no_quantizing)
     second = _load(tiny_llama, tmp_path, "int4")
     ids = torch.tensor([[1, 5, 9, 42, 7, 100]])
     torch.testing.assert_close(_logits(second, ids), _logits(first, ids), rtol=0, atol=0)
@@ -155,7 +157,7 @@ def test_broken_cache_is_rebuilt_with_a_notice(tiny_llama: Path, tmp_path: Path)
     """A truncated cache file is reported and replaced; the load still succeeds."""
     first = _load(tiny_llama, tmp_path, "int8")
     cache = next((tmp_path / "cache" / "lowbit").iterdir())
-    weights = cache / "model.safetensors"
+    weights = cache / "model-00001.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     notes: list[str] = []
     again = _load(tiny_llama, tmp_path, "int8", notes)

@@ -255,3 +255,21 @@ def test_deeply_nested_config_is_a_model_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ModelError, match="nested too deeply"):
         read_config(tmp_path)
+
+
+def test_packed_cpu_weights_fit_where_bf16_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 16 GB laptop (about 11 GiB free) opens ChatGLM3-6B with int8 CPU weights, packed without a bf16 copy; the
+    bf16 check on the same memory refuses."""
+    from dataclasses import replace
+
+    from core.models import lowbit
+
+    config = type("C", (), {"vocab_size": 65024, "hidden_size": 4096})
+    six_b = replace(SIX_B, cpu_weights_gib=lowbit.memory_gib(SIX_B.parameters, SIX_B.output_parameters, config))
+    _free(monkeypatch, 11.0)
+    modelinfo.check_fits(six_b, "cpu", "int8", None)
+    with pytest.raises(ModelError, match="bfloat16 needs about 12.4 GiB but only 11.0 GiB"):
+        modelinfo.check_fits(six_b, "cpu", "bfloat16", None)
+    _free(monkeypatch, 7.0)
+    with pytest.raises(ModelError, match=r"int8 needs about 7\.\d GiB but only 7\.0 GiB of RAM is free"):
+        modelinfo.check_fits(six_b, "cpu", "int8", None)

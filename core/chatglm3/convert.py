@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,55 @@ def _native_shapes(glm_cfg: Any) -> dict[str, tuple[int, ...]]:
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
 
 
-def _write_converted(src: Path, out: Path) -> None:
-    from safetensors.torch import save_file
+def _check_shapes(native: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]], src: Path) -> None:
+    bad = [f"{k} {tuple(t.shape)} (expected {shapes.get(k)})" for k, t in native.items()
+           if shapes.get(k) != tuple(t.shape)]
+    if bad:
+        raise ModelError(f"ChatGLM3 checkpoint {src} has tensors whose shapes do not match config.json: "
+                         f"{'; '.join(bad)}. Fix config.json or re-download the checkpoint")
+
+
+def native_configs(src: Path) -> tuple[Any, Any]:
+    """The ``GlmConfig`` and ``GenerationConfig`` (stop ids) a conversion of ChatGLM3 checkpoint ``src`` writes;
+    the config's dtype is the one ``config.json`` declares (a conversion takes it from the weights)."""
     from transformers import GenerationConfig
 
     cfg = read_chatglm3_config(src)
     glm_cfg = glm_config_from_chatglm3(cfg)
+    glm_cfg.architectures = ["GlmForCausalLM"]
+    glm_cfg.dtype = _DTYPES.get(str(cfg.get("torch_dtype")), torch.float32)
+    eos = glm_cfg.eos_token_id
+    generation = GenerationConfig(eos_token_id=_stop_ids(src, eos if isinstance(eos, int) else 2),
+                                  pad_token_id=glm_cfg.pad_token_id)
+    return glm_cfg, generation
+
+
+def iter_native_tensors(src: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """The native GLM tensors of ChatGLM3 checkpoint ``src``, one at a time, shard by shard, checked as a
+    conversion checks them (names, shapes; ModelError naming the problem). Each original tensor is let go as soon
+    as it is converted, so at most one shard is in memory."""
+    cfg = read_chatglm3_config(src)
+    names = tensor_names(src)
+    if names is not None:
+        check_tensor_names(names, cfg, src)
+    shapes = _native_shapes(glm_config_from_chatglm3(cfg))
+    seen: set[str] = set()
+    for shard in iter_weight_shards(src):
+        seen.update(shard)
+        for name in list(shard):
+            native = convert_chatglm3_state_dict({name: shard.pop(name)}, cfg)
+            _check_shapes(native, shapes, src)
+            while native:
+                yield native.popitem()
+    if names is None:
+        check_tensor_names(seen, cfg, src)
+
+
+def _write_converted(src: Path, out: Path) -> None:
+    from safetensors.torch import save_file
+
+    cfg = read_chatglm3_config(src)
+    glm_cfg, generation = native_configs(src)
     names = tensor_names(src)
     if names is not None:
         check_tensor_names(names, cfg, src)
@@ -96,11 +140,7 @@ def _write_converted(src: Path, out: Path) -> None:
         seen.update(shard)
         native = convert_chatglm3_state_dict(shard, cfg)
         del shard
-        bad = [f"{k} {tuple(t.shape)} (expected {shapes.get(k)})" for k, t in native.items()
-               if shapes.get(k) != tuple(t.shape)]
-        if bad:
-            raise ModelError(f"ChatGLM3 checkpoint {src} has tensors whose shapes do not match config.json: "
-                             f"{'; '.join(bad)}. Fix config.json or re-download the checkpoint")
+        _check_shapes(native, shapes, src)
         if "model.embed_tokens.weight" in native:
             disk_dtype = native["model.embed_tokens.weight"].dtype
         name = f"model-{i + 1:05d}-of-{len(files):05d}.safetensors" if len(files) > 1 else "model.safetensors"
@@ -112,21 +152,15 @@ def _write_converted(src: Path, out: Path) -> None:
     if len(files) > 1:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
-    if disk_dtype is None:
-        disk_dtype = _DTYPES.get(str(cfg.get("torch_dtype")), torch.float32)
-    glm_cfg.architectures = ["GlmForCausalLM"]
-    glm_cfg.dtype = disk_dtype
+    if disk_dtype is not None:
+        glm_cfg.dtype = disk_dtype
     glm_cfg.save_pretrained(out)
-    eos = glm_cfg.eos_token_id
-    GenerationConfig(
-        eos_token_id=_stop_ids(src, eos if isinstance(eos, int) else 2),
-        pad_token_id=glm_cfg.pad_token_id,
-    ).save_pretrained(out)
+    generation.save_pretrained(out)
     marker = {
         "source": str(src),
         "fingerprint": source_fingerprint(src),
         "converter_version": CONVERTER_VERSION,
-        "dtype": str(disk_dtype).removeprefix("torch."),
+        "dtype": str(glm_cfg.dtype).removeprefix("torch."),
     }
     (out / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
 

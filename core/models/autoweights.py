@@ -98,6 +98,26 @@ def quality_exclusions(model_key: str | None, candidates: Iterable[str]) -> dict
     return out
 
 
+def memory_exclusions(shapes: list[Shape], candidates: Iterable[str], available: int | None = None
+                      ) -> dict[str, str]:
+    """Candidates whose Linear weights alone need more than the RAM available now (``available`` bytes, default
+    psutil's figure), with the reason; never all of them. A busy CPU can time fp32 level with int8, and a 6B model
+    in fp32 does not fit a 16 GB machine."""
+    candidates = list(candidates)
+    if available is None:
+        try:
+            import psutil
+
+            available = int(psutil.virtual_memory().available)
+        except (ImportError, OSError, RuntimeError):
+            return {}
+    weights = sum(out * inp for out, inp, _ in shapes)
+    out = {kind: f"its weights need about {weights * BYTES[kind] / 1024**3:.1f} GiB, more than the "
+                 f"{available / 1024**3:.1f} GiB of RAM available" for kind in candidates
+           if weights * BYTES[kind] > available}
+    return out if len(out) < len(candidates) else {}
+
+
 def linear_shapes(model: Any) -> list[Shape]:
     """The Linear layers of ``model`` (real or on the meta device), the output head marked."""
     import torch
@@ -189,7 +209,10 @@ def choose(path: Path, shapes: Callable[[], list[Shape]], model_key: str | None,
     for kind, why in quality_exclusions(model_key, CANDIDATES).items():
         excluded.setdefault(kind, why)
     say("Timing the CPU weight choices on this CPU (first start only, a few seconds)…")
-    figures = time_candidates(shapes(), [k for k in CANDIDATES if k not in excluded])
+    found = shapes()
+    for kind, why in memory_exclusions(found, [k for k in CANDIDATES if k not in excluded]).items():
+        excluded.setdefault(kind, why)
+    figures = time_candidates(found, [k for k in CANDIDATES if k not in excluded])
     choice = min(figures, key=figures.__getitem__) if figures else "fp32"
     import torch
 

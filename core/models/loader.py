@@ -173,8 +173,10 @@ def _load_hf_dir(
         ) from None
     try:
         if lowbit.applies(settings, device):  # int4/int8/bf16 weights on the CPU, cached once packed
+            from core.models.packstream import hf_source
+
             model = lowbit.load_for_cpu(path, settings, lambda dt: AutoModelForCausalLM.from_pretrained(
-                str(path), **{**kwargs, "dtype": dt}), say, repack, model_key)
+                str(path), **{**kwargs, "dtype": dt}), say, repack, model_key, lambda: hf_source(path))
         else:
             model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError, StrictDataclassError) as exc:
@@ -281,9 +283,11 @@ def _load_local(path: Path, settings: Settings, device: str, dtype: Any, say: Pr
         check_remote_code(path, settings.trust_remote_code, raw)
         check_tokenizer_files(path)
     if not settings.trust_remote_code:  # building a config with remote code would run that code
-        packed = lowbit.applies(settings, device) and not is_vision_config(raw)
-        fit_dtype = "bfloat16" if packed else str(dtype).removeprefix("torch.")
-        check_fits(inspect_directory(path), device, fit_dtype, settings.quantize)
+        info, fit_dtype = inspect_directory(path), str(dtype).removeprefix("torch.")  # the config checked first
+        if lowbit.applies(settings, device) and not is_vision_config(raw):  # the weights cpu_weights holds
+            kind = lowbit.decide(settings, path, None, say)[0]
+            fit_dtype = {"bf16": "bfloat16", "fp32": "float32"}.get(kind, kind)
+        check_fits(info, device, fit_dtype, settings.quantize)
     if settings.quantize and device == "cpu":
         say(f"Quantizing to {settings.quantize} on the CPU: it saves memory but answers more slowly than float32.")
     if chatglm3:
@@ -338,8 +342,22 @@ def _load_chatglm3(path: Path, settings: Settings, device: str, dtype: Any, say:
             cache_dir=settings.cache_dir / "chatglm3",
         )
 
-    model = lowbit.load_for_cpu(path, settings, load, say) if lowbit.applies(settings, device) else load(dtype)
-    return model, ChatGLM3Codec(tokenizer)
+    if not lowbit.applies(settings, device):
+        return load(dtype), ChatGLM3Codec(tokenizer)
+    return lowbit.load_for_cpu(path, settings, load, say, source=lambda: _chatglm3_source(path)), ChatGLM3Codec(
+        tokenizer)
+
+
+def _chatglm3_source(path: Path) -> Any:
+    """The checkpoint as a ``packstream.PackSource``: converted tensor by tensor, shard by shard, never whole."""
+    from core.models.packstream import PackSource, hf_source
+
+    if _merged_chatglm3(path):
+        return hf_source(path)
+    from core.chatglm3.convert import iter_native_tensors, native_configs
+
+    config, generation = native_configs(path)
+    return PackSource(config, generation, lambda: iter_native_tensors(path))
 
 
 def _merged_chatglm3(path: Path) -> bool:

@@ -24,8 +24,10 @@ CHOICES = ("int4", "int8", "bf16", "fp32")
 """Weights a model is held in on the CPU, fastest first (the fallback order)."""
 SETTINGS = ("auto", *CHOICES)
 """Values of the ``cpu_weights`` setting: ``auto`` times the choices on this CPU (``core.models.autoweights``)."""
-FORMAT = 3
-"""Version of the cache layout; a cache with another version is rebuilt (3: int4 repacked from GGUF blocks)."""
+FORMAT = 4
+"""Version of the cache layout (3: int4 repacked from GGUF blocks; 4: the tensors in parts listed in lowbit.json)."""
+READABLE = (3, 4)
+"""Cache versions that load; another one is rebuilt."""
 GROUP_SIZE = 32
 """int4 values per scale/zero pair (same as ``lowbit_layers.GROUP_SIZE``)."""
 BYTES_PER_WEIGHT = {"int4": 0.5 + 4 / GROUP_SIZE, "int8": 1.0, "bf16": 2.0, "fp32": 4.0}
@@ -77,73 +79,61 @@ def auto_record_path(model_dir: Path, cache_root: Path) -> Path:
 
 def save_cache(model: Any, kind: str, portable: dict[str, dict[str, Any]], dest: Path, tokenizer: Any = None,
                extra: dict[str, str] | None = None, repacked: list[str] | None = None) -> None:
-    """Write the quantized ``model`` to ``dest`` (safetensors + lowbit.json + config), atomically; with a
+    """Write the quantized ``model`` to ``dest`` (safetensors parts + lowbit.json + config), atomically; with a
     ``tokenizer`` and ``extra`` text files when the cache is the model's only copy on disk (a bundled model)."""
-    from safetensors.torch import save_file
+    from core.models.safeparts import PartWriter
 
-    tensors: dict[str, Any] = {}
-    for name, parts in portable.items():
-        for part, tensor in parts.items():
-            tensors[f"{name}.{part}"] = tensor.contiguous()
-    aliases: dict[str, str] = {}
-    seen: dict[tuple[int, int], str] = {}
-    for key, tensor in model.state_dict(keep_vars=False).items():
-        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        if ident in seen:  # tied weights (e.g. an unquantized lm_head sharing the embedding)
-            aliases[key] = seen[ident]
-            continue
-        seen[ident] = key
-        tensors[key] = tensor.contiguous()
-    meta = {"format": FORMAT, "kind": kind, "group_size": GROUP_SIZE, "layers": sorted(portable), "aliases": aliases,
-            "repacked": sorted(repacked or [])}
     with replace_dir(dest) as tmp:  # two processes may pack the same model at once: the first copy in stays
-        save_file(tensors, str(tmp / "model.safetensors"))
-        model.config.save_pretrained(tmp)
-        if getattr(model, "generation_config", None) is not None:
-            model.generation_config.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        for name, text in (extra or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        (tmp / "lowbit.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        writer = PartWriter(tmp)
+        for name, parts in portable.items():
+            for part, tensor in parts.items():
+                writer.add(f"{name}.{part}", tensor)
+        aliases: dict[str, str] = {}
+        seen: dict[tuple[int, int], str] = {}
+        for key, tensor in model.state_dict(keep_vars=False).items():
+            ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+            if ident in seen:  # tied weights (e.g. an unquantized lm_head sharing the embedding)
+                aliases[key] = seen[ident]
+                continue
+            seen[ident] = key
+            writer.add(key, tensor)
+        writer.flush()
+        finish_cache(tmp, writer, model, kind, sorted(portable), aliases, repacked, tokenizer, extra)
+
+
+def finish_cache(tmp: Path, writer: Any, model: Any, kind: str, layers: list[str], aliases: dict[str, str],
+                 repacked: list[str] | None = None, tokenizer: Any = None, extra: dict[str, str] | None = None
+                 ) -> None:
+    """Write the config, tokenizer, ``extra`` files and ``lowbit.json`` beside the parts ``writer`` wrote; raise
+    the OSError a part's write met (the caller's ``replace_dir`` then discards the folder)."""
+    if writer.error is not None:
+        raise writer.error
+    model.config.save_pretrained(tmp)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    for name, text in (extra or {}).items():
+        (tmp / name).write_text(text, encoding="utf-8")
+    meta = {"format": FORMAT, "kind": kind, "group_size": GROUP_SIZE, "layers": layers, "aliases": aliases,
+            "repacked": sorted(repacked or []), "files": writer.files}
+    (tmp / "lowbit.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
 def load_cache(src: Path, kind: str) -> Any:
-    """The quantized model cached in ``src``, or None when there is no valid cache for ``kind``."""
+    """The quantized model cached in ``src``, or None when there is no valid cache for ``kind``.
+
+    Built without float weights (``core.models.packstream``); reads caches of this format and the one before
+    (a single ``model.safetensors``)."""
     try:
         meta = json.loads((src / "lowbit.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if meta.get("format") != FORMAT or meta.get("kind") != kind or meta.get("group_size") != GROUP_SIZE:
+    if meta.get("format") not in READABLE or meta.get("kind") != kind or meta.get("group_size") != GROUP_SIZE:
         return None
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
-    from transformers.initialization import no_init_weights
+    from core.models.packstream import load_packed
 
-    from core.models.lowbit_layers import build_layer
-
-    config = AutoConfig.from_pretrained(str(src))
-    with no_init_weights():
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    tensors = load_file(str(src / "model.safetensors"))
-    for name in meta["layers"]:
-        layer_kind = "int4" if f"{name}.scales_zeros" in tensors else "int8"
-        parts = ("codes", "scales_zeros") if layer_kind == "int4" else ("codes", "scales")
-        bias = tensors.get(f"{name}.bias")  # stays in ``tensors``: load_state_dict assigns it again
-        layer = build_layer(layer_kind, {p: tensors.pop(f"{name}.{p}") for p in parts}, bias)
-        model.set_submodule(name, layer)
-    missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
-    if unexpected or set(missing) != set(meta["aliases"]):
-        raise ValueError(f"cache does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    for alias, target in meta["aliases"].items():
-        owner, _, attr = alias.rpartition(".")
-        t_owner, _, t_attr = target.rpartition(".")
-        setattr(model.get_submodule(owner), attr, getattr(model.get_submodule(t_owner), t_attr))
-    if (src / "generation_config.json").is_file():
-        model.generation_config = GenerationConfig.from_pretrained(str(src))
-    model.inkstone_repacked = list(meta.get("repacked", []))
-    return model.eval()
+    return load_packed(src, meta)
 
 
 def memory_gib(parameters: int, untied_head: int, config: Any) -> dict[str, float]:
@@ -179,12 +169,14 @@ def decide(settings: Any, model_dir: Path, model_key: str | None, say: Say,
 
 
 def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any], say: Say | None = None,
-                 repack: Repack | None = None, model_key: str | None = None) -> Any:
+                 repack: Repack | None = None, model_key: str | None = None,
+                 source: Callable[[], Any] | None = None) -> Any:
     """The model in ``model_dir`` with ``settings.cpu_weights`` (or the CPU's fallback), from the cache if any.
 
     ``load_float(dtype)`` loads the float model (only on a cache miss); ``repack`` gives int4 codes to take as
-    they are (a bundled GGUF's 4-bit blocks). The weights used are recorded on the model as
-    ``inkstone_cpu_weights``. A broken cache is rebuilt, never fatal.
+    they are (a bundled GGUF's 4-bit blocks). ``source()``, where given and not None, is the checkpoint as a
+    ``packstream.PackSource``: int4/int8 are then packed tensor by tensor, never holding the float model. The
+    weights used are recorded on the model as ``inkstone_cpu_weights``. A broken cache is rebuilt, never fatal.
     """
     import torch
 
@@ -201,7 +193,10 @@ def load_for_cpu(model_dir: Path, settings: Any, load_float: Callable[[Any], Any
     else:
         dest = cache_dir_for(model_dir, settings.cache_dir, kind)
         model = _read_cache(dest, kind, say)
-        if model is None:
+        stream = source() if model is None and source is not None and repack is None else None
+        if stream is not None:
+            model = _pack_stream(stream, kind, dest, say)
+        elif model is None:
             model = _pack(load_float(torch.bfloat16), kind, dest, say, repack=repack)
     model.inkstone_cpu_weights, model.inkstone_auto = kind, made
     return model.eval()
@@ -254,10 +249,34 @@ def _read_cache(dest: Path, kind: str, say: Say) -> Any:
     recover(dest)  # a pack killed while swapping left the previous cache aside
     try:
         return load_cache(dest, kind)
-    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, SafetensorError) as exc:
         say(f"The {kind} cache in {dest} is unreadable ({type(exc).__name__}: {exc}); rebuilding it.")
         shutil.rmtree(dest, ignore_errors=True)
         return None
+
+
+def _pack_stream(source: Any, kind: str, dest: Path, say: Say) -> Any:
+    """``source``'s model (a ``packstream.PackSource``) with ``kind`` Linear layers, packed tensor by tensor and
+    cached in ``dest`` (atomically; a cache that cannot be written is a notice, the model still loads)."""
+    from core.models.packstream import empty_model, fill
+    from core.models.safeparts import PartWriter
+
+    say(f"Packing the weights as {kind} for fast CPU answers, tensor by tensor (first start only)…")
+    model, layers = empty_model(source.config), None
+    model.generation_config = source.generation_config
+    try:
+        with replace_dir(dest) as tmp:
+            writer = PartWriter(tmp)
+            layers = fill(model, source, kind, writer)
+            finish_cache(tmp, writer, model, kind, layers, {})
+    except OSError as exc:
+        say(f"Could not cache the {kind} weights in {dest} ({exc}); the next start packs them again.")
+        if layers is None:  # the folder could not even be made: pack in memory only
+            model = empty_model(source.config)
+            model.generation_config = source.generation_config
+            fill(model, source, kind, PartWriter(None))
+    model.inkstone_repacked = []
+    return model
 
 
 def _pack(model: Any, kind: str, dest: Path, say: Say, tokenizer: Any = None,

@@ -117,27 +117,32 @@ def _refit_line(w: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, offse
 
 def quantize_int8(weight: torch.Tensor) -> dict[str, torch.Tensor]:
     """int8 codes and one bf16 scale per output row (symmetric, absmax / 127)."""
-    w = weight.detach().float()
+    w = weight.detach().to(torch.float32, copy=True)  # one float32 temporary, worked on in place
     scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-8).to(torch.bfloat16)
-    codes = (w / scales.float()[:, None]).round().clamp(-127, 127).to(torch.int8)
+    codes = w.div_(scales.float()[:, None]).round_().clamp_(-127, 127).to(torch.int8)
     return {"codes": codes, "scales": scales}
 
 
 def build_layer(kind: str, tensors: dict[str, torch.Tensor], bias: torch.Tensor | None,
                 group_size: int = GROUP_SIZE) -> nn.Linear:
     """A runtime layer from portable codes (int4 codes are repacked for this CPU here)."""
-    # fresh copies: tensors read from a safetensors file may sit at unaligned offsets, which the kernels'
-    # vector loads do not accept (a segfault on long inputs)
     if kind == "int8":
-        return Int8Linear(tensors["codes"].clone(), tensors["scales"].clone(), bias)
+        return Int8Linear(_aligned(tensors["codes"]), _aligned(tensors["scales"]), bias)
     byte = tensors["codes"]
     codes = torch.stack([byte & 15, byte >> 4], dim=-1).reshape(byte.shape[0], -1).to(torch.int32)
     packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
     out_features, in_features = codes.shape
-    return Int4Linear(packed, tensors["scales_zeros"].clone(), bias, in_features, out_features, group_size)
+    return Int4Linear(packed, _aligned(tensors["scales_zeros"]), bias, in_features, out_features, group_size)
 
 
-def _eligible(kind: str, module: nn.Module) -> bool:
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t``, or a fresh copy where it is not contiguous on a 64-byte boundary: the kernels' vector loads do not
+    accept unaligned data (a segfault on long inputs), as a tensor viewing a safetensors file may be."""
+    return t if t.is_contiguous() and t.data_ptr() % 64 == 0 else t.clone()
+
+
+def eligible(kind: str, module: nn.Module) -> bool:
+    """Whether ``module`` is a float Linear that ``kind`` can hold (int4: whole groups of 32, rows by 16)."""
     if type(module) is not nn.Linear:  # noqa: E721 - exactly a float Linear, not a PEFT or quantized layer
         return False
     n, k = module.out_features, module.in_features
@@ -208,7 +213,7 @@ def quantize_model(model: nn.Module, kind: str, repacked: dict[str, dict[str, to
             layer_kind = "int8" if module is head else kind
             if layer_kind == "int4" and repacked is not None and name not in repacked:
                 layer_kind = "int8"  # not 4-bit in the GGUF: 8 bits keep its 5-8-bit blocks closely
-            if not _eligible(layer_kind, module):
+            if not eligible(layer_kind, module):
                 continue
             if layer_kind == "int4" and repacked is not None:
                 t = repacked[name]

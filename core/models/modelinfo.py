@@ -21,6 +21,9 @@ GIB = 1024**3
 OVERHEAD_BYTES = int(0.75 * GIB)
 """CUDA context, activations and a modest KV cache, on top of the weights."""
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+PACKED_PEAK = 1.3
+"""Peak resident memory of a load with int8/int4 CPU weights over their size (packed tensor by tensor:
+``core.models.packstream``; ``bench/coldstart.py`` prints the measured figure)."""
 
 
 @dataclass(frozen=True)
@@ -176,13 +179,16 @@ def available_memory(device: str) -> int | None:
 def _need_gib(info: ModelInfo, dtype: str, quantize: str | None) -> float:
     if quantize:
         return info.memory_gib[quantize]
+    if dtype in ("int8", "int4") and dtype in info.cpu_weights_gib:  # CPU weights packed without a float copy
+        return max(info.cpu_weights_gib[dtype] * PACKED_PEAK, info.cpu_weights_gib[dtype] + OVERHEAD_BYTES / GIB)
     return (info.parameters * DTYPE_BYTES.get(dtype, 4) + OVERHEAD_BYTES) / GIB
 
 
 def check_fits(info: ModelInfo, device: str, dtype: str, quantize: str | None) -> None:
     """Refuse a load that needs more memory than is free, naming the smaller setting that would fit.
 
-    ``dtype`` is the compute dtype's name (``float32``, ``bfloat16``, ``float16``). Suggestions, first that fits:
+    ``dtype`` is the compute dtype's name (``float32``, ``bfloat16``, ``float16``), or ``int8`` / ``int4`` for
+    packed CPU weights (``cpu_weights``). Suggestions, first that fits:
     16-bit weights (from float32), then ``--quantize 8bit``, then ``--quantize 4bit``.
     """
     free = available_memory(device)
@@ -196,7 +202,7 @@ def check_fits(info: ModelInfo, device: str, dtype: str, quantize: str | None) -
     setting = f"--quantize {quantize}" if quantize else f"{dtype}"
     problem = f"{info.model} in {setting} needs about {need:.1f} GiB but only {free_gib:.1f} GiB of {where} is free"
     options: list[tuple[str, float]] = []
-    if not quantize and DTYPE_BYTES.get(dtype, 4) > 2:
+    if not quantize and DTYPE_BYTES.get(dtype, 0) > 2:
         half = "bfloat16"
         options.append((f'dtype = "{half}" needs about {_need_gib(info, half, None):.1f} GiB and fits: set '
                         f'dtype = "{half}" in inkstone.toml', _need_gib(info, half, None)))
