@@ -132,7 +132,7 @@ def test_a_chat_on_the_gradio_page_continues_in_streamlit(gradio_app: tuple[str,
         sync_api.expect(tab.get_by_text("1 added")).to_be_visible(timeout=4 * TIMEOUT_MS)  # loads the embedder
         tab.get_by_label("Answer from my documents").check()
         send(tab, "When did Mount Korvath last erupt?")
-        sync_api.expect(chat).to_contain_text("You said: When did Mount Korvath last erupt?", timeout=2 * TIMEOUT_MS)
+        sync_api.expect(chat).to_contain_text("Question: When did Mount Korvath last erupt?", timeout=2 * TIMEOUT_MS)
         sync_api.expect(chat).to_contain_text("Sources: [1] volcano.txt")
         sync_api.expect(chat).to_contain_text("1822")  # the cited passage under the answer
 
@@ -151,6 +151,6 @@ def test_a_chat_on_the_gradio_page_continues_in_streamlit(gradio_app: tuple[str,
     with running_app(env, free_port()) as streamlit_url, browser_tab() as tab:
         tab.goto(f"{streamlit_url}/?session={session.id}")
         page = tab.locator("body")
-        for text in ("You said: When did Mount Korvath last erupt?", "Sources: [1] volcano.txt", "You said: 你好，砚台",
+        for text in ("Question: When did Mount Korvath last erupt?", "Sources: [1] volcano.txt", "You said: 你好，砚台",
                      "Concise helper · 简洁助手", "stopped"):
             sync_api.expect(page).to_contain_text(text)

@@ -59,7 +59,7 @@ def test_upload_then_ask_with_rag_shows_the_source(rag_app: tuple[str, Path], ta
     sync_api.expect(tab.get_by_test_id("stBottom").get_by_text("火山 notes")).to_be_visible(timeout=TIMEOUT_MS)
     send(tab, "When did Mount Korvath last erupt?")
     answer = tab.get_by_test_id("stChatMessage").nth(1)
-    sync_api.expect(answer).to_contain_text("You said: When did Mount Korvath last erupt?", timeout=2 * TIMEOUT_MS)
+    sync_api.expect(answer).to_contain_text("Question: When did Mount Korvath last erupt?", timeout=2 * TIMEOUT_MS)
     sync_api.expect(answer.get_by_text("Sources: [1] volcano.txt")).to_be_visible(timeout=2 * TIMEOUT_MS)
 
     tab.wait_for_url("**session=*")

@@ -45,7 +45,7 @@ def test_cli_answers_with_the_bundled_model_and_stores_it(shared_home: Path) -> 
     assert user.content == "What is the capital of France?"
     assert (answer.status, answer.content) == ("complete", result["reply"])
     store.close()
-    converted = list((shared_home / "cache" / "models").glob("smollm2-135m-*/model.safetensors"))
+    converted = list((shared_home / "cache" / "models").glob("smollm2-135m-*/*.safetensors"))
     assert converted, "the GGUF should have been converted to a safetensors cache"
 
 

@@ -155,7 +155,9 @@ class LlamaCppBackend:
                   lora: list[dict[str, float]] | None, timer: StreamTimer) -> Iterator[StreamEvent]:
         from core.backends.streaming import IdStreamer
 
-        body = {"prompt": prompt, "cache_prompt": True, "return_tokens": True,
+        # A seeded answer computes its whole prompt afresh: a prefix reused from another answer's cache comes from
+        # batches of another shape, whose rounding can change a sampled token.
+        body = {"prompt": prompt, "cache_prompt": seed is None, "return_tokens": True,
                 **sampling_body(settings, self.context_window, seed)}
         if lora is not None:
             body["lora"] = lora
