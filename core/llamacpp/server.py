@@ -107,9 +107,11 @@ class LlamaServer:
     def _wait_ready(self) -> None:
         import httpx
 
+        # A fresh loopback connection per request (no keep-alive): the server drops idle connections after a few
+        # seconds, and a request sent on one as it closed got no response at all.
+        limits = httpx.Limits(max_connections=self.slots * 2 + 4, max_keepalive_connections=0)
         self._client = httpx.Client(base_url=f"http://127.0.0.1:{self._port}", timeout=httpx.Timeout(30.0),
-                                    headers={"Authorization": f"Bearer {self._key}"},
-                                    limits=httpx.Limits(max_connections=self.slots * 2 + 4), trust_env=False)
+                                    headers={"Authorization": f"Bearer {self._key}"}, limits=limits, trust_env=False)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
