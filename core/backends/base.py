@@ -77,6 +77,15 @@ class AdapterSpec:
     name: str
     path: Path
 
+    def version(self) -> tuple[int, int] | None:
+        """(mtime, size) of the adapter's weights file, to notice a persona retrained in place; None when it cannot
+        be read."""
+        try:
+            stat = (self.path / "adapter_model.safetensors").stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
 
 @dataclass(frozen=True)
 class ModelInfo:

@@ -64,6 +64,9 @@ class LlamaCppBackend:
         self._lora_cache = lora_cache
         self._lora: dict[str, Path] = {}
         """Persona id -> its GGUF LoRA file, as loaded by the running server (its order gives the request ids)."""
+        self._converted: dict[str, tuple[tuple[int, int] | None, Path]] = {}
+        """Persona id -> (its weights file's version, its GGUF LoRA): converted (and hashed) again only when the
+        persona's files change."""
         self._active = 0
         self._cond = threading.Condition()
         self._load_seconds = load_seconds
@@ -100,10 +103,15 @@ class LlamaCppBackend:
 
     def _lora_ids(self, adapter: AdapterSpec | None) -> list[dict[str, float]] | None:
         """The request's ``lora`` field (every loaded adapter, the persona's at scale 1); restarts the server first
-        when the persona's adapter is new or changed. Call with a slot taken (``_enter``)."""
+        when the persona's adapter is new or changed. Call with a slot counted in ``_active``."""
         if adapter is None:
             return [{"id": i, "scale": 0.0} for i in range(len(self._lora))] or None
-        path = cached(adapter.path, self.server.gguf, self._lora_cache)
+        version = adapter.version()
+        known = self._converted.get(adapter.name)
+        if known is None or known[0] != version:
+            known = (version, cached(adapter.path, self.server.gguf, self._lora_cache))
+            self._converted[adapter.name] = known
+        path = known[1]
         if self._lora.get(adapter.name) != path:
             self._restart_with(adapter.name, path)
         names = list(self._lora)
@@ -203,7 +211,7 @@ def _drain(streamer: Any) -> Iterator[TextDelta]:
 
 
 def start(profile_id: str, title: str, gguf: Path, tokenizer_dir: Path, binary: Path, cache: Path,
-          torch_backend: Callable[[], Any], say: Callable[[str], None], note: str) -> LlamaCppBackend:
+          torch_backend: Callable[[], Any], say: Callable[[str], None]) -> LlamaCppBackend:
     """Load the codec (from its cached copy, else from the GGUF, then cached), start the server, and build the
     backend; ModelError when the server does not start."""
     from transformers import AutoTokenizer
@@ -225,6 +233,8 @@ def start(profile_id: str, title: str, gguf: Path, tokenizer_dir: Path, binary: 
     server = LlamaServer(binary, gguf, context=context, slots=8, threads=default_threads(),
                          log=cache / "logs" / f"{profile_id}.log")
     server.start()
+    note = (f"llama.cpp ({binary.name}, {server.slots} answers at once, {server.threads} threads; "
+            'engine = "torch" switches to PyTorch)')
     return LlamaCppBackend(profile_id, server, codec, context, torch_backend, cache / "lora",
                            time.perf_counter() - started, note)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from typing import Any
 
 from core.backends.base import AdapterSpec, Capabilities, ChatMessages, ModelInfo, StreamEvent, TextDelta
@@ -48,7 +47,7 @@ class TransformersBackend:
             return self._peft.disable_adapter() if self._peft is not None else nullcontext()
         from safetensors import SafetensorError
 
-        version = _weights_file(adapter.path)
+        version = adapter.version()
         try:
             if self._peft is None:
                 from peft import PeftModel
@@ -209,11 +208,3 @@ def as_generation_error(exc: BaseException) -> GenerationError:
         )
     return GenerationError(f"Generation failed: {type(exc).__name__}: {exc}")
 
-
-def _weights_file(path: Path) -> tuple[int, int] | None:
-    """(mtime, size) of an adapter directory's weights file; None when it cannot be read."""
-    try:
-        stat = (path / "adapter_model.safetensors").stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size

@@ -46,9 +46,7 @@ def choose(profile: ModelProfile, settings: Settings, progress: Callable[[str], 
         say(f"Verifying the bundled model files of {profile.id}…")
         gguf = bundled.assemble(source, root / "gguf")
         backend = start(profile.id, profile.title, gguf, root / "tokenizers" / f"{profile.id}-{source.fingerprint()}",
-                        binary, root, torch_backend, say, "")
+                        binary, root, torch_backend, say)
     except ModelError as exc:
         return None, f"llama.cpp's server did not start, so answers run on PyTorch: {exc}"
-    backend._note = (f"llama.cpp ({binary.name}, {backend.server.slots} answers at once, {backend.server.threads} "
-                     f"threads; engine = \"torch\" switches to PyTorch)")
     return backend, None
