@@ -164,6 +164,18 @@ def test_an_adapter_llama_cpp_cannot_apply_runs_on_pytorch(engine, data: Path) -
     assert done.reason in ("stop", "length") and text
 
 
+def test_a_broken_adapter_is_named_with_the_fix(engine, tmp_path: Path) -> None:  # noqa: ANN001
+    from core.errors import ModelError
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16}')
+    (broken / "adapter_model.safetensors").write_bytes(b"\x80not safetensors at all" * 4)
+    with pytest.raises(ModelError, match="could not be converted for llama.cpp.*retrain the persona"):
+        answer(engine.backend, adapter=AdapterSpec("broken", broken))
+    assert "Paris" in answer(engine.backend)[0]  # the engine goes on answering
+
+
 def test_a_json_schema_answer_runs_constrained_on_pytorch(engine) -> None:  # noqa: ANN001
     from core.generation.constrain import Grammar, compile_for
 

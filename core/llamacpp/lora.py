@@ -112,10 +112,12 @@ def cached(adapter_dir: Path, gguf_path: Path, cache: Path) -> Path:
     dest = cache / f"{adapter_dir.name}-{digest.hexdigest()[:16]}.gguf"
     if dest.is_file():
         return dest
+    from safetensors import SafetensorError
+
     try:
         return convert(adapter_dir, base_facts(gguf_path), dest)
     except LoraUnsupported:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise ModelError(f"The LoRA adapter in {adapter_dir} could not be converted for llama.cpp "
                          f"({type(exc).__name__}: {exc}): retrain the persona, or set engine = \"torch\".") from None
