@@ -175,13 +175,12 @@ class LlamaCppBackend:
         streamer.put(prompt)  # the prompt: skipped, as generate's first call
         stop_type = None
         try:
-            for event in self.server.stream(body, stop):
-                tokens = event.get("tokens") or []
+            for batch in self.server.stream(body, stop):
+                tokens = [int(t) for event in batch for t in event.get("tokens") or ()]
                 if tokens:
-                    streamer.put([int(t) for t in tokens])
+                    streamer.put(tokens)
                     yield from _drain(streamer)
-                if event.get("stop"):
-                    stop_type = event.get("stop_type")
+                stop_type = next((e.get("stop_type") for e in batch if e.get("stop")), stop_type)
         except ModelError as exc:
             raise GenerationError(f"The llama.cpp engine failed during this answer: {exc}") from None
         streamer.end()

@@ -13,7 +13,6 @@ cache; a start that fails names the log's last lines.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ModelError
+from core.llamacpp.sse import StreamClosed, StreamRefused, post_events
 
 START_TIMEOUT_S = 120.0
 """Seconds a start may take (loading the GGUF and warming up) before it counts as failed."""
@@ -134,69 +134,18 @@ class LlamaServer:
             return f"(no log at {self.log})"
         return " | ".join(text[-lines:]) + f" (full log: {self.log})"
 
-    def stream(self, body: dict[str, Any], stop: threading.Event) -> Iterator[dict[str, Any]]:
-        """POST ``/completion`` with ``stream: true`` and yield each event; setting ``stop`` closes the connection
-        (the server then ends that answer and frees its slot). ModelError when the server is gone or refuses."""
-        import httpx
-
+    def stream(self, body: dict[str, Any], stop: threading.Event) -> Iterator[list[dict[str, Any]]]:
+        """POST ``/completion`` with ``stream: true`` and yield its events in batches (those that arrived together;
+        see ``core.llamacpp.sse``); setting ``stop`` closes the connection (the server then ends that answer and
+        frees its slot). ModelError when the server is gone or refuses."""
         if not self.running or self._client is None:
             raise ModelError(f"llama-server is not running: {self.log_tail()}")
-        events: list[Any] = []
-        ready = threading.Condition()
-        done = object()
-        response_box: list[Any] = []
-
-        def read() -> None:
-            try:
-                with self._client.stream("POST", "/completion", json={**body, "stream": True},
-                                         timeout=httpx.Timeout(None, connect=10.0)) as response:
-                    response_box.append(response)
-                    if response.status_code != 200:
-                        response.read()
-                        raise ModelError(f"llama-server refused the request ({response.status_code}): "
-                                         f"{response.text[:300]}")
-                    for line in response.iter_lines():
-                        if line.startswith("data: "):
-                            with ready:
-                                events.append(json.loads(line[6:]))
-                                ready.notify()
-            except BaseException as exc:  # handed to the consumer
-                with ready:
-                    events.append(exc)
-                    ready.notify()
-            finally:
-                with ready:
-                    events.append(done)
-                    ready.notify()
-
-        reader = threading.Thread(target=read, name="inkstone-llamacpp-read", daemon=True)
-        reader.start()
         try:
-            while True:
-                with ready:
-                    while not events and not stop.is_set():
-                        ready.wait(0.05)
-                    if stop.is_set() and not events:
-                        break
-                    item = events.pop(0)
-                if item is done:
-                    break
-                if isinstance(item, BaseException):
-                    if stop.is_set():
-                        break
-                    if isinstance(item, ModelError):
-                        raise item
-                    if isinstance(item, httpx.TransportError | httpx.StreamError):
-                        raise ModelError(f"llama-server stopped answering ({type(item).__name__}): "
-                                         f"{self.log_tail()}")
-                    raise item
-                yield item
-                if stop.is_set():
-                    break
-        finally:
-            if response_box:
-                response_box[0].close()
-            reader.join(timeout=5.0)
+            yield from post_events(self._port, self._key, "/completion", {**body, "stream": True}, stop)
+        except StreamRefused as exc:
+            raise ModelError(f"llama-server refused the request ({exc.status}): {exc.text[:300]}") from None
+        except (OSError, StreamClosed) as exc:  # refused, reset, or closed before the answer ended
+            raise ModelError(f"llama-server stopped answering ({type(exc).__name__}): {self.log_tail()}") from None
 
     def stop(self) -> None:
         """End the process (if any)."""
