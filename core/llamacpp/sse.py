@@ -159,7 +159,7 @@ def post_events(port: int, key: str, path: str, body: dict[str, Any], stop: thre
             events = []
             for line in lines:
                 if line.startswith(b"data: "):
-                    events.append(json.loads(line[6:]))
+                    events.append(json.loads(line[6:].decode()))
                 elif line.startswith(b"error: "):
                     raise StreamRefused(500, line[7:].decode("utf-8", "replace"))
             if events:

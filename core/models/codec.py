@@ -44,6 +44,11 @@ class HFChatCodec:
                     stop.append(i)
         self.stop_ids = stop
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
+        # Streaming decodes a few ids per token: the Rust tokenizer straight, where transformers' decode would only
+        # convert the ids and (with clean_up_tokenization_spaces off) return the same text.
+        rust = getattr(tokenizer, "backend_tokenizer", None)
+        self._fast_decode = None if rust is None or getattr(tokenizer, "clean_up_tokenization_spaces", True) \
+            else rust.decode
 
     def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         """Render the chat template with the generation prompt and tokenize it. A message with a ``tools`` list
@@ -60,6 +65,8 @@ class HFChatCodec:
     def decode(self, ids: list[int]) -> str:
         """Decode, skipping special tokens."""
         with self._lock:
+            if self._fast_decode is not None:
+                return self._fast_decode(ids, skip_special_tokens=True)
             return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
