@@ -266,3 +266,19 @@ def test_a_replaced_engine_ends_its_server(data: Path) -> None:
     del made
     gc.collect()
     assert proc.wait(timeout=15) is not None
+
+
+def test_a_new_chat_reuses_the_system_prompt_a_slot_already_computed(engine) -> None:  # noqa: ANN001
+    inner = engine.backend.inner
+    system = "You are Captain Quill, a retired sea captain who answers plainly, briefly and kindly."
+    filler = " The harbour log lists every ship, its cargo, its crew and the weather on the day it came in." * 25
+    cached = []
+    for first in ("Which knots do sailors tie?", "How deep is the Baltic Sea?", "Why is the sea salty?"):
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": first + filler}]
+        ids = inner.codec.prompt_ids(messages)
+        body = {"prompt": ids, "n_predict": 2, "temperature": 0, "cache_prompt": True}
+        last = [batch for batch in inner.server.stream(body, threading.Event())][-1][-1]
+        cached.append(last["timings"]["cache_n"])
+    shared = len(inner.codec.prompt_ids([{"role": "system", "content": system}, {"role": "user", "content": ""}]))
+    assert shared < 0.1 * len(ids)  # a small part of each prompt (below llama.cpp's own 10% rule)
+    assert cached[1] >= shared - 8 and cached[2] >= shared - 8, (cached, shared)  # and is not computed again

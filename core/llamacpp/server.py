@@ -34,6 +34,13 @@ START_TIMEOUT_S = 120.0
 """Seconds a start may take (loading the GGUF and warming up) before it counts as failed."""
 
 
+SLOT_SIMILARITY = 0.02
+"""A new answer goes to the idle slot whose cached prompt shares the longest start with its own once that start is
+2% of the prompt (llama.cpp's default is 10%, below which it takes the least recently used slot): a new chat then
+reuses the persona's system prompt already computed in a slot, not only a conversation's own history. The prompt a
+slot held is kept in the server's RAM prompt cache when most of it would be lost."""
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -92,7 +99,8 @@ class LlamaServer:
             self._port = _free_port()
             args = [str(self.binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(self._port),
                     "--api-key", self._key, "-c", str(self.context), "-np", str(self.slots), "--kv-unified",
-                    "-t", str(self.threads), "-tb", str(self.threads), "--no-webui", "--no-warmup"]
+                    "-t", str(self.threads), "-tb", str(self.threads), "--no-webui", "--no-warmup",
+                    "--slot-prompt-similarity", str(SLOT_SIMILARITY)]
             for path in self.adapters:
                 args += ["--lora", str(path)]
             if self.adapters:
