@@ -1,0 +1,232 @@
+"""Tables in a PDF's text layer, written as ``cell | cell`` lines with their header row first.
+
+pypdf's plain text gives a table's cells as loose words (often one cell per line), so a row loses its column
+names. Here the page's text runs are placed by position (pypdf's layout-mode geometry: each run's x start and end
+and its baseline), grouped into lines, and a run of lines whose runs fall into the same columns (the gaps between
+them form vertical channels of white space through every line) is a table. Its rows then replace the same
+characters in the plain text, so everything else on the page reads exactly as before, and
+``knowledge.splitting`` keeps each row with its header.
+
+What is not a table: prose (one run per line, or word runs with no channel through every line), lists, and
+two-column pages (lines of 40+ characters in each column, and their plain text is column by column, not row by
+row, so the rows are not found in it). A table that goes on over the next page gets the header of the page before
+when its own first row is not that header (same columns, at the top of the page after one that ended in it).
+
+pypdf's layout-mode helpers are private (``pypdf._text_extraction._layout_mode``): if a pypdf release moves or
+breaks them, no table is found and the page text is pypdf's plain text, as it was before tables were detected.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+MAX_CELL_MEDIAN = 32  # characters: the median cell of a table is short (a two-column page's "cells" are lines)
+MIN_ROWS = 3  # a header and two rows; a continuation on a new page needs one
+
+
+@dataclass(frozen=True)
+class Run:
+    """A piece of text drawn at x [start, end) on one line, in a font ``height`` points tall."""
+
+    text: str
+    start: float
+    end: float
+    height: float
+
+
+@dataclass
+class Table:
+    """Rows of cells (header first as found on the page), the columns' x ranges, and where it sits on the page."""
+
+    rows: list[list[str]]
+    columns: list[tuple[float, float]]
+    lines_above: list[str]  # text of the page's lines above the table
+    lines_below: list[str]
+
+    def shape(self) -> list[float]:
+        """Column starts relative to the first one (pages may be shifted against each other)."""
+        return [a - self.columns[0][0] for a, _ in self.columns]
+
+
+def page_lines(page) -> list[tuple[float, list[Run]]]:  # page: pypdf.PageObject
+    """(baseline, runs left to right) for each line of the page, top first; [] where pypdf cannot place the text."""
+    try:
+        from pypdf._text_extraction import _layout_mode
+        from pypdf.generic import ArrayObject, ContentStream, StreamObject
+
+        contents = page.get("/Contents")
+        contents = contents.get_object() if contents is not None else None
+        if not isinstance(contents, (ArrayObject, StreamObject)):
+            return []
+        ops = iter(ContentStream(contents, page.pdf, "bytes").operations)
+        groups = _layout_mode.text_show_operations(ops, page._layout_mode_fonts(), True, None)
+        if not groups:
+            return []
+        lines = []
+        for y, line in _layout_mode.y_coordinate_groups(groups, None).items():
+            runs = [
+                Run(g["text"].strip(), float(g["tx"]), float(g["displaced_tx"]), float(g["font_height"]) or 10.0)
+                for g in line
+                if g["text"].strip()
+            ]
+            if runs:
+                lines.append((float(y), _join_touching(sorted(runs, key=lambda r: r.start))))
+        return lines
+    except Exception as exc:  # noqa: BLE001 - a page pypdf cannot lay out keeps its plain text
+        log.debug("no table layout for a PDF page: %s: %s", type(exc).__name__, exc)
+        return []
+
+
+def _join_touching(runs: list[Run]) -> list[Run]:
+    """Runs that touch (pieces of one word or phrase, e.g. a change of font) become one run."""
+    out = [runs[0]]
+    for run in runs[1:]:
+        last = out[-1]
+        gap = run.start - last.end
+        if gap < 0.12 * min(last.height, run.height):
+            sep = "" if gap < 0.05 * run.height else " "
+            out[-1] = Run(last.text + sep + run.text, last.start, max(last.end, run.end), last.height)
+        else:
+            out.append(run)
+    return out
+
+
+def find_tables(lines: list[tuple[float, list[Run]]]) -> list[Table]:
+    """The tables among a page's lines, top first: blocks of lines of 2+ runs with shared column channels. A block
+    of one or two rows is kept too (it may go on from the page before); ``is_table`` says which stand alone."""
+    tables: list[Table] = []
+    i = 0
+    while i < len(lines):
+        if len(lines[i][1]) < 2:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(lines) and len(lines[j + 1][1]) >= 2:
+            j += 1
+        block = lines[i : j + 1]
+        columns = _columns([run for _, runs in block for run in runs])
+        end = j + 1
+        rows = [_cells(runs, columns) for _, runs in block]
+        # A line of one run right under a row, closer than the table's row pitch, is a wrapped cell of that row.
+        gaps = [a - b for (a, _), (b, _) in zip(block, block[1:], strict=False)]
+        pitch = statistics.median(gaps) if gaps else 0.0
+        while end < len(lines) and len(lines[end][1]) == 1 and len(columns) >= 2:
+            (above, _), (y, runs) = lines[end - 1], lines[end]
+            slot = _slot(runs[0], columns)
+            if slot is None or not 0 < above - y < min(1.35 * runs[0].height, 0.8 * pitch):
+                break
+            rows[-1][slot] = f"{rows[-1][slot]} {runs[0].text}".strip()
+            end += 1
+        if len(columns) >= 2 and _plausible(rows):
+            tables.append(Table(rows, columns, [_line_text(r) for _, r in lines[:i]],
+                                [_line_text(r) for _, r in lines[end:]]))  # fmt: skip
+        i = end
+    return tables
+
+
+def is_table(table: Table) -> bool:
+    """A table in its own right (not only a possible continuation): a header and at least two rows."""
+    return len(table.rows) >= MIN_ROWS
+
+
+def _columns(runs: list[Run]) -> list[tuple[float, float]]:
+    """Column x ranges: the union of the runs' x ranges, split where a gap of white space runs through every line."""
+    spans = sorted((r.start, r.end, r.height) for r in runs)
+    columns: list[list[float]] = []
+    for start, end, height in spans:
+        if columns and start - columns[-1][1] < 0.3 * height:
+            columns[-1][1] = max(columns[-1][1], end)
+        else:
+            columns.append([start, end])
+    return [(a, b) for a, b in columns]
+
+
+def _slot(run: Run, columns: list[tuple[float, float]]) -> int | None:
+    """The column a run lies in, or None when it spans several."""
+    for index, (a, b) in enumerate(columns):
+        if a - 0.5 <= run.start and run.end <= b + 0.5:
+            return index
+    return None
+
+
+def _cells(runs: list[Run], columns: list[tuple[float, float]]) -> list[str]:
+    """A line's text per column ('' where the row has no cell)."""
+    cells = [""] * len(columns)
+    for run in runs:
+        slot = _slot(run, columns)
+        if slot is not None:
+            cells[slot] = f"{cells[slot]} {run.text}".strip()
+    return cells
+
+
+def _plausible(rows: list[list[str]]) -> bool:
+    """Cells short like a table's (not lines of prose), the header and most rows filling 2+ columns."""
+    filled = [sum(bool(c) for c in row) for row in rows]
+    lengths = [len(c) for row in rows for c in row if c]
+    return (
+        filled[0] >= 2
+        and sum(n >= 2 for n in filled) * 2 >= len(rows)
+        and (statistics.median(lengths) <= MAX_CELL_MEDIAN)
+    )
+
+
+def _line_text(runs: list[Run]) -> str:
+    return " ".join(r.text for r in runs)
+
+
+def row_line(cells: list[str]) -> str:
+    """One table row as the splitter reads it: cells joined by ' | ' (a '|' inside a cell becomes '/')."""
+    return " | ".join(cell.replace("|", "/") for cell in cells)
+
+
+def locate(text: str, rows: list[list[str]]) -> tuple[int, int] | None:
+    """[start, end) of the table's characters in ``text``, row by row and ignoring white space; None if they are
+    not there in that order (a two-column page, a table drawn column by column, text pypdf decodes differently)."""
+    target = "".join(ch for row in rows for cell in row for ch in cell if not ch.isspace())
+    if not target:
+        return None
+    index = [i for i, ch in enumerate(text) if not ch.isspace()]
+    at = "".join(text[i] for i in index).find(target)
+    if at < 0:
+        return None
+    return index[at], index[at + len(target) - 1] + 1
+
+
+def continues(table: Table, before: Table | None) -> bool:
+    """``table`` goes on from ``before``, the last table of the page before: that table ended its page (at most a
+    footer line below it), this one starts its page (at most a running head above it), with the same columns."""
+    if before is None or len(table.columns) != len(before.columns):
+        return False
+    short = [len(line) <= 60 for line in before.lines_below + table.lines_above]
+    if len(before.lines_below) > 2 or len(table.lines_above) > 2 or not all(short):
+        return False
+    return all(abs(a - b) <= 6.0 for a, b in zip(table.shape(), before.shape(), strict=True))
+
+
+def _same(a: list[str], b: list[str]) -> bool:
+    return ["".join(c.split()) for c in a] == ["".join(c.split()) for c in b]
+
+
+def tabulate_page(text: str, page, before: Table | None) -> tuple[str, Table | None]:  # page: pypdf.PageObject
+    """The page's plain ``text`` with each table's lines replaced by its ``cell | cell`` rows (header first; a
+    table going on from the page before gets that header), and the table to carry to the next page (None: none)."""
+    carried: Table | None = None
+    for table in find_tables(page_lines(page)):
+        going_on = continues(table, before) and before is not None
+        if not (is_table(table) or going_on):
+            continue
+        span = locate(text, table.rows)
+        if span is None:
+            continue
+        rows = table.rows
+        if going_on and before is not None and not _same(rows[0], before.rows[0]):
+            rows = [before.rows[0], *rows]
+        block = "\n".join(row_line(cells) for cells in rows)
+        text = f"{text[: span[0]].rstrip(' ')}\n{block}\n{text[span[1] :].lstrip(' ')}"
+        carried = Table(rows, table.columns, table.lines_above, table.lines_below)
+        before = None  # only the first table of a page can go on from the page before
+    return text, carried
