@@ -46,6 +46,7 @@ class Table:
     columns: list[tuple[float, float]]
     lines_above: list[str]  # text of the page's lines above the table
     lines_below: list[str]
+    line_rows: list[list[str]]  # one row per printed line (the rows' text in the order of lines)
 
     def shape(self) -> list[float]:
         """Column starts relative to the first one (pages may be shifted against each other)."""
@@ -96,36 +97,67 @@ def _join_touching(runs: list[Run]) -> list[Run]:
 
 
 def find_tables(lines: list[tuple[float, list[Run]]]) -> list[Table]:
-    """The tables among a page's lines, top first: blocks of lines of 2+ runs with shared column channels. A block
-    of one or two rows is kept too (it may go on from the page before); ``is_table`` says which stand alone."""
+    """The tables among a page's lines, top first: blocks of lines of 2+ runs with shared column channels (and the
+    lines of wrapped cells between them). A block of one or two rows is kept too (it may go on from the page
+    before); ``is_table`` says which stand alone."""
     tables: list[Table] = []
     i = 0
     while i < len(lines):
         if len(lines[i][1]) < 2:
             i += 1
             continue
-        j = i
-        while j + 1 < len(lines) and len(lines[j + 1][1]) >= 2:
-            j += 1
-        block = lines[i : j + 1]
-        columns = _columns([run for _, runs in block for run in runs])
-        end = j + 1
-        rows = [_cells(runs, columns) for _, runs in block]
-        # A line of one run right under a row, closer than the table's row pitch, is a wrapped cell of that row.
-        gaps = [a - b for (a, _), (b, _) in zip(block, block[1:], strict=False)]
-        pitch = statistics.median(gaps) if gaps else 0.0
-        while end < len(lines) and len(lines[end][1]) == 1 and len(columns) >= 2:
-            (above, _), (y, runs) = lines[end - 1], lines[end]
-            slot = _slot(runs[0], columns)
-            if slot is None or not 0 < above - y < min(1.35 * runs[0].height, 0.8 * pitch):
-                break
-            rows[-1][slot] = f"{rows[-1][slot]} {runs[0].text}".strip()
+        end = i + 1  # lines of 2+ runs, and lines of one run close to the line above or below (a wrapped cell)
+        while end < len(lines) and (
+            len(lines[end][1]) >= 2 or _close(lines[end - 1], lines[end]) or _wraps_on(lines, end)
+        ):
             end += 1
+        columns = _columns([run for _, runs in lines[i:end] if len(runs) >= 2 for run in runs])
+        cut = next((k for k in range(i, end) if any(_slot(r, columns) is None for r in lines[k][1])), end)
+        block = lines[i:cut] if cut > i else lines[i : i + 1]
+        rows = _rows(block, columns)
         if len(columns) >= 2 and _plausible(rows):
-            tables.append(Table(rows, columns, [_line_text(r) for _, r in lines[:i]],
-                                [_line_text(r) for _, r in lines[end:]]))  # fmt: skip
-        i = end
+            above, below = lines[:i], lines[i + len(block) :]
+            line_rows = [_cells(runs, columns) for _, runs in block]
+            tables.append(Table(rows, columns, [_line_text(r) for _, r in above], [_line_text(r) for _, r in below],
+                                line_rows))  # fmt: skip
+        i += len(block)
     return tables
+
+
+def _wraps_on(lines: list[tuple[float, list[Run]]], k: int) -> bool:
+    """Line ``k`` (one run) is the first line of a wrapped cell: lines close under it lead to a line of 2+ runs."""
+    while k + 1 < len(lines) and _close(lines[k], lines[k + 1]):
+        k += 1
+        if len(lines[k][1]) >= 2:
+            return True
+    return False
+
+
+def _close(above: tuple[float, list[Run]], line: tuple[float, list[Run]]) -> bool:
+    """``line`` sits closer under ``above`` than a new row would: a further line of a cell that wraps."""
+    return 0 < above[0] - line[0] <= 1.3 * min(run.height for run in above[1] + line[1])
+
+
+def _rows(block: list[tuple[float, list[Run]]], columns: list[tuple[float, float]]) -> list[list[str]]:
+    """The block's rows: lines closer than the row pitch are one row (wrapped cells) when some rows are further
+    apart; in a tight table (every line at the same pitch) each line is a row."""
+    spaced = any(not _close(a, b) for a, b in zip(block, block[1:], strict=False))
+    rows: list[list[str]] = []
+    for k, (_, runs) in enumerate(block):
+        cells = _cells(runs, columns)
+        if rows and spaced and _close(block[k - 1], block[k]):
+            rows[-1] = [_join(old, new) for old, new in zip(rows[-1], cells, strict=True)]
+        else:
+            rows.append(cells)
+    return rows
+
+
+def _join(first: str, second: str) -> str:
+    """Two lines of a cell: joined by a space, or directly between Chinese characters."""
+    if not first or not second:
+        return first or second
+    cjk = first[-1] >= "\u3000" and second[0] >= "\u3000"
+    return first + ("" if cjk else " ") + second
 
 
 def is_table(table: Table) -> bool:
@@ -179,8 +211,9 @@ def _line_text(runs: list[Run]) -> str:
 
 
 def row_line(cells: list[str]) -> str:
-    """One table row as the splitter reads it: cells joined by ' | ' (a '|' inside a cell becomes '/')."""
-    return " | ".join(cell.replace("|", "/") for cell in cells)
+    """One table row as the splitter reads it: cells joined by ' | ', an empty cell as '-' (so a row that starts or
+    ends with one still has as many separators as the others), a '|' inside a cell as '/'."""
+    return " | ".join(cell.replace("|", "/") or "-" for cell in cells)
 
 
 def locate(text: str, rows: list[list[str]]) -> tuple[int, int] | None:
@@ -219,14 +252,17 @@ def tabulate_page(text: str, page, before: Table | None) -> tuple[str, Table | N
         going_on = continues(table, before) and before is not None
         if not (is_table(table) or going_on):
             continue
-        span = locate(text, table.rows)
+        rows = table.rows  # pypdf gives a table's text cell by cell, or (some writers) line by line
+        span = locate(text, rows)
+        if span is None and len(table.line_rows) > len(rows):
+            rows = table.line_rows
+            span = locate(text, rows)
         if span is None:
             continue
-        rows = table.rows
         if going_on and before is not None and not _same(rows[0], before.rows[0]):
             rows = [before.rows[0], *rows]
         block = "\n".join(row_line(cells) for cells in rows)
         text = f"{text[: span[0]].rstrip(' ')}\n{block}\n{text[span[1] :].lstrip(' ')}"
-        carried = Table(rows, table.columns, table.lines_above, table.lines_below)
+        carried = Table(rows, table.columns, table.lines_above, table.lines_below, rows)
         before = None  # only the first table of a page can go on from the page before
     return text, carried
