@@ -19,6 +19,7 @@ breaks them, no table is found and the page text is pypdf's plain text, as it wa
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 from dataclasses import dataclass
 
@@ -196,14 +197,21 @@ def _cells(runs: list[Run], columns: list[tuple[float, float]]) -> list[str]:
 
 
 def _plausible(rows: list[list[str]]) -> bool:
-    """Cells short like a table's (not lines of prose), the header and most rows filling 2+ columns."""
+    """Cells short like a table's (not lines of prose), the header and most rows filling 2+ columns, and the
+    first column not a list's bullets or numbers (1. 2. 3., a) b), •)."""
     filled = [sum(bool(c) for c in row) for row in rows]
     lengths = [len(c) for row in rows for c in row if c]
+    markers = [row[0] for row in rows if row[0]]
+    if markers and all(_LIST_MARKER.match(m) for m in markers):
+        return False
     return (
         filled[0] >= 2
         and sum(n >= 2 for n in filled) * 2 >= len(rows)
         and (statistics.median(lengths) <= MAX_CELL_MEDIAN)
     )
+
+
+_LIST_MARKER = re.compile(r"^(?:\(?(?:\d{1,3}|[A-Za-z]|[ivxlcIVXLC]{1,5})[.)]?|[^\w\s#])$")
 
 
 def _line_text(runs: list[Run]) -> str:

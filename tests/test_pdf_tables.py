@@ -153,7 +153,11 @@ def test_a_table_over_two_pages_gives_every_row_its_header(lib, tmp_path: Path, 
 
 
 def test_prose_lists_and_two_columns_are_not_turned_into_tables(lib, tmp_path: Path) -> None:
-    story = [para(PROSE * 2), para("- first item of a short list"), para("- second item"), para(PROSE)]
+    from reportlab.platypus import ListFlowable, ListItem
+
+    items = ["Fill the kettle to the MAX line", "Close the lid", "Press the switch", "Wait for the click. " + PROSE]
+    lists = [ListFlowable([ListItem(para(item)) for item in items], bulletType=kind) for kind in ("1", "a", "bullet")]
+    story = [para(PROSE * 2), para("- first item of a short list"), para("- second item"), *lists, para(PROSE)]
     prose = build(tmp_path / "prose.pdf", story)
     columns = build(tmp_path / "columns.pdf", [para(PROSE * 2) for _ in range(6)], columns=2)
     for pdf in (prose, columns):
