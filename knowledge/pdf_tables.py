@@ -116,7 +116,7 @@ def find_tables(lines: list[tuple[float, list[Run]]]) -> list[Table]:
         cut = next((k for k in range(i, end) if any(_slot(r, columns) is None for r in lines[k][1])), end)
         block = lines[i:cut] if cut > i else lines[i : i + 1]
         rows = _rows(block, columns)
-        if len(columns) >= 2 and _plausible(rows):
+        if len(columns) >= 2 and _plausible(rows) and _aligned(block, columns):
             above, below = lines[:i], lines[i + len(block) :]
             line_rows = [_cells(runs, columns) for _, runs in block]
             tables.append(Table(rows, columns, [_line_text(r) for _, r in above], [_line_text(r) for _, r in below],
@@ -194,6 +194,39 @@ def _cells(runs: list[Run], columns: list[tuple[float, float]]) -> list[str]:
         if slot is not None:
             cells[slot] = f"{cells[slot]} {run.text}".strip()
     return cells
+
+
+def _aligned(block: list[tuple[float, list[Run]]], columns: list[tuple[float, float]]) -> bool:
+    """Every gap between two columns is a table's: the cells on one side of it line up (left edges of the column
+    to its right, right edges of the column to its left, or centres of either), or it is wide (1.5 em or more).
+    Word gaps that happen to line up through a few lines of prose are narrow and ragged on both sides."""
+    edges: list[tuple[list[float], list[float], list[float]]] = []  # per column: starts, ends, centres of its cells
+    for index in range(len(columns)):
+        cells = [[r for r in runs if _slot(r, columns) == index] for _, runs in block]
+        cells = [c for c in cells if c]
+        edges.append(
+            ([c[0].start for c in cells], [c[-1].end for c in cells], [(c[0].start + c[-1].end) / 2 for c in cells])
+        )
+    height = statistics.median(r.height for _, runs in block for r in runs)
+    for index in range(len(columns) - 1):
+        left, right = edges[index], edges[index + 1]
+        lined_up = _lined_up(left[1]) or _lined_up(right[0]) or _centred(left) or _centred(right)
+        if not lined_up and columns[index + 1][0] - columns[index][1] < 1.5 * height:
+            return False
+    return True
+
+
+def _centred(edges: tuple[list[float], list[float], list[float]]) -> bool:
+    """A centred column: its cells' centres line up and their left edges do not (else the cells are left-aligned
+    and of about the same width, as lines of justified prose)."""
+    return _lined_up(edges[2]) and not _lined_up(edges[0])
+
+
+def _lined_up(values: list[float]) -> bool:
+    """Three quarters or more of ``values`` (at least two) lie within 1.5 points of each other."""
+    values = sorted(values)
+    best = max((sum(1 for w in values if v <= w <= v + 1.5) for v in values), default=0)
+    return best >= 2 and best >= 0.75 * len(values)
 
 
 def _plausible(rows: list[list[str]]) -> bool:

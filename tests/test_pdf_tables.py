@@ -239,3 +239,47 @@ def test_wrapped_and_empty_cells_stay_in_their_row(tmp_path: Path) -> None:
         "Note | Comes with a long cable and a spare filter for hard water | none | Sold only in the web shop",
         "Price | 29 euros | 34 euros | 45 euros",
     ]
+
+
+def draw_words(page, x: float, y: float, text: str, width: float | None = None) -> None:
+    """``text`` drawn one word at a time (as some PDF writers do), spread to ``width`` points when given."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    words = text.split()
+    natural = sum(stringWidth(w, "Helvetica", 10) for w in words)
+    space = (width - natural) / (len(words) - 1) if width and len(words) > 1 else stringWidth(" ", "Helvetica", 10)
+    for word in words:
+        page.drawString(x, y, word)
+        x += stringWidth(word, "Helvetica", 10) + space
+
+
+def test_text_drawn_word_by_word_is_a_table_only_where_its_columns_line_up(tmp_path: Path) -> None:
+    from reportlab.pdfgen import canvas
+
+    words = (PROSE * 3).split()
+    path = tmp_path / "words.pdf"
+    page = canvas.Canvas(str(path))
+    page.setFont("Helvetica", 10)
+    y = 780.0
+    for paragraph in range(8):  # short justified paragraphs: their word gaps may line up by chance
+        page.drawString(60, y, f"Section {paragraph + 1}")
+        y -= 14
+        for number in range(3):
+            start = (paragraph * 3 + number) * 9 % (len(words) - 12)
+            draw_words(page, 60, y, " ".join(words[start : start + 9 + number % 3]), 330)
+            y -= 12
+        y -= 8
+    page.showPage()
+    rows = [["Model", "Body", "Price"], ["BW-110", "stainless steel", "29 euros"], ["BW-120", "brushed copper",
+            "134 euros"], ["BW-130", "glass", "1045 euros"]]  # fmt: skip
+    page.setFont("Helvetica", 10)
+    page.drawString(60, 780, "The range, drawn word by word, prices aligned right.")
+    for i, (model, body, price) in enumerate(rows):
+        draw_words(page, 60, 750 - 14 * i, model)
+        draw_words(page, 130, 750 - 14 * i, body)
+        page.drawRightString(330, 750 - 14 * i, price)
+    page.showPage()
+    page.save()
+    prose, table = [s.text for s in open_document(path).segments()]
+    assert prose == plain_pages(path)[0] and " | " not in prose
+    assert [text for text in table.split("\n") if " | " in text] == [line(row) for row in rows]
