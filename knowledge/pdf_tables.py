@@ -1,19 +1,14 @@
 """Tables in a PDF's text layer, written as ``cell | cell`` lines with their header row first.
 
-pypdf's plain text gives a table's cells as loose words (often one cell per line), so a row loses its column
-names. Here the page's text runs are placed by position (pypdf's layout-mode geometry: each run's x start and end
-and its baseline), grouped into lines, and a run of lines whose runs fall into the same columns (the gaps between
-them form vertical channels of white space through every line) is a table. Its rows then replace the same
-characters in the plain text, so everything else on the page reads exactly as before, and
-``knowledge.splitting`` keeps each row with its header.
-
-What is not a table: prose (one run per line, or word runs with no channel through every line), lists, and
-two-column pages (lines of 40+ characters in each column, and their plain text is column by column, not row by
-row, so the rows are not found in it). A table that goes on over the next page gets the header of the page before
-when its own first row is not that header (same columns, at the top of the page after one that ended in it).
+pypdf's plain text gives a table's cells as loose words, so a row loses its column names. Here the page's text
+runs are placed by position (pypdf's layout-mode geometry), grouped into lines, and a block of lines whose runs
+fall into the same columns is a table; its rows replace the same characters of the plain text, so the rest of the
+page reads exactly as before and ``knowledge.splitting`` keeps each row with its header. Not tables: prose, lists,
+two-column pages (long "cells", and their plain text runs column by column, so the rows are not found in it). A
+table going on over the next page gets the header of the page before when it does not repeat it.
 
 pypdf's layout-mode helpers are private (``pypdf._text_extraction._layout_mode``): if a pypdf release moves or
-breaks them, no table is found and the page text is pypdf's plain text, as it was before tables were detected.
+breaks them, no table is found and the page text is pypdf's plain text, as before tables were detected.
 """
 
 from __future__ import annotations
@@ -100,7 +95,7 @@ def _join_touching(runs: list[Run]) -> list[Run]:
 def find_tables(lines: list[tuple[float, list[Run]]]) -> list[Table]:
     """The tables among a page's lines, top first: blocks of lines of 2+ runs with shared column channels (and the
     lines of wrapped cells between them). A block of one or two rows is kept too (it may go on from the page
-    before); ``is_table`` says which stand alone."""
+    before); a table in its own right has ``MIN_ROWS``."""
     tables: list[Table] = []
     i = 0
     while i < len(lines):
@@ -159,11 +154,6 @@ def _join(first: str, second: str) -> str:
         return first or second
     cjk = first[-1] >= "\u3000" and second[0] >= "\u3000"
     return first + ("" if cjk else " ") + second
-
-
-def is_table(table: Table) -> bool:
-    """A table in its own right (not only a possible continuation): a header and at least two rows."""
-    return len(table.rows) >= MIN_ROWS
 
 
 def _columns(runs: list[Run]) -> list[tuple[float, float]]:
@@ -251,6 +241,10 @@ def _line_text(runs: list[Run]) -> str:
     return " ".join(r.text for r in runs)
 
 
+def _squash(cells: list[str]) -> str:
+    return "".join("".join(cells).split())
+
+
 def row_line(cells: list[str]) -> str:
     """One table row as the splitter reads it: cells joined by ' | ', an empty cell as '-' (so a row that starts or
     ends with one still has as many separators as the others), a '|' inside a cell as '/'."""
@@ -281,17 +275,13 @@ def continues(table: Table, before: Table | None) -> bool:
     return all(abs(a - b) <= 6.0 for a, b in zip(table.shape(), before.shape(), strict=True))
 
 
-def _same(a: list[str], b: list[str]) -> bool:
-    return ["".join(c.split()) for c in a] == ["".join(c.split()) for c in b]
-
-
 def tabulate_page(text: str, page, before: Table | None) -> tuple[str, Table | None]:  # page: pypdf.PageObject
     """The page's plain ``text`` with each table's lines replaced by its ``cell | cell`` rows (header first; a
     table going on from the page before gets that header), and the table to carry to the next page (None: none)."""
     carried: Table | None = None
     for table in find_tables(page_lines(page)):
         going_on = continues(table, before) and before is not None
-        if not (is_table(table) or going_on):
+        if not (len(table.rows) >= MIN_ROWS or going_on):
             continue
         rows = table.rows  # pypdf gives a table's text cell by cell, or (some writers) line by line
         span = locate(text, rows)
@@ -300,7 +290,7 @@ def tabulate_page(text: str, page, before: Table | None) -> tuple[str, Table | N
             span = locate(text, rows)
         if span is None:
             continue
-        if going_on and before is not None and not _same(rows[0], before.rows[0]):
+        if going_on and before is not None and _squash(rows[0]) != _squash(before.rows[0]):
             rows = [before.rows[0], *rows]
         block = "\n".join(row_line(cells) for cells in rows)
         text = f"{text[: span[0]].rstrip(' ')}\n{block}\n{text[span[1] :].lstrip(' ')}"
