@@ -161,7 +161,7 @@ def join_cjk_wraps(text: str) -> str:
     by one starting with a CJK character is joined without a break (Chinese has no spaces between words, so the
     break would split a word for search). Short lines such as headings keep their break."""
     lines = text.split("\n")
-    widest = max((len(line) for line in lines), default=0)
+    widest = max((len(line) for line in lines if " | " not in line), default=0)  # table rows are no measure
     out: list[str] = []
     previous = ""
     for line in lines:

@@ -283,3 +283,24 @@ def test_text_drawn_word_by_word_is_a_table_only_where_its_columns_line_up(tmp_p
     prose, table = [s.text for s in open_document(path).segments()]
     assert prose == plain_pages(path)[0] and " | " not in prose
     assert [text for text in table.split("\n") if " | " in text] == [line(row) for row in rows]
+
+
+def test_chinese_lines_wrapped_around_a_wide_table_are_still_joined(tmp_path: Path) -> None:
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.platypus import Paragraph
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    sentence = "兰亭花园小区停车场自二零二五年七月一日起执行新的收费标准，月租车位需在物业服务中心办理登记手续。" * 3
+    header = ["车位类型名称", "每月租金标准", "临时停车每时", "每日封顶金额", "夜间停车收费", "是否可以充电"]
+    rows = [header] + [
+        [f"{kind}车位类型", "三百元每月", "五元每小时", "四十元每日", "十元每晚", "可以充电"] for kind in "甲乙丙"
+    ]
+    story = [Paragraph(sentence, ParagraphStyle("big", fontName="STSong-Light", fontSize=16, leading=22)),
+             table(rows, font="STSong-Light")]  # fmt: skip
+    pdf = build(tmp_path / "wide.pdf", story)
+    (text,) = [s.text for s in open_document(pdf).segments()]
+    assert [t for t in text.split("\n") if " | " in t] == [line(r) for r in rows]
+    assert max(len(line(r)) for r in rows) > len(sentence) / 3  # rows wider than the prose lines
+    assert sentence in text
