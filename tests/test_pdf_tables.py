@@ -304,3 +304,20 @@ def test_chinese_lines_wrapped_around_a_wide_table_are_still_joined(tmp_path: Pa
     assert [t for t in text.split("\n") if " | " in t] == [line(r) for r in rows]
     assert max(len(line(r)) for r in rows) > len(sentence) / 3  # rows wider than the prose lines
     assert sentence in text
+
+
+def test_kb_ingest_and_query_show_the_row_under_its_header(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user's path: ``kb ingest`` a PDF spec sheet, ``kb query`` a row's question (bundled minilm embedder)."""
+    import json
+
+    from core.cli import main
+
+    pdf = build(tmp_path / "kettles.pdf", spec_story(ROWS))
+    assert main(["kb", "ingest", "--kb", "specs", "--embedder", "minilm", str(pdf)]) == 0
+    capsys.readouterr()
+    assert main(["kb", "query", "--kb", "specs", "--json", "What is the power rating of the BW-170?"]) == 0
+    hits = json.loads(capsys.readouterr().out.splitlines()[0])["hits"]
+    best = next(h for h in hits if line(ROWS[6]) in h["text"])
+    assert best["page"] == 1 and best["text"].split("\n")[0] == line(HEADER)
