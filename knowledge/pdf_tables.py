@@ -237,6 +237,14 @@ def _plausible(rows: list[list[str]]) -> bool:
 _LIST_MARKER = re.compile(r"^(?:\(?(?:\d{1,3}|[A-Za-z]|[ivxlcIVXLC]{1,5})[.)]?|[^\w\s#])$")
 
 
+def _new_header(rows: list[list[str]], header: list[str]) -> bool:
+    """``rows`` start with a header of their own, not ``header``: a first row without digits above rows that
+    mostly have some (a new table with the same columns, not the old one going on)."""
+    if _squash(rows[0]) == _squash(header) or any(ch.isdigit() for ch in _squash(rows[0])) or len(rows) < 2:
+        return False
+    return sum(any(ch.isdigit() for ch in _squash(row)) for row in rows[1:]) * 2 > len(rows) - 1
+
+
 def _line_text(runs: list[Run]) -> str:
     return " ".join(r.text for r in runs)
 
@@ -280,7 +288,7 @@ def tabulate_page(text: str, page, before: Table | None) -> tuple[str, Table | N
     table going on from the page before gets that header), and the table to carry to the next page (None: none)."""
     carried: Table | None = None
     for table in find_tables(page_lines(page)):
-        going_on = continues(table, before) and before is not None
+        going_on = continues(table, before) and before is not None and not _new_header(table.rows, before.rows[0])
         if not (len(table.rows) >= MIN_ROWS or going_on):
             continue
         rows = table.rows  # pypdf gives a table's text cell by cell, or (some writers) line by line

@@ -69,11 +69,11 @@ def build(path: Path, story: list, columns: int = 1) -> Path:
     return path
 
 
-def table(rows: list[list[str]], repeat: int = 1, font: str = "Helvetica"):
+def table(rows: list[list[str]], repeat: int = 1, font: str = "Helvetica", widths: list[float] | None = None):
     from reportlab.lib import colors
     from reportlab.platypus import Table, TableStyle
 
-    flowable = Table(rows, repeatRows=repeat)
+    flowable = Table(rows, colWidths=widths, repeatRows=repeat)
     flowable.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), font), ("GRID", (0, 0), (-1, -1), 0.5, colors.grey)]))
     return flowable
 
@@ -321,3 +321,20 @@ def test_kb_ingest_and_query_show_the_row_under_its_header(
     hits = json.loads(capsys.readouterr().out.splitlines()[0])["hits"]
     best = next(h for h in hits if line(ROWS[6]) in h["text"])
     assert best["page"] == 1 and best["text"].split("\n")[0] == line(HEADER)
+
+
+def test_a_new_table_at_the_top_of_a_page_keeps_its_own_header(tmp_path: Path) -> None:
+    from reportlab.platypus import PageBreak
+
+    widths = [80, 90, 80]
+    first = [["Model", "Power rating", "Price"], *[[r[0], r[1], r[5]] for r in ROWS[:5]]]
+    second = [
+        ["Part", "Material", "Weight"],
+        ["Lid", "glass", "120 g"],
+        ["Filter", "nylon", "8 g"],
+        ["Base", "steel", "300 g"],
+    ]
+    tables = [table(rows, widths=widths) for rows in (first, second)]  # the same columns on both pages
+    pdf = build(tmp_path / "two.pdf", [tables[0], PageBreak(), tables[1]])
+    pages = [[t for t in s.text.split("\n") if " | " in t] for s in open_document(pdf).segments()]
+    assert pages == [[line(r) for r in first], [line(r) for r in second]]
