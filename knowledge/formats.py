@@ -1,5 +1,5 @@
-"""Loaders for PDF (pypdf text layer, 1-based pages; pages without one are OCR'd), images (OCR), DOCX
-(python-docx paragraphs and tables) and HTML (bs4).
+"""Loaders for PDF (pypdf text layer, 1-based pages, tables as ``cell | cell`` rows; pages without one are
+OCR'd), images (OCR), DOCX (python-docx paragraphs and tables) and HTML (bs4).
 
 Imports only ``knowledge.documents`` for the data types (never ``knowledge.loaders``, which imports this).
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from knowledge.charset import detect_encoding, plausibility
 from knowledge.documents import Document, Segment
 from knowledge.errors import LoaderError
+from knowledge.pdf_tables import Table, tabulate_page
 
 _BLANK_RUNS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 _HTML_DROP = ("script", "style", "noscript", "template", "svg", "head")
@@ -60,19 +61,22 @@ def _pdf_reader(path: Path, name: str, sample: bytes):  # -> pypdf.PdfReader
 
 
 def pdf_segments(doc: Document) -> Iterator[Segment]:
-    """One segment per page with text. A page without a text layer (a scan), or with one that does not decode to
+    """One segment per page with text, its tables as ``cell | cell`` rows under their header
+    (``knowledge.pdf_tables``). A page without a text layer (a scan), or with one that does not decode to
     readable text, is read by OCR (its segment marked ``ocr``); a page OCR cannot read becomes a warning, and a
     file where no page gives text is a LoaderError that says why for each page."""
     with open(doc.path, "rb") as fh:
         head = fh.read(1024)
     reader = _pdf_reader(doc.path, doc.name, head)
     unread: list[str] = []  # why each page without text gave none
+    table: Table | None = None  # the last table of the page before, which may go on over this page
     for number, page in enumerate(reader.pages, start=1):
         try:
             text = page.extract_text() or ""
         except Exception as exc:  # noqa: BLE001 - one broken page must not stop the others
-            text, why = "", f"its text could not be extracted ({exc})"
+            text, why, table = "", f"its text could not be extracted ({exc})", None
         else:
+            text, table = tabulate_page(text, page, table) if text.strip() else (text, None)
             text = join_cjk_wraps(_tidy(text))
             why = "it has no text layer"
         if text.strip() and plausibility(text) < 0.5:
@@ -157,7 +161,7 @@ def join_cjk_wraps(text: str) -> str:
     by one starting with a CJK character is joined without a break (Chinese has no spaces between words, so the
     break would split a word for search). Short lines such as headings keep their break."""
     lines = text.split("\n")
-    widest = max((len(line) for line in lines), default=0)
+    widest = max((len(line) for line in lines if " | " not in line), default=0)  # table rows are no measure
     out: list[str] = []
     previous = ""
     for line in lines:
@@ -168,6 +172,8 @@ def join_cjk_wraps(text: str) -> str:
             and _is_cjk(previous[-1])
             and previous[-1] not in _CJK_STOPS
             and _is_cjk(line[0])
+            and " | " not in previous
+            and " | " not in line  # table rows (``cell | cell``) keep their lines
         )
         if wrapped and out:
             out[-1] += line
