@@ -76,7 +76,7 @@ def pdf_segments(doc: Document) -> Iterator[Segment]:
         except Exception as exc:  # noqa: BLE001 - one broken page must not stop the others
             text, why, table = "", f"its text could not be extracted ({exc})", None
         else:
-            text, table = tabulate_page(text, page, table) if text.strip() else (text, None)
+            text, table = _tables(text, page, table) if text.strip() else (text, None)
             text = join_cjk_wraps(_tidy(text))
             why = "it has no text layer"
         if text.strip() and plausibility(text) < 0.5:
@@ -154,6 +154,14 @@ def image_segments(doc: Document) -> Iterator[Segment]:
     if not text.strip():
         raise LoaderError(f"OCR found no text in {doc.name} (a photo or drawing, or text too small or faint to read)")
     yield Segment(text, None, 0, ocr=True)
+
+
+def _tables(text: str, page, before: Table | None) -> tuple[str, Table | None]:  # page: pypdf.PageObject
+    """``tabulate_page``, or the plain text when table detection fails on an odd page (never the file)."""
+    try:
+        return tabulate_page(text, page, before)
+    except Exception:  # noqa: BLE001 - detection is a bonus; the page's plain text is still right
+        return text, None
 
 
 def join_cjk_wraps(text: str) -> str:
