@@ -21,6 +21,7 @@ import numpy as np
 from knowledge.embedders import BATCH_SIZE, Embedder, canonical_id, load_embedder
 from knowledge.errors import EmbedderMismatch, KnowledgeError
 from knowledge.loaders import open_document
+from knowledge.pinyin_names import query_names
 from knowledge.retrieval import Bm25Cache, calibrate, rrf, tokenize
 from knowledge.splitting import Chunk, split_segments
 from knowledge.store import ChromaStore, CollectionMissing, StoredChunk
@@ -348,22 +349,27 @@ class KnowledgeLibrary:
         texts = [query] + [t for t in dict.fromkeys(also) if t.strip() and t != query]
         candidates: dict[tuple[str, str], _Candidate] = {}
         lists: list[dict[tuple[str, str], int]] = []
+        named: set[tuple[str, str]] = set()  # passages holding a Chinese name the English question spells in pinyin
         for text in texts:
             # A translation stands for the question in its own language only: its cosines to passages in other
             # languages would be read through a cross-language range and let near misses in.
             only = text_language(text) if text != query else None
-            found, vector_ranks, bm25_ranks = self._lists(targets, text, k, mode, only)
+            found, vector_ranks, bm25_ranks, name_ranks = self._lists(targets, text, k, mode, only)
             for key, candidate in found.items():
                 if key not in candidates or candidate.relevance > candidates[key].relevance:
                     candidates[key] = candidate
             lists += {"hybrid": [vector_ranks, bm25_ranks], "vector": [vector_ranks], "bm25": [bm25_ranks]}[mode]
+            if name_ranks:
+                lists.append(name_ranks)
+                named.update(name_ranks)
         fused = sorted(
             (key for key in candidates if any(key in ranks for ranks in lists)),
             key=lambda key: (-rrf([ranks.get(key) for ranks in lists]), -candidates[key].relevance),
         )
         # The floor applies before the cut to k: a cross-language hit ranked below same-language near misses
         # still gets in once they fall under the floor.
-        chosen = [candidates[key] for key in fused if candidates[key].relevance >= floor]
+        # A passage that writes a name the question gives in pinyin is relevant whatever its cosine.
+        chosen = [candidates[key] for key in fused if candidates[key].relevance >= floor or key in named]
         if self.reranker is not None and len(chosen) > 1:
             # The cross-encoder orders the fused candidates (the best RERANK_POOL of them); no re-sort after it.
             pool = chosen[: max(RERANK_POOL, k)]
@@ -389,13 +395,17 @@ class KnowledgeLibrary:
         return found
 
     def _lists(self, targets: list[tuple[str, str]], query: str, k: int, mode: str, only: str | None = None) -> tuple[
-        dict[tuple[str, str], _Candidate], dict[tuple[str, str], int], dict[tuple[str, str], int]
+        dict[tuple[str, str], _Candidate], dict[tuple[str, str], int], dict[tuple[str, str], int],
+        dict[tuple[str, str], int]
     ]:  # fmt: skip
-        """For one query text: the candidates (calibrated relevance), their vector ranks and their BM25 ranks;
-        ``only``: passages in that language only."""
+        """For one query text: the candidates (calibrated relevance), their vector ranks, their BM25 ranks, and the
+        BM25 ranks of the passages holding a Chinese name an English query spells in pinyin
+        (``knowledge.pinyin_names``; hybrid mode); ``only``: passages in that language only."""
         query_tokens = tokenize(query)
         candidates: dict[tuple[str, str], _Candidate] = {}
         bm25_ranks: dict[tuple[str, str], int] = {}
+        name_ranks: dict[tuple[str, str], int] = {}
+        names = query_names(query) if mode == "hybrid" and only is None else []
         query_vectors: dict[str, np.ndarray] = {}
         vector_found: set[tuple[str, str]] = set()
         qlang = text_language(query)
@@ -420,7 +430,9 @@ class KnowledgeLibrary:
                 vector_found.add((collection, chunk.id))
             index = self._bm25.get(self.store, collection, str(meta.get("generation", "")), count)
             lexical = index.top(query_tokens, n)
-            missing = [cid for cid, _ in lexical if (collection, cid) not in candidates]
+            chinese = index.pinyin_words(names) if names and qlang == "en" and "zh" in index.languages() else []
+            by_name = index.top(chinese, n) if chinese else []
+            missing = list(dict.fromkeys(cid for cid, _ in lexical + by_name if (collection, cid) not in candidates))
             for chunk in self.store.get(collection, missing, with_embeddings=True):
                 cosine = float(np.dot(chunk.embedding, qvec)) if chunk.embedding is not None else 0.0
                 span = similarity_range(embedder, qlang, chunk.text)
@@ -430,13 +442,15 @@ class KnowledgeLibrary:
                 lexical = [(cid, score) for cid, score in lexical if (collection, cid) in candidates]
             for rank, (cid, _score) in enumerate(lexical):
                 bm25_ranks[(collection, cid)] = rank
+            for rank, (cid, _score) in enumerate(by_name):
+                name_ranks[(collection, cid)] = rank
         # One vector list over all collections: calibrated scores are comparable across embedders. In "vector"
         # mode only what the vector search itself found may rank (no BM25 candidates by the back door).
         pool = candidates if mode != "vector" else {k: v for k, v in candidates.items() if k in vector_found}
         by_relevance = sorted(pool, key=lambda key: -candidates[key].relevance)
         if mode == "vector":
             candidates = pool
-        return candidates, {key: rank for rank, key in enumerate(by_relevance)}, bm25_ranks
+        return candidates, {key: rank for rank, key in enumerate(by_relevance)}, bm25_ranks, name_ranks
 
     def reembed(self, collection: str, new_embedder_spec: str, progress: Progress | None = None) -> EmbedderInfo:
         """Re-embed the stored chunk texts with another embedder, into a fresh collection that replaces the old."""

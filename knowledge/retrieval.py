@@ -83,6 +83,7 @@ class Bm25Index:
     tokens: dict[str, np.ndarray]
 
     _languages: frozenset[str] | None = field(default=None, repr=False)
+    _pinyin: object | None = field(default=None, repr=False)  # knowledge.pinyin_names.PinyinTable, when asked
 
     def languages(self) -> frozenset[str]:
         """The languages of the chunks ("zh": at least 30% of a chunk's tokens are Chinese words, else "en"),
@@ -98,6 +99,17 @@ class Bm25Index:
                         break
             self._languages = frozenset(found)
         return self._languages
+
+    def pinyin_words(self, names: list[str]) -> list[str]:
+        """The Chinese words of this index spelled in pinyin like ``names`` (``knowledge.pinyin_names``); the
+        spelling table is built on the first call of a generation."""
+        from knowledge.pinyin_names import PinyinTable
+
+        if not names:
+            return []
+        if self._pinyin is None:
+            self._pinyin = PinyinTable(self.vocab)
+        return self._pinyin.words(names)  # type: ignore[attr-defined]
 
     def top(self, query_tokens: list[str], n: int) -> list[tuple[str, float]]:
         """The ``n`` best (chunk id, BM25 score) pairs with a positive score, best first."""

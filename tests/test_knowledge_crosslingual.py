@@ -27,7 +27,7 @@ NOODLES = "老街面馆开在云溪县城的老街口。面馆的招牌是葱油
 LIGHTHOUSE = "Harrow Point Lighthouse is 38 metres tall and was first lit on 14 March 1871."
 BAKERY = "The Wren Street Bakery's signature dish is a rye sourdough loaf; its best seller is the cardamom bun."
 CAFE = "The harbour cafe's signature dish is fish soup, served from noon in the old shop by the pier."
-QUESTION = "What is the signature dish of the Laojie noodle shop?"
+QUESTION = "What is the signature dish of the laojie noodle shop?"  # lower case: not read as a pinyin name
 TRANSLATED = "老街面馆的招牌菜是什么？"
 
 
@@ -61,7 +61,7 @@ def test_the_translator_is_asked_only_for_another_language_and_bad_output_is_dro
 
     def translate(question: str, target: str) -> str:
         asked.append((question, target))
-        return {"zh": TRANSLATED, "en": "What is the signature dish of the Laojie noodle shop?"}[target]
+        return {"zh": TRANSLATED, "en": QUESTION}[target]
 
     assert translations(QUESTION, {"en"}, translate) == [] and asked == []  # the question's language only
     assert translations(QUESTION, {"en", "zh"}, None) == []
