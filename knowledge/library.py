@@ -13,16 +13,17 @@ import threading
 import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from knowledge.embedders import BATCH_SIZE, Embedder, canonical_id, load_embedder
 from knowledge.errors import EmbedderMismatch, KnowledgeError
+from knowledge.gloss_names import Phrases
 from knowledge.loaders import open_document
 from knowledge.pinyin_names import query_names
-from knowledge.retrieval import Bm25Cache, calibrate, rrf, tokenize
+from knowledge.retrieval import STOPWORDS, Bm25Cache, calibrate, rrf, tokenize
 from knowledge.splitting import Chunk, split_segments
 from knowledge.store import ChromaStore, CollectionMissing, StoredChunk
 
@@ -35,6 +36,9 @@ DEFAULT_CHUNK_OVERLAP = 80
 DEFAULT_FLOOR = 0.15
 CANDIDATES = 24  # per list (vector, BM25) and collection, at least 4 * k
 RERANK_POOL = 16  # fused candidates a reranker (a local cross-encoder) puts in order
+NAME_RELEVANCE = 0.5
+"""Relevance at least of a passage that writes a name the question gives in the other language (``_named``): the
+middle of the calibrated scale, where a same-language passage is clearly about the question."""
 
 
 @dataclass(frozen=True)
@@ -349,7 +353,7 @@ class KnowledgeLibrary:
         texts = [query] + [t for t in dict.fromkeys(also) if t.strip() and t != query]
         candidates: dict[tuple[str, str], _Candidate] = {}
         lists: list[dict[tuple[str, str], int]] = []
-        named: set[tuple[str, str]] = set()  # passages holding a Chinese name the English question spells in pinyin
+        named: set[tuple[str, str]] = set()  # passages that write a name the question gives in the other language
         for text in texts:
             # A translation stands for the question in its own language only: its cosines to passages in other
             # languages would be read through a cross-language range and let near misses in.
@@ -368,8 +372,11 @@ class KnowledgeLibrary:
         )
         # The floor applies before the cut to k: a cross-language hit ranked below same-language near misses
         # still gets in once they fall under the floor.
-        # A passage that writes a name the question gives in pinyin is relevant whatever its cosine.
-        chosen = [candidates[key] for key in fused if candidates[key].relevance >= floor or key in named]
+        # A passage that writes a name the question gives in the other language is relevant whatever its cosine.
+        for key in named:
+            if candidates[key].relevance < NAME_RELEVANCE:
+                candidates[key] = replace(candidates[key], relevance=NAME_RELEVANCE)
+        chosen = [candidates[key] for key in fused if candidates[key].relevance >= floor]
         if self.reranker is not None and len(chosen) > 1:
             # The cross-encoder orders the fused candidates (the best RERANK_POOL of them); no re-sort after it.
             pool = chosen[: max(RERANK_POOL, k)]
@@ -394,18 +401,37 @@ class KnowledgeLibrary:
                 found |= self._bm25.get(self.store, collection, str(meta.get("generation", "")), count).languages()
         return found
 
+    def _named(self, collection: str, index, query: str, qlang: str, names: list[str], n: int  # index: Bm25Index
+               ) -> list[StoredChunk]:  # fmt: skip
+        """The chunks of ``collection`` that write a name the query gives in the other language, best keyword
+        match first: for an English query, a Chinese word spelled like one of its capitalized ``names`` in pinyin
+        (``knowledge.pinyin_names``); for a Chinese one, two English words next to each other that translate two
+        neighbouring words of it (``knowledge.gloss_names``)."""
+        languages = index.languages()
+        if qlang == "en" and names and "zh" in languages:
+            chinese = index.pinyin_words(names)
+            ids = [cid for cid, _ in index.top(chinese, n)] if chinese else []
+            by_id = {c.id: c for c in self.store.get(collection, ids, with_embeddings=True)} if ids else {}
+            return [by_id[cid] for cid in ids if cid in by_id]
+        if qlang == "zh" and "en" in languages:
+            phrases = Phrases(query, STOPWORDS)
+            ids = [cid for cid, _ in index.top(phrases.words, 4 * n)] if phrases else []
+            by_id = {c.id: c for c in self.store.get(collection, ids, with_embeddings=True)} if ids else {}
+            return [by_id[cid] for cid in ids if cid in by_id and phrases.found_in(_titled(by_id[cid]))][:n]
+        return []
+
     def _lists(self, targets: list[tuple[str, str]], query: str, k: int, mode: str, only: str | None = None) -> tuple[
         dict[tuple[str, str], _Candidate], dict[tuple[str, str], int], dict[tuple[str, str], int],
         dict[tuple[str, str], int]
     ]:  # fmt: skip
         """For one query text: the candidates (calibrated relevance), their vector ranks, their BM25 ranks, and the
-        BM25 ranks of the passages holding a Chinese name an English query spells in pinyin
-        (``knowledge.pinyin_names``; hybrid mode); ``only``: passages in that language only."""
+        ranks of the passages that write a name the query gives in the other language (``_named``; hybrid mode);
+        ``only``: passages in that language only."""
         query_tokens = tokenize(query)
         candidates: dict[tuple[str, str], _Candidate] = {}
         bm25_ranks: dict[tuple[str, str], int] = {}
         name_ranks: dict[tuple[str, str], int] = {}
-        names = query_names(query) if mode == "hybrid" and only is None else []
+        names = query_names(query)
         query_vectors: dict[str, np.ndarray] = {}
         vector_found: set[tuple[str, str]] = set()
         qlang = text_language(query)
@@ -430,10 +456,12 @@ class KnowledgeLibrary:
                 vector_found.add((collection, chunk.id))
             index = self._bm25.get(self.store, collection, str(meta.get("generation", "")), count)
             lexical = index.top(query_tokens, n)
-            chinese = index.pinyin_words(names) if names and qlang == "en" and "zh" in index.languages() else []
-            by_name = index.top(chinese, n) if chinese else []
-            missing = list(dict.fromkeys(cid for cid, _ in lexical + by_name if (collection, cid) not in candidates))
-            for chunk in self.store.get(collection, missing, with_embeddings=True):
+            named = self._named(collection, index, query, qlang, names, n) if mode == "hybrid" and only is None else []
+            missing = list(dict.fromkeys(cid for cid, _ in lexical if (collection, cid) not in candidates))
+            fetched = self.store.get(collection, missing, with_embeddings=True)
+            for chunk in [*fetched, *named]:
+                if (collection, chunk.id) in candidates:
+                    continue
                 cosine = float(np.dot(chunk.embedding, qvec)) if chunk.embedding is not None else 0.0
                 span = similarity_range(embedder, qlang, chunk.text)
                 candidates[(collection, chunk.id)] = _Candidate(collection, chunk, calibrate(cosine, span))
@@ -442,8 +470,8 @@ class KnowledgeLibrary:
                 lexical = [(cid, score) for cid, score in lexical if (collection, cid) in candidates]
             for rank, (cid, _score) in enumerate(lexical):
                 bm25_ranks[(collection, cid)] = rank
-            for rank, (cid, _score) in enumerate(by_name):
-                name_ranks[(collection, cid)] = rank
+            for rank, chunk in enumerate(named):
+                name_ranks[(collection, chunk.id)] = rank
         # One vector list over all collections: calibrated scores are comparable across embedders. In "vector"
         # mode only what the vector search itself found may rank (no BM25 candidates by the back door).
         pool = candidates if mode != "vector" else {k: v for k, v in candidates.items() if k in vector_found}
@@ -498,6 +526,12 @@ def newer_first(chosen: list[_Candidate]) -> list[_Candidate]:
         family = version_family(str(c.chunk.metadata.get("title", "")))
         out.append(slots[family].pop(0) if family in slots else c)
     return out
+
+
+def _titled(chunk: StoredChunk) -> str:
+    """A chunk's text with its document's title line above it (as its keywords were indexed)."""
+    title = str(chunk.metadata.get("title", ""))
+    return chunk.text if chunk.text.startswith(title) else f"{title}\n{chunk.text}"
 
 
 @dataclass
