@@ -134,8 +134,8 @@ def claims(sentence: str) -> tuple[set[Decimal], set[str], set[str]]:
     return numbers(text), names, _terms(text)
 
 
-def _terms(text: str) -> set[str]:
-    """Chinese nouns and proper names of ``text`` (jieba's part-of-speech tags), numerals left out."""
+def _terms(text: str, tags: tuple[str, ...] = _TERM_TAGS) -> set[str]:
+    """Chinese nouns and proper names of ``text`` (jieba's part-of-speech ``tags``), numerals left out."""
     runs = _CJK_RUN.findall(text)
     if not runs:
         return set()
@@ -148,9 +148,14 @@ def _terms(text: str) -> set[str]:
     for run in runs:
         for pair in posseg.cut(run):
             word, tag = pair.word, pair.flag
-            if tag in _TERM_TAGS and len(word) >= 2 and word not in _NOT_TERMS and not _CN_NUMERAL.fullmatch(word):
+            if tag in tags and len(word) >= 2 and word not in _NOT_TERMS and not _CN_NUMERAL.fullmatch(word):
                 terms.add(word)
     return terms
+
+
+def chinese_names(text: str) -> set[str]:
+    """The Chinese proper names of ``text``: people, places, organisations (青禾, 成都 of 青禾咨询成都分公司)."""
+    return _terms(text, ("nr", "ns", "nt", "nz", "nrt", "nrfg"))
 
 
 def missing_claims(sentence_claims: tuple[set[Decimal], set[str], set[str]], passage: str) -> tuple[str, ...] | None:

@@ -20,9 +20,11 @@ it answered unrelated questions from its own knowledge while told to say the doc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from core.chat.prompt import HistoryItem, question_language
+from core.chat.rag_tables import focused
 
 _GUIDE = {
     "en": ("Answer the question using the passages from the user's documents below. If two passages disagree, use "
@@ -45,30 +47,55 @@ def not_found_line(question: str) -> str:
     return _NOT_FOUND[question_language(question)]
 
 
-def passage_block(sources: Sequence[dict], lang: str) -> str:
-    """The passages, best first, each its text and then ``(file, page, date)`` on a line of its own."""
+def where_parts(source: dict, lang: str) -> list[str]:
+    """Where a passage comes from, as the model reads it under the passage: file, page, date, OCR note."""
     page_fmt, date_fmt, ocr_note = _WHERE[lang]
+    name = next((str(source[k]) for k in ("source", "file", "document", "title") if source.get(k)), "")
+    where = [name] if name else []
+    if source.get("page") not in (None, ""):
+        where.append(page_fmt.format(source["page"]))
+    if source.get("date"):
+        where.append(date_fmt.format(source["date"]))  # the model picks the newer version
+    if source.get("ocr"):
+        where.append(ocr_note)
+    return where
+
+
+def passage_block(sources: Sequence[dict], lang: str, question: str = "") -> str:
+    """The passages, best first, each its text and then ``(file, page, date)`` on a line of its own; a table
+    passage shows only the rows ``question`` names, when it names one (``core.chat.rag_tables``)."""
     parts = []
-    for source in sources:
-        name = next((str(source[k]) for k in ("source", "file", "document", "title") if source.get(k)), "")
-        where = [name] if name else []
-        if source.get("page") not in (None, ""):
-            where.append(page_fmt.format(source["page"]))
-        if source.get("date"):
-            where.append(date_fmt.format(source["date"]))  # the model picks the newer version
-        if source.get("ocr"):
-            where.append(ocr_note)
-        sep = "，" if lang == "zh" else ", "
-        text = str(source.get("text", "")).strip()
-        parts.append(text + (f"\n({sep.join(where)})" if where else ""))
+    sep = "，" if lang == "zh" else ", "
+    for source, text in zip(sources, focused(sources, question, lang), strict=True):
+        if text:
+            where = where_parts(source, lang)
+            parts.append(text + (f"\n({sep.join(where)})" if where else ""))
     return "\n\n".join(parts)
+
+
+_BRACKETED = re.compile(r"[ \t]*[(（]([^()（）\n]{1,200})[)）]")
+
+
+def without_where_lines(answer: str, sources: Sequence[dict]) -> str:
+    """``answer`` without the "(file, page, date)" lines of ``sources`` it copied (whole or in part, on a line of
+    their own or after a sentence): the 0.5B model answered "(2026-12-04)" alone, the date under a passage. Other
+    brackets stay. An answer that was nothing but such lines is returned as it is (nothing else to show)."""
+    known = {part.strip() for s in sources for lang in _WHERE for part in where_parts(s, lang)}
+
+    def drop(match: re.Match[str]) -> str:
+        said = [p.strip() for p in re.split(r"[,，]", match.group(1))]
+        return "" if all(p in known for p in said) else match.group(0)
+
+    cleaned = re.sub(r"\n{3,}", "\n\n", _BRACKETED.sub(drop, answer)).strip()
+    return cleaned if cleaned else answer
 
 
 def rag_question(sources: Sequence[dict], question: str) -> str:
     """The last user message the model reads in a RAG chat with passages: instructions, passages, question."""
     lang = question_language(question)
     guide, heading, asked = _GUIDE[lang]
-    return f"{guide}\n\n{heading}\n{passage_block(sources, lang)}\n\n{asked}{' ' if lang == 'en' else ''}{question}"
+    block = passage_block(sources, lang, question)
+    return f"{guide}\n\n{heading}\n{block}\n\n{asked}{' ' if lang == 'en' else ''}{question}"
 
 
 def with_passages(history: Sequence[HistoryItem], sources: Sequence[dict] | None) -> list[HistoryItem]:
