@@ -78,8 +78,9 @@ def one_version(hits: list[QueryHit], question: str) -> list[QueryHit]:
 
 def named(hits: list[QueryHit], question: str) -> list[QueryHit]:
     """Where the question names something (Larkspur, BW-140, Orbit K2; 青禾, 成都) that a passage holds (in its text
-    or file name), the passages written in the name's script keep only those holding the most of these names;
-    passages in the other script stay (an English name is not written in a Chinese passage). Asked for "the current
+    or file name), the passages written in the name's script keep only those of the documents holding the most of
+    these names (in any of their passages); passages in the other script stay (an English name is not written in a
+    Chinese passage). Asked for "the current
     Larkspur policy", the 0.5B model answered from a Nimbus handbook passage listed under the Larkspur one, and
     asked about 青禾咨询成都分公司, from a 星河科技 handbook of an office in 成都 (bench/rag_answer.py)."""
     from knowledge.citations import chinese_names, claims
@@ -92,7 +93,10 @@ def named(hits: list[QueryHit], question: str) -> list[QueryHit]:
         return re.search(rf"(?<![A-Za-z0-9-]){re.escape(name.lower())}(?![A-Za-z0-9-])", where) is not None
 
     for names, script in ((claims(question)[1], False), (chinese_names(question), True)):
-        counts = {id(h): sum(holds(h, n) for n in names) for h in hits if chinese(h) == script}
+        held: dict[str, set[str]] = {}  # per document: a table chunk of "Orbit K2" need not say the name itself
+        for h in hits:
+            held.setdefault(h.source, set()).update(n for n in names if holds(h, n))
+        counts = {id(h): len(held[h.source]) for h in hits if chinese(h) == script}
         most = max(counts.values(), default=0)
         hits = [h for h in hits if counts.get(id(h), most) == most] if most else hits
     return [replace(h, rank=rank) for rank, h in enumerate(hits, start=1)]
