@@ -61,15 +61,38 @@ def where_parts(source: dict, lang: str) -> list[str]:
     return where
 
 
+_MEASURE = "天年元米岁人个种本次周只户名座根项层台辆件份张位家条吨斤亩倍個隻戶種歲張條輛層項"
+_DIGIT = "一二两兩三四五六七八九十"
+_CN_NUMERAL = re.compile(rf"[零〇{_DIGIT}百千万萬亿億]{{2,}}|[{_DIGIT}](?=[{_MEASURE}])")
+
+
+_SIMPLIFIED = str.maketrans("兩萬億", "两万亿")
+
+
+def with_digits(text: str) -> str:
+    """``text`` with its Chinese numerals written in digits: runs of two characters or more (一百五十元 -> 150元,
+    两万只 -> 20000只, 二零二五年 -> 2025年) and one before a measure word (十天 -> 10天). The 0.5B model read
+    一百五十元 as "85 yuan" and 十天 as "3 days" in English answers, 三百元 as "3元" in a Chinese one; it copies
+    digits."""
+    from knowledge.citations import chinese_number
+
+    def digits(match: re.Match[str]) -> str:
+        value = chinese_number(match.group().translate(_SIMPLIFIED))
+        return match.group() if value is None or match.group()[0] in "万萬亿億" else str(value)
+
+    return _CN_NUMERAL.sub(digits, text)
+
+
 def passage_block(sources: Sequence[dict], lang: str, question: str = "") -> str:
-    """The passages, best first, each its text and then ``(file, page, date)`` on a line of its own; a table
-    passage shows only the rows ``question`` names, when it names one (``core.chat.rag_tables``)."""
+    """The passages, best first, each its text (Chinese numerals in digits) and then ``(file, page, date)`` on a
+    line of its own; a table passage shows only the rows ``question`` names, when it names one
+    (``core.chat.rag_tables``)."""
     parts = []
     sep = "，" if lang == "zh" else ", "
     for source, text in zip(sources, focused(sources, question, lang), strict=True):
         if text:
             where = where_parts(source, lang)
-            parts.append(text + (f"\n({sep.join(where)})" if where else ""))
+            parts.append(with_digits(text) + (f"\n({sep.join(where)})" if where else ""))
     return "\n\n".join(parts)
 
 
