@@ -75,6 +75,24 @@ def test_passages_that_lack_a_name_the_question_gives_stay_out() -> None:
     assert [h.source for h in both] == [branch.source, head.source]
 
 
+def test_chinese_numerals_reach_the_model_in_digits_and_the_sources_keep_them() -> None:
+    text = "全票一百五十元，學生票八十元。病假最多十天，約兩萬隻候鳥。十分熱鬧。"
+    museum = {"n": 1, "source": "haifeng_museum_big5.txt", "text": text}
+    asked = rag_question([museum], "What is the adult ticket price at the Haifeng museum?")
+    assert "全票150元，學生票80元。病假最多10天，約20000隻候鳥。十分熱鬧。" in asked  # 十分 (very) is no number
+    assert museum["text"].startswith("全票一百五十元")
+
+
+def test_a_chinese_question_naming_a_company_in_latin_letters_narrows_chinese_passages_too() -> None:
+    aerospace = hit(1, "nimbus_aerospace_policies.txt", "Holidays: staff receive 25 days of paid holiday per year.")
+    xinghe = hit(2, "xinghe_handbook_zh.pdf", "正式员工每年享有十五天带薪年假。")
+    assert [h.source for h in named([aerospace, xinghe], "Nimbus Aerospace 的员工每年有多少天带薪假期？")] == [
+        aerospace.source
+    ]
+    english = named([aerospace, xinghe], "How many days of leave do Nimbus Aerospace staff get?")
+    assert [h.source for h in english] == [aerospace.source, xinghe.source]  # "Nimbus" is not written in Chinese
+
+
 def test_a_copied_source_line_is_left_out_of_an_answer_other_brackets_stay() -> None:
     sources = [{"n": 1, "source": "qinghe.md", "date": "2026-12-04", "text": "每月交通补贴三百元。"},
                {"n": 2, "source": "notice.html", "page": 3, "date": "2025-07", "text": "月租300元。"}]  # fmt: skip
