@@ -128,10 +128,16 @@ def claims(sentence: str) -> tuple[set[Decimal], set[str], set[str]]:
     text = re.sub(r"^\s*(?:[-*•]|\d+[.)、])\s+", "", text)  # a list marker is not a claim
     opening = re.match(r"[\s\"'“‘(]*([A-Za-z][\w'’-]*)", text)
     first = opening.group(1) if opening else ""  # capitalised because it opens the sentence, not a name
-    names = {m.group() for m in _NAME.finditer(text) if m.group() not in _NOT_NAMES}
+    names = latin_names(text)
     if first in names and not any(c.isdigit() for c in first):
         names.discard(first)
     return numbers(text), names, _terms(text)
+
+
+def latin_names(text: str) -> set[str]:
+    """Capitalised words and model codes of ``text`` (Larkspur, BW-140, K2), common sentence openers left out; a
+    word that is capitalised because it opens an English sentence is still among them (``claims`` drops it)."""
+    return {m.group() for m in _NAME.finditer(text) if m.group() not in _NOT_NAMES}
 
 
 def _terms(text: str, tags: tuple[str, ...] = _TERM_TAGS) -> set[str]:

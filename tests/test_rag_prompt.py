@@ -89,6 +89,9 @@ def test_a_chinese_question_naming_a_company_in_latin_letters_narrows_chinese_pa
     assert [h.source for h in named([aerospace, xinghe], "Nimbus Aerospace 的员工每年有多少天带薪假期？")] == [
         aerospace.source
     ]
+    larkspur = hit(3, "larkspur_expense_policy_2023.md", "Meals are covered up to 40 euros per day.")
+    meals = named([xinghe, larkspur], "Larkspur 2023 年的报销政策规定每天餐费最多报销多少？")  # the name opens it
+    assert [h.source for h in meals] == [larkspur.source]
     english = named([aerospace, xinghe], "How many days of leave do Nimbus Aerospace staff get?")
     assert [h.source for h in english] == [aerospace.source, xinghe.source]  # "Nimbus" is not written in Chinese
 

@@ -79,12 +79,12 @@ def one_version(hits: list[QueryHit], question: str) -> list[QueryHit]:
 def named(hits: list[QueryHit], question: str) -> list[QueryHit]:
     """Where the question names something (Larkspur, BW-140, Orbit K2; 青禾, 成都) that a passage holds (in its text
     or file name), the passages written in the name's script keep only those of the documents holding the most of
-    these names (in any of their passages); passages in the other script stay (an English question's "Yunxi" is not
+    these names (in any of their passages). Passages in the other script stay (an English question's "Yunxi" is not
     written in a Chinese passage), except Chinese ones under a Chinese question naming something in Latin letters
-    (it is written so in Chinese text too). Asked for "the current
-    Larkspur policy", the 0.5B model answered from a Nimbus handbook passage listed under the Larkspur one, and
-    asked about 青禾咨询成都分公司, from a 星河科技 handbook of an office in 成都 (bench/rag_answer.py)."""
-    from knowledge.citations import chinese_names, claims
+    (Chinese text writes it so too). Asked for "the current Larkspur policy", the 0.5B model answered from a Nimbus
+    handbook passage listed under the Larkspur one, and asked about 青禾咨询成都分公司, from a 星河科技 handbook of
+    an office in 成都 (bench/rag_answer.py)."""
+    from knowledge.citations import chinese_names, claims, latin_names
 
     def chinese(hit: QueryHit) -> bool:
         return len(re.findall(r"[\u3400-\u9fff]", hit.text)) > len(re.findall(r"[A-Za-z]", hit.text))
@@ -94,7 +94,8 @@ def named(hits: list[QueryHit], question: str) -> list[QueryHit]:
         return re.search(rf"(?<![A-Za-z0-9-]){re.escape(name.lower())}(?![A-Za-z0-9-])", where) is not None
 
     asked_in_chinese = re.search(r"[\u3400-\u9fff]", question) is not None  # Chinese text writes "Nimbus" too
-    for names, script in ((claims(question)[1], False), (chinese_names(question), True)):
+    latin = latin_names(question) if asked_in_chinese else claims(question)[1]  # "Larkspur 2023 年的…" names it
+    for names, script in ((latin, False), (chinese_names(question), True)):
         held: dict[str, set[str]] = {}  # per document: a table chunk of "Orbit K2" need not say the name itself
         for h in hits:
             held.setdefault(h.source, set()).update(n for n in names if holds(h, n))
