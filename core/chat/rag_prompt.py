@@ -6,7 +6,10 @@ instructions, the passages (best first) and then the question, all in the questi
 changed; only the prompt is. Each passage is its text, then where it comes from (file, page, date) on a short line in
 parentheses. The model is not shown passage numbers nor asked to cite: the app cites for it, adding ``[n]`` to each
 sentence of the answer whose numbers, names and terms passage n holds (``knowledge.citations.attach_citations``), and
-checks any ``[n]`` the model writes anyway.
+checks any ``[n]`` the model writes anyway. What the model reads is made easy to copy from: a table passage shows
+only the rows the question names (``core.chat.rag_tables``) and Chinese numerals are shown in digits
+(``with_digits``); the passages the user sees are unchanged. A "(file, date)" line the model copies into its answer
+anyway is taken out of the finished answer (``without_where_lines``, called where citations are checked).
 
 When nothing relevant was found, the model gets the plain chat prompt (no instructions it would ignore) and the app
 itself opens the answer with ``not_found_line``: the user asked for an answer from the documents and learns first
