@@ -128,14 +128,20 @@ def claims(sentence: str) -> tuple[set[Decimal], set[str], set[str]]:
     text = re.sub(r"^\s*(?:[-*•]|\d+[.)、])\s+", "", text)  # a list marker is not a claim
     opening = re.match(r"[\s\"'“‘(]*([A-Za-z][\w'’-]*)", text)
     first = opening.group(1) if opening else ""  # capitalised because it opens the sentence, not a name
-    names = {m.group() for m in _NAME.finditer(text) if m.group() not in _NOT_NAMES}
+    names = latin_names(text)
     if first in names and not any(c.isdigit() for c in first):
         names.discard(first)
     return numbers(text), names, _terms(text)
 
 
-def _terms(text: str) -> set[str]:
-    """Chinese nouns and proper names of ``text`` (jieba's part-of-speech tags), numerals left out."""
+def latin_names(text: str) -> set[str]:
+    """Capitalised words and model codes of ``text`` (Larkspur, BW-140, K2), common sentence openers left out; a
+    word that is capitalised because it opens an English sentence is still among them (``claims`` drops it)."""
+    return {m.group() for m in _NAME.finditer(text) if m.group() not in _NOT_NAMES}
+
+
+def _terms(text: str, tags: tuple[str, ...] = _TERM_TAGS) -> set[str]:
+    """Chinese nouns and proper names of ``text`` (jieba's part-of-speech ``tags``), numerals left out."""
     runs = _CJK_RUN.findall(text)
     if not runs:
         return set()
@@ -148,9 +154,14 @@ def _terms(text: str) -> set[str]:
     for run in runs:
         for pair in posseg.cut(run):
             word, tag = pair.word, pair.flag
-            if tag in _TERM_TAGS and len(word) >= 2 and word not in _NOT_TERMS and not _CN_NUMERAL.fullmatch(word):
+            if tag in tags and len(word) >= 2 and word not in _NOT_TERMS and not _CN_NUMERAL.fullmatch(word):
                 terms.add(word)
     return terms
+
+
+def chinese_names(text: str) -> set[str]:
+    """The Chinese proper names of ``text``: people, places, organisations (青禾, 成都 of 青禾咨询成都分公司)."""
+    return _terms(text, ("nr", "ns", "nt", "nz", "nrt", "nrfg"))
 
 
 def missing_claims(sentence_claims: tuple[set[Decimal], set[str], set[str]], passage: str) -> tuple[str, ...] | None:

@@ -6,7 +6,10 @@ instructions, the passages (best first) and then the question, all in the questi
 changed; only the prompt is. Each passage is its text, then where it comes from (file, page, date) on a short line in
 parentheses. The model is not shown passage numbers nor asked to cite: the app cites for it, adding ``[n]`` to each
 sentence of the answer whose numbers, names and terms passage n holds (``knowledge.citations.attach_citations``), and
-checks any ``[n]`` the model writes anyway.
+checks any ``[n]`` the model writes anyway. What the model reads is made easy to copy from: a table passage shows
+only the rows the question names (``core.chat.rag_tables``) and Chinese numerals are shown in digits
+(``with_digits``); the passages the user sees are unchanged. A "(file, date)" line the model copies into its answer
+anyway is taken out of the finished answer (``without_where_lines``, called where citations are checked).
 
 When nothing relevant was found, the model gets the plain chat prompt (no instructions it would ignore) and the app
 itself opens the answer with ``not_found_line``: the user asked for an answer from the documents and learns first
@@ -20,9 +23,11 @@ it answered unrelated questions from its own knowledge while told to say the doc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from core.chat.prompt import HistoryItem, question_language
+from core.chat.rag_tables import focused
 
 _GUIDE = {
     "en": ("Answer the question using the passages from the user's documents below. If two passages disagree, use "
@@ -45,30 +50,78 @@ def not_found_line(question: str) -> str:
     return _NOT_FOUND[question_language(question)]
 
 
-def passage_block(sources: Sequence[dict], lang: str) -> str:
-    """The passages, best first, each its text and then ``(file, page, date)`` on a line of its own."""
+def where_parts(source: dict, lang: str) -> list[str]:
+    """Where a passage comes from, as the model reads it under the passage: file, page, date, OCR note."""
     page_fmt, date_fmt, ocr_note = _WHERE[lang]
+    name = next((str(source[k]) for k in ("source", "file", "document", "title") if source.get(k)), "")
+    where = [name] if name else []
+    if source.get("page") not in (None, ""):
+        where.append(page_fmt.format(source["page"]))
+    if source.get("date"):
+        where.append(date_fmt.format(source["date"]))  # the model picks the newer version
+    if source.get("ocr"):
+        where.append(ocr_note)
+    return where
+
+
+_MEASURE = "天年元米岁人个种本次周只户名座根项层台辆件份张位家条吨斤亩倍個隻戶種歲張條輛層項"
+_DIGIT = "一二两兩三四五六七八九十"
+_CN_NUMERAL = re.compile(rf"[零〇{_DIGIT}百千万萬亿億]{{2,}}|[{_DIGIT}](?=[{_MEASURE}])")
+
+
+_SIMPLIFIED = str.maketrans("兩萬億", "两万亿")
+
+
+def with_digits(text: str) -> str:
+    """``text`` with its Chinese numerals written in digits: runs of two characters or more (一百五十元 -> 150元,
+    两万只 -> 20000只, 二零二五年 -> 2025年) and one before a measure word (十天 -> 10天). The 0.5B model read
+    一百五十元 as "85 yuan" and 十天 as "3 days" in English answers, 三百元 as "3元" in a Chinese one; it copies
+    digits."""
+    from knowledge.citations import chinese_number
+
+    def digits(match: re.Match[str]) -> str:
+        value = chinese_number(match.group().translate(_SIMPLIFIED))
+        return match.group() if value is None or match.group()[0] in "万萬亿億" else str(value)
+
+    return _CN_NUMERAL.sub(digits, text)
+
+
+def passage_block(sources: Sequence[dict], lang: str, question: str = "") -> str:
+    """The passages, best first, each its text (Chinese numerals in digits) and then ``(file, page, date)`` on a
+    line of its own; a table passage shows only the rows ``question`` names, when it names one
+    (``core.chat.rag_tables``)."""
     parts = []
-    for source in sources:
-        name = next((str(source[k]) for k in ("source", "file", "document", "title") if source.get(k)), "")
-        where = [name] if name else []
-        if source.get("page") not in (None, ""):
-            where.append(page_fmt.format(source["page"]))
-        if source.get("date"):
-            where.append(date_fmt.format(source["date"]))  # the model picks the newer version
-        if source.get("ocr"):
-            where.append(ocr_note)
-        sep = "，" if lang == "zh" else ", "
-        text = str(source.get("text", "")).strip()
-        parts.append(text + (f"\n({sep.join(where)})" if where else ""))
+    sep = "，" if lang == "zh" else ", "
+    for source, text in zip(sources, focused(sources, question, lang), strict=True):
+        if text:
+            where = where_parts(source, lang)
+            parts.append(with_digits(text) + (f"\n({sep.join(where)})" if where else ""))
     return "\n\n".join(parts)
+
+
+_BRACKETED = re.compile(r"[ \t]*[(（]([^()（）\n]{1,200})[)）]")
+
+
+def without_where_lines(answer: str, sources: Sequence[dict]) -> str:
+    """``answer`` without the "(file, page, date)" lines of ``sources`` it copied (whole or in part, on a line of
+    their own or after a sentence): the 0.5B model answered "(2026-12-04)" alone, the date under a passage. Other
+    brackets stay. An answer that was nothing but such lines is returned as it is (nothing else to show)."""
+    known = {part.strip() for s in sources for lang in _WHERE for part in where_parts(s, lang)}
+
+    def drop(match: re.Match[str]) -> str:
+        said = [p.strip() for p in re.split(r"[,，]", match.group(1))]
+        return "" if all(p in known for p in said) else match.group(0)
+
+    cleaned = re.sub(r"\n{3,}", "\n\n", _BRACKETED.sub(drop, answer)).strip()
+    return cleaned if cleaned else answer
 
 
 def rag_question(sources: Sequence[dict], question: str) -> str:
     """The last user message the model reads in a RAG chat with passages: instructions, passages, question."""
     lang = question_language(question)
     guide, heading, asked = _GUIDE[lang]
-    return f"{guide}\n\n{heading}\n{passage_block(sources, lang)}\n\n{asked}{' ' if lang == 'en' else ''}{question}"
+    block = passage_block(sources, lang, question)
+    return f"{guide}\n\n{heading}\n{block}\n\n{asked}{' ' if lang == 'en' else ''}{question}"
 
 
 def with_passages(history: Sequence[HistoryItem], sources: Sequence[dict] | None) -> list[HistoryItem]:

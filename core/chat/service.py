@@ -36,7 +36,7 @@ from core.backends.base import AdapterSpec, Backend, Finished, TextDelta
 from core.chat.config import ChatConfig, PersonaLoader, chat_config
 from core.chat.followup import standalone_query
 from core.chat.prompt import ChatMessages, HistoryItem, PromptPlan, build_prompt, fit_sources
-from core.chat.rag_prompt import not_found_line, with_passages
+from core.chat.rag_prompt import not_found_line, with_passages, without_where_lines
 from core.config import GenerationSettings
 from core.errors import InkstoneError, InputError, NotFoundError, StorageError
 from core.history.images import check_count
@@ -565,10 +565,11 @@ def checked_citations(
     end: RecordedAnswer, sources: list[dict[str, Any]] | None
 ) -> tuple[RecordedAnswer, list[dict[str, Any]] | None]:
     """The answer with each [n] checked against source n (``knowledge.citations``): re-pointed citations in its
-    text, its checked sources marked ``verified`` or ``unverified``. A failed answer is left as it is."""
+    text, its checked sources marked ``verified`` or ``unverified``, and a "(file, date)" line of a passage that
+    the model copied left out (``rag_prompt.without_where_lines``). A failed answer is left as it is."""
     if not sources or end.status == "error" or not end.text:
         return end, sources
-    text, marked = check_sources(end.text, sources)
+    text, marked = check_sources(without_where_lines(end.text, sources), sources)
     return replace(end, text=text), marked
 
 

@@ -76,6 +76,36 @@ def one_version(hits: list[QueryHit], question: str) -> list[QueryHit]:
     return [replace(h, rank=rank) for rank, h in enumerate(kept, start=1)]
 
 
+def named(hits: list[QueryHit], question: str) -> list[QueryHit]:
+    """Where the question names something (Larkspur, BW-140, Orbit K2; 青禾, 成都) that a passage holds (in its text
+    or file name), the passages written in the name's script keep only those of the documents holding the most of
+    these names (in any of their passages). Passages in the other script stay (an English question's "Yunxi" is not
+    written in a Chinese passage), except Chinese ones under a Chinese question naming something in Latin letters
+    (Chinese text writes it so too). Asked for "the current Larkspur policy", the 0.5B model answered from a Nimbus
+    handbook passage listed under the Larkspur one, and asked about 青禾咨询成都分公司, from a 星河科技 handbook of
+    an office in 成都 (bench/rag_answer.py)."""
+    from knowledge.citations import chinese_names, claims, latin_names
+
+    def chinese(hit: QueryHit) -> bool:
+        return len(re.findall(r"[\u3400-\u9fff]", hit.text)) > len(re.findall(r"[A-Za-z]", hit.text))
+
+    def holds(hit: QueryHit, name: str) -> bool:
+        where = f"{hit.text} {re.sub(r'[_.]+', ' ', hit.source)}".lower()
+        return re.search(rf"(?<![A-Za-z0-9-]){re.escape(name.lower())}(?![A-Za-z0-9-])", where) is not None
+
+    asked_in_chinese = re.search(r"[\u3400-\u9fff]", question) is not None  # Chinese text writes "Nimbus" too
+    latin = latin_names(question) if asked_in_chinese else claims(question)[1]  # "Larkspur 2023 年的…" names it
+    for names, script in ((latin, False), (chinese_names(question), True)):
+        held: dict[str, set[str]] = {}  # per document: a table chunk of "Orbit K2" need not say the name itself
+        for h in hits:
+            held.setdefault(h.source, set()).update(n for n in names if holds(h, n))
+        mine = [h for h in hits if chinese(h) == script or (asked_in_chinese and not script)]
+        counts = {id(h): len(held[h.source]) for h in mine}
+        most = max(counts.values(), default=0)
+        hits = [h for h in hits if counts.get(id(h), most) == most] if most else hits
+    return [replace(h, rank=rank) for rank, h in enumerate(hits, start=1)]
+
+
 def retrieve(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, session: Session,
              question: str, translate: Translate | None = None) -> list[dict[str, Any]] | None:  # fmt: skip
     """Sources for ``question`` in ``session``: None when the chat has RAG off, else its numbered sources
@@ -100,7 +130,7 @@ def retrieve(settings: Settings, rows: KnowledgeRows, handle: LibraryHandle, ses
     also = translated(handle, kbs, question, translate) if needs_translation(h.score for h in found) else []
     if also:
         found = query(settings, rows, handle, kbs, question, k=settings.rag_top_k, also=also)
-    hits = one_version(relevant(found), question)
+    hits = named(one_version(relevant(found), question), question)
     searched = " | ".join([" ".join(question.split()), *also])
     return [{"n": h.rank, "source": h.source, "page": h.page, "ocr": h.ocr, "date": h.date, "score": round(h.score, 4),
              "text": h.text, "query": searched} for h in hits]  # fmt: skip
