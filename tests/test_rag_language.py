@@ -55,7 +55,9 @@ def test_a_chinese_question_reads_chinese_instructions_with_plain_passages() -> 
 
     asked = rag_question(SOURCES, "兰亭花园地面车位月租多少？")
     assert asked.startswith("请根据下面用户文档中的资料回答问题。") and "请用中文回答" in asked
-    assert "资料：\n地面车位月租300元。\n(notice.html，第 3 页，2025-07-01)\n\nWater costs 3.5 yuan" in asked
+    assert "资料：\n地面车位月租300元。\n(notice.html，第 3 页)\n\nWater costs 3.5 yuan" in asked  # one date: no choice
+    dated = rag_question([SOURCES[0], {**SOURCES[1], "date": "2024-03-01"}], "兰亭花园地面车位月租多少？")
+    assert "(notice.html，第 3 页，2025-07-01)" in dated and "(water.pdf，2024-03-01)" in dated  # two dates
     assert "[1]" not in asked and "[2]" not in asked  # nothing label-like for the model to copy as its answer
     assert asked.endswith("问题：兰亭花园地面车位月租多少？") and "Answer" not in asked
     english = rag_question(SOURCES, "How much is the monthly parking fee?")

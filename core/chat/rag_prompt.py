@@ -50,14 +50,15 @@ def not_found_line(question: str) -> str:
     return _NOT_FOUND[question_language(question)]
 
 
-def where_parts(source: dict, lang: str) -> list[str]:
-    """Where a passage comes from, as the model reads it under the passage: file, page, date, OCR note."""
+def where_parts(source: dict, lang: str, dated: bool = True) -> list[str]:
+    """Where a passage comes from, as the model reads it under the passage: file, page, date (unless ``dated`` is
+    false), OCR note."""
     page_fmt, date_fmt, ocr_note = _WHERE[lang]
     name = next((str(source[k]) for k in ("source", "file", "document", "title") if source.get(k)), "")
     where = [name] if name else []
     if source.get("page") not in (None, ""):
         where.append(page_fmt.format(source["page"]))
-    if source.get("date"):
+    if source.get("date") and dated:
         where.append(date_fmt.format(source["date"]))  # the model picks the newer version
     if source.get("ocr"):
         where.append(ocr_note)
@@ -88,13 +89,17 @@ def with_digits(text: str) -> str:
 
 def passage_block(sources: Sequence[dict], lang: str, question: str = "") -> str:
     """The passages, best first, each its text (Chinese numerals in digits) and then ``(file, page, date)`` on a
-    line of its own; a table passage shows only the rows ``question`` names, when it names one
+    line of its own (the date only where the passages' dates differ); a table passage shows only the rows
+    ``question`` names, when it names one
     (``core.chat.rag_tables``)."""
     parts = []
     sep = "，" if lang == "zh" else ", "
+    # Dates tell versions apart; where every passage has the same one there is nothing to choose, and the 0.5B
+    # model answered a Chinese question with the date alone, "(2026-12-04)".
+    dated = len({str(s.get("date")) for s in sources if s.get("date")}) > 1
     for source, text in zip(sources, focused(sources, question, lang), strict=True):
         if text:
-            where = where_parts(source, lang)
+            where = where_parts(source, lang, dated)
             parts.append(with_digits(text) + (f"\n({sep.join(where)})" if where else ""))
     return "\n\n".join(parts)
 
