@@ -62,7 +62,7 @@ def test_a_chinese_question_reads_chinese_instructions_with_plain_passages() -> 
     assert asked.endswith("问题：兰亭花园地面车位月租多少？") and "Answer" not in asked
     english = rag_question(SOURCES, "How much is the monthly parking fee?")
     assert english.startswith("Answer the question using") and "Answer in English." in english
-    assert english.endswith("Question: How much is the monthly parking fee?") and "问题" not in english
+    assert "\n\nQuestion: How much is the monthly parking fee?" in english and "问题" not in english
     history = [("user", "停车场在哪？"), ("assistant", "在北门。"), ("user", "月租多少？")]
     assert with_passages(history, SOURCES)[:2] == history[:2]  # only the question being answered carries them
     assert with_passages(history, SOURCES)[2][1] == rag_question(SOURCES, "月租多少？")
@@ -93,3 +93,15 @@ def test_only_the_version_the_question_is_about_stays_in_the_context() -> None:
     asked_old = one_version([old, new, other], "What was the hotel limit in the 2023 policy?")
     assert [h.source for h in asked_old] == ["expense_policy_2023.md", "handbook.md"]
     assert one_version([old, other], "hotel limit?") == [old, replace(other, rank=2)]  # one version: kept
+
+
+def test_a_question_over_passages_in_the_other_language_is_reminded_of_its_own() -> None:
+    from core.chat.rag_prompt import rag_question
+
+    english_page = [{"n": 1, "source": "spec.docx", "text": "The Orbit K2 kettle is rated at 2200 watts."}]
+    chinese_page = [{"n": 1, "source": "notice.html", "text": "地面车位月租300元，地下车位月租450元。"}]
+    asked = rag_question(english_page, "Orbit K2 电水壶的功率是多少瓦？")
+    assert asked.endswith("问题：Orbit K2 电水壶的功率是多少瓦？\n（请用中文回答，把资料中的英文内容译成中文。）")
+    assert rag_question(chinese_page, "地下车位月租多少？").endswith("问题：地下车位月租多少？")  # same language
+    assert rag_question(chinese_page, "How much is underground parking?").endswith("\n(Answer in English.)")
+    assert rag_question(english_page, "How strong is the Orbit K2?").endswith("Question: How strong is the Orbit K2?")

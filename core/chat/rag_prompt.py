@@ -121,12 +121,27 @@ def without_where_lines(answer: str, sources: Sequence[dict]) -> str:
     return cleaned if cleaned else answer
 
 
+_REMIND = {"en": "\n(Answer in English.)", "zh": "\n（请用中文回答，把资料中的英文内容译成中文。）"}
+"""After the question, when the passages are in the other language: the 0.5B model answered Chinese questions
+about English pages with the English figure it copied ("2200 watts [1]")."""
+
+
+def _passages_language(sources: Sequence[dict]) -> str:
+    """ "zh" when the passages' text is mostly Chinese characters, else "en"."""
+    text = "".join(str(s.get("text", "")) for s in sources)
+    cjk = len(re.findall(r"[\u3400-\u9fff]", text))
+    return "zh" if cjk > len(re.findall(r"[A-Za-z]", text)) / 4 else "en"
+
+
 def rag_question(sources: Sequence[dict], question: str) -> str:
     """The last user message the model reads in a RAG chat with passages: instructions, passages, question."""
     lang = question_language(question)
     guide, heading, asked = _GUIDE[lang]
     block = passage_block(sources, lang, question)
-    return f"{guide}\n\n{heading}\n{block}\n\n{asked}{' ' if lang == 'en' else ''}{question}"
+    prompt = f"{guide}\n\n{heading}\n{block}\n\n{asked}{' ' if lang == 'en' else ''}{question}"
+    if lang != _passages_language(sources):
+        prompt += _REMIND[lang]
+    return prompt
 
 
 def with_passages(history: Sequence[HistoryItem], sources: Sequence[dict] | None) -> list[HistoryItem]:
