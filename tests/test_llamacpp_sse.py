@@ -116,6 +116,12 @@ def test_stop_closes_the_connection_while_the_server_is_silent() -> None:
     assert time.monotonic() - started < 3.0
 
 
+def test_a_malformed_event_is_an_error_not_a_crash() -> None:
+    server = OneShot([HEAD, chunked(*events(1), b"data: {not json\n\n")])
+    with pytest.raises(StreamClosed, match="malformed event"):
+        list(post_events(server.port, "k", "/completion", {}, threading.Event()))
+
+
 def test_nothing_listening_is_an_os_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

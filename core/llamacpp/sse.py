@@ -159,7 +159,10 @@ def post_events(port: int, key: str, path: str, body: dict[str, Any], stop: thre
             events = []
             for line in lines:
                 if line.startswith(b"data: "):
-                    events.append(json.loads(line[6:].decode()))
+                    try:
+                        events.append(json.loads(line[6:].decode()))
+                    except ValueError:  # not JSON, or not UTF-8
+                        raise StreamClosed(f"a malformed event from the server: {line[:80]!r}") from None
                 elif line.startswith(b"error: "):
                     raise StreamRefused(500, line[7:].decode("utf-8", "replace"))
             if events:
