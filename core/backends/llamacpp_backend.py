@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core.backends.base import AdapterSpec, Capabilities, ChatMessages, ModelInfo, StreamEvent, TextDelta
+from core.backends.base import AdapterSpec, Capabilities, ChatMessages, ModelInfo, StreamEvent
 from core.backends.timing import StreamTimer
 from core.config import GenerationSettings
 from core.errors import GenerationError, ModelError
@@ -179,12 +179,12 @@ class LlamaCppBackend:
                 tokens = [int(t) for event in batch for t in event.get("tokens") or ()]
                 if tokens:
                     streamer.put(tokens)
-                    yield from _drain(streamer)
+                    yield from streamer.ready_text()
                 stop_type = next((e.get("stop_type") for e in batch if e.get("stop")), stop_type)
         except ModelError as exc:
             raise GenerationError(f"The llama.cpp engine failed during this answer: {exc}") from None
         streamer.end()
-        yield from _drain(streamer)
+        yield from streamer.ready_text()
         if stop.is_set():
             reason = "stopped"
         elif streamer.saw_stop_id or stop_type in ("eos", "word"):
@@ -201,12 +201,6 @@ class LlamaCppBackend:
             raise GenerationError(f"The llama.cpp engine stopped and did not start again: {exc} Restart Inkstone, "
                                   "or set engine = \"torch\".") from None
 
-
-def _drain(streamer: Any) -> Iterator[TextDelta]:
-    while not streamer.queue.empty():
-        item = streamer.queue.get_nowait()
-        if isinstance(item, str) and item:
-            yield TextDelta(item)
 
 
 def start(profile_id: str, title: str, gguf: Path, tokenizer_dir: Path, binary: Path, cache: Path,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
+from core.backends.base import TextDelta
 from core.backends.timing import StreamTimer
 from core.models.codec import ChatCodec
 
@@ -65,6 +67,16 @@ class IdStreamer(BaseStreamer):
             return
         self.queue.put(after[len(before) :])
         self._prefix, self._read = self._read, len(self.ids)
+
+    def ready_text(self) -> Iterator[TextDelta]:
+        """The text queued so far, without waiting (for a consumer that feeds ``put`` itself, between tokens)."""
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, str) and item:
+                yield TextDelta(item)
 
     def end(self) -> None:
         """Called by ``generate`` at the end: flush what was held back and signal the end (once)."""

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.backends.base import Backend, ChatMessages, StreamEvent, TextDelta
+from core.backends.base import Backend, ChatMessages, StreamEvent
 from core.backends.timing import StreamTimer
 from core.backends.transformers_backend import as_generation_error
 from core.config import GenerationSettings
@@ -188,12 +188,12 @@ class ContinuousBatcher:
                     break
                 if isinstance(item, BaseException):
                     raise as_generation_error(item) from item
-                yield from _drain(streamer)
+                yield from streamer.ready_text()
         finally:
             if not finished:
                 answer.cancelled = True  # the consumer went away: the row leaves before the next step
         streamer.end()
-        yield from _drain(streamer)
+        yield from streamer.ready_text()
         yield timer.finished(len(answer.prompt), len(streamer.ids), streamer.reason(stop))
 
     def wait_idle(self, timeout_s: float = 10.0) -> None:
@@ -429,13 +429,3 @@ class ContinuousBatcher:
             scores = sampling.process(context, row, answer.settings)
             tokens[i] = int(sampling.pick(scores, answer.settings)[0])
         return tokens
-
-
-def _drain(streamer: Any) -> Iterator[TextDelta]:
-    while True:
-        try:
-            item = streamer.queue.get_nowait()
-        except queue.Empty:
-            return
-        if isinstance(item, str) and item:
-            yield TextDelta(item)
