@@ -9,6 +9,8 @@ Qwen2.5's own chat template checks constrained decoding for real: ``tool_choice`
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +39,10 @@ ADD = {"type": "function", "function": {
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "北京", "days": 2}}\n</tool_call>'
 
 
+PWNED = Path(tempfile.gettempdir()) / f"inkstone-api-pwned-{os.getpid()}"
+"""The file a tool call written as code would create, were it ever run."""
+
+
 def scripted(messages: list[dict[str, Any]]) -> str:
     last = messages[-1]["content"]
     if "<tool_response>" in last:
@@ -46,7 +52,7 @@ def scripted(messages: list[dict[str, Any]]) -> str:
         "both": f'Checking.\n{CALL}\n<tool_call>\n{{"name": "add", "arguments": {{"a": 1, "b": true}}}}\n</tool_call>',
         "unknown": '<tool_call>{"name": "launch_rockets", "arguments": {}}</tool_call>',
         "broken": '<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>',
-        "code": "<tool_call>__import__('os').system('touch /tmp/inkstone-api-pwned')</tool_call>",
+        "code": f"<tool_call>__import__('os').system('touch {PWNED}')</tool_call>",
     }.items():
         if word in last:
             return reply
@@ -116,7 +122,7 @@ def test_calls_that_do_not_parse_come_back_as_text(fake: Any, text: str) -> None
     answer = ask(fake, text, tools=[WEATHER])
     assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.tool_calls is None
     assert answer.choices[0].message.content.startswith("<tool_call>")
-    assert not Path("/tmp/inkstone-api-pwned").exists()
+    assert not PWNED.exists()
 
 
 def test_tool_choice_none_keeps_the_call_as_text(fake: Any) -> None:
